@@ -1,0 +1,135 @@
+//! The `pgfleet` command line. `main.rs` only parses flags; every command is a function here that
+//! calls into the `pgfleet` library, so tests and other programs can do what the CLI does.
+//!
+//! Exit codes: 0 success, 1 "differences found" (for commands that report them), 2 error.
+#![deny(missing_docs)]
+
+pub mod demo;
+pub mod local;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code of a failed command.
+pub const EXIT_ERROR: u8 = 2;
+
+/// pgfleet: a PostgreSQL database (or schema) per tenant, provisioned, migrated, verified, routed
+/// and healed from one central schema.
+#[derive(Debug, Parser)]
+#[command(name = "pgfleet", version, about, long_about = None)]
+#[command(
+    after_help = "Start here:  pgfleet demo      (installs PostgreSQL 18 + pgvector, starts it, runs a similarity search)\n\
+Environment: PGFLEET_HOME (default ./.pgfleet), PGFLEET_CACHE_DIR (default ~/.cache/pgfleet),\n             PGFLEET_PG_BIN (use these PostgreSQL binaries), PGFLEET_SERVER_USER (OS user of the server when run as root)\n\
+Exit codes:  0 success, 1 differences found, 2 error"
+)]
+pub struct Cli {
+    /// Log more (-v: debug, -vv: trace). RUST_LOG-style filters in PGFLEET_LOG take precedence.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the local cluster lives.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DataDirArg {
+    /// Data directory of the local cluster [default: $PGFLEET_HOME/data, PGFLEET_HOME defaults to ./.pgfleet]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl DataDirArg {
+    /// The directory given, or the default.
+    pub fn resolve(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(pgfleet::embedded::paths::default_data_dir)
+    }
+}
+
+/// pgfleet's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Install PostgreSQL 18.6 with pgvector 0.8.6 into the cache (idempotent; needs Python 3 with pip).
+    Setup,
+    /// Initialize (first time) and start the local PostgreSQL; prints its connection URL on stdout.
+    Up {
+        /// Where the cluster lives.
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// TCP port on 127.0.0.1 [default: the cluster's recorded port, 54320 for a new cluster]
+        #[arg(long, value_name = "N")]
+        port: Option<u16>,
+    },
+    /// Stop the local PostgreSQL (fast shutdown: sessions are disconnected, nothing is lost).
+    Down {
+        /// Where the cluster lives.
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Describe the local PostgreSQL: running or not, port, URL, version, data directory.
+    Status {
+        /// Where the cluster lives.
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the demo: set up and start the local PostgreSQL, create the chat example database,
+    /// store documents with embeddings and run a similarity search.
+    Demo {
+        /// Where the cluster lives.
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// TCP port for a new cluster [default: 54320]
+        #[arg(long, value_name = "N")]
+        port: Option<u16>,
+        /// Schema to load instead of the bundled examples/chat/schema.sql.
+        #[arg(long, value_name = "PATH")]
+        schema: Option<PathBuf>,
+    },
+}
+
+/// Runs one command.
+///
+/// # Errors
+/// Any error of the command, with context for the user.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Setup => local::setup(),
+        Command::Up { dir, port } => local::up(&dir.resolve(), port),
+        Command::Down { dir } => local::down(&dir.resolve()),
+        Command::Status { dir, json } => local::status(&dir.resolve(), json),
+        Command::Demo { dir, port, schema } => demo::run(&dir.resolve(), port, schema.as_deref()),
+    }
+    .map(|()| ExitCode::SUCCESS)
+}
+
+/// Installs the log subscriber: human output on stderr, filtered by `PGFLEET_LOG`
+/// (`info`, `pgfleet_embedded=debug,warn`, …) or by the verbosity flag.
+pub fn init_tracing(verbose: u8) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let default = match verbose {
+        0 => "warn,pgfleet=info,pgfleet_embedded=info,pgfleet_cli=info".to_string(),
+        1 => "info,pgfleet=debug,pgfleet_embedded=debug,pgfleet_cli=debug".to_string(),
+        _ => "trace".to_string(),
+    };
+    let spec = std::env::var("PGFLEET_LOG").unwrap_or(default);
+    let filter: Targets = spec
+        .parse()
+        .unwrap_or_else(|_| Targets::new().with_default(LevelFilter::WARN));
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .without_time()
+                .with_target(false),
+        )
+        .with(filter)
+        .try_init();
+}
