@@ -158,37 +158,41 @@ impl Cluster {
     /// [`EmbeddedError::VersionMismatch`], [`EmbeddedError::BadMarker`].
     pub fn open(data_dir: &Path, binaries: Option<PgBinaries>) -> Result<Self> {
         let data_dir = paths::absolute(data_dir);
-        match dir_state(&data_dir)? {
-            DirState::Missing | DirState::Empty => Err(EmbeddedError::NoCluster { dir: data_dir }),
-            DirState::Other => Err(EmbeddedError::DataDirNotEmpty { dir: data_dir }),
-            DirState::Foreign { .. } => Err(EmbeddedError::NotManaged { dir: data_dir }),
-            DirState::Managed { major } => {
-                let marker = read_marker(&data_dir)?;
-                let binaries = match binaries {
-                    Some(b) => b,
-                    None => match PgBinaries::at(&marker.bin_dir, BinSource::Explicit) {
-                        Ok(b) => b,
-                        Err(_) => PgBinaries::discover()?,
-                    },
-                };
-                if major != binaries.major().to_string() {
-                    return Err(EmbeddedError::VersionMismatch {
-                        dir: data_dir,
-                        found: major,
-                        expected: binaries.major(),
-                        bin_dir: binaries.bin_dir().to_path_buf(),
-                    });
-                }
-                let user = osuser::server_user()?;
-                Ok(Self {
-                    binaries,
-                    data_dir,
-                    marker,
-                    user,
-                    granted: Vec::new(),
-                })
+        let major = match dir_state(&data_dir)? {
+            DirState::Missing | DirState::Empty => {
+                return Err(EmbeddedError::NoCluster { dir: data_dir });
             }
+            DirState::Other => return Err(EmbeddedError::DataDirNotEmpty { dir: data_dir }),
+            DirState::Foreign { .. } => return Err(EmbeddedError::NotManaged { dir: data_dir }),
+            DirState::Managed { major } => major,
+        };
+        let marker = read_marker(&data_dir);
+        let binaries = match (binaries, &marker) {
+            (Some(b), _) => b,
+            (None, Ok(m)) => match PgBinaries::at(&m.bin_dir, BinSource::Explicit) {
+                Ok(b) => b,
+                Err(_) => PgBinaries::discover()?,
+            },
+            (None, Err(_)) => PgBinaries::discover()?,
+        };
+        // The version check comes first: it is the most useful thing to say about a foreign directory.
+        if major != binaries.major().to_string() {
+            return Err(EmbeddedError::VersionMismatch {
+                dir: data_dir,
+                found: major,
+                expected: binaries.major(),
+                bin_dir: binaries.bin_dir().to_path_buf(),
+            });
         }
+        let marker = marker?;
+        let user = osuser::server_user()?;
+        Ok(Self {
+            binaries,
+            data_dir,
+            marker,
+            user,
+            granted: Vec::new(),
+        })
     }
 
     /// Opens the cluster at `data_dir`, or initializes a new one there when the directory is missing
@@ -377,12 +381,17 @@ impl Cluster {
     }
 
     /// After a crash or `kill -9`: waits for orphaned server processes to exit (killing them after
-    /// ten seconds) and removes a stale `postmaster.pid`. Returns whether there was anything to clean.
+    /// ten seconds), then removes the stale `postmaster.pid` and the socket lock file of the dead
+    /// postmaster. PostgreSQL would otherwise refuse to start while the dead pid lingers as a zombie
+    /// (an init that does not reap) or was recycled by another process. Returns whether there was
+    /// anything to clean.
     fn clean_stale(&self) -> Result<bool> {
         let pid_file = self.data_dir.join("postmaster.pid");
-        if !pid_file.exists() {
+        let Ok(text) = std::fs::read_to_string(&pid_file) else {
             return Ok(false);
-        }
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        let stale_pid = lines.first().and_then(|l| l.trim().parse::<u32>().ok());
         let dir = self.canonical_dir();
         tracing::warn!(data_dir = %self.data_dir.display(), "found a stale postmaster.pid: the server was killed; recovering");
         if !process::wait_until(Duration::from_secs(10), || {
@@ -398,6 +407,24 @@ impl Cluster {
             process::wait_until(Duration::from_secs(5), || {
                 process::working_in(&dir).is_empty()
             });
+        }
+        if let (Some(pid), Some(port), Some(sockets)) = (
+            stale_pid,
+            lines.get(3).map(|l| l.trim()),
+            lines.get(4).map(|l| l.trim()),
+        ) {
+            for socket_dir in sockets.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+                let lock = Path::new(socket_dir).join(format!(".s.PGSQL.{port}.lock"));
+                let owner = std::fs::read_to_string(&lock)
+                    .ok()
+                    .and_then(|t| t.lines().next()?.trim().parse::<u32>().ok());
+                if owner == Some(pid) {
+                    let _ = std::fs::remove_file(&lock);
+                    let _ = std::fs::remove_file(
+                        Path::new(socket_dir).join(format!(".s.PGSQL.{port}")),
+                    );
+                }
+            }
         }
         match std::fs::remove_file(&pid_file) {
             Ok(()) => Ok(true),
