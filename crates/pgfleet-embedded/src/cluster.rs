@@ -273,10 +273,10 @@ impl Cluster {
             return Ok(StartOutcome::AlreadyRunning);
         }
         let recovered = self.clean_stale()?;
-        if let Err(e) = TcpListener::bind(("127.0.0.1", port)) {
-            if e.kind() == std::io::ErrorKind::AddrInUse {
-                return Err(EmbeddedError::PortInUse { port });
-            }
+        if let Err(e) = TcpListener::bind(("127.0.0.1", port))
+            && e.kind() == std::io::ErrorKind::AddrInUse
+        {
+            return Err(EmbeddedError::PortInUse { port });
         }
         let socket_dir = socket_dir_for(&self.data_dir, port);
         if let Some(u) = &self.user {

