@@ -1,0 +1,65 @@
+//! Errors of the PostgreSQL driver.
+
+/// What can go wrong talking to PostgreSQL.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PgError {
+    /// A query failed.
+    #[error("{context}: {}", describe(.source))]
+    Query {
+        /// What pgfleet was doing.
+        context: String,
+        /// The driver error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The catalog held something pgfleet does not understand.
+    #[error("unexpected catalog content: {0}")]
+    Catalog(String),
+}
+
+impl PgError {
+    /// Wraps a driver error with what pgfleet was doing.
+    pub fn query(context: impl Into<String>, source: tokio_postgres::Error) -> Self {
+        Self::Query {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// The SQLSTATE of a database error, if this is one.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            Self::Query { source, .. } => source.as_db_error().map(|e| e.code().code()),
+            _ => None,
+        }
+    }
+}
+
+/// PostgreSQL's message with detail and hint, instead of the driver's bare "db error".
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{}: {}", db.severity(), db.message());
+            if let Some(d) = db.detail() {
+                s.push_str(&format!(" (detail: {d})"));
+            }
+            if let Some(h) = db.hint() {
+                s.push_str(&format!(" (hint: {h})"));
+            }
+            s
+        }
+        None => {
+            let mut s = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(cause) = src {
+                s.push_str(&format!(": {cause}"));
+                src = cause.source();
+            }
+            s
+        }
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = PgError> = std::result::Result<T, E>;

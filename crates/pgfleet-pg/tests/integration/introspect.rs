@@ -1,0 +1,1 @@
+//! Introspection tests (being written).
