@@ -134,7 +134,7 @@ pub fn run(data_dir: &Path, port: Option<u16>, schema: Option<&Path>) -> anyhow:
         let db = connect(&demo_url).await?;
         db.batch_execute(&schema_sql)
             .await
-            .map_err(|e| anyhow::anyhow!(describe_db_error(&e)))
+            .map_err(|e| anyhow::anyhow!(pgfleet::pg::describe(&e)))
             .context("loading the schema")?;
 
         eprintln!("[4/5] Storing {} documents with {DIMENSIONS}-dimensional embeddings", DOCUMENTS.len());
@@ -205,44 +205,13 @@ pub fn run(data_dir: &Path, port: Option<u16>, schema: Option<&Path>) -> anyhow:
 async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
-        .with_context(|| format!("connecting to {}", redact(url)))?;
+        .with_context(|| format!("connecting to {}", pgfleet::pg::connect::redact(url)))?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!("connection closed: {e}");
         }
     });
     Ok(client)
-}
-
-/// PostgreSQL's message with its detail and position, instead of tokio-postgres' bare "db error".
-fn describe_db_error(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => {
-            let mut s = format!("{}: {}", db.severity(), db.message());
-            if let Some(d) = db.detail() {
-                s.push_str(&format!(" ({d})"));
-            }
-            if let Some(h) = db.hint() {
-                s.push_str(&format!("; hint: {h}"));
-            }
-            s
-        }
-        None => e.to_string(),
-    }
-}
-
-/// The URL without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -265,12 +234,4 @@ mod tests {
         );
     }
 
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            redact("postgres://postgres:secret@127.0.0.1:5432/db"),
-            "postgres://postgres:***@127.0.0.1:5432/db"
-        );
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-    }
 }

@@ -6,6 +6,7 @@
 
 pub mod demo;
 pub mod local;
+pub mod schema_cmds;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -79,6 +80,29 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show what would change to bring a database to the desired schema.
+    ///
+    /// Exit codes with --exit-code: 0 in sync, 1 changes, 2 error.
+    Plan {
+        /// The database and the desired schema.
+        #[command(flatten)]
+        target: schema_cmds::Target,
+        /// Exit with 1 when there are changes (0 in sync, 2 error).
+        #[arg(long)]
+        exit_code: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "sql")]
+        format: schema_cmds::Format,
+    },
+    /// Bring a database to the desired schema: plan, check hazards, confirm, apply, verify.
+    Apply {
+        /// The database and the desired schema.
+        #[command(flatten)]
+        target: schema_cmds::Target,
+        /// Consent and safety flags.
+        #[command(flatten)]
+        flags: schema_cmds::ApplyFlags,
+    },
     /// Run the demo: set up and start the local PostgreSQL, create the chat example database,
     /// store documents with embeddings and run a similarity search.
     Demo {
@@ -100,6 +124,19 @@ pub enum Command {
 /// Any error of the command, with context for the user.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Plan {
+            target,
+            exit_code,
+            format,
+        } => {
+            let changes = schema_cmds::plan(&target, format)?;
+            return Ok(if changes && exit_code {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
+        Command::Apply { target, flags } => schema_cmds::apply(&target, &flags),
         Command::Setup => local::setup(),
         Command::Up { dir, port } => local::up(&dir.resolve(), port),
         Command::Down { dir } => local::down(&dir.resolve()),

@@ -13,6 +13,22 @@ pub enum PgError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// A connection URL could not be parsed.
+    #[error("invalid database URL {url}: {reason}")]
+    BadUrl {
+        /// The URL, password redacted.
+        url: String,
+        /// What the parser said.
+        reason: String,
+    },
+    /// The server could not be reached or refused the login.
+    #[error("cannot connect to {target}: {reason}")]
+    Connect {
+        /// `user@host:port/db`.
+        target: String,
+        /// The cause (refused, timeout, authentication, unknown database …).
+        reason: String,
+    },
     /// The catalog held something pgfleet does not understand.
     #[error("unexpected catalog content: {0}")]
     Catalog(String),
@@ -33,6 +49,11 @@ impl PgError {
             Self::Query { source, .. } => source.as_db_error().map(|e| e.code().code()),
             _ => None,
         }
+    }
+
+    /// True for `lock_not_available` (a `lock_timeout` expired): worth retrying.
+    pub fn is_lock_timeout(&self) -> bool {
+        self.sqlstate() == Some("55P03")
     }
 }
 

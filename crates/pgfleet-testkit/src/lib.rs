@@ -96,10 +96,16 @@ impl TestCluster {
     /// # Panics
     /// When the cluster cannot be started (the message carries the server log).
     pub fn start() -> Self {
-        Self::start_labeled("extra")
+        Self::start_labeled("extra", binaries())
     }
 
-    fn start_labeled(label: &str) -> Self {
+    /// Starts a new cluster with other binaries, e.g. Debian's PostgreSQL 15 to test version
+    /// compatibility: `TestCluster::start_with(PgBinaries::at("/usr/lib/postgresql/15/bin".as_ref(), BinSource::Explicit)?)`.
+    pub fn start_with(binaries: PgBinaries) -> Self {
+        Self::start_labeled("extra", binaries)
+    }
+
+    fn start_labeled(label: &str, binaries: PgBinaries) -> Self {
         std::fs::create_dir_all(root_dir()).expect("cannot create the testkit directory");
         let root = root_dir().join(format!(
             "{label}-{}-{}",
@@ -117,7 +123,7 @@ impl TestCluster {
                 port: free_port(),
                 settings: fast_settings(),
             };
-            let (mut cluster, _) = Cluster::init_or_open(&data, binaries(), &opts)
+            let (mut cluster, _) = Cluster::init_or_open(&data, binaries.clone(), &opts)
                 .unwrap_or_else(|e| panic!("pgfleet-testkit: cannot initialize a cluster: {e}"));
             match cluster.start(Some(opts.port)) {
                 Ok(_) => return Self { cluster, root },
@@ -158,10 +164,6 @@ impl TestCluster {
         connect(&self.url_for(database)).await
     }
 
-    /// Marks this cluster to be kept for inspection (a test failed).
-    fn keep(&self) {
-        let _ = std::fs::write(self.root.join(KEEP_FILE), "a test failed\n");
-    }
 }
 
 impl Drop for TestCluster {
@@ -178,7 +180,7 @@ pub fn shared() -> &'static TestCluster {
     static SHARED: OnceLock<TestCluster> = OnceLock::new();
     SHARED.get_or_init(|| {
         sweep();
-        TestCluster::start_labeled(&binary_label())
+        TestCluster::start_labeled(&binary_label(), binaries())
     })
 }
 
@@ -264,7 +266,9 @@ pub struct TestDb {
     name: String,
     url: String,
     admin_url: String,
-    cluster: &'static TestCluster,
+    password: String,
+    cluster_root: PathBuf,
+    data_dir: PathBuf,
 }
 
 impl TestDb {
@@ -284,8 +288,8 @@ impl TestDb {
         Self::on(shared(), hint).await
     }
 
-    /// A database on `cluster` (a `'static` one: [`shared`] or a leaked [`TestCluster`]).
-    pub async fn on(cluster: &'static TestCluster, hint: &str) -> Self {
+    /// A database on `cluster`, named from `hint`.
+    pub async fn on(cluster: &TestCluster, hint: &str) -> Self {
         let name = database_name(hint);
         let admin_url = cluster.url();
         let admin = connect(&admin_url).await;
@@ -297,7 +301,9 @@ impl TestDb {
             url: cluster.url_for(&name),
             name,
             admin_url,
-            cluster,
+            password: cluster.cluster().password().to_string(),
+            cluster_root: cluster.root().to_path_buf(),
+            data_dir: cluster.cluster().data_dir().to_path_buf(),
         }
     }
 
@@ -311,9 +317,14 @@ impl TestDb {
         &self.url
     }
 
-    /// The cluster it lives on.
-    pub fn cluster(&self) -> &'static TestCluster {
-        self.cluster
+    /// Superuser URL of the cluster's `postgres` database.
+    pub fn admin_url(&self) -> &str {
+        &self.admin_url
+    }
+
+    /// The superuser's password.
+    pub fn password(&self) -> &str {
+        &self.password
     }
 
     /// Connects as the superuser.
@@ -325,21 +336,18 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.cluster.keep();
+            let _ = std::fs::write(self.cluster_root.join(KEEP_FILE), "a test failed\n");
             eprintln!(
                 "pgfleet-testkit: kept database {} of the failed test in cluster {}; start it with `pgfleet up --data-dir {}` and connect to {} (swept at the next test run)",
                 self.name,
-                self.cluster.root().display(),
-                self.cluster.cluster().data_dir().display(),
+                self.cluster_root.display(),
+                self.data_dir.display(),
                 self.url
             );
             return;
         }
         let admin_url = self.admin_url.clone();
-        let sql = format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            quote_ident(&self.name)
-        );
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&self.name));
         // Drop runs outside any async context we could rely on: use a private runtime on a thread.
         let result = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -358,10 +366,7 @@ impl Drop for TestDb {
         })
         .join();
         if let Ok(Err(e)) = result {
-            eprintln!(
-                "pgfleet-testkit: could not drop test database {}: {e}",
-                self.name
-            );
+            eprintln!("pgfleet-testkit: could not drop test database {}: {e}", self.name);
         }
     }
 }

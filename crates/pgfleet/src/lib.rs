@@ -1,8 +1,10 @@
 //! pgfleet gives every tenant of an application a PostgreSQL database (or schema) of its own and keeps
 //! the fleet provisioned, migrated, verified, routed, healed and visible.
 //!
-//! This facade re-exports what applications use. Today that is the embedded PostgreSQL runtime;
-//! the schema engine, migrations, control plane and router join it as they land.
+//! This facade re-exports what applications use: the embedded PostgreSQL runtime ([`embedded`]),
+//! the schema core ([`schema`]: model, differ, planner, hazards) and the PostgreSQL driver ([`pg`]:
+//! introspection, shadow databases, applying plans). Migrations, the control plane and the router
+//! join them as they land.
 //!
 //! ```no_run
 //! let cluster = pgfleet::embedded::up(&pgfleet::embedded::UpOptions {
@@ -17,3 +19,7 @@
 
 /// The embedded PostgreSQL runtime (see [`pgfleet_embedded`]).
 pub use pgfleet_embedded as embedded;
+/// The PostgreSQL driver (see [`pgfleet_pg`]).
+pub use pgfleet_pg as pg;
+/// The schema core (see [`pgfleet_schema`]).
+pub use pgfleet_schema as schema;
