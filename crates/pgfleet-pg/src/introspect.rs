@@ -1,14 +1,198 @@
-//! Introspection: reads a live database's schema into a [`Model`]. Placeholder: being written.
+//! Introspection: reads a live database's schema into a [`Model`].
+//!
+//! One bulk catalog query per object kind (`src/sql/*.sql`, runnable by hand in `psql`), all inside
+//! one `REPEATABLE READ, READ ONLY` transaction so they see one snapshot, with `search_path` empty so
+//! `format_type` and the `pg_get_*def` functions print every name schema-qualified. The queries are
+//! sent together (pipelined on the one connection); the model is assembled from their rows.
+//!
+//! What is left out, and why, is written at the top of each query: system schemas, everything that
+//! belongs to an extension, identity sequences, indexes that implement constraints, partition
+//! clones (columns, constraints, indexes, triggers a partition gets from its parent), internal
+//! triggers and NOT NULL constraint rows.
 
-use pgfleet_schema::Model;
+mod objects;
+mod relations;
 
-use crate::Result;
+use pgfleet_schema::{Model, QualName};
+use tokio_postgres::Row;
+use tokio_postgres::types::FromSql;
+
+use crate::{PgError, Result};
+
+/// Opens the snapshot every query reads.
+const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL search_path = ''";
 
 /// Reads the schema of the database `client` is connected to.
 ///
+/// Runs its own read-only transaction (`BEGIN … COMMIT`), so `client` must not be inside one, and
+/// must not be used for anything else until this returns: the queries are pipelined, and anything
+/// sent meanwhile would run inside that transaction. When the returned future is dropped before it
+/// finishes, the transaction stays open on the connection; discard the connection then.
+///
+/// It takes no locks on user tables (unlike `pg_dump`). The `pg_get_*def` functions read the
+/// catalog caches, not the snapshot, so DDL committed by others while this runs may show through
+/// or fail a query ("cache lookup failed"); run it again.
+///
 /// # Errors
-/// When a catalog query fails.
+/// [`PgError::Query`] when a catalog query fails (the context names the object kind being read);
+/// [`PgError::Catalog`] when the catalog holds something pgfleet does not understand (an unknown
+/// constraint kind, or an object whose table was not read).
 pub async fn introspect(client: &tokio_postgres::Client) -> Result<Model> {
-    let _ = client;
-    Ok(Model::default())
+    client
+        .batch_execute(BEGIN)
+        .await
+        .map_err(|e| PgError::query("introspection: opening a read-only transaction", e))?;
+    // The pipelined queries make a large future: box it so callers' futures stay small.
+    let result = Box::pin(read_model(client)).await;
+    match result {
+        Ok(model) => {
+            client.batch_execute("COMMIT").await.map_err(|e| {
+                PgError::query("introspection: ending the read-only transaction", e)
+            })?;
+            Ok(model)
+        }
+        Err(e) => {
+            // The first error is the one to report; a failed ROLLBACK means the connection is gone.
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+/// Runs every query (pipelined) and assembles the model.
+async fn read_model(client: &tokio_postgres::Client) -> Result<Model> {
+    let (
+        server_version,
+        schemas,
+        extensions,
+        enums,
+        domains,
+        sequences,
+        functions,
+        tables,
+        columns,
+        constraints,
+        indexes,
+        triggers,
+        policies,
+        views,
+    ) = tokio::try_join!(
+        objects::server_version(client),
+        objects::schemas(client),
+        objects::extensions(client),
+        objects::enums(client),
+        objects::domains(client),
+        objects::sequences(client),
+        objects::functions(client),
+        relations::tables(client),
+        relations::columns(client),
+        relations::constraints(client),
+        relations::indexes(client),
+        relations::triggers(client),
+        relations::policies(client),
+        relations::views(client),
+    )?;
+
+    let mut model = Model {
+        server_version,
+        schemas: schemas.into_iter().collect(),
+        extensions: extensions.into_iter().collect(),
+        enums: enums.into_iter().collect(),
+        domains: domains.into_iter().collect(),
+        sequences: sequences.into_iter().collect(),
+        tables: tables.into_iter().collect(),
+        views: views.into_iter().collect(),
+        functions: functions.into_iter().collect(),
+    };
+    for (table, name, column) in columns {
+        table_part(&mut model, &table, "column", &name)?
+            .columns
+            .insert(name, column);
+    }
+    for (table, name, constraint) in constraints {
+        table_part(&mut model, &table, "constraint", &name)?
+            .constraints
+            .insert(name, constraint);
+    }
+    for (table, name, trigger) in triggers {
+        table_part(&mut model, &table, "trigger", &name)?
+            .triggers
+            .insert(name, trigger);
+    }
+    for (table, name, policy) in policies {
+        table_part(&mut model, &table, "policy", &name)?
+            .policies
+            .insert(name, policy);
+    }
+    for (relation, name, index) in indexes {
+        let slot = match model.tables.get_mut(&relation) {
+            Some(table) => &mut table.indexes,
+            None => match model.views.get_mut(&relation) {
+                Some(view) if view.materialized => &mut view.indexes,
+                _ => return Err(orphan("index", &name, &relation)),
+            },
+        };
+        slot.insert(name, index);
+    }
+    Ok(model)
+}
+
+/// The table a column, constraint, trigger or policy row belongs to.
+fn table_part<'m>(
+    model: &'m mut Model,
+    table: &QualName,
+    what: &str,
+    name: &str,
+) -> Result<&'m mut pgfleet_schema::model::Table> {
+    model
+        .tables
+        .get_mut(table)
+        .ok_or_else(|| orphan(what, name, table))
+}
+
+/// A row whose relation was not read: the queries' filters disagree (a bug in pgfleet).
+fn orphan(what: &str, name: &str, relation: &QualName) -> PgError {
+    PgError::Catalog(format!(
+        "{what} {name:?} belongs to {relation}, which introspection did not read"
+    ))
+}
+
+/// Runs one catalog query; `what` names the object kind for the error.
+async fn fetch(client: &tokio_postgres::Client, what: &str, sql: &str) -> Result<Vec<Row>> {
+    client
+        .query(sql, &[])
+        .await
+        .map_err(|e| PgError::query(format!("introspection: reading {what}"), e))
+}
+
+/// One typed column of a catalog row.
+fn get<'a, T: FromSql<'a>>(row: &'a Row, what: &str, column: &str) -> Result<T> {
+    row.try_get(column).map_err(|e| {
+        PgError::query(
+            format!("introspection: reading column {column:?} of {what}"),
+            e,
+        )
+    })
+}
+
+/// `schema` and `name` columns as a qualified name.
+fn qual_name(row: &Row, what: &str, schema: &str, name: &str) -> Result<QualName> {
+    Ok(QualName::new(
+        get::<String>(row, what, schema)?,
+        get::<String>(row, what, name)?,
+    ))
+}
+
+/// Pairs two parallel arrays of one row (built by two `array_agg`s with the same `ORDER BY`).
+fn zip_arrays(row: &Row, what: &str, left: &str, right: &str) -> Result<Vec<(String, String)>> {
+    let l: Vec<String> = get(row, what, left)?;
+    let r: Vec<String> = get(row, what, right)?;
+    if l.len() != r.len() {
+        return Err(PgError::Catalog(format!(
+            "{what}: {left} and {right} differ in length ({} and {})",
+            l.len(),
+            r.len()
+        )));
+    }
+    Ok(l.into_iter().zip(r).collect())
 }

@@ -130,6 +130,9 @@ mod tests {
         let sql: Vec<&str> = s.files.iter().map(|f| f.sql.as_str()).collect();
         assert_eq!(sql, ["a", "b"]);
         std::fs::remove_dir_all(&dir).unwrap();
-        assert!(matches!(SchemaSource::load(&dir), Err(SourceError::Read { .. })));
+        assert!(matches!(
+            SchemaSource::load(&dir),
+            Err(SourceError::Read { .. })
+        ));
     }
 }

@@ -1,1 +1,3 @@
+mod converge;
 mod introspect;
+mod proptests;
