@@ -55,20 +55,32 @@ pub fn run(quick: bool) -> anyhow::Result<Report> {
     let mut report = Report::new("schema", quick);
     let cluster = pgfleet_testkit::TestCluster::start();
     let url = cluster.url_for("bench_schema");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
 
     let model: Model = rt.block_on(async {
         let admin = connect::connect(&connect::parse_url(&cluster.url())?).await?;
         admin.batch_execute("CREATE DATABASE bench_schema").await?;
         let client = connect::connect(&connect::parse_url(&url)?).await?;
         let t = Instant::now();
-        client.batch_execute(&generate(TABLES)).await.context("creating the schema")?;
-        eprintln!("created {TABLES} tables in {:.1}s", t.elapsed().as_secs_f64());
+        client
+            .batch_execute(&generate(TABLES))
+            .await
+            .context("creating the schema")?;
+        eprintln!(
+            "created {TABLES} tables in {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
         client.batch_execute("ANALYZE").await?;
         let model = introspect::introspect(&client).await?;
         anyhow::Ok(model)
     })?;
-    anyhow::ensure!(model.tables.len() == TABLES, "introspected {} tables", model.tables.len());
+    anyhow::ensure!(
+        model.tables.len() == TABLES,
+        "introspected {} tables",
+        model.tables.len()
+    );
 
     let mut ours = Vec::new();
     let mut dump = Vec::new();
@@ -89,7 +101,11 @@ pub fn run(quick: bool) -> anyhow::Result<Report> {
             .output()
             .context("running pg_dump")?;
         dump.push(t.elapsed());
-        anyhow::ensure!(out.status.success(), "pg_dump failed: {}", String::from_utf8_lossy(&out.stderr));
+        anyhow::ensure!(
+            out.status.success(),
+            "pg_dump failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let a = report.durations("pgfleet introspect (connect + read 1,000 tables)", &ours);
     let b = report.durations("baseline pg_dump --schema-only", &dump);
@@ -105,7 +121,10 @@ pub fn run(quick: bool) -> anyhow::Result<Report> {
         let changes = diff::diff(&model, &copy);
         let plan = planner::plan(&model, &copy, &planner::PlanOptions::default());
         same.push(t.elapsed());
-        anyhow::ensure!(changes.is_empty() && plan.is_empty(), "identical models must not differ");
+        anyhow::ensure!(
+            changes.is_empty() && plan.is_empty(),
+            "identical models must not differ"
+        );
 
         let t = Instant::now();
         let plan = planner::plan(&empty, &model, &planner::PlanOptions::default());

@@ -233,5 +233,4 @@ mod tests {
             dot(&a, &c)
         );
     }
-
 }

@@ -27,7 +27,12 @@ pub enum Format {
 #[derive(Debug, Clone, clap::Args)]
 pub struct Target {
     /// The database to bring to the schema: postgres://user:password@host:port/db
-    #[arg(long, value_name = "URL", env = "PGFLEET_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "PGFLEET_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub db: String,
     /// The desired schema: a .sql file, or a directory of .sql files applied in name order.
     #[arg(long, value_name = "PATH")]
@@ -98,7 +103,11 @@ pub fn plan(t: &Target, format: Format) -> anyhow::Result<bool> {
         if format == Format::Json {
             print!("{}", render(plan, format));
         }
-        eprintln!("In sync: {} matches {}", connect::redact(&t.db), t.schema.display());
+        eprintln!(
+            "In sync: {} matches {}",
+            connect::redact(&t.db),
+            t.schema.display()
+        );
         return Ok(false);
     }
     print!("{}", render(plan, format));

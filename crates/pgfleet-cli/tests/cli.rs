@@ -276,17 +276,35 @@ fn write_schema(dir: &std::path::Path, name: &str, sql: &str) -> PathBuf {
 async fn plan_exit_codes_and_formats() {
     let db = pgfleet_testkit::TestDb::new().await;
     let home = Home::new("plan");
-    let schema = write_schema(&home.dir, "schema.sql", "CREATE TABLE t (id int PRIMARY KEY, name text);");
+    let schema = write_schema(
+        &home.dir,
+        "schema.sql",
+        "CREATE TABLE t (id int PRIMARY KEY, name text);",
+    );
     let s = schema.to_str().unwrap();
 
     let out = pgfleet(&["plan", "--db", db.url(), "--schema", s, "--exit-code"]);
     assert_eq!(out.status.code(), Some(1), "changes → 1: {}", stderr(&out));
-    assert!(stdout(&out).contains("CREATE TABLE public.t"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("CREATE TABLE public.t"),
+        "{}",
+        stdout(&out)
+    );
 
     let out = pgfleet(&["plan", "--db", db.url(), "--schema", s, "--format", "json"]);
-    assert_eq!(out.status.code(), Some(0), "without --exit-code changes are success");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "without --exit-code changes are success"
+    );
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert!(v["steps"][0]["sql"].as_str().unwrap().contains("CREATE TABLE"), "{v}");
+    assert!(
+        v["steps"][0]["sql"]
+            .as_str()
+            .unwrap()
+            .contains("CREATE TABLE"),
+        "{v}"
+    );
     assert!(v["steps"][0]["transactional"].is_boolean());
 
     let out = pgfleet(&["apply", "--db", db.url(), "--schema", s, "--yes"]);
@@ -295,7 +313,11 @@ async fn plan_exit_codes_and_formats() {
 
     let out = pgfleet(&["plan", "--db", db.url(), "--schema", s, "--exit-code"]);
     assert_eq!(out.status.code(), Some(0), "in sync → 0: {}", stdout(&out));
-    assert!(stdout(&out).is_empty(), "an empty plan prints nothing: {}", stdout(&out));
+    assert!(
+        stdout(&out).is_empty(),
+        "an empty plan prints nothing: {}",
+        stdout(&out)
+    );
 }
 
 #[tokio::test]
@@ -303,26 +325,71 @@ async fn plan_errors_exit_2_with_clear_messages() {
     let db = pgfleet_testkit::TestDb::new().await;
     let home = Home::new("planerr");
     let good = write_schema(&home.dir, "good.sql", "CREATE TABLE t (id int);");
-    let bad = write_schema(&home.dir, "bad.sql", "CREATE TABLE t (id int);\nCREATE TABLE u (id innt);\n");
+    let bad = write_schema(
+        &home.dir,
+        "bad.sql",
+        "CREATE TABLE t (id int);\nCREATE TABLE u (id innt);\n",
+    );
 
-    let out = pgfleet(&["plan", "--db", db.url(), "--schema", bad.to_str().unwrap(), "--exit-code"]);
+    let out = pgfleet(&[
+        "plan",
+        "--db",
+        db.url(),
+        "--schema",
+        bad.to_str().unwrap(),
+        "--exit-code",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(err.contains("bad.sql:2:") && err.contains("type \"innt\" does not exist"), "{err}");
+    assert!(
+        err.contains("bad.sql:2:") && err.contains("type \"innt\" does not exist"),
+        "{err}"
+    );
 
-    let out = pgfleet(&["plan", "--db", "postgres://u:secret@127.0.0.1:notaport/db", "--schema", good.to_str().unwrap()]);
+    let out = pgfleet(&[
+        "plan",
+        "--db",
+        "postgres://u:secret@127.0.0.1:notaport/db",
+        "--schema",
+        good.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("invalid database URL") && !stderr(&out).contains("secret"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("invalid database URL") && !stderr(&out).contains("secret"),
+        "{}",
+        stderr(&out)
+    );
 
     let closed = free_port().to_string();
     let url = format!("postgres://postgres:pw@127.0.0.1:{closed}/x?connect_timeout=2");
-    let out = pgfleet(&["plan", "--db", &url, "--schema", good.to_str().unwrap(), "--exit-code"]);
+    let out = pgfleet(&[
+        "plan",
+        "--db",
+        &url,
+        "--schema",
+        good.to_str().unwrap(),
+        "--exit-code",
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains(&format!("cannot connect to postgres@127.0.0.1:{closed}/x")), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("cannot connect to postgres@127.0.0.1:{closed}/x")),
+        "{}",
+        stderr(&out)
+    );
 
-    let out = pgfleet(&["plan", "--db", db.url(), "--schema", "/nonexistent/schema.sql"]);
+    let out = pgfleet(&[
+        "plan",
+        "--db",
+        db.url(),
+        "--schema",
+        "/nonexistent/schema.sql",
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("cannot read schema /nonexistent/schema.sql"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot read schema /nonexistent/schema.sql"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[tokio::test]
@@ -333,14 +400,26 @@ async fn apply_refuses_destructive_plans_without_consent_and_changes_nothing() {
         .await
         .unwrap();
     let home = Home::new("destructive");
-    let schema = write_schema(&home.dir, "schema.sql", "CREATE TABLE t (id int, added int);");
+    let schema = write_schema(
+        &home.dir,
+        "schema.sql",
+        "CREATE TABLE t (id int, added int);",
+    );
     let s = schema.to_str().unwrap();
 
     let out = pgfleet(&["apply", "--db", db.url(), "--schema", s, "--yes"]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(err.contains("hazards you did not allow: data_loss") && err.contains("--allow-hazards data_loss"), "{err}");
-    let precious: String = c.query_one("SELECT precious FROM t", &[]).await.unwrap().get(0);
+    assert!(
+        err.contains("hazards you did not allow: data_loss")
+            && err.contains("--allow-hazards data_loss"),
+        "{err}"
+    );
+    let precious: String = c
+        .query_one("SELECT precious FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(precious, "keep me");
     let added: i64 = c
         .query_one("SELECT count(*) FROM information_schema.columns WHERE table_name = 't' AND column_name = 'added'", &[])
@@ -349,20 +428,63 @@ async fn apply_refuses_destructive_plans_without_consent_and_changes_nothing() {
         .get(0);
     assert_eq!(added, 0, "nothing at all was applied");
 
-    let out = pgfleet(&["apply", "--db", db.url(), "--schema", s, "--allow-hazards", "data_loss"]);
-    assert_eq!(out.status.code(), Some(2), "no terminal and no --yes: refused");
+    let out = pgfleet(&[
+        "apply",
+        "--db",
+        db.url(),
+        "--schema",
+        s,
+        "--allow-hazards",
+        "data_loss",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "no terminal and no --yes: refused"
+    );
     assert!(stderr(&out).contains("pass --yes"), "{}", stderr(&out));
 
-    let out = pgfleet(&["apply", "--db", db.url(), "--schema", s, "--allow-hazards", "data_loss", "--dry-run"]);
+    let out = pgfleet(&[
+        "apply",
+        "--db",
+        db.url(),
+        "--schema",
+        s,
+        "--allow-hazards",
+        "data_loss",
+        "--dry-run",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("DROP COLUMN"), "{}", stdout(&out));
 
-    let out = pgfleet(&["apply", "--db", db.url(), "--schema", s, "--allow-hazards", "all", "--yes"]);
+    let out = pgfleet(&[
+        "apply",
+        "--db",
+        db.url(),
+        "--schema",
+        s,
+        "--allow-hazards",
+        "all",
+        "--yes",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = pgfleet(&["plan", "--db", db.url(), "--schema", s, "--exit-code"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 
-    let out = pgfleet(&["apply", "--db", db.url(), "--schema", s, "--allow-hazards", "data_los", "--yes"]);
+    let out = pgfleet(&[
+        "apply",
+        "--db",
+        db.url(),
+        "--schema",
+        s,
+        "--allow-hazards",
+        "data_los",
+        "--yes",
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("unknown hazard \"data_los\""), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown hazard \"data_los\""),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -17,6 +17,8 @@ pub mod model;
 pub mod plan;
 pub mod planner;
 pub mod quote;
+#[cfg(test)]
+mod testing;
 
 pub use model::{Model, QualName};
 pub use plan::{Hazard, Plan, Step};

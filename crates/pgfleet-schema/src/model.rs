@@ -277,7 +277,9 @@ pub struct Constraint {
 /// desired state (pgfleet validates what it adds, and reports an invalid one as a separate step).
 impl PartialEq for Constraint {
     fn eq(&self, other: &Self) -> bool {
-        self.kind == other.kind && self.definition == other.definition && self.comment == other.comment
+        self.kind == other.kind
+            && self.definition == other.definition
+            && self.comment == other.comment
     }
 }
 
@@ -298,7 +300,9 @@ pub struct Index {
 /// Indexes are equal when definitions and comments are; an invalid index never equals a valid one.
 impl PartialEq for Index {
     fn eq(&self, other: &Self) -> bool {
-        self.definition == other.definition && self.comment == other.comment && self.valid == other.valid
+        self.definition == other.definition
+            && self.comment == other.comment
+            && self.valid == other.valid
     }
 }
 
@@ -369,6 +373,14 @@ impl Model {
     /// Every table, view and materialized view name in the model.
     pub fn relation_names(&self) -> impl Iterator<Item = &QualName> {
         self.tables.keys().chain(self.views.keys())
+    }
+
+    /// The index `name` of the table or materialized view `relation`.
+    pub fn index(&self, relation: &QualName, name: &str) -> Option<&Index> {
+        match self.tables.get(relation) {
+            Some(t) => t.indexes.get(name),
+            None => self.views.get(relation).and_then(|v| v.indexes.get(name)),
+        }
     }
 
     /// True when some column, domain or function signature uses the `vector`, `halfvec`, `sparsevec`

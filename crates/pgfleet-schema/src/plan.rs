@@ -61,7 +61,9 @@ impl fmt::Display for Hazard {
 
 /// An unknown hazard name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown hazard {0:?}; known hazards: data_loss, table_rewrite, long_lock, index_build, validation_scan, breaking_change (or `all`)")]
+#[error(
+    "unknown hazard {0:?}; known hazards: data_loss, table_rewrite, long_lock, index_build, validation_scan, breaking_change (or `all`)"
+)]
 pub struct UnknownHazard(pub String);
 
 impl FromStr for Hazard {
@@ -117,7 +119,10 @@ impl Plan {
 
     /// Every hazard of every step.
     pub fn hazards(&self) -> BTreeSet<Hazard> {
-        self.steps.iter().flat_map(|s| s.hazards.iter().copied()).collect()
+        self.steps
+            .iter()
+            .flat_map(|s| s.hazards.iter().copied())
+            .collect()
     }
 
     /// Hazards of the plan that are not in `allowed`.
@@ -178,7 +183,10 @@ mod tests {
             }],
         };
         let sql = plan.to_sql();
-        assert!(sql.contains("-- hazards: data_loss\nDROP TABLE public.t;"), "{sql}");
+        assert!(
+            sql.contains("-- hazards: data_loss\nDROP TABLE public.t;"),
+            "{sql}"
+        );
         assert!(plan.to_json().contains("\"data_loss\""));
         assert_eq!(
             plan.disallowed_hazards(&BTreeSet::new()),

@@ -163,7 +163,6 @@ impl TestCluster {
     pub async fn connect(&self, database: &str) -> tokio_postgres::Client {
         connect(&self.url_for(database)).await
     }
-
 }
 
 impl Drop for TestCluster {
@@ -347,7 +346,10 @@ impl Drop for TestDb {
             return;
         }
         let admin_url = self.admin_url.clone();
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&self.name));
+        let sql = format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(&self.name)
+        );
         // Drop runs outside any async context we could rely on: use a private runtime on a thread.
         let result = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -366,7 +368,10 @@ impl Drop for TestDb {
         })
         .join();
         if let Ok(Err(e)) = result {
-            eprintln!("pgfleet-testkit: could not drop test database {}: {e}", self.name);
+            eprintln!(
+                "pgfleet-testkit: could not drop test database {}: {e}",
+                self.name
+            );
         }
     }
 }

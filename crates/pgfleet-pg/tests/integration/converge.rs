@@ -219,7 +219,7 @@ async fn sequences_enums_and_domains() {
     let b = "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy', 'ecstatic');
              CREATE TYPE color AS ENUM ('green', 'blue');
              CREATE DOMAIN positive AS int NOT NULL DEFAULT 1 CONSTRAINT positive_check CHECK (VALUE > 0) CONSTRAINT small CHECK (VALUE < 1000);
-             CREATE SEQUENCE counter AS bigint INCREMENT 5 MINVALUE 10 MAXVALUE 100000 START 10 CACHE 2 CYCLE;
+             CREATE SEQUENCE counter AS bigint INCREMENT 5 MINVALUE 1 MAXVALUE 100000 START 10 CACHE 2 CYCLE;
              CREATE TABLE t (id serial PRIMARY KEY, m mood, c color, p positive);
              ALTER SEQUENCE counter OWNED BY t.id;";
     let (db, plan) = a_to_b(a, b).await;

@@ -2,16 +2,16 @@
 //! machine's PostgreSQL 15.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use pgfleet_embedded::{BinSource, Cluster, InitOptions, PgBinaries};
+use pgfleet_embedded::{BinSource, PgBinaries};
 use pgfleet_pg::introspect::introspect;
 use pgfleet_schema::model::{
     Column, ConstraintKind, Domain, EnumType, Function, FunctionId, Identity, Index, PartitionOf,
     Policy, Sequence, Table, TableKind, Trigger,
 };
 use pgfleet_schema::{Model, QualName};
-use pgfleet_testkit::{TestDb, free_port};
+use pgfleet_testkit::TestDb;
 
 /// Objects of every kind, pgvector-free (runs on PostgreSQL 15 too).
 const CORE: &str = r#"

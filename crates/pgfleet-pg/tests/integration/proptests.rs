@@ -63,7 +63,18 @@ fn table() -> impl Strategy<Value = Option<Tbl>> {
             any::<bool>(),
         )
             .prop_map(|(cols, fk_to_prev, check, comment)| Tbl {
-                cols,
+                // One column per family at most: the family's name is the column's name.
+                cols: cols
+                    .into_iter()
+                    .enumerate()
+                    .map(|(family, c)| {
+                        c.map(|c| Col {
+                            family,
+                            ty: c.ty % FAMILIES[family].1.len(),
+                            ..c
+                        })
+                    })
+                    .collect(),
                 fk_to_prev,
                 check,
                 comment,
