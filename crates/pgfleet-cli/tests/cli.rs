@@ -435,7 +435,7 @@ async fn apply_refuses_destructive_plans_without_consent_and_changes_nothing() {
         "--schema",
         s,
         "--allow-hazards",
-        "data_loss",
+        "data_loss,breaking_change",
     ]);
     assert_eq!(
         out.status.code(),
@@ -451,7 +451,7 @@ async fn apply_refuses_destructive_plans_without_consent_and_changes_nothing() {
         "--schema",
         s,
         "--allow-hazards",
-        "data_loss",
+        "data_loss,breaking_change",
         "--dry-run",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -101,7 +101,7 @@ async fn wrong_password_is_refused() {
     let db = TestDb::new().await;
     let wrong = db
         .url()
-        .replacen(db.cluster().cluster().password(), "not-the-password", 1);
+        .replacen(db.password(), "not-the-password", 1);
     let err = tokio_postgres::connect(&wrong, tokio_postgres::NoTls)
         .await
         .err()
