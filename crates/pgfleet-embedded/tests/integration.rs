@@ -99,9 +99,7 @@ async fn init_start_stop_restart_keeps_data() {
 #[tokio::test]
 async fn wrong_password_is_refused() {
     let db = TestDb::new().await;
-    let wrong = db
-        .url()
-        .replacen(db.password(), "not-the-password", 1);
+    let wrong = db.url().replacen(db.password(), "not-the-password", 1);
     let err = tokio_postgres::connect(&wrong, tokio_postgres::NoTls)
         .await
         .err()

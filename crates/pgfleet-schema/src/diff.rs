@@ -743,7 +743,9 @@ impl<'a> Differ<'a> {
                     cc.dropped.insert(col.clone());
                     continue;
                 };
-                if d.generated.is_some() && c.generated != d.generated {
+                if d.generated.is_some()
+                    && (c.generated != d.generated || c.generated_virtual != d.generated_virtual)
+                {
                     cc.replaced.insert(col.clone());
                 } else if c.data_type != d.data_type || c.collation != d.collation {
                     cc.retyped.insert(col.clone());

@@ -220,8 +220,12 @@ pub struct Column {
     pub collation: Option<String>,
     /// Identity column.
     pub identity: Option<Identity>,
-    /// `GENERATED ALWAYS AS (expr) STORED`: the expression.
+    /// `GENERATED ALWAYS AS (expr) STORED` (or `VIRTUAL`): the expression.
     pub generated: Option<String>,
+    /// True for a `VIRTUAL` generated column (PostgreSQL 18+, where it is the default), false for
+    /// `STORED` ones and for columns that are not generated.
+    #[serde(default)]
+    pub generated_virtual: bool,
     /// `COMMENT ON COLUMN`.
     pub comment: Option<String>,
 }
@@ -235,6 +239,7 @@ impl PartialEq for Column {
             && self.collation == other.collation
             && self.identity == other.identity
             && self.generated == other.generated
+            && self.generated_virtual == other.generated_virtual
             && self.comment == other.comment
     }
 }

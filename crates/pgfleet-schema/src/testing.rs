@@ -30,6 +30,7 @@ pub(crate) fn col(position: i32, data_type: &str) -> Column {
         collation: None,
         identity: None,
         generated: None,
+        generated_virtual: false,
         comment: None,
     }
 }

@@ -86,6 +86,7 @@ pub(super) async fn columns(client: &Client) -> Result<Vec<Part<Column>>> {
                     collation: get(row, WHAT, "collation")?,
                     identity,
                     generated: get(row, WHAT, "generated")?,
+                    generated_virtual: get(row, WHAT, "generated_virtual")?,
                     comment: get(row, WHAT, "comment")?,
                 },
             ))

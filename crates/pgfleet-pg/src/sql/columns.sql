@@ -10,6 +10,7 @@ SELECT n.nspname::text AS schema,
        a.attnotnull AS not_null,
        CASE WHEN a.attgenerated = '' THEN pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) END AS "default",
        CASE WHEN a.attgenerated <> '' THEN pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) END AS generated,
+       a.attgenerated::text = 'v' AS generated_virtual,
        a.attidentity::text AS identity,
        CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
             THEN pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(co.collname)

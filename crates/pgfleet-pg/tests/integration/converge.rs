@@ -109,6 +109,23 @@ async fn columns_change_and_data_survives() {
 }
 
 #[tokio::test]
+async fn virtual_and_stored_generated_columns() {
+    let a = "CREATE TABLE t (a int, v int GENERATED ALWAYS AS (a * 2) STORED, w int GENERATED ALWAYS AS (a + 1));";
+    let b = "CREATE TABLE t (a int, v int GENERATED ALWAYS AS (a * 2), w int GENERATED ALWAYS AS (a + 1) STORED, x int GENERATED ALWAYS AS (a * 3) VIRTUAL);";
+    let (db, _) = a_to_b(a, b).await;
+    let kinds: Vec<String> = db
+        .connect()
+        .await
+        .query("SELECT attname::text || ':' || attgenerated::text FROM pg_attribute WHERE attrelid = 't'::regclass AND attgenerated <> '' ORDER BY attname", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(kinds, ["v:v", "w:s", "x:v"]);
+}
+
+#[tokio::test]
 async fn unlogged_and_partitioned_tables() {
     let a = "CREATE TABLE logs (id int, msg text);";
     let b = "CREATE UNLOGGED TABLE logs (id int, msg text);

@@ -207,6 +207,7 @@ fn col(position: i32, data_type: &str) -> Column {
         collation: None,
         identity: None,
         generated: None,
+        generated_virtual: false,
         comment: None,
     }
 }
@@ -1019,6 +1020,10 @@ async fn reads_postgres_18_not_null_constraints_and_virtual_columns() {
     assert!(t.constraints.is_empty(), "{:?}", t.constraints);
     assert!(t.columns["a"].not_null);
     assert_eq!(t.columns["b"].generated.as_deref(), Some("(a * 2)"));
+    assert!(
+        t.columns["b"].generated_virtual,
+        "virtual unless STORED on PostgreSQL 18"
+    );
     assert_eq!(t.columns["b"].default, None);
     // attnotnull is set for a NOT VALID NOT NULL too: the model cannot tell them apart.
     assert!(t.columns["c"].not_null);

@@ -51,7 +51,12 @@ pub(super) fn column_def(name: &str, c: &Column) -> String {
         s.push_str(&format!(" COLLATE {coll}"));
     }
     if let Some(expr) = &c.generated {
-        s.push_str(&format!(" GENERATED ALWAYS AS ({expr}) STORED"));
+        let kind = if c.generated_virtual {
+            "VIRTUAL"
+        } else {
+            "STORED"
+        };
+        s.push_str(&format!(" GENERATED ALWAYS AS ({expr}) {kind}"));
     } else if let Some(kind) = c.identity {
         s.push_str(&format!(" GENERATED {} AS IDENTITY", identity(kind)));
     } else if let Some(default) = &c.default {
