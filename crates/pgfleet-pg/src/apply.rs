@@ -155,6 +155,25 @@ pub async fn apply_plan(
         ))
         .await
         .map_err(|e| PgError::query("preparing the session", e))?;
+    let result = run_plan(client, plan, opts, &mut progress).await;
+    // Leave the caller's session as it was.
+    let reset = client
+        .batch_execute(
+            "RESET lock_timeout; RESET statement_timeout; RESET check_function_bodies; \
+             RESET search_path; RESET client_min_messages",
+        )
+        .await;
+    result?;
+    reset.map_err(|e| PgError::query("resetting the session", e))?;
+    Ok(())
+}
+
+async fn run_plan(
+    client: &Client,
+    plan: &Plan,
+    opts: &ApplyOptions,
+    progress: &mut impl FnMut(ApplyEvent),
+) -> Result<(), ApplyError> {
     let invalid_before = invalid_indexes(client).await?;
     let total = plan.steps.len();
     for (first, group) in groups(plan) {
@@ -162,7 +181,7 @@ pub async fn apply_plan(
         let mut backoff = opts.retry_backoff;
         loop {
             let started = Instant::now();
-            match run_group(client, first, total, &group, &mut progress).await {
+            match run_group(client, first, total, &group, progress).await {
                 Ok(()) => {
                     if group.len() > 1 || group[0].transactional {
                         // Transaction: report each step done at commit.

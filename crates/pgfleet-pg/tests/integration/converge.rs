@@ -411,3 +411,113 @@ async fn schema_sql_errors_name_file_line_and_message() {
     assert!(err.starts_with("schema.sql:3:"), "{err}");
     assert!(err.contains("type \"innt\" does not exist"), "{err}");
 }
+
+#[tokio::test]
+async fn lock_timeouts_are_retried_until_the_lock_is_free() {
+    let db = TestDb::new().await;
+    let setup = db.connect().await;
+    setup
+        .batch_execute("CREATE TABLE busy (id int)")
+        .await
+        .unwrap();
+    let want = desired(&db, "CREATE TABLE busy (id int, note text);").await;
+    let client = db.connect().await;
+    let current = introspect::introspect(&client).await.unwrap();
+    let plan = planner::plan(&current, &want, &PlanOptions::default());
+
+    // Another session holds a conflicting lock for a while.
+    let holder = db.connect().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE busy IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        holder.batch_execute("COMMIT").await.unwrap();
+    });
+    let opts = ApplyOptions {
+        lock_timeout: std::time::Duration::from_millis(100),
+        retry_backoff: std::time::Duration::from_millis(100),
+        lock_retries: 6,
+        ..ApplyOptions::default()
+    };
+    let mut retries = 0;
+    apply::apply_and_verify(&client, &plan, &want, &opts, |e| {
+        if matches!(e, apply::ApplyEvent::Retrying { .. }) {
+            retries += 1;
+        }
+    })
+    .await
+    .unwrap();
+    release.await.unwrap();
+    assert!(
+        retries >= 1,
+        "the first attempt must have timed out on the lock"
+    );
+
+    // With too few retries the error says so, and nothing was applied.
+    let want = desired(&db, "CREATE TABLE busy (id int, note text, more int);").await;
+    let current = introspect::introspect(&client).await.unwrap();
+    let plan = planner::plan(&current, &want, &PlanOptions::default());
+    let holder = db.connect().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE busy IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let opts = ApplyOptions {
+        lock_timeout: std::time::Duration::from_millis(50),
+        retry_backoff: std::time::Duration::from_millis(10),
+        lock_retries: 1,
+        ..ApplyOptions::default()
+    };
+    let err = apply::apply_plan(&client, &plan, &opts, |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, apply::ApplyError::LockTimeout { attempts: 2, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("--lock-timeout"), "{err}");
+    holder.batch_execute("COMMIT").await.unwrap();
+    let more: i64 = client
+        .query_one("SELECT count(*) FROM pg_attribute WHERE attrelid = 'busy'::regclass AND attname = 'more'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(more, 0);
+}
+
+#[tokio::test]
+async fn plans_converge_on_postgres_15_too() {
+    let pg15 = crate::introspect::pg15();
+    let db = TestDb::on(&pg15, "pg15_converge").await;
+    db.connect()
+        .await
+        .batch_execute(
+            "CREATE TYPE role AS ENUM ('user', 'admin');
+             CREATE TABLE users (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, external_id text NOT NULL UNIQUE, email text NOT NULL, r role);
+             INSERT INTO users (external_id, email, r) VALUES ('u1', 'a@example.com', 'user');",
+        )
+        .await
+        .unwrap();
+    // The chat schema without pgvector (Debian's PostgreSQL 15 has none here).
+    let chat15 = CHAT
+        .replace("CREATE EXTENSION IF NOT EXISTS vector;", "")
+        .replace("vector(384)", "real[]")
+        .replace("USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)", "USING gin (embedding)")
+        .replace("CREATE TABLE users (", "CREATE TYPE role AS ENUM ('user', 'staff', 'admin');\nCREATE TABLE users (\n    r role,");
+    let plan = converge_to(&db, &chat15).await;
+    assert!(
+        has_step(&plan, "ADD VALUE IF NOT EXISTS 'staff' AFTER 'user'"),
+        "{}",
+        plan.to_sql()
+    );
+    let email: String = db
+        .connect()
+        .await
+        .query_one("SELECT email FROM users", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(email, "a@example.com");
+}
