@@ -6,7 +6,8 @@
 //!   exponential backoff (the whole transaction, or the single step); before retrying a concurrent
 //!   index build, the INVALID index it left behind is dropped.
 //! - `check_function_bodies` is off, so functions may be created before the tables they use, and
-//!   `search_path` is empty: every name in a plan is schema-qualified.
+//!   `search_path` is empty: every name in a plan is schema-qualified. `DateStyle` and `IntervalStyle`
+//!   are the ones introspection prints constants in, so a plan's literals read back as written.
 //!
 //! [`apply_and_verify`] introspects again afterwards and fails with
 //! [`ApplyError::NotConverged`] when anything still differs.
@@ -149,7 +150,8 @@ pub async fn apply_plan(
     client
         .batch_execute(&format!(
             "SET lock_timeout = {}; SET statement_timeout = {}; SET check_function_bodies = off; \
-             SET search_path = ''; SET standard_conforming_strings = on; SET client_min_messages = warning",
+             SET search_path = ''; SET standard_conforming_strings = on; SET client_min_messages = warning; \
+             SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'",
             millis(opts.lock_timeout),
             millis(opts.statement_timeout)
         ))
@@ -160,7 +162,8 @@ pub async fn apply_plan(
     let reset = client
         .batch_execute(
             "RESET lock_timeout; RESET statement_timeout; RESET check_function_bodies; \
-             RESET search_path; RESET client_min_messages",
+             RESET search_path; RESET standard_conforming_strings; RESET client_min_messages; \
+             RESET DateStyle; RESET IntervalStyle",
         )
         .await;
     result?;

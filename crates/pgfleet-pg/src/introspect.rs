@@ -20,7 +20,14 @@ use tokio_postgres::types::FromSql;
 use crate::{PgError, Result};
 
 /// Opens the snapshot every query reads.
-const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL search_path = ''";
+///
+/// Besides the empty `search_path`, it pins every setting that changes how PostgreSQL prints a
+/// constant (in defaults, checks, index predicates, partition bounds, views): a database or role
+/// with its own `TimeZone`, `DateStyle`, `IntervalStyle`, `extra_float_digits` or `bytea_output`
+/// would otherwise print the same value differently from the shadow database, and never converge.
+const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL search_path = ''; \
+     SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; \
+     SET LOCAL extra_float_digits = 1; SET LOCAL bytea_output = 'hex'";
 
 /// Reads the schema of the database `client` is connected to.
 ///

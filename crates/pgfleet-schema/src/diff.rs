@@ -27,8 +27,8 @@ pub(crate) mod views;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{
-    Column, Constraint, ConstraintKind, Domain, Function, FunctionId, Identity, Index, Model,
-    PartitionOf, Policy, QualName, Sequence, Table, Trigger, View,
+    Column, Constraint, ConstraintKind, Domain, Function, FunctionId, Identity, IdentityOptions,
+    Index, Model, PartitionOf, Policy, QualName, Sequence, Table, Trigger, View,
 };
 
 /// Where [`Change::AddEnumValue`] puts a new label.
@@ -408,6 +408,10 @@ pub enum Change {
         from: Option<Identity>,
         /// Desired identity.
         to: Option<Identity>,
+        /// Desired options of its sequence (meaningful when `to` is an identity).
+        options: IdentityOptions,
+        /// Whether the options differ from the current ones (always when it becomes an identity).
+        options_changed: bool,
     },
     /// `ALTER COLUMN … DROP EXPRESSION`: a generated column becomes a plain one, keeping its data.
     DropColumnExpression {

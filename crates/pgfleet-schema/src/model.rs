@@ -204,6 +204,49 @@ pub enum Identity {
     ByDefault,
 }
 
+/// Options of an identity column's sequence. `None` (and increment 1, cache 1, no cycle) is
+/// PostgreSQL's default for the column's type and direction, so an `integer` → `bigint` change of
+/// the column is no difference here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityOptions {
+    /// `INCREMENT BY`.
+    pub increment: i64,
+    /// `START WITH`, when not the default (`MINVALUE` ascending, `MAXVALUE` descending).
+    pub start: Option<i64>,
+    /// `MINVALUE`, when not the default (1 ascending, the type's minimum descending).
+    pub min_value: Option<i64>,
+    /// `MAXVALUE`, when not the default (the type's maximum ascending, -1 descending).
+    pub max_value: Option<i64>,
+    /// `CACHE`.
+    pub cache: i64,
+    /// `CYCLE`.
+    pub cycle: bool,
+}
+
+impl Default for IdentityOptions {
+    fn default() -> Self {
+        Self {
+            increment: 1,
+            start: None,
+            min_value: None,
+            max_value: None,
+            cache: 1,
+            cycle: false,
+        }
+    }
+}
+
+impl IdentityOptions {
+    /// The first value: `START WITH`, or its default for the direction.
+    pub fn first_value(&self) -> i64 {
+        self.start.unwrap_or(if self.increment > 0 {
+            self.min_value.unwrap_or(1)
+        } else {
+            self.max_value.unwrap_or(-1)
+        })
+    }
+}
+
 /// A column.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Column {
@@ -220,6 +263,9 @@ pub struct Column {
     pub collation: Option<String>,
     /// Identity column.
     pub identity: Option<Identity>,
+    /// The options of the identity column's sequence (the default for a column that is none).
+    #[serde(default)]
+    pub identity_options: IdentityOptions,
     /// `GENERATED ALWAYS AS (expr) STORED` (or `VIRTUAL`): the expression.
     pub generated: Option<String>,
     /// True for a `VIRTUAL` generated column (PostgreSQL 18+, where it is the default), false for
@@ -238,6 +284,7 @@ impl PartialEq for Column {
             && self.default == other.default
             && self.collation == other.collation
             && self.identity == other.identity
+            && self.identity_options == other.identity_options
             && self.generated == other.generated
             && self.generated_virtual == other.generated_virtual
             && self.comment == other.comment

@@ -29,6 +29,7 @@ pub(crate) fn col(position: i32, data_type: &str) -> Column {
         default: None,
         collation: None,
         identity: None,
+        identity_options: Default::default(),
         generated: None,
         generated_virtual: false,
         comment: None,

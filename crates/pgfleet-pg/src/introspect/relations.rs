@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use pgfleet_schema::QualName;
 use pgfleet_schema::model::{
-    Column, Constraint, ConstraintKind, Identity, Index, PartitionOf, Policy, Table, TableKind,
-    Trigger, View,
+    Column, Constraint, ConstraintKind, Identity, IdentityOptions, Index, PartitionOf, Policy,
+    Table, TableKind, Trigger, View,
 };
 use tokio_postgres::Client;
 
@@ -85,6 +85,17 @@ pub(super) async fn columns(client: &Client) -> Result<Vec<Part<Column>>> {
                     default: get(row, WHAT, "default")?,
                     collation: get(row, WHAT, "collation")?,
                     identity,
+                    identity_options: match get::<Option<i64>>(row, WHAT, "identity_increment")? {
+                        Some(increment) => IdentityOptions {
+                            increment,
+                            start: get(row, WHAT, "identity_start")?,
+                            min_value: get(row, WHAT, "identity_min")?,
+                            max_value: get(row, WHAT, "identity_max")?,
+                            cache: get(row, WHAT, "identity_cache")?,
+                            cycle: get(row, WHAT, "identity_cycle")?,
+                        },
+                        None => IdentityOptions::default(),
+                    },
                     generated: get(row, WHAT, "generated")?,
                     generated_virtual: get(row, WHAT, "generated_virtual")?,
                     comment: get(row, WHAT, "comment")?,

@@ -206,6 +206,7 @@ fn col(position: i32, data_type: &str) -> Column {
         default: None,
         collation: None,
         identity: None,
+        identity_options: Default::default(),
         generated: None,
         generated_virtual: false,
         comment: None,

@@ -231,12 +231,16 @@ impl Differ<'_> {
                 not_null: d.not_null,
             });
         }
-        if c.identity != d.identity {
+        let options_changed = d.identity.is_some()
+            && (c.identity.is_none() || c.identity_options != d.identity_options);
+        if c.identity != d.identity || options_changed {
             self.push(Change::AlterColumnIdentity {
                 table: t(),
                 column: n(),
                 from: c.identity,
                 to: d.identity,
+                options: d.identity_options.clone(),
+                options_changed,
             });
         }
         self.comment_diff(column_target(table, col), &c.comment, &d.comment);

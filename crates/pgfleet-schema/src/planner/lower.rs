@@ -6,7 +6,9 @@ use super::render::{
 };
 use super::{Ctx, Phase, Staged};
 use crate::diff::{Change, EnumValuePosition, TypeUse, views::columns_kept};
-use crate::model::{ConstraintKind, Domain, Function, FunctionId, Index, QualName};
+use crate::model::{
+    ConstraintKind, Domain, Function, FunctionId, IdentityOptions, Index, QualName,
+};
 use crate::plan::{Hazard, Step};
 use crate::quote::{ident, literal};
 
@@ -40,7 +42,8 @@ mod col_rank {
     pub(super) const SET_DEFAULT: u32 = 5;
     pub(super) const SET_NOT_NULL: u32 = 6;
     pub(super) const SET_IDENTITY: u32 = 7;
-    pub(super) const ADD_COLUMN: u32 = 8;
+    pub(super) const SYNC_IDENTITY: u32 = 8;
+    pub(super) const ADD_COLUMN: u32 = 9;
 }
 
 impl Ctx<'_> {
@@ -591,40 +594,55 @@ impl Ctx<'_> {
                 column,
                 from,
                 to,
+                options,
+                options_changed,
             } => {
-                let (rank, desc, sql) = match (from, to) {
-                    (_, None) => (
+                let col = column_name(table, column);
+                match (from, to) {
+                    (_, None) => self.column_step(
+                        out,
+                        table,
                         col_rank::DROP_IDENTITY,
-                        "drop identity of column",
+                        format!("drop identity of column {col}"),
                         format!("ALTER COLUMN {} DROP IDENTITY", ident(column)),
+                        &[],
                     ),
-                    (None, Some(k)) => (
-                        col_rank::SET_IDENTITY,
-                        "make identity column",
-                        format!(
-                            "ALTER COLUMN {} ADD GENERATED {} AS IDENTITY",
-                            ident(column),
-                            render::identity(*k)
-                        ),
-                    ),
-                    (Some(_), Some(k)) => (
-                        col_rank::SET_IDENTITY,
-                        "change identity of column",
-                        format!(
-                            "ALTER COLUMN {} SET GENERATED {}",
-                            ident(column),
-                            render::identity(*k)
-                        ),
-                    ),
-                };
-                self.column_step(
-                    out,
-                    table,
-                    rank,
-                    format!("{desc} {}", column_name(table, column)),
-                    sql,
-                    &[],
-                );
+                    (None, Some(k)) => {
+                        self.column_step(
+                            out,
+                            table,
+                            col_rank::SET_IDENTITY,
+                            format!("make identity column {col}"),
+                            format!(
+                                "ALTER COLUMN {} ADD GENERATED {} AS IDENTITY{}",
+                                ident(column),
+                                render::identity(*k),
+                                render::identity_options(options)
+                            ),
+                            &[],
+                        );
+                        if self.existing_table(table) {
+                            self.sync_identity(out, table, column, options);
+                        }
+                    }
+                    (Some(f), Some(k)) => {
+                        let mut actions = Vec::new();
+                        if f != k {
+                            actions.push(format!("SET GENERATED {}", render::identity(*k)));
+                        }
+                        if *options_changed {
+                            actions.push(render::set_identity_options(options));
+                        }
+                        self.column_step(
+                            out,
+                            table,
+                            col_rank::SET_IDENTITY,
+                            format!("change identity of column {col}"),
+                            format!("ALTER COLUMN {} {}", ident(column), actions.join(" ")),
+                            &[],
+                        );
+                    }
+                }
             }
             Change::DropColumnExpression { table, column } => self.column_step(
                 out,
@@ -817,6 +835,48 @@ impl Ctx<'_> {
     }
 
     /// One `ALTER TABLE t …` step of the column phase.
+    /// A column that becomes an identity column on a table with rows: its new sequence starts at
+    /// its first value, which the rows may already use. Moves it past them, so the next insert
+    /// gets a free value.
+    fn sync_identity(
+        &self,
+        out: &mut Staged,
+        table: &QualName,
+        column: &str,
+        options: &IdentityOptions,
+    ) {
+        let (agg, cmp) = if options.increment > 0 {
+            ("max", ">=")
+        } else {
+            ("min", "<=")
+        };
+        out.push(
+            Phase::AlterColumns,
+            self.table_rank(table),
+            col_rank::SYNC_IDENTITY,
+            tx(
+                format!(
+                    "move the new identity sequence of column {} past the values in use",
+                    column_name(table, column)
+                ),
+                // Not pg_get_serial_sequence: a former serial column still owns its old sequence
+                // here (it is dropped later), and that function may return it.
+                format!(
+                    "SELECT pg_catalog.setval(d.objid::pg_catalog.regclass, s.v) \
+                     FROM (SELECT pg_catalog.{agg}({}) AS v FROM {table}) s, pg_catalog.pg_depend d \
+                     JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+                     WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype = 'i' \
+                     AND d.refobjid = {}::pg_catalog.regclass AND a.attname = {} AND s.v {cmp} {}",
+                    ident(column),
+                    literal(&table.to_string()),
+                    literal(column),
+                    options.first_value()
+                ),
+                &[],
+            ),
+        );
+    }
+
     fn column_step(
         &self,
         out: &mut Staged,

@@ -3,7 +3,9 @@
 //! PostgreSQL printed itself (types, expressions, `pg_get_*def` output).
 
 use crate::diff::CommentTarget;
-use crate::model::{Column, Domain, FunctionId, Identity, Policy, QualName, Sequence, Table, View};
+use crate::model::{
+    Column, Domain, FunctionId, Identity, IdentityOptions, Policy, QualName, Sequence, Table, View,
+};
 use crate::quote::{ident, literal};
 
 /// Suffix of the temporary name a changed index is built under.
@@ -44,6 +46,55 @@ pub(super) fn identity(kind: Identity) -> &'static str {
     }
 }
 
+/// The sequence options of an identity column that are not the defaults, as ` (…)`, or nothing.
+pub(super) fn identity_options(o: &IdentityOptions) -> String {
+    let d = IdentityOptions::default();
+    let mut opts = Vec::new();
+    if o.increment != d.increment {
+        opts.push(format!("INCREMENT BY {}", o.increment));
+    }
+    if let Some(v) = o.min_value {
+        opts.push(format!("MINVALUE {v}"));
+    }
+    if let Some(v) = o.max_value {
+        opts.push(format!("MAXVALUE {v}"));
+    }
+    if let Some(v) = o.start {
+        opts.push(format!("START WITH {v}"));
+    }
+    if o.cache != d.cache {
+        opts.push(format!("CACHE {}", o.cache));
+    }
+    if o.cycle {
+        opts.push("CYCLE".into());
+    }
+    if opts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", opts.join(" "))
+    }
+}
+
+/// Every sequence option of an identity column, as `ALTER COLUMN` subcommands (`SET …`): the ones
+/// left at their defaults are set back to them.
+pub(super) fn set_identity_options(o: &IdentityOptions) -> String {
+    let min = o.min_value.map_or_else(
+        || "SET NO MINVALUE".to_string(),
+        |v| format!("SET MINVALUE {v}"),
+    );
+    let max = o.max_value.map_or_else(
+        || "SET NO MAXVALUE".to_string(),
+        |v| format!("SET MAXVALUE {v}"),
+    );
+    let cycle = if o.cycle { "SET CYCLE" } else { "SET NO CYCLE" };
+    format!(
+        "SET INCREMENT BY {} {min} {max} SET START WITH {} SET CACHE {} {cycle}",
+        o.increment,
+        o.first_value(),
+        o.cache
+    )
+}
+
 /// A column definition as in `CREATE TABLE` / `ADD COLUMN`.
 pub(super) fn column_def(name: &str, c: &Column) -> String {
     let mut s = format!("{} {}", ident(name), c.data_type);
@@ -58,7 +109,11 @@ pub(super) fn column_def(name: &str, c: &Column) -> String {
         };
         s.push_str(&format!(" GENERATED ALWAYS AS ({expr}) {kind}"));
     } else if let Some(kind) = c.identity {
-        s.push_str(&format!(" GENERATED {} AS IDENTITY", identity(kind)));
+        s.push_str(&format!(
+            " GENERATED {} AS IDENTITY{}",
+            identity(kind),
+            identity_options(&c.identity_options)
+        ));
     } else if let Some(default) = &c.default {
         s.push_str(&format!(" DEFAULT {default}"));
     }
