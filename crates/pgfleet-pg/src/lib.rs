@@ -25,5 +25,6 @@ mod error;
 pub mod introspect;
 pub mod shadow;
 pub mod source;
+pub mod split;
 
 pub use error::{PgError, Result, describe};

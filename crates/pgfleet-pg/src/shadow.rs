@@ -67,14 +67,59 @@ async fn load_and_introspect(
     config.dbname(name);
     let client = connect(&config).await?;
     for file in &source.files {
-        if let Err(e) = client.batch_execute(&file.sql).await {
-            return Err(sql_error(&file.path, &file.sql, &e));
+        if let Err(batch_err) = client.batch_execute(&file.sql).await {
+            // The batch ran in one implicit transaction, so nothing of this file is left. Run it
+            // again statement by statement, as psql would: that finds the failing statement when
+            // PostgreSQL gave no position, and lets statements that refuse to run in a transaction
+            // block (CREATE INDEX CONCURRENTLY) work.
+            run_statements(&client, &file.path, &file.sql, &batch_err).await?;
         }
     }
     Ok(introspect::introspect(&client).await?)
 }
 
-fn sql_error(path: &std::path::Path, sql: &str, e: &tokio_postgres::Error) -> ShadowError {
+async fn run_statements(
+    client: &tokio_postgres::Client,
+    path: &std::path::Path,
+    sql: &str,
+    batch_err: &tokio_postgres::Error,
+) -> Result<(), ShadowError> {
+    for stmt in crate::split::statements(sql) {
+        if let Err(e) = client.batch_execute(stmt.text).await {
+            let offset = stmt.text.as_ptr() as usize - sql.as_ptr() as usize;
+            let chars_before = sql[..offset].chars().count();
+            let mut err = sql_error(path, sql, &e, chars_before);
+            if let ShadowError::Sql { line, column, .. } = &mut err
+                && !matches!(
+                    e.as_db_error().and_then(|d| d.position()),
+                    Some(tokio_postgres::error::ErrorPosition::Original(_))
+                )
+            {
+                *line = stmt.line;
+                *column = 1;
+            }
+            return Err(err);
+        }
+    }
+    // Each statement ran on its own, though the batch failed: report the batch's error only if it
+    // was not about transaction blocks (which running them one by one avoids).
+    if batch_err
+        .as_db_error()
+        .is_some_and(|d| d.code().code() == "25001")
+    {
+        Ok(())
+    } else {
+        Err(sql_error(path, sql, batch_err, 0))
+    }
+}
+
+/// `offset` is the number of characters of `sql` before the statement that failed (0 for a batch).
+fn sql_error(
+    path: &std::path::Path,
+    sql: &str,
+    e: &tokio_postgres::Error,
+    offset: usize,
+) -> ShadowError {
     let Some(db) = e.as_db_error() else {
         return ShadowError::Server(PgError::Catalog(format!(
             "applying {}: {}",
@@ -83,7 +128,9 @@ fn sql_error(path: &std::path::Path, sql: &str, e: &tokio_postgres::Error) -> Sh
         )));
     };
     let (line, column) = match db.position() {
-        Some(tokio_postgres::error::ErrorPosition::Original(p)) => line_col(sql, *p as usize),
+        Some(tokio_postgres::error::ErrorPosition::Original(p)) => {
+            line_col(sql, offset + *p as usize)
+        }
         _ => (1, 1),
     };
     let mut message = format!("{}: {}", db.severity(), db.message());

@@ -616,3 +616,105 @@ async fn plans_converge_on_postgres_15_too() {
         .get(0);
     assert_eq!(email, "a@example.com");
 }
+
+#[tokio::test]
+async fn errors_without_a_position_still_name_their_line() {
+    let db = TestDb::new().await;
+    let config = connect::parse_url(db.admin_url()).unwrap();
+    let sql = "-- users\nCREATE TABLE a (id int);\n\nCREATE TABLE a (id int);\n";
+    let err = shadow::desired_model(&config, &SchemaSource::from_sql("dup.sql", sql))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("dup.sql:4:1: ERROR: relation \"a\" already exists"),
+        "{err}"
+    );
+
+    let sql = "CREATE TABLE a (id int);\nCREATE TABLE b (a_id int REFERENCES a (id));\n";
+    let err = shadow::desired_model(&config, &SchemaSource::from_sql("fk.sql", sql))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("fk.sql:2:"), "{err}");
+    assert!(
+        err.contains("no unique constraint matching given keys"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn schema_files_may_build_indexes_concurrently() {
+    let db = TestDb::new().await;
+    let plan = converge_to(
+        &db,
+        "CREATE TABLE t (id int, name text);\nCREATE INDEX CONCURRENTLY t_name_idx ON t (name);\n",
+    )
+    .await;
+    assert!(has_step(&plan, "t_name_idx"), "{}", plan.to_sql());
+}
+
+/// Every schema of the tests above, from an empty database and back to an empty one.
+#[tokio::test]
+async fn every_object_kind_from_empty_and_back() {
+    let schemas = [
+        CHAT,
+        "CREATE UNLOGGED TABLE logs (id int, msg text);
+         CREATE TABLE events (id bigint NOT NULL, at date NOT NULL, kind text) PARTITION BY RANGE (at);
+         CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+         CREATE TABLE events_rest PARTITION OF events DEFAULT;
+         CREATE INDEX events_at_idx ON events (at);",
+        "CREATE TABLE parent (id int PRIMARY KEY, code text UNIQUE NULLS NOT DISTINCT);
+         CREATE TABLE child (
+           id int PRIMARY KEY,
+           parent_id int REFERENCES parent (id) MATCH FULL ON DELETE SET NULL DEFERRABLE INITIALLY DEFERRED,
+           a int CHECK (a > 0),
+           during tstzrange,
+           CONSTRAINT no_overlap EXCLUDE USING gist (during WITH &&)
+         );",
+        "CREATE EXTENSION vector;
+         CREATE TABLE docs (id int PRIMARY KEY, body text, tags text[], e vector(3), h halfvec(3), s sparsevec(5), at timestamptz, n int GENERATED ALWAYS AS IDENTITY);
+         CREATE INDEX docs_e_idx ON docs USING hnsw (e vector_cosine_ops) WITH (m = 16, ef_construction = 64);
+         CREATE INDEX docs_h_idx ON docs USING hnsw (h halfvec_l2_ops);
+         CREATE INDEX docs_e_ivf ON docs USING ivfflat (e vector_l2_ops) WITH (lists = 1);
+         CREATE INDEX docs_tags_gin ON docs USING gin (tags);
+         CREATE INDEX docs_at_brin ON docs USING brin (at) WITH (pages_per_range = 32);
+         CREATE INDEX docs_lower_body ON docs (lower(body)) INCLUDE (n) WHERE n > 0;",
+        "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+         CREATE DOMAIN positive AS int NOT NULL DEFAULT 1 CHECK (VALUE > 0);
+         CREATE SEQUENCE counter AS bigint INCREMENT 5 MINVALUE 1 MAXVALUE 100000 START 10 CACHE 2 CYCLE;
+         CREATE TABLE t (id serial PRIMARY KEY, m mood, p positive, c text COLLATE \"C\", g int GENERATED ALWAYS AS (id * 2) STORED);
+         ALTER SEQUENCE counter OWNED BY t.id;",
+        "CREATE TABLE t (id int, amount numeric(12,2), updated_at timestamptz);
+         CREATE VIEW v WITH (security_barrier = true) AS SELECT id, amount * 2 AS doubled FROM t;
+         CREATE MATERIALIZED VIEW mv AS SELECT count(*) AS n FROM t;
+         CREATE UNIQUE INDEX mv_n ON mv (n);
+         CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.updated_at := now(); RETURN NEW; END $$;
+         CREATE FUNCTION total() RETURNS numeric LANGUAGE sql BEGIN ATOMIC SELECT sum(amount) FROM public.t; END;
+         CREATE PROCEDURE reset_all() LANGUAGE sql AS 'UPDATE t SET updated_at = NULL';
+         CREATE TRIGGER t_touch BEFORE INSERT OR UPDATE ON t FOR EACH ROW EXECUTE FUNCTION touch();
+         ALTER TABLE t ENABLE ROW LEVEL SECURITY;
+         ALTER TABLE t FORCE ROW LEVEL SECURITY;
+         CREATE POLICY mine ON t AS RESTRICTIVE FOR SELECT TO PUBLIC USING (id > 0);
+         COMMENT ON TABLE t IS 'things';
+         COMMENT ON COLUMN t.amount IS 'money';
+         COMMENT ON VIEW v IS 'doubled';
+         COMMENT ON FUNCTION touch() IS 'sets updated_at';
+         COMMENT ON TRIGGER t_touch ON t IS 'keeps updated_at';
+         COMMENT ON POLICY mine ON t IS 'own rows';",
+        "CREATE SCHEMA ext; CREATE EXTENSION vector WITH SCHEMA ext;
+         CREATE SCHEMA tenant_a; COMMENT ON SCHEMA tenant_a IS 'tenant';
+         CREATE TABLE tenant_a.docs (id int, e ext.vector(3));",
+    ];
+    for schema in schemas {
+        let db = TestDb::named("kind_roundtrip").await;
+        let plan = converge_to(&db, schema).await;
+        assert!(!plan.is_empty());
+        assert!(
+            !plan.hazards().contains(&Hazard::DataLoss),
+            "creating from empty loses nothing:\n{}",
+            plan.to_sql()
+        );
+        converge_to(&db, "SELECT 1").await;
+    }
+}
