@@ -123,7 +123,7 @@ fn summary(plan: &Plan) -> String {
         if hazards.is_empty() {
             String::new()
         } else {
-            format!("; hazards: {}", hazards.join(", "))
+            format!(" (hazards: {})", hazards.join(", "))
         }
     )
 }
