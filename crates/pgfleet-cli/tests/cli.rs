@@ -184,7 +184,8 @@ fn port_in_use_is_a_clear_error() {
     );
     // The cluster was initialized and is intact: with a free port it starts.
     drop(taken);
-    let out = home.run(&["up", "--port", &port]);
+    // A fresh free port, not `port` again: a parallel test may take that one now.
+    let out = home.run(&["up", "--port", &free_port().to_string()]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
 

@@ -247,8 +247,10 @@ fn port_in_use_is_a_clear_error_and_nothing_is_lost() {
         "the data directory must survive"
     );
     drop(taken);
-    c.start(Some(port)).unwrap();
-    assert_eq!(c.port(), port);
+    // With a free port the intact cluster starts (not `port` again: a parallel test may take it now).
+    let free = free_port();
+    c.start(Some(free)).unwrap();
+    assert_eq!(c.port(), free);
     c.stop().unwrap();
 }
 

@@ -75,11 +75,19 @@ pub fn binaries() -> PgBinaries {
 }
 
 /// A free TCP port on 127.0.0.1 (free now; the caller retries if it is taken before use).
+///
+/// Ports are drawn at random from 20000–31999, below Linux's ephemeral range (32768–60999): a port
+/// handed out here is never also handed out by the kernel to some other `bind(0)` of a parallel
+/// test between the check and the server's own bind.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on 127.0.0.1")
+    for _ in 0..200 {
+        let r = u32::from_str_radix(&random_suffix(), 16).unwrap_or(0);
+        let port = 20000 + (r % 12000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 in 20000-31999")
 }
 
 /// A throwaway cluster: its own temp directory, a free port, stopped and removed when dropped (or,
