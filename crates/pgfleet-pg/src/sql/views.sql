@@ -34,7 +34,7 @@ LEFT JOIN LATERAL (
                        AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
                        AND d.refobjid <> c.oid)
       AND rc.relkind IN ('r', 'p', 'v', 'm')
-      AND rn.nspname !~ '^pg_' AND rn.nspname <> 'information_schema'
+      AND rn.nspname !~ '^pg_' AND rn.nspname NOT IN ('information_schema', 'pgfleet_migrate')
       AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend e
                       WHERE e.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
                         AND e.objid = rc.oid AND e.deptype = 'e')
@@ -42,7 +42,7 @@ LEFT JOIN LATERAL (
 LEFT JOIN pg_catalog.pg_description ds
        ON ds.objoid = c.oid AND ds.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND ds.objsubid = 0
 WHERE c.relkind IN ('v', 'm')
-  AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+  AND n.nspname !~ '^pg_' AND n.nspname NOT IN ('information_schema', 'pgfleet_migrate')
   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
                   WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
                     AND d.objid = c.oid AND d.deptype = 'e')

@@ -1,0 +1,129 @@
+//! The per-database history: which migrations ran, with which checksum, how far a no-transaction
+//! migration got. Table `pgfleet_migrate.history` (see `sql/history.sql`).
+
+use pgfleet_pg::PgError;
+use tokio_postgres::Client;
+
+/// A history row's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowState {
+    /// Ran to the end.
+    Applied,
+    /// A no-transaction migration that stopped after `statements_done` statements.
+    Partial,
+    /// Applied by another tool before pgfleet took over.
+    Adopted,
+}
+
+impl RowState {
+    fn parse(s: &str) -> Result<Self, PgError> {
+        match s {
+            "applied" => Ok(Self::Applied),
+            "partial" => Ok(Self::Partial),
+            "adopted" => Ok(Self::Adopted),
+            other => Err(PgError::Catalog(format!(
+                "unknown migration state {other:?} in pgfleet_migrate.history"
+            ))),
+        }
+    }
+
+    /// True when the migration needs no more work.
+    pub fn is_done(self) -> bool {
+        self != Self::Partial
+    }
+}
+
+/// One row of the history.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HistoryRow {
+    /// The version.
+    pub version: String,
+    /// The name when it ran.
+    pub name: String,
+    /// The file's checksum when it ran.
+    pub checksum: String,
+    /// Its state.
+    pub state: RowState,
+    /// For a no-transaction migration: statements completed.
+    pub statements_done: i32,
+    /// For a no-transaction migration: its number of statements.
+    pub statements_total: Option<i32>,
+    /// When it started.
+    pub started_at: String,
+    /// When it finished.
+    pub finished_at: Option<String>,
+    /// How long it took.
+    pub duration_ms: Option<i64>,
+    /// The error that stopped it, for a partial one.
+    pub last_error: Option<String>,
+}
+
+/// Whether the history table exists.
+///
+/// # Errors
+/// When the query fails.
+pub async fn exists(client: &Client) -> Result<bool, PgError> {
+    let row = client
+        .query_one(
+            "SELECT pg_catalog.to_regclass('pgfleet_migrate.history') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(|e| PgError::query("looking for the migration history", e))?;
+    Ok(row.get(0))
+}
+
+/// Creates the history table when missing (under a transaction-level advisory lock shared by all
+/// scopes of the database, so first runs in several scopes do not race).
+///
+/// # Errors
+/// When the role may not create the schema (it needs CREATE on the database).
+pub async fn ensure(client: &Client) -> Result<(), PgError> {
+    if exists(client).await? {
+        return Ok(());
+    }
+    let key = crate::lock::key("", "pgfleet_migrate.history");
+    let sql = format!(
+        "BEGIN; SELECT pg_catalog.pg_advisory_xact_lock({key}); {} COMMIT;",
+        include_str!("sql/history.sql")
+    );
+    if let Err(e) = client.batch_execute(&sql).await {
+        let _ = client.batch_execute("ROLLBACK").await;
+        return Err(PgError::query(
+            "creating the migration history pgfleet_migrate.history (the role needs CREATE on the database)",
+            e,
+        ));
+    }
+    Ok(())
+}
+
+/// The history of `scope`, oldest first; empty when the table does not exist.
+///
+/// # Errors
+/// When the query fails or holds an unknown state.
+pub async fn read(client: &Client, scope: &str) -> Result<Vec<HistoryRow>, PgError> {
+    if !exists(client).await? {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(include_str!("sql/history_rows.sql"), &[&scope])
+        .await
+        .map_err(|e| PgError::query("reading the migration history", e))?;
+    rows.iter()
+        .map(|r| {
+            Ok(HistoryRow {
+                version: r.get("version"),
+                name: r.get("name"),
+                checksum: r.get("checksum"),
+                state: RowState::parse(r.get("state"))?,
+                statements_done: r.get("statements_done"),
+                statements_total: r.get("statements_total"),
+                started_at: r.get("started_at"),
+                finished_at: r.get("finished_at"),
+                duration_ms: r.get("duration_ms"),
+                last_error: r.get("last_error"),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,515 @@
+//! Adopting another tool's migrations: sqlx, Drizzle and golang-migrate.
+//!
+//! [`import_dir`] converts a directory into pgfleet's layout and writes `pgfleet.import`, a record of
+//! which pgfleet version each foreign migration became. On a database where the other tool already
+//! applied them, [`foreign_applied`] reads that tool's own history (`_sqlx_migrations`,
+//! `__drizzle_migrations`, `schema_migrations`), and the migrator records those versions as adopted
+//! instead of running them again.
+//!
+//! | tool | files | version | history read |
+//! |---|---|---|---|
+//! | sqlx | `<V>_<desc>.sql`, `<V>_<desc>.up.sql` | V, zero-padded to 14 digits | `_sqlx_migrations` rows with `success` |
+//! | golang-migrate | `<V>_<title>.up.sql` | V, zero-padded | every version ≤ `schema_migrations.version` (the dirty one is re-run) |
+//! | Drizzle | `meta/_journal.json` + `<tag>.sql` | the entry's `when` as UTC time | entries with `when` ≤ max(`created_at`) of `__drizzle_migrations` |
+
+use std::path::{Path, PathBuf};
+
+use pgfleet_pg::PgError;
+use tokio_postgres::Client;
+
+use crate::dir::{self, DirError, IMPORT_FILE, MigrationDir, NO_TRANSACTION};
+
+/// A migration tool pgfleet imports from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    /// sqlx (`sqlx migrate`).
+    Sqlx,
+    /// Drizzle Kit.
+    Drizzle,
+    /// golang-migrate.
+    GolangMigrate,
+}
+
+impl std::fmt::Display for Tool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Sqlx => "sqlx",
+            Self::Drizzle => "drizzle",
+            Self::GolangMigrate => "golang-migrate",
+        })
+    }
+}
+
+impl std::str::FromStr for Tool {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sqlx" => Ok(Self::Sqlx),
+            "drizzle" => Ok(Self::Drizzle),
+            "golang-migrate" => Ok(Self::GolangMigrate),
+            other => Err(format!(
+                "unknown tool {other:?}: use sqlx, drizzle or golang-migrate"
+            )),
+        }
+    }
+}
+
+/// Why an import failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImportError {
+    /// Reading or writing a file failed.
+    #[error("{}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The source directory does not look like the tool's.
+    #[error("{}: {reason}", path.display())]
+    Layout {
+        /// The file or directory.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The destination already has migrations.
+    #[error("{} already has migrations; import into a new or empty directory", .0.display())]
+    NotEmpty(PathBuf),
+    /// The converted files are not valid pgfleet migrations.
+    #[error(transparent)]
+    Dir(#[from] DirError),
+    /// The tool's history could not be read.
+    #[error(transparent)]
+    Pg(#[from] PgError),
+    /// The pgfleet.sum could not be written.
+    #[error(transparent)]
+    Sum(#[from] crate::sum::SumError),
+}
+
+/// The content of `pgfleet.import`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportRecord {
+    /// The tool.
+    pub tool: Tool,
+    /// `(pgfleet version, the tool's id)`: sqlx and golang-migrate versions, Drizzle `when`.
+    pub entries: Vec<(String, i64)>,
+}
+
+impl ImportRecord {
+    /// Reads `path`; `None` when it does not exist.
+    ///
+    /// # Errors
+    /// [`DirError::BadImportRecord`] or [`DirError::Read`].
+    pub fn load(path: &Path) -> Result<Option<Self>, DirError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(DirError::Read {
+                    path: path.into(),
+                    source,
+                });
+            }
+        };
+        let bad = |line: usize, reason: String| DirError::BadImportRecord {
+            path: path.into(),
+            line,
+            reason,
+        };
+        let mut tool = None;
+        let mut entries = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let t = line.trim();
+            if t.is_empty() || t.starts_with('#') {
+                continue;
+            }
+            let mut parts = t.split_whitespace();
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some("tool"), Some(name), None) => {
+                    tool = Some(name.parse().map_err(|e| bad(i + 1, e))?);
+                }
+                (Some(version), Some(id), None)
+                    if dir::split_name(&format!("{version}_x.sql")).is_some() =>
+                {
+                    let id = id
+                        .parse()
+                        .map_err(|_| bad(i + 1, format!("{id:?} is not a number")))?;
+                    entries.push((version.to_string(), id));
+                }
+                _ => return Err(bad(i + 1, format!("unexpected line {t:?}"))),
+            }
+        }
+        let tool = tool.ok_or_else(|| bad(1, "no `tool` line".into()))?;
+        Ok(Some(Self { tool, entries }))
+    }
+
+    /// The file's text.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "# {IMPORT_FILE}: migrations adopted from {}. On a database where {} already applied them,\n\
+             # `pgfleet migrate` records them as applied instead of running them again.\n\
+             # <pgfleet version> <{} id>\ntool {}\n",
+            self.tool, self.tool, self.tool, self.tool
+        );
+        for (version, id) in &self.entries {
+            out.push_str(&format!("{version} {id}\n"));
+        }
+        out
+    }
+}
+
+/// What [`import_dir`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportSummary {
+    /// Files written, in order.
+    pub files: Vec<String>,
+    /// Files in which `BEGIN`/`COMMIT` lines were removed (pgfleet wraps each migration in a
+    /// transaction itself).
+    pub stripped_transactions: Vec<String>,
+    /// Files skipped (down migrations).
+    pub skipped: Vec<String>,
+}
+
+struct Foreign {
+    id: i64,
+    version: String,
+    name: String,
+    sql: String,
+    no_transaction: bool,
+}
+
+/// Converts the `tool` migrations in `src` into pgfleet migrations in `dest` (created when missing;
+/// must have no migrations yet), writes `pgfleet.import` and `pgfleet.sum`.
+///
+/// # Errors
+/// See [`ImportError`].
+pub fn import_dir(tool: Tool, src: &Path, dest: &Path) -> Result<ImportSummary, ImportError> {
+    if !MigrationDir::load(dest)?.migrations.is_empty() {
+        return Err(ImportError::NotEmpty(dest.into()));
+    }
+    let mut summary = ImportSummary::default();
+    let mut foreign = match tool {
+        Tool::Sqlx => numbered(src, tool, &mut summary)?,
+        Tool::GolangMigrate => numbered(src, tool, &mut summary)?,
+        Tool::Drizzle => drizzle(src)?,
+    };
+    if foreign.is_empty() {
+        return Err(ImportError::Layout {
+            path: src.into(),
+            reason: format!("no {tool} migrations found"),
+        });
+    }
+    foreign.sort_by(|a, b| a.version.cmp(&b.version));
+    let io = |path: &Path, source| ImportError::Io {
+        path: path.into(),
+        source,
+    };
+    std::fs::create_dir_all(dest).map_err(|e| io(dest, e))?;
+    let mut record = ImportRecord {
+        tool,
+        entries: Vec::new(),
+    };
+    for f in &foreign {
+        let file_name = format!("{}_{}.sql", f.version, f.name);
+        let (mut sql, stripped) = strip_transaction_lines(&f.sql);
+        if stripped {
+            summary.stripped_transactions.push(file_name.clone());
+        }
+        if f.no_transaction && !sql.contains(NO_TRANSACTION) {
+            sql = format!("{NO_TRANSACTION}\n{sql}");
+        }
+        let path = dest.join(&file_name);
+        dir::Migration::parse(&path, sql.clone())?;
+        std::fs::write(&path, sql).map_err(|e| io(&path, e))?;
+        record.entries.push((f.version.clone(), f.id));
+        summary.files.push(file_name);
+    }
+    let record_path = dest.join(IMPORT_FILE);
+    std::fs::write(&record_path, record.render()).map_err(|e| io(&record_path, e))?;
+    crate::sum::write(&MigrationDir::load(dest)?)?;
+    Ok(summary)
+}
+
+/// sqlx (`<V>_<desc>.sql`, `.up.sql`; `-- no-transaction` on the first line) and golang-migrate
+/// (`<V>_<title>.up.sql`).
+fn numbered(
+    src: &Path,
+    tool: Tool,
+    summary: &mut ImportSummary,
+) -> Result<Vec<Foreign>, ImportError> {
+    let io = |path: &Path, source| ImportError::Io {
+        path: path.into(),
+        source,
+    };
+    let mut out: Vec<Foreign> = Vec::new();
+    let entries = std::fs::read_dir(src).map_err(|e| io(src, e))?;
+    for entry in entries {
+        let path = entry.map_err(|e| io(src, e))?.path();
+        let Some(file) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        if !path.is_file() || !file.ends_with(".sql") {
+            continue;
+        }
+        if file.ends_with(".down.sql") {
+            summary.skipped.push(file);
+            continue;
+        }
+        let stem = file
+            .strip_suffix(".up.sql")
+            .or_else(|| {
+                (tool == Tool::Sqlx)
+                    .then(|| file.strip_suffix(".sql"))
+                    .flatten()
+            })
+            .ok_or_else(|| ImportError::Layout {
+                path: path.clone(),
+                reason: format!("a {tool} migration is named <version>_<name>.up.sql"),
+            })?;
+        let (v, name) = stem.split_once('_').ok_or_else(|| ImportError::Layout {
+            path: path.clone(),
+            reason: format!("a {tool} migration is named <version>_<name>"),
+        })?;
+        let id: i64 = v.parse().map_err(|_| ImportError::Layout {
+            path: path.clone(),
+            reason: format!("{v:?} is not a {tool} version number"),
+        })?;
+        if v.len() > 14 || id < 0 {
+            return Err(ImportError::Layout {
+                path,
+                reason: format!("version {v} has more than 14 digits"),
+            });
+        }
+        let sql = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
+        let no_transaction = tool == Tool::Sqlx
+            && sql
+                .lines()
+                .next()
+                .is_some_and(|l| l.trim() == "-- no-transaction");
+        if let Some(dup) = out.iter().find(|f| f.id == id) {
+            return Err(ImportError::Layout {
+                path,
+                reason: format!("version {id} also belongs to {}", dup.name),
+            });
+        }
+        out.push(Foreign {
+            id,
+            version: format!("{id:014}"),
+            name: sanitize(name),
+            sql,
+            no_transaction,
+        });
+    }
+    Ok(out)
+}
+
+#[derive(serde::Deserialize)]
+struct Journal {
+    entries: Vec<JournalEntry>,
+}
+
+#[derive(serde::Deserialize)]
+struct JournalEntry {
+    when: i64,
+    tag: String,
+}
+
+/// Drizzle: `meta/_journal.json` lists `{idx, when, tag}`; the SQL is `<tag>.sql`.
+fn drizzle(src: &Path) -> Result<Vec<Foreign>, ImportError> {
+    let journal_path = src.join("meta").join("_journal.json");
+    let text = std::fs::read_to_string(&journal_path).map_err(|e| ImportError::Io {
+        path: journal_path.clone(),
+        source: e,
+    })?;
+    let journal: Journal = serde_json::from_str(&text).map_err(|e| ImportError::Layout {
+        path: journal_path.clone(),
+        reason: format!("not a Drizzle journal: {e}"),
+    })?;
+    let mut out: Vec<Foreign> = Vec::new();
+    let mut last: Option<String> = None;
+    for entry in journal.entries {
+        let path = src.join(format!("{}.sql", entry.tag));
+        let sql = std::fs::read_to_string(&path).map_err(|e| ImportError::Io {
+            path: path.clone(),
+            source: e,
+        })?;
+        // One second resolution: two entries in one second get consecutive versions.
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(entry.when.max(0) as u64);
+        let version = dir::next_version(at, last.as_deref());
+        last = Some(version.clone());
+        out.push(Foreign {
+            id: entry.when,
+            version,
+            name: sanitize(&entry.tag),
+            sql,
+            no_transaction: false,
+        });
+    }
+    Ok(out)
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Removes lines that are only `BEGIN;` / `COMMIT;` (golang-migrate files often wrap themselves).
+fn strip_transaction_lines(sql: &str) -> (String, bool) {
+    let mut stripped = false;
+    let kept: Vec<&str> = sql
+        .lines()
+        .filter(|l| {
+            let t = l.trim().trim_end_matches(';').trim().to_ascii_lowercase();
+            let tx = matches!(
+                t.as_str(),
+                "begin"
+                    | "begin transaction"
+                    | "begin work"
+                    | "start transaction"
+                    | "commit"
+                    | "commit transaction"
+                    | "commit work"
+                    | "end"
+            );
+            stripped |= tx;
+            !tx
+        })
+        .collect();
+    let mut out = kept.join("\n");
+    if sql.ends_with('\n') {
+        out.push('\n');
+    }
+    (out, stripped)
+}
+
+/// The pgfleet versions of `record` that its tool already applied to the database of `client`
+/// (none when the tool's table does not exist).
+///
+/// # Errors
+/// When the tool's table cannot be read.
+pub async fn foreign_applied(
+    client: &Client,
+    record: &ImportRecord,
+) -> Result<Vec<String>, ImportError> {
+    let regclass = |name: &str| format!("SELECT pg_catalog.to_regclass('{name}')::text");
+    let find = |names: &'static [&'static str]| async move {
+        for name in names {
+            let row = client
+                .query_one(&regclass(name), &[])
+                .await
+                .map_err(|e| PgError::query("looking for another tool's migration table", e))?;
+            if row.get::<_, Option<String>>(0).is_some() {
+                return Ok::<_, PgError>(Some(*name));
+            }
+        }
+        Ok(None)
+    };
+    let query = |sql: String| async move {
+        client
+            .query(&sql, &[])
+            .await
+            .map_err(|e| PgError::query("reading another tool's migration history", e))
+    };
+    let applied_ids: Vec<i64> = match record.tool {
+        Tool::Sqlx => match find(&["_sqlx_migrations"]).await? {
+            None => return Ok(Vec::new()),
+            Some(t) => query(format!("SELECT version FROM {t} WHERE success"))
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect(),
+        },
+        Tool::GolangMigrate => match find(&["schema_migrations"]).await? {
+            None => return Ok(Vec::new()),
+            Some(t) => {
+                let rows = query(format!("SELECT version::bigint, dirty FROM {t}")).await?;
+                let Some(r) = rows.first() else {
+                    return Ok(Vec::new());
+                };
+                let (version, dirty): (i64, bool) = (r.get(0), r.get(1));
+                // A dirty version failed part-way; it is re-run (golang-migrate runs a file in one
+                // implicit transaction, so nothing of it stayed).
+                record
+                    .entries
+                    .iter()
+                    .map(|(_, id)| *id)
+                    .filter(|id| *id < version || (*id == version && !dirty))
+                    .collect()
+            }
+        },
+        Tool::Drizzle => match find(&[
+            "drizzle.__drizzle_migrations",
+            "public.__drizzle_migrations",
+        ])
+        .await?
+        {
+            None => return Ok(Vec::new()),
+            Some(t) => {
+                let rows = query(format!("SELECT max(created_at)::bigint FROM {t}")).await?;
+                match rows.first().and_then(|r| r.get::<_, Option<i64>>(0)) {
+                    None => Vec::new(),
+                    Some(max) => record
+                        .entries
+                        .iter()
+                        .map(|(_, id)| *id)
+                        .filter(|id| *id <= max)
+                        .collect(),
+                }
+            }
+        },
+    };
+    Ok(record
+        .entries
+        .iter()
+        .filter(|(_, id)| applied_ids.contains(id))
+        .map(|(v, _)| v.clone())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_record_round_trips() {
+        let r = ImportRecord {
+            tool: Tool::Drizzle,
+            entries: vec![("20240101120000".into(), 1_704_110_400_000)],
+        };
+        let path = std::env::temp_dir().join(format!("pgfleet-import-{}", std::process::id()));
+        std::fs::write(&path, r.render()).unwrap();
+        assert_eq!(ImportRecord::load(&path).unwrap(), Some(r));
+        std::fs::write(&path, "tool flyway\n").unwrap();
+        assert!(
+            ImportRecord::load(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown tool")
+        );
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(ImportRecord::load(&path).unwrap(), None);
+    }
+
+    #[test]
+    fn wrapping_transactions_are_removed() {
+        let (sql, stripped) = strip_transaction_lines("BEGIN;\nCREATE TABLE t (a int);\nCOMMIT;\n");
+        assert!(stripped);
+        assert_eq!(sql, "CREATE TABLE t (a int);\n");
+        let (_, stripped) = strip_transaction_lines("CREATE TABLE t (a int);\n");
+        assert!(!stripped);
+    }
+}

@@ -1,0 +1,818 @@
+//! The migrator: applies pending migrations to one database (or one schema of it), at most once.
+//!
+//! 1. Opens its own connection (never a pooled one) and sets `client_connection_check_interval`,
+//!    so PostgreSQL ends the session of a killed migrator within a second and releases its lock.
+//! 2. Takes the [lock](crate::lock) by polling, then re-reads the history: another process may have
+//!    applied migrations while this one waited.
+//! 3. Checks the history against the files (changed, missing, out-of-order) before running anything.
+//! 4. Runs each pending migration. A transactional one runs statement by statement inside one
+//!    transaction that also writes its history row, so it is applied completely, once, or not at
+//!    all. A no-transaction one records its progress after every statement (in the same implicit
+//!    transaction as the statement when PostgreSQL allows it), so a re-run resumes after the last
+//!    completed statement, dropping the INVALID index an interrupted concurrent build left behind.
+//! 5. Stops at the first failure with file, line, statement and PostgreSQL's error; the next run
+//!    retries from there (there is no "dirty" flag to clear by hand).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use pgfleet_pg::{PgError, connect, describe, source::line_col};
+use pgfleet_schema::quote::{ident, literal};
+use tokio_postgres::{Client, Config};
+
+use crate::dir::{Migration, MigrationDir};
+use crate::history::{self, HistoryRow, RowState};
+use crate::import;
+use crate::lock::{self, Holder};
+
+/// How to migrate.
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    /// Run the migrations inside this schema (schema-per-tenant): `search_path` is set to it (then
+    /// `public`, where shared extensions live), and the lock and the history are per schema.
+    pub scope: Option<String>,
+    /// Stop after this version (it must be a file of the directory).
+    pub to: Option<String>,
+    /// Only report what would run.
+    pub dry_run: bool,
+    /// Versions whose file may differ from the checksum recorded when they ran; the new checksum
+    /// is recorded.
+    pub allow_changed: BTreeSet<String>,
+    /// Apply files older than the newest applied migration instead of refusing.
+    pub allow_out_of_order: bool,
+    /// How long to wait for another migrator to finish.
+    pub lock_wait: Duration,
+}
+
+impl Default for MigrateOptions {
+    fn default() -> Self {
+        Self {
+            scope: None,
+            to: None,
+            dry_run: false,
+            allow_changed: BTreeSet::new(),
+            allow_out_of_order: false,
+            lock_wait: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// Progress of a run.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum MigrateEvent {
+    /// Another session holds the lock; this one polls until it is free.
+    WaitingForLock {
+        /// The holder, when visible.
+        holder: Option<Holder>,
+    },
+    /// The lock was taken after waiting.
+    LockTaken {
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// Versions another tool applied were recorded as applied.
+    Adopted {
+        /// The tool.
+        tool: String,
+        /// The versions.
+        versions: Vec<String>,
+    },
+    /// A changed file was accepted (`allow_changed`).
+    AcceptedChange {
+        /// The version.
+        version: String,
+        /// The recorded checksum.
+        recorded: String,
+        /// The file's checksum.
+        actual: String,
+    },
+    /// An INVALID index left by an interrupted concurrent build was dropped before resuming.
+    DroppedInvalidIndex {
+        /// The index.
+        name: String,
+    },
+    /// A migration starts.
+    Started {
+        /// Its version.
+        version: String,
+        /// Its file name.
+        file: String,
+        /// For a resumed no-transaction migration: the 1-based statement it resumes at.
+        resume_at: Option<usize>,
+    },
+    /// A migration was applied.
+    Applied {
+        /// Its version.
+        version: String,
+        /// Its file name.
+        file: String,
+        /// How long it took.
+        elapsed: Duration,
+    },
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrateReport {
+    /// Versions applied by this run (for a dry run: that would be applied).
+    pub applied: Vec<String>,
+    /// Versions adopted from another tool's history.
+    pub adopted: Vec<String>,
+    /// How long this run waited for the lock.
+    pub waited: Duration,
+}
+
+/// Why a run stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MigrateError {
+    /// Talking to the database failed.
+    #[error(transparent)]
+    Pg(#[from] PgError),
+    /// The lock stayed taken for longer than `lock_wait`.
+    #[error("another migration has been running on this database for longer than {}s{}; nothing was applied. Wait for it to finish (or stop it) and run again, or raise --lock-wait", .waited.as_secs(), .holder.as_ref().map(|h| format!(" (held by {h})")).unwrap_or_default())]
+    LockTimeout {
+        /// How long it waited.
+        waited: Duration,
+        /// The holder, when visible.
+        holder: Option<Holder>,
+    },
+    /// An applied migration's file changed.
+    #[error(
+        "{file} was changed after it was applied (recorded {recorded}, file now {actual}); nothing was applied. Restore the file (e.g. `git checkout` it) and put the change in a new migration; if the edit is harmless (a comment, formatting), pass --allow-changed {version}"
+    )]
+    Changed {
+        /// Its version.
+        version: String,
+        /// Its file name.
+        file: String,
+        /// The checksum recorded when it ran.
+        recorded: String,
+        /// The file's checksum now.
+        actual: String,
+    },
+    /// An applied migration has no file any more.
+    #[error("migration {version} ({name}) was applied to this database but its file is missing from {}; nothing was applied. Restore the file, or point --migrations at the right directory", dir.display())]
+    MissingFile {
+        /// Its version.
+        version: String,
+        /// Its recorded name.
+        name: String,
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A pending file is older than the newest applied migration.
+    #[error(
+        "{file} is older than {latest}, which is already applied; nothing was applied. This usually comes from a merge: give the file a new version (rename it to a later timestamp, then `pgfleet migrate hash`), or pass --allow-out-of-order to apply it anyway"
+    )]
+    OutOfOrder {
+        /// The pending file.
+        file: String,
+        /// The newest applied version.
+        latest: String,
+    },
+    /// `--to` names no file.
+    #[error("--to {0}: no migration has this version")]
+    UnknownVersion(String),
+    /// A migration failed.
+    #[error("{}:{line}:{column}: {message}\n  statement: {}\n  {}", file.display(), excerpt(statement), outcome(*rolled_back, *statement_index))]
+    Failed {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The statement that failed.
+        statement: String,
+        /// 1-based index of the statement in the file.
+        statement_index: usize,
+        /// PostgreSQL's error.
+        message: String,
+        /// SQLSTATE.
+        code: Option<String>,
+        /// True for a transactional migration (nothing of it stayed).
+        rolled_back: bool,
+    },
+    /// The history of another tool could not be adopted.
+    #[error(transparent)]
+    Import(#[from] import::ImportError),
+}
+
+impl MigrateError {
+    /// The SQLSTATE of a failed migration or query.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            Self::Failed { code, .. } => code.as_deref(),
+            Self::Pg(e) => e.sqlstate(),
+            _ => None,
+        }
+    }
+}
+
+fn excerpt(statement: &str) -> String {
+    let one_line: String = statement.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() > 200 {
+        format!("{}…", one_line.chars().take(200).collect::<String>())
+    } else {
+        one_line
+    }
+}
+
+fn outcome(rolled_back: bool, index: usize) -> String {
+    if rolled_back {
+        "the migration's transaction was rolled back: the database is at the last good version; fix the cause and run `pgfleet migrate` again".to_string()
+    } else if index > 1 {
+        format!(
+            "statements 1-{} of this no-transaction migration are applied and recorded; fix the cause and run `pgfleet migrate` again: it resumes at statement {index}",
+            index - 1
+        )
+    } else {
+        "nothing of this no-transaction migration was applied; fix the cause and run `pgfleet migrate` again".to_string()
+    }
+}
+
+/// Opens the migrator's own connection.
+///
+/// # Errors
+/// When the server cannot be reached.
+pub async fn connect_dedicated(config: &Config) -> Result<Client, PgError> {
+    let mut config = config.clone();
+    if config.get_application_name().is_none() {
+        config.application_name("pgfleet migrate");
+    }
+    let client = connect::connect(&config).await?;
+    // PostgreSQL 14+: end the session soon after the client vanishes (kill -9), releasing the lock
+    // and rolling back the open transaction without waiting for a long statement to finish.
+    if let Err(e) = client
+        .batch_execute("SET client_connection_check_interval = 1000")
+        .await
+    {
+        tracing::debug!("client_connection_check_interval not set: {}", describe(&e));
+    }
+    Ok(client)
+}
+
+/// Applies the pending migrations of `dir` to the database of `config`.
+///
+/// # Errors
+/// See [`MigrateError`]; before anything runs: lock timeout, changed or missing files, out-of-order
+/// files, an unknown `--to`; while running: [`MigrateError::Failed`].
+pub async fn migrate(
+    config: &Config,
+    dir: &MigrationDir,
+    opts: &MigrateOptions,
+    progress: impl FnMut(MigrateEvent),
+) -> Result<MigrateReport, MigrateError> {
+    let client = connect_dedicated(config).await?;
+    migrate_on(&client, dir, opts, progress).await
+}
+
+/// As [`migrate`], on a connection the caller opened with [`connect_dedicated`].
+///
+/// # Errors
+/// As [`migrate`].
+pub async fn migrate_on(
+    client: &Client,
+    dir: &MigrationDir,
+    opts: &MigrateOptions,
+    mut progress: impl FnMut(MigrateEvent),
+) -> Result<MigrateReport, MigrateError> {
+    let scope = opts.scope.clone().unwrap_or_default();
+    if opts.dry_run {
+        let rows = history::read(client, &scope).await?;
+        let foreign = match &dir.import {
+            Some(record) => import::foreign_applied(client, record).await?,
+            None => Vec::new(),
+        };
+        let pending = pending(dir, &rows, &foreign, opts, &mut |_| {})?;
+        return Ok(MigrateReport {
+            applied: pending.iter().map(|(m, _)| m.version.clone()).collect(),
+            adopted: foreign,
+            waited: Duration::ZERO,
+        });
+    }
+    let database: String = client
+        .query_one("SELECT pg_catalog.current_database()::text", &[])
+        .await
+        .map_err(|e| PgError::query("reading the database name", e))?
+        .get(0);
+    let key = lock::key(&database, &scope);
+    let started = Instant::now();
+    let mut waited_at_all = false;
+    match lock::acquire(client, key, opts.lock_wait, |holder| {
+        waited_at_all = true;
+        progress(MigrateEvent::WaitingForLock {
+            holder: holder.cloned(),
+        });
+    })
+    .await?
+    {
+        Ok(()) => {}
+        Err(holder) => {
+            return Err(MigrateError::LockTimeout {
+                waited: started.elapsed(),
+                holder,
+            });
+        }
+    }
+    let waited = started.elapsed();
+    if waited_at_all {
+        progress(MigrateEvent::LockTaken { waited });
+    }
+    let result = locked(client, dir, opts, &scope, &mut progress).await;
+    let released = lock::release(client, key).await;
+    let mut report = result?;
+    released?;
+    report.waited = waited;
+    Ok(report)
+}
+
+async fn locked(
+    client: &Client,
+    dir: &MigrationDir,
+    opts: &MigrateOptions,
+    scope: &str,
+    progress: &mut impl FnMut(MigrateEvent),
+) -> Result<MigrateReport, MigrateError> {
+    history::ensure(client).await?;
+    let mut rows = history::read(client, scope).await?;
+    let mut adopted = Vec::new();
+    if let Some(record) = &dir.import {
+        let known: BTreeSet<&str> = rows.iter().map(|r| r.version.as_str()).collect();
+        let foreign: Vec<String> = import::foreign_applied(client, record)
+            .await?
+            .into_iter()
+            .filter(|v| !known.contains(v.as_str()))
+            .collect();
+        for version in &foreign {
+            if let Some(m) = dir.get(version) {
+                record_adopted(client, scope, m).await?;
+                adopted.push(version.clone());
+            }
+        }
+        if !adopted.is_empty() {
+            progress(MigrateEvent::Adopted {
+                tool: record.tool.to_string(),
+                versions: adopted.clone(),
+            });
+            rows = history::read(client, scope).await?;
+        }
+    }
+    let pending = pending(dir, &rows, &[], opts, progress)?;
+    for version in &opts.allow_changed {
+        if let (Some(m), Some(row)) = (
+            dir.get(version),
+            rows.iter().find(|r| &r.version == version),
+        ) && row.checksum != m.checksum
+        {
+            client
+                .execute(
+                    "UPDATE pgfleet_migrate.history SET checksum = $3 WHERE scope = $1 AND version = $2",
+                    &[&scope, version, &m.checksum],
+                )
+                .await
+                .map_err(|e| PgError::query("recording the accepted checksum", e))?;
+        }
+    }
+    let mut applied = Vec::new();
+    for (m, row) in pending {
+        let started = Instant::now();
+        if m.no_transaction {
+            let resume = row.map_or(0, |r| r.statements_done.max(0) as usize);
+            progress(MigrateEvent::Started {
+                version: m.version.clone(),
+                file: m.file_name.clone(),
+                resume_at: (row.is_some()).then_some(resume + 1),
+            });
+            run_no_transaction(client, scope, m, resume, row.is_some(), progress).await?;
+        } else {
+            progress(MigrateEvent::Started {
+                version: m.version.clone(),
+                file: m.file_name.clone(),
+                resume_at: None,
+            });
+            run_transactional(client, scope, m).await?;
+        }
+        progress(MigrateEvent::Applied {
+            version: m.version.clone(),
+            file: m.file_name.clone(),
+            elapsed: started.elapsed(),
+        });
+        applied.push(m.version.clone());
+    }
+    Ok(MigrateReport {
+        applied,
+        adopted,
+        waited: Duration::ZERO,
+    })
+}
+
+/// The migrations to run, in order, with their partial history row when resuming. Checks every
+/// recorded migration against its file first. `foreign` are versions another tool applied (dry run).
+fn pending<'a>(
+    dir: &'a MigrationDir,
+    rows: &'a [HistoryRow],
+    foreign: &[String],
+    opts: &MigrateOptions,
+    progress: &mut impl FnMut(MigrateEvent),
+) -> Result<Vec<(&'a Migration, Option<&'a HistoryRow>)>, MigrateError> {
+    let by_version: BTreeMap<&str, &HistoryRow> =
+        rows.iter().map(|r| (r.version.as_str(), r)).collect();
+    for row in rows {
+        let Some(m) = dir.get(&row.version) else {
+            return Err(MigrateError::MissingFile {
+                version: row.version.clone(),
+                name: row.name.clone(),
+                dir: dir.path.clone(),
+            });
+        };
+        if m.checksum != row.checksum && row.state != RowState::Adopted {
+            if !opts.allow_changed.contains(&row.version) {
+                return Err(MigrateError::Changed {
+                    version: row.version.clone(),
+                    file: m.file_name.clone(),
+                    recorded: row.checksum.clone(),
+                    actual: m.checksum.clone(),
+                });
+            }
+            progress(MigrateEvent::AcceptedChange {
+                version: row.version.clone(),
+                recorded: row.checksum.clone(),
+                actual: m.checksum.clone(),
+            });
+        }
+    }
+    if let Some(to) = &opts.to
+        && dir.get(to).is_none()
+    {
+        return Err(MigrateError::UnknownVersion(to.clone()));
+    }
+    let latest_done = rows
+        .iter()
+        .filter(|r| r.state.is_done())
+        .map(|r| r.version.as_str())
+        .chain(foreign.iter().map(String::as_str))
+        .max();
+    let mut out = Vec::new();
+    for m in &dir.migrations {
+        if foreign.contains(&m.version) {
+            continue;
+        }
+        let row = by_version.get(m.version.as_str()).copied();
+        if row.is_some_and(|r| r.state.is_done()) {
+            continue;
+        }
+        if opts.to.as_deref().is_some_and(|to| m.version.as_str() > to) {
+            break;
+        }
+        if row.is_none()
+            && let Some(latest) = latest_done
+            && m.version.as_str() < latest
+            && !opts.allow_out_of_order
+        {
+            return Err(MigrateError::OutOfOrder {
+                file: m.file_name.clone(),
+                latest: latest.to_string(),
+            });
+        }
+        out.push((m, row));
+    }
+    Ok(out)
+}
+
+fn search_path_sql(scope: &str) -> String {
+    if scope.is_empty() {
+        String::new()
+    } else {
+        format!("SET LOCAL search_path = {}, public;", ident(scope))
+    }
+}
+
+async fn record_adopted(client: &Client, scope: &str, m: &Migration) -> Result<(), PgError> {
+    client
+        .execute(
+            "INSERT INTO pgfleet_migrate.history (scope, version, name, checksum, state, finished_at) \
+             VALUES ($1, $2, $3, $4, 'adopted', now()) ON CONFLICT (scope, version) DO NOTHING",
+            &[&scope, &m.version, &m.name, &m.checksum],
+        )
+        .await
+        .map_err(|e| PgError::query("recording an adopted migration", e))?;
+    Ok(())
+}
+
+/// One transaction: every statement, then the history row, then COMMIT.
+async fn run_transactional(
+    client: &Client,
+    scope: &str,
+    m: &Migration,
+) -> Result<(), MigrateError> {
+    let statements = m.statements();
+    let prefix = format!("BEGIN;{}\n", search_path_sql(scope));
+    let record = format!(
+        "INSERT INTO pgfleet_migrate.history (scope, version, name, checksum, state, finished_at, duration_ms) \
+         VALUES ({}, {}, {}, {}, 'applied', pg_catalog.clock_timestamp(), \
+                 (extract(epoch FROM pg_catalog.clock_timestamp() - pg_catalog.now()) * 1000)::bigint) \
+         ON CONFLICT (scope, version) DO UPDATE SET name = EXCLUDED.name, checksum = EXCLUDED.checksum, \
+           state = 'applied', statements_done = 0, statements_total = NULL, finished_at = EXCLUDED.finished_at, \
+           duration_ms = EXCLUDED.duration_ms, last_error = NULL, applied_by = current_user; COMMIT;",
+        literal(scope),
+        literal(&m.version),
+        literal(&m.name),
+        literal(&m.checksum)
+    );
+    if statements.is_empty() {
+        return exec_or_rollback(client, &format!("{prefix}{record}"), m).await;
+    }
+    for (i, stmt) in statements.iter().enumerate() {
+        let first = i == 0;
+        let text = if first {
+            format!("{prefix}{};", stmt.text)
+        } else {
+            format!("{};", stmt.text)
+        };
+        if let Err(e) = client.batch_execute(&text).await {
+            let _ = client.batch_execute("ROLLBACK").await;
+            let skip = if first { prefix.chars().count() } else { 0 };
+            return Err(failure(m, &statements, i, &e, skip, true));
+        }
+    }
+    exec_or_rollback(client, &record, m).await
+}
+
+async fn exec_or_rollback(client: &Client, sql: &str, m: &Migration) -> Result<(), MigrateError> {
+    if let Err(e) = client.batch_execute(sql).await {
+        let _ = client.batch_execute("ROLLBACK").await;
+        return Err(PgError::query(
+            format!("recording {} in the migration history", m.file_name),
+            e,
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn failure(
+    m: &Migration,
+    statements: &[pgfleet_pg::split::Statement<'_>],
+    index: usize,
+    e: &tokio_postgres::Error,
+    skip_chars: usize,
+    rolled_back: bool,
+) -> MigrateError {
+    let stmt = &statements[index];
+    let offset = stmt.text.as_ptr() as usize - m.sql.as_ptr() as usize;
+    let (line, column) = match e.as_db_error().and_then(|d| d.position()) {
+        Some(tokio_postgres::error::ErrorPosition::Original(p)) if *p as usize > skip_chars => {
+            let chars_before = m.sql[..offset].chars().count();
+            line_col(&m.sql, chars_before + *p as usize - skip_chars)
+        }
+        _ => (stmt.line, 1),
+    };
+    let mut message = describe(e);
+    if rolled_back && e.as_db_error().is_some_and(|d| d.code().code() == "25001") {
+        message.push_str(&format!(
+            " (hint: put `{}` on the first line of the file to run it outside a transaction)",
+            crate::dir::NO_TRANSACTION
+        ));
+    }
+    MigrateError::Failed {
+        file: m.path.clone(),
+        line,
+        column,
+        statement: stmt.text.to_string(),
+        statement_index: index + 1,
+        message,
+        code: e.as_db_error().map(|d| d.code().code().to_string()),
+        rolled_back,
+    }
+}
+
+/// Statement by statement, recording progress after each; resumes after `resume` statements.
+async fn run_no_transaction(
+    client: &Client,
+    scope: &str,
+    m: &Migration,
+    resume: usize,
+    resuming: bool,
+    progress: &mut impl FnMut(MigrateEvent),
+) -> Result<(), MigrateError> {
+    let statements = m.statements();
+    let total = statements.len() as i32;
+    client
+        .execute(
+            "INSERT INTO pgfleet_migrate.history (scope, version, name, checksum, state, statements_done, statements_total) \
+             VALUES ($1, $2, $3, $4, 'partial', 0, $5) \
+             ON CONFLICT (scope, version) DO UPDATE SET checksum = EXCLUDED.checksum, name = EXCLUDED.name, \
+               statements_total = EXCLUDED.statements_total, applied_by = current_user",
+            &[&scope, &m.version, &m.name, &m.checksum, &total],
+        )
+        .await
+        .map_err(|e| PgError::query(format!("recording the start of {}", m.file_name), e))?;
+    if !scope.is_empty() {
+        client
+            .batch_execute(&format!("SET search_path = {}, public", ident(scope)))
+            .await
+            .map_err(|e| PgError::query("setting search_path", e))?;
+    }
+    let result =
+        no_transaction_statements(client, scope, m, &statements, resume, resuming, progress).await;
+    if !scope.is_empty() {
+        let _ = client.batch_execute("RESET search_path").await;
+    }
+    if let Err(MigrateError::Failed { message, .. }) = &result {
+        let _ = client
+            .execute(
+                "UPDATE pgfleet_migrate.history SET last_error = $3 WHERE scope = $1 AND version = $2",
+                &[&scope, &m.version, message],
+            )
+            .await;
+    }
+    result?;
+    client
+        .execute(
+            "UPDATE pgfleet_migrate.history SET state = 'applied', finished_at = now(), last_error = NULL, \
+               duration_ms = (extract(epoch FROM now() - started_at) * 1000)::bigint \
+             WHERE scope = $1 AND version = $2",
+            &[&scope, &m.version],
+        )
+        .await
+        .map_err(|e| PgError::query(format!("recording {} as applied", m.file_name), e))?;
+    Ok(())
+}
+
+async fn no_transaction_statements(
+    client: &Client,
+    scope: &str,
+    m: &Migration,
+    statements: &[pgfleet_pg::split::Statement<'_>],
+    resume: usize,
+    resuming: bool,
+    progress: &mut impl FnMut(MigrateEvent),
+) -> Result<(), MigrateError> {
+    if resuming {
+        // An interrupted or failed CREATE INDEX CONCURRENTLY leaves an INVALID index that would make
+        // the re-run fail ("already exists") or be skipped (IF NOT EXISTS). Drop those nobody builds.
+        let schema = (!scope.is_empty()).then_some(scope);
+        let rows = client
+            .query(include_str!("sql/invalid_indexes.sql"), &[&schema])
+            .await
+            .map_err(|e| PgError::query("listing invalid indexes", e))?;
+        for r in rows {
+            let name: String = r.get(0);
+            client
+                .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"))
+                .await
+                .map_err(|e| PgError::query(format!("dropping the invalid index {name}"), e))?;
+            progress(MigrateEvent::DroppedInvalidIndex { name });
+        }
+    }
+    for (i, stmt) in statements.iter().enumerate().skip(resume) {
+        let record = format!(
+            "UPDATE pgfleet_migrate.history SET statements_done = {} WHERE scope = {} AND version = {};",
+            i + 1,
+            literal(scope),
+            literal(&m.version)
+        );
+        // In one implicit transaction with its progress row when PostgreSQL allows it.
+        let together = format!("{};\n{record}", stmt.text);
+        let Err(e) = client.batch_execute(&together).await else {
+            continue;
+        };
+        if e.as_db_error().is_none_or(|d| d.code().code() != "25001") {
+            return Err(failure(m, statements, i, &e, 0, false));
+        }
+        // Cannot run in a transaction block (CREATE INDEX CONCURRENTLY, VACUUM, …): run it alone,
+        // then record it. A crash between the two re-runs it; when the re-run finds the object it
+        // built ("already exists"), the statement had completed.
+        if let Err(e) = client.batch_execute(stmt.text).await {
+            let exists = e
+                .as_db_error()
+                .is_some_and(|d| matches!(d.code().code(), "42P07" | "42710"));
+            if !(resuming && i == resume && exists) {
+                return Err(failure(m, statements, i, &e, 0, false));
+            }
+            tracing::info!(file = %m.file_name, statement = i + 1, "the interrupted statement had completed before the crash: {}", describe(&e));
+        }
+        client
+            .batch_execute(&record)
+            .await
+            .map_err(|e| PgError::query(format!("recording progress of {}", m.file_name), e))?;
+    }
+    Ok(())
+}
+
+/// The state of each migration of `dir` in a database.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum Status {
+    /// Ran to the end.
+    Applied {
+        /// When it finished.
+        at: Option<String>,
+        /// How long it took.
+        duration_ms: Option<i64>,
+    },
+    /// Applied by another tool, adopted.
+    Adopted,
+    /// Not applied yet.
+    Pending,
+    /// A no-transaction migration that stopped part-way; the next run resumes.
+    Partial {
+        /// Statements done.
+        done: i32,
+        /// Statements in the file.
+        total: Option<i32>,
+        /// Why it stopped.
+        error: Option<String>,
+    },
+    /// Applied, but the file changed since.
+    Changed {
+        /// Checksum recorded when it ran.
+        recorded: String,
+    },
+    /// Applied, but its file is missing.
+    MissingFile,
+    /// Not applied and older than the newest applied migration.
+    OutOfOrder,
+}
+
+/// One line of `pgfleet migrate status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StatusLine {
+    /// The version.
+    pub version: String,
+    /// The name.
+    pub name: String,
+    /// The state.
+    #[serde(flatten)]
+    pub status: Status,
+}
+
+/// The status of every migration of `dir` and of every recorded one without a file. Read-only:
+/// creates nothing and takes no lock.
+///
+/// # Errors
+/// When the history cannot be read.
+pub async fn status(
+    client: &Client,
+    dir: &MigrationDir,
+    scope: &str,
+) -> Result<Vec<StatusLine>, MigrateError> {
+    let rows = history::read(client, scope).await?;
+    let foreign = match &dir.import {
+        Some(record) => import::foreign_applied(client, record).await?,
+        None => Vec::new(),
+    };
+    let by_version: BTreeMap<&str, &HistoryRow> =
+        rows.iter().map(|r| (r.version.as_str(), r)).collect();
+    let latest_done = rows
+        .iter()
+        .filter(|r| r.state.is_done())
+        .map(|r| r.version.as_str())
+        .max();
+    let mut out: Vec<StatusLine> = dir
+        .migrations
+        .iter()
+        .map(|m| {
+            let status = match by_version.get(m.version.as_str()) {
+                Some(r) if r.state == RowState::Partial => Status::Partial {
+                    done: r.statements_done,
+                    total: r.statements_total,
+                    error: r.last_error.clone(),
+                },
+                Some(r) if r.checksum != m.checksum && r.state != RowState::Adopted => {
+                    Status::Changed {
+                        recorded: r.checksum.clone(),
+                    }
+                }
+                Some(r) if r.state == RowState::Adopted => Status::Adopted,
+                Some(r) => Status::Applied {
+                    at: r.finished_at.clone(),
+                    duration_ms: r.duration_ms,
+                },
+                None if foreign.contains(&m.version) => Status::Adopted,
+                None if latest_done.is_some_and(|l| m.version.as_str() < l) => Status::OutOfOrder,
+                None => Status::Pending,
+            };
+            StatusLine {
+                version: m.version.clone(),
+                name: m.name.clone(),
+                status,
+            }
+        })
+        .collect();
+    for r in &rows {
+        if dir.get(&r.version).is_none() {
+            out.push(StatusLine {
+                version: r.version.clone(),
+                name: r.name.clone(),
+                status: Status::MissingFile,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.version.cmp(&b.version));
+    Ok(out)
+}
