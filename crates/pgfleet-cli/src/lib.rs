@@ -6,6 +6,7 @@
 
 pub mod demo;
 pub mod local;
+pub mod migrate_cmds;
 pub mod schema_cmds;
 
 use std::path::PathBuf;
@@ -103,6 +104,16 @@ pub enum Command {
         #[command(flatten)]
         flags: schema_cmds::ApplyFlags,
     },
+    /// Write the next migration from schema.sql: replay migrations/ in a shadow database, diff
+    /// against schema.sql, write the difference as a new file and update pgfleet.sum.
+    ///
+    /// With --check: write nothing; exit 1 when schema.sql and the migrations disagree.
+    Gen(migrate_cmds::GenArgs),
+    /// Apply pending migrations to one database, at most once, under a lock; resume after crashes.
+    ///
+    /// Subcommands: status (what is applied), import (adopt sqlx, Drizzle or golang-migrate),
+    /// hash (record the directory in pgfleet.sum).
+    Migrate(migrate_cmds::MigrateArgs),
     /// Run the demo: set up and start the local PostgreSQL, create the chat example database,
     /// store documents with embeddings and run a similarity search.
     Demo {
@@ -136,6 +147,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             });
         }
+        Command::Gen(args) => {
+            let differs = migrate_cmds::generate(&args)?;
+            return Ok(if differs {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
+        Command::Migrate(args) => migrate_cmds::migrate(&args),
         Command::Apply { target, flags } => schema_cmds::apply(&target, &flags),
         Command::Setup => local::setup(),
         Command::Up { dir, port } => local::up(&dir.resolve(), port),

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+mod migrate;
+
 use pgfleet_testkit::{binaries, connect, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pgfleet");
