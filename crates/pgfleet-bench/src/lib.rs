@@ -15,6 +15,7 @@
 //! add it to [`BENCHMARKS`].
 #![deny(missing_docs)]
 
+pub mod migrate;
 pub mod report;
 pub mod schema;
 pub mod smoke;
@@ -42,6 +43,11 @@ pub const BENCHMARKS: &[Benchmark] = &[
         run: smoke::run,
     },
     Benchmark {
+        name: "migrate",
+        about: "200 small migrations by the migrator vs the same SQL by one psql -f",
+        run: migrate::run,
+    },
+    Benchmark {
         name: "schema",
         about: "introspect a 1,000-table schema vs pg_dump --schema-only; diff + plan time",
         run: schema::run,
@@ -55,7 +61,7 @@ pub const BENCHMARKS: &[Benchmark] = &[
     about = "Run a pgfleet benchmark against its same-run baseline"
 )]
 #[command(
-    after_help = "Benchmarks:\n  smoke   embedded server start vs raw pg_ctl; connect + SELECT 1 over TCP vs unix socket\n  schema  introspect a 1,000-table schema vs pg_dump --schema-only; diff + plan time\n\nResults: a Markdown table on stdout and target/bench/NAME.json"
+    after_help = "Benchmarks:\n  smoke   embedded server start vs raw pg_ctl; connect + SELECT 1 over TCP vs unix socket\n  schema  introspect a 1,000-table schema vs pg_dump --schema-only; diff + plan time\n  migrate 200 small migrations by the migrator vs the same SQL by one psql -f\n\nResults: a Markdown table on stdout and target/bench/NAME.json"
 )]
 pub struct Args {
     /// Benchmark to run (see below), or `list`.
