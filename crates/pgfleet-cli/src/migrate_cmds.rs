@@ -17,7 +17,7 @@ use crate::schema_cmds::parse_duration;
 /// `pgfleet gen` flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GenArgs {
-    /// Name of the new migration (lowercase, digits, underscores), e.g. add_tags. Not with --check.
+    /// Name of the new migration (lowercase letters, digits, `_`, `-`), e.g. add_tags. Not with --check.
     #[arg(value_name = "NAME", required_unless_present = "check")]
     pub name: Option<String>,
     /// Write nothing; exit 1 when schema.sql and the migrations disagree (for CI).
@@ -291,8 +291,19 @@ pub fn migrate(a: &MigrateArgs) -> anyhow::Result<()> {
     }
 }
 
+/// The directory must exist for commands that apply or report migrations.
+fn require_dir(path: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        path.is_dir(),
+        "migrations directory {} does not exist; pass --migrations DIR, or create the first migration with `pgfleet gen NAME`",
+        path.display()
+    );
+    Ok(())
+}
+
 fn run(r: &RunArgs) -> anyhow::Result<()> {
     let url = db_url(&r.target)?;
+    require_dir(&r.target.migrations)?;
     let dir = load_verified(&r.target.migrations)?;
     let config = connect::parse_url(url)?;
     let opts = MigrateOptions {
@@ -378,6 +389,7 @@ fn run(r: &RunArgs) -> anyhow::Result<()> {
 
 fn status(t: &DbArgs, format: StatusFormat) -> anyhow::Result<()> {
     let url = db_url(t)?;
+    require_dir(&t.migrations)?;
     let dir = MigrationDir::load(&t.migrations)?;
     let integrity = sum::verify(&dir).err();
     let config = connect::parse_url(url)?;

@@ -36,7 +36,7 @@ pub enum GenError {
     #[error("loading the desired schema")]
     Desired(#[source] ShadowError),
     /// The name is not usable in a file name.
-    #[error("migration name {0:?}: use lowercase letters, digits and underscores, e.g. add_tags")]
+    #[error("migration name {0:?}: use lowercase letters, digits, `_` and `-`, e.g. add_tags")]
     BadName(String),
     /// The plan has hazards that were not allowed.
     #[error("the next migration would have hazards you did not allow: {}\n{steps}\nnothing was written; review the steps and pass --allow-hazards {} to write it", names(.refused), names(.refused).replace(", ", ","))]
@@ -160,7 +160,7 @@ pub async fn generate(
     if name.is_empty()
         || !name
             .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
     {
         return Err(GenError::BadName(name.to_string()));
     }
