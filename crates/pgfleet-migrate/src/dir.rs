@@ -283,6 +283,20 @@ fn is_transaction_control(stmt: &str) -> bool {
     }
 }
 
+fn sort_and_check(migrations: &mut [Migration]) -> Result<(), DirError> {
+    migrations.sort_by(|a, b| a.version.cmp(&b.version));
+    for pair in migrations.windows(2) {
+        if pair[0].version == pair[1].version {
+            return Err(DirError::DuplicateVersion {
+                version: pair[0].version.clone(),
+                first: pair[0].file_name.clone(),
+                second: pair[1].file_name.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A migrations directory, read and checked.
 #[derive(Debug, Clone)]
 pub struct MigrationDir {
@@ -328,21 +342,30 @@ impl MigrationDir {
                 String::from_utf8(bytes).map_err(|_| DirError::NotUtf8 { path: p.clone() })?;
             migrations.push(Migration::parse(&p, sql)?);
         }
-        migrations.sort_by(|a, b| a.version.cmp(&b.version));
-        for pair in migrations.windows(2) {
-            if pair[0].version == pair[1].version {
-                return Err(DirError::DuplicateVersion {
-                    version: pair[0].version.clone(),
-                    first: pair[0].file_name.clone(),
-                    second: pair[1].file_name.clone(),
-                });
-            }
-        }
+        sort_and_check(&mut migrations)?;
         let import = crate::import::ImportRecord::load(&path.join(IMPORT_FILE))?;
         Ok(Self {
             path: path.into(),
             migrations,
             import,
+        })
+    }
+
+    /// A directory held in memory (e.g. the fleet's target stored in the catalog): `(file name,
+    /// SQL)` pairs; `path` is used in messages only.
+    ///
+    /// # Errors
+    /// As [`MigrationDir::load`].
+    pub fn from_files(path: &Path, files: Vec<(String, String)>) -> Result<Self, DirError> {
+        let mut migrations = files
+            .into_iter()
+            .map(|(name, sql)| Migration::parse(&path.join(name), sql))
+            .collect::<Result<Vec<_>, _>>()?;
+        sort_and_check(&mut migrations)?;
+        Ok(Self {
+            path: path.into(),
+            migrations,
+            import: None,
         })
     }
 

@@ -99,6 +99,15 @@ fn dir_hash(entries: &BTreeMap<String, String>) -> String {
     checksum(text.as_bytes())
 }
 
+/// The `dir` hash of `dir` (the line `pgfleet.sum` starts with): one value that changes when any
+/// file is added, edited or removed.
+///
+/// # Errors
+/// [`SumError::Io`] when the import record cannot be read.
+pub fn directory_hash(dir: &MigrationDir) -> Result<String, SumError> {
+    Ok(dir_hash(&entries(dir)?))
+}
+
 /// The text of `pgfleet.sum` for `dir` as it is now.
 ///
 /// # Errors

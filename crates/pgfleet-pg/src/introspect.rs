@@ -45,8 +45,25 @@ const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL
 /// [`PgError::Catalog`] when the catalog holds something pgfleet does not understand (an unknown
 /// constraint kind, or an object whose table was not read).
 pub async fn introspect(client: &tokio_postgres::Client) -> Result<Model> {
+    introspect_with(client, BEGIN).await
+}
+
+/// Reads only the objects of `schema` (and the database's extensions): for a tenant that is one
+/// schema of a shared database, without reading the other tenants. Same rules as [`introspect`].
+///
+/// # Errors
+/// As [`introspect`].
+pub async fn introspect_schema(client: &tokio_postgres::Client, schema: &str) -> Result<Model> {
+    let begin = format!(
+        "{BEGIN}; SET LOCAL pgfleet.only_schema = {}",
+        pgfleet_schema::quote::literal(schema)
+    );
+    introspect_with(client, &begin).await
+}
+
+async fn introspect_with(client: &tokio_postgres::Client, begin: &str) -> Result<Model> {
     client
-        .batch_execute(BEGIN)
+        .batch_execute(begin)
         .await
         .map_err(|e| PgError::query("introspection: opening a read-only transaction", e))?;
     // The pipelined queries make a large future: box it so callers' futures stay small.

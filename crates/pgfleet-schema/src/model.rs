@@ -65,17 +65,135 @@ pub struct Model {
     /// Installed extensions (except `plpgsql`), by name.
     pub extensions: BTreeMap<String, Extension>,
     /// Enum types.
+    #[serde(with = "pairs")]
     pub enums: BTreeMap<QualName, EnumType>,
     /// Domains.
+    #[serde(with = "pairs")]
     pub domains: BTreeMap<QualName, Domain>,
     /// Sequences, excluding those that back identity columns.
+    #[serde(with = "pairs")]
     pub sequences: BTreeMap<QualName, Sequence>,
     /// Tables: regular, unlogged, partitioned and partitions.
+    #[serde(with = "pairs")]
     pub tables: BTreeMap<QualName, Table>,
     /// Views and materialized views.
+    #[serde(with = "pairs")]
     pub views: BTreeMap<QualName, View>,
     /// Functions and procedures (not aggregates), excluding those owned by extensions.
+    #[serde(with = "pairs")]
     pub functions: BTreeMap<FunctionId, Function>,
+}
+
+/// Maps with struct keys serialize as lists of `[key, value]` pairs, so a model is plain JSON
+/// (the catalog stores target models).
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &BTreeMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
+}
+
+impl Model {
+    /// The objects of `schema` only (extensions are kept: they belong to the database).
+    pub fn only_schema(&self, schema: &str) -> Model {
+        let keep = |q: &QualName| q.schema == schema;
+        Model {
+            server_version: self.server_version,
+            schemas: self
+                .schemas
+                .iter()
+                .filter(|(k, _)| *k == schema)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            extensions: self.extensions.clone(),
+            enums: self
+                .enums
+                .iter()
+                .filter(|(k, _)| keep(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            domains: self
+                .domains
+                .iter()
+                .filter(|(k, _)| keep(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            sequences: self
+                .sequences
+                .iter()
+                .filter(|(k, _)| keep(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            tables: self
+                .tables
+                .iter()
+                .filter(|(k, _)| keep(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            views: self
+                .views
+                .iter()
+                .filter(|(k, _)| keep(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            functions: self
+                .functions
+                .iter()
+                .filter(|(k, _)| keep(&k.name))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
+    /// The model with schema `from` renamed to `to`: every schema field equal to `from` and every
+    /// `from.` inside a definition. Textual, so `from` must be a name that occurs nowhere else in
+    /// the model's SQL text (pgfleet uses it with generated tenant schema names like
+    /// `t3f9c2a1b4d5e6f70`); `from` must need no quoting.
+    pub fn rename_schema(&self, from: &str, to: &str) -> Model {
+        fn walk(v: &mut serde_json::Value, from: &str, to: &str, prefix: &str, replacement: &str) {
+            match v {
+                serde_json::Value::String(s) => {
+                    if s == from {
+                        *s = to.to_string();
+                    } else if s.contains(prefix) {
+                        *s = s.replace(prefix, replacement);
+                    }
+                }
+                serde_json::Value::Array(a) => a
+                    .iter_mut()
+                    .for_each(|x| walk(x, from, to, prefix, replacement)),
+                serde_json::Value::Object(o) => {
+                    let entries: Vec<(String, serde_json::Value)> =
+                        std::mem::take(o).into_iter().collect();
+                    for (k, mut x) in entries {
+                        walk(&mut x, from, to, prefix, replacement);
+                        o.insert(if k == from { to.to_string() } else { k }, x);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut v = serde_json::to_value(self).expect("a model serializes to JSON");
+        let prefix = format!("{from}.");
+        let replacement = format!("{}.", crate::quote::ident(to));
+        walk(&mut v, from, to, &prefix, &replacement);
+        serde_json::from_value(v).expect("a renamed model deserializes")
+    }
 }
 
 /// A schema (namespace).
@@ -439,5 +557,45 @@ impl Model {
     /// or `bit`-quantized pgvector types, or the `vector` extension is installed.
     pub fn needs_pgvector(&self) -> bool {
         self.extensions.contains_key("vector")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::*;
+
+    #[test]
+    fn models_round_trip_through_json_and_move_between_schemas() {
+        let mut m = model();
+        m.schemas
+            .insert("t0123456789abcdef".into(), Default::default());
+        let mut users = table(&[("id", "bigint"), ("v", "public.vector(3)")]);
+        users.indexes.insert(
+            "users_v".into(),
+            index("CREATE INDEX users_v ON t0123456789abcdef.users USING hnsw (v public.vector_cosine_ops)"),
+        );
+        m.tables.insert(qn("t0123456789abcdef.users"), users);
+        m.tables.insert(qn("other.x"), table(&[("id", "int")]));
+        let json = serde_json::to_string(&m).unwrap();
+        let back: crate::Model = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, m);
+
+        let moved = m
+            .only_schema("t0123456789abcdef")
+            .rename_schema("t0123456789abcdef", "public");
+        assert_eq!(moved.tables.len(), 1);
+        let t = &moved.tables[&qn("public.users")];
+        assert_eq!(
+            t.indexes["users_v"].definition,
+            "CREATE INDEX users_v ON public.users USING hnsw (v public.vector_cosine_ops)"
+        );
+        assert_eq!(
+            t.columns["v"].data_type, "public.vector(3)",
+            "extension types stay where they are"
+        );
+        assert!(
+            moved.schemas.contains_key("public")
+                && !moved.schemas.contains_key("t0123456789abcdef")
+        );
     }
 }

@@ -1,0 +1,352 @@
+//! Configuration: flags, then `PGFLEET_*` environment variables, then `pgfleet.toml`.
+//!
+//! ```toml
+//! # pgfleet.toml
+//! catalog_url = "postgres://pgfleet_admin@db.internal:5432/pgfleet"   # a password here is allowed but better in PGFLEET_CATALOG_URL
+//! migrations = "migrations"
+//! master_key_file = "/run/secrets/pgfleet-master-key"                # base64 of 32 bytes
+//! default_mode = "database"                                           # or "schema"
+//! ```
+//!
+//! The master key itself is taken only from `PGFLEET_MASTER_KEY` or a file (`--master-key-file`,
+//! `PGFLEET_MASTER_KEY_FILE`, `master_key_file`), never from the TOML file or a flag value, so it does
+//! not end up in shell history or version control.
+
+use std::path::{Path, PathBuf};
+
+use crate::secrets::{MasterKey, SecretError};
+use crate::tenant::Mode;
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The TOML file cannot be read or parsed.
+    #[error("{}: {reason}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A value is invalid.
+    #[error("{name}: {reason}")]
+    Invalid {
+        /// The setting (flag, variable or key).
+        name: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// No catalog configured.
+    #[error(
+        "no catalog configured: pass --catalog-url, set PGFLEET_CATALOG_URL, or put catalog_url in pgfleet.toml (or start the local PostgreSQL with `pgfleet up`)"
+    )]
+    NoCatalog,
+    /// No master key configured.
+    #[error(
+        "no master key configured: set PGFLEET_MASTER_KEY (base64 of 32 bytes) or PGFLEET_MASTER_KEY_FILE, or master_key_file in pgfleet.toml; `pgfleet keys generate` prints a new key"
+    )]
+    NoMasterKey,
+    /// The master key is malformed.
+    #[error("master key from {source_name}")]
+    MasterKey {
+        /// Where it came from.
+        source_name: String,
+        /// What is wrong.
+        #[source]
+        source: SecretError,
+    },
+}
+
+/// Settings from one source; `None` = not set there.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The catalog database URL.
+    pub catalog_url: Option<String>,
+    /// The migrations directory of the fleet's target.
+    pub migrations: Option<PathBuf>,
+    /// A file holding the master key (base64).
+    pub master_key_file: Option<PathBuf>,
+    /// Default tenant mode.
+    pub default_mode: Option<Mode>,
+    /// Refused in files (see module docs); present only to give a clear error.
+    #[serde(default)]
+    master_key: Option<toml::Value>,
+}
+
+impl Settings {
+    /// Reads the `PGFLEET_*` variables through `var`.
+    ///
+    /// # Errors
+    /// An unknown `PGFLEET_DEFAULT_MODE`.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let default_mode = match var("PGFLEET_DEFAULT_MODE") {
+            Some(m) => Some(m.parse().map_err(|reason| ConfigError::Invalid {
+                name: "PGFLEET_DEFAULT_MODE".into(),
+                reason,
+            })?),
+            None => None,
+        };
+        Ok(Self {
+            catalog_url: var("PGFLEET_CATALOG_URL"),
+            migrations: var("PGFLEET_MIGRATIONS").map(PathBuf::from),
+            master_key_file: var("PGFLEET_MASTER_KEY_FILE").map(PathBuf::from),
+            default_mode,
+            master_key: None,
+        })
+    }
+
+    /// Reads a `pgfleet.toml`.
+    ///
+    /// # Errors
+    /// [`ConfigError::File`] for unreadable files, bad TOML, unknown keys or a `master_key` key.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
+        let s: Self = toml::from_str(&text).map_err(|e| ConfigError::File {
+            path: path.into(),
+            reason: e.to_string().trim().to_string(),
+        })?;
+        if s.master_key.is_some() {
+            return Err(ConfigError::File {
+                path: path.into(),
+                reason: "master_key may not be written in the configuration file; put the key in a file of its own (master_key_file) or in PGFLEET_MASTER_KEY".into(),
+            });
+        }
+        Ok(s)
+    }
+
+    /// `self`, with unset values taken from `lower`.
+    pub fn or(self, lower: Settings) -> Settings {
+        Settings {
+            catalog_url: self.catalog_url.or(lower.catalog_url),
+            migrations: self.migrations.or(lower.migrations),
+            master_key_file: self.master_key_file.or(lower.master_key_file),
+            default_mode: self.default_mode.or(lower.default_mode),
+            master_key: None,
+        }
+    }
+}
+
+/// The resolved configuration.
+#[derive(Clone)]
+pub struct Config {
+    /// The catalog database URL.
+    pub catalog_url: String,
+    /// The migrations directory of the fleet's target.
+    pub migrations: PathBuf,
+    /// Default tenant mode.
+    pub default_mode: Mode,
+    /// Attempts of a provisioning operation before the tenant is marked failed.
+    pub provision_attempts: i32,
+    /// First retry delay of a failed provisioning step (doubled each time, at most 60 s).
+    pub retry_backoff: std::time::Duration,
+    master_key: Result<MasterKey, String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field(
+                "catalog_url",
+                &pgfleet_pg::connect::redact(&self.catalog_url),
+            )
+            .field("migrations", &self.migrations)
+            .field("default_mode", &self.default_mode)
+            .field(
+                "master_key",
+                &self.master_key.as_ref().map(|k| k.id().to_string()),
+            )
+            .finish()
+    }
+}
+
+impl Config {
+    /// Resolves `flags` over the environment (`var`) over the file (`PGFLEET_CONFIG`, else
+    /// `./pgfleet.toml` when it exists). `fallback_catalog` is used when no source sets a catalog.
+    ///
+    /// # Errors
+    /// See [`ConfigError`]. A missing or malformed master key is reported only when it is needed
+    /// ([`Config::master_key`]).
+    pub fn resolve(
+        flags: Settings,
+        var: impl Fn(&str) -> Option<String>,
+        fallback_catalog: Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let env = Settings::from_env(&var)?;
+        let file = match var("PGFLEET_CONFIG") {
+            Some(p) => Settings::from_file(Path::new(&p))?,
+            None if Path::new("pgfleet.toml").exists() => {
+                Settings::from_file(Path::new("pgfleet.toml"))?
+            }
+            None => Settings::default(),
+        };
+        let s = flags.or(env).or(file);
+        let catalog_url = s
+            .catalog_url
+            .or(fallback_catalog)
+            .ok_or(ConfigError::NoCatalog)?;
+        let master_key = match (var("PGFLEET_MASTER_KEY"), &s.master_key_file) {
+            (Some(k), _) => {
+                MasterKey::from_base64(&k).map_err(|e| format!("PGFLEET_MASTER_KEY: {e}"))
+            }
+            (None, Some(path)) => match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    MasterKey::from_base64(&text).map_err(|e| format!("{}: {e}", path.display()))
+                }
+                Err(e) => Err(format!(
+                    "reading the master key file {}: {e}",
+                    path.display()
+                )),
+            },
+            (None, None) => Err(String::new()),
+        };
+        Ok(Self {
+            catalog_url,
+            migrations: s.migrations.unwrap_or_else(|| PathBuf::from("migrations")),
+            default_mode: s.default_mode.unwrap_or(Mode::Database),
+            provision_attempts: 5,
+            retry_backoff: std::time::Duration::from_secs(1),
+            master_key,
+        })
+    }
+
+    /// A configuration with explicit values (tests, embedding programs).
+    pub fn new(catalog_url: impl Into<String>, master_key: MasterKey) -> Self {
+        Self {
+            catalog_url: catalog_url.into(),
+            migrations: PathBuf::from("migrations"),
+            default_mode: Mode::Database,
+            provision_attempts: 5,
+            retry_backoff: std::time::Duration::from_secs(1),
+            master_key: Ok(master_key),
+        }
+    }
+
+    /// The master key.
+    ///
+    /// # Errors
+    /// [`ConfigError::NoMasterKey`], or [`ConfigError::Invalid`] naming where the bad key came from.
+    pub fn master_key(&self) -> Result<&MasterKey, ConfigError> {
+        match &self.master_key {
+            Ok(k) => Ok(k),
+            Err(e) if e.is_empty() => Err(ConfigError::NoMasterKey),
+            Err(e) => Err(ConfigError::Invalid {
+                name: "master key".into(),
+                reason: e.clone(),
+            }),
+        }
+    }
+
+    /// Whether a master key is configured (valid or not).
+    pub fn has_master_key(&self) -> bool {
+        !matches!(&self.master_key, Err(e) if e.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn flags_beat_environment_beats_file() {
+        let dir = std::env::temp_dir().join(format!("pgfleet-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pgfleet.toml");
+        let key = MasterKey::generate().unwrap();
+        let key_file = dir.join("master.key");
+        std::fs::write(&key_file, key.to_base64().expose()).unwrap();
+        std::fs::write(
+            &file,
+            format!(
+                "catalog_url = \"postgres://file/db\"\nmigrations = \"from-file\"\ndefault_mode = \"schema\"\nmaster_key_file = \"{}\"\n",
+                key_file.display()
+            ),
+        )
+        .unwrap();
+        let f = file.to_str().unwrap();
+        let c = Config::resolve(Settings::default(), env(&[("PGFLEET_CONFIG", f)]), None).unwrap();
+        assert_eq!(c.catalog_url, "postgres://file/db");
+        assert_eq!(c.default_mode, Mode::Schema);
+        assert_eq!(c.master_key().unwrap().id(), key.id());
+        let c = Config::resolve(
+            Settings::default(),
+            env(&[
+                ("PGFLEET_CONFIG", f),
+                ("PGFLEET_CATALOG_URL", "postgres://env/db"),
+                ("PGFLEET_DEFAULT_MODE", "database"),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.catalog_url, "postgres://env/db");
+        assert_eq!(c.default_mode, Mode::Database);
+        assert_eq!(c.migrations, PathBuf::from("from-file"));
+        let flags = Settings {
+            catalog_url: Some("postgres://flag/db".into()),
+            ..Settings::default()
+        };
+        let c = Config::resolve(
+            flags,
+            env(&[
+                ("PGFLEET_CONFIG", f),
+                ("PGFLEET_CATALOG_URL", "postgres://env/db"),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.catalog_url, "postgres://flag/db");
+
+        std::fs::write(&file, "master_key = \"abc\"\n").unwrap();
+        let err =
+            Config::resolve(Settings::default(), env(&[("PGFLEET_CONFIG", f)]), None).unwrap_err();
+        assert!(err.to_string().contains("master_key_file"), "{err}");
+        std::fs::write(&file, "catalog = \"x\"\n").unwrap();
+        let err =
+            Config::resolve(Settings::default(), env(&[("PGFLEET_CONFIG", f)]), None).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn missing_pieces_say_what_to_set() {
+        let err = Config::resolve(Settings::default(), env(&[]), None).unwrap_err();
+        assert!(err.to_string().contains("PGFLEET_CATALOG_URL"), "{err}");
+        let c = Config::resolve(
+            Settings::default(),
+            env(&[]),
+            Some("postgres://local/pgfleet".into()),
+        )
+        .unwrap();
+        assert!(
+            c.master_key()
+                .unwrap_err()
+                .to_string()
+                .contains("pgfleet keys generate")
+        );
+        let c = Config::resolve(
+            Settings::default(),
+            env(&[("PGFLEET_MASTER_KEY", "short")]),
+            Some("postgres://x/y".into()),
+        )
+        .unwrap();
+        let err = c.master_key().unwrap_err().to_string();
+        assert!(
+            err.contains("PGFLEET_MASTER_KEY") && !err.contains("short"),
+            "{err}"
+        );
+        assert!(!format!("{c:?}").contains("short"));
+    }
+}

@@ -1,0 +1,261 @@
+//! pgfleet's control plane (the cold path): the catalog, servers and placement, exactly-once tenant
+//! provisioning with verified schemas, and sealed credentials.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use pgfleet_control::{Control, config::Config, secrets::MasterKey, provision::CreateOptions};
+//!
+//! let config = Config::new("postgres://postgres:secret@127.0.0.1:54320/pgfleet", MasterKey::generate()?);
+//! let target = pgfleet_migrate::MigrationDir::load("migrations".as_ref())?;
+//! pgfleet_control::catalog::init(&pgfleet_pg::connect::parse_url(&config.catalog_url)?, Some(&target)).await?;
+//! let control = Control::connect(config).await?;
+//! control.add_server("local", "postgres://postgres:secret@127.0.0.1:54320/postgres", 1000, 1).await?;
+//! // The same key always yields the same tenant, however many callers race.
+//! let tenant = control.provision("user-42", &CreateOptions::default(), std::time::Duration::from_secs(60)).await?;
+//! assert_eq!(tenant.state, pgfleet_control::tenant::State::Ready);
+//! # Ok(()) }
+//! ```
+//!
+//! Every pgfleet process is stateless: all state lives in the catalog and all coordination goes
+//! through it (unique keys, `FOR UPDATE SKIP LOCKED` with leases, advisory locks), so any number of
+//! processes can create tenants and run the provisioning work.
+#![deny(missing_docs)]
+
+pub mod catalog;
+pub mod config;
+pub mod events;
+pub mod provision;
+pub mod secrets;
+pub mod server;
+pub mod tenant;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use pgfleet_pg::{PgError, connect};
+use pgfleet_schema::Model;
+use tokio_postgres::Client;
+
+use crate::config::{Config, ConfigError};
+use crate::secrets::SecretError;
+
+/// What can go wrong in the control plane.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// Talking to the catalog or a server failed.
+    #[error(transparent)]
+    Pg(#[from] PgError),
+    /// The configuration is incomplete or invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A secret could not be sealed or opened.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// Migrating (the catalog or a tenant) failed.
+    #[error(transparent)]
+    Migrate(Box<pgfleet_migrate::MigrateError>),
+    /// The target's migrations are not valid.
+    #[error(transparent)]
+    Dir(#[from] pgfleet_migrate::dir::DirError),
+    /// The target directory does not match its `pgfleet.sum`.
+    #[error(transparent)]
+    Sum(#[from] pgfleet_migrate::sum::SumError),
+    /// Building the target model in a shadow database failed.
+    #[error("building the target model")]
+    Shadow(#[source] Box<pgfleet_pg::shadow::ShadowError>),
+    /// The catalog does not exist or is older than this pgfleet.
+    #[error("the catalog is not initialized ({0}); run `pgfleet init --migrations DIR`")]
+    NotInitialized(String),
+    /// No target recorded yet.
+    #[error(
+        "no target schema recorded: run `pgfleet init --migrations DIR` with the fleet's migrations directory"
+    )]
+    NoTarget,
+    /// A value is invalid (the message says which and what to do).
+    #[error("{0}")]
+    Invalid(String),
+    /// No such server.
+    #[error("no server named {0}: `pgfleet server list` shows them, `pgfleet server add` adds one")]
+    UnknownServer(String),
+    /// No such tenant.
+    #[error("no tenant with key {0:?}: `pgfleet tenant create KEY` creates it")]
+    UnknownTenant(String),
+    /// No server can take a tenant.
+    #[error("no server has room for a new tenant: {0}; nothing was created")]
+    NoCapacity(String),
+    /// The key exists with other options.
+    #[error(
+        "tenant {key:?} already exists with {existing}; a key always names the same tenant, so it cannot be created again with {requested}"
+    )]
+    Conflict {
+        /// The key.
+        key: String,
+        /// What it has.
+        existing: String,
+        /// What was asked.
+        requested: String,
+    },
+    /// Provisioning failed for good.
+    #[error(
+        "tenant {key:?} failed at step {step}: {error}; fix the cause and run `pgfleet tenant create` again to retry"
+    )]
+    Failed {
+        /// The key.
+        key: String,
+        /// The step.
+        step: String,
+        /// The recorded error.
+        error: String,
+    },
+    /// The tenant was not ready in time.
+    #[error("tenant {key:?} was not ready within {seconds}s (at step {step}{}); provisioning continues in the background (`pgfleet tenant show`)", .last_error.as_deref().map(|e| format!(", last error: {e}")).unwrap_or_default())]
+    Timeout {
+        /// The key.
+        key: String,
+        /// Seconds waited.
+        seconds: u64,
+        /// The step it is at.
+        step: String,
+        /// The last error of a retried step.
+        last_error: Option<String>,
+    },
+}
+
+impl From<pgfleet_migrate::MigrateError> for ControlError {
+    fn from(e: pgfleet_migrate::MigrateError) -> Self {
+        Self::Migrate(Box::new(e))
+    }
+}
+
+impl From<pgfleet_pg::shadow::ShadowError> for ControlError {
+    fn from(e: pgfleet_pg::shadow::ShadowError) -> Self {
+        Self::Shadow(Box::new(e))
+    }
+}
+
+impl ControlError {
+    /// True when the tenant does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::UnknownTenant(_))
+    }
+}
+
+/// A handle on the control plane: configuration plus a catalog connection. Cheap to share
+/// (`Arc` inside); every long operation opens connections of its own.
+#[derive(Clone)]
+pub struct Control {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    catalog: Client,
+    worker: String,
+    /// Target models by (server, target version), built once per process in a shadow database.
+    models: tokio::sync::Mutex<HashMap<(String, String), Arc<Model>>>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("config", &self.inner.config)
+            .field("worker", &self.inner.worker)
+            .finish()
+    }
+}
+
+impl Control {
+    /// Connects to an initialized catalog.
+    ///
+    /// # Errors
+    /// [`ControlError::NotInitialized`] when `pgfleet init` has not run (or is older).
+    pub async fn connect(config: Config) -> Result<Self, ControlError> {
+        let url = connect::parse_url(&config.catalog_url)?;
+        let (catalog, _) = catalog::connect_catalog(&url, false).await?;
+        catalog::check(&catalog).await?;
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let worker = format!("{}:{}", host.trim(), std::process::id());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                catalog,
+                worker,
+                models: tokio::sync::Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The shared catalog connection (single statements only; transactions use their own).
+    pub fn catalog(&self) -> &Client {
+        &self.inner.catalog
+    }
+
+    /// A new connection to the catalog, for transactions and long work.
+    ///
+    /// # Errors
+    /// When the catalog cannot be reached.
+    pub async fn catalog_connection(&self) -> Result<Client, ControlError> {
+        Ok(connect::connect(&connect::parse_url(&self.inner.config.catalog_url)?).await?)
+    }
+
+    /// Checks a server and records it.
+    ///
+    /// # Errors
+    /// Unreachable server, missing rights or extensions (every problem listed), duplicate name.
+    pub async fn add_server(
+        &self,
+        name: &str,
+        url: &str,
+        capacity: i32,
+        weight: i32,
+    ) -> Result<server::ServerCheck, ControlError> {
+        let key = self.inner.config.master_key()?;
+        let needs_vector = match catalog::current_target(self.catalog()).await? {
+            Some(t) => t.dir.migrations.iter().any(|m| {
+                let lower = m.sql.to_ascii_lowercase();
+                lower.contains("create extension") && lower.contains("vector")
+            }),
+            None => false,
+        };
+        let check = server::check_server(url, needs_vector).await?;
+        if !check.problems.is_empty() {
+            return Err(ControlError::Invalid(format!(
+                "server {name} ({}) cannot hold tenants:\n  - {}",
+                connect::redact(url),
+                check.problems.join("\n  - ")
+            )));
+        }
+        server::insert(self.catalog(), key, name, url, capacity, weight, &check).await?;
+        Ok(check)
+    }
+
+    /// Every server.
+    ///
+    /// # Errors
+    /// Catalog errors.
+    pub async fn servers(&self) -> Result<Vec<server::ServerInfo>, ControlError> {
+        server::list(self.catalog()).await
+    }
+
+    /// Stops placing new tenants on a server (existing ones stay).
+    ///
+    /// # Errors
+    /// Unknown server.
+    pub async fn drain_server(&self, name: &str) -> Result<(), ControlError> {
+        server::set_state(self.catalog(), name, "draining").await
+    }
+
+    /// Places new tenants on a drained server again.
+    ///
+    /// # Errors
+    /// Unknown server.
+    pub async fn activate_server(&self, name: &str) -> Result<(), ControlError> {
+        server::set_state(self.catalog(), name, "active").await
+    }
+}

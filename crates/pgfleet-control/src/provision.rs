@@ -1,0 +1,1044 @@
+//! Exactly-once tenant provisioning: a resumable state machine run by workers from the operations
+//! queue.
+//!
+//! `create` inserts the tenant row (the key is unique, so racing callers find the same row) and one
+//! `provision` operation (unique idempotency key). Any pgfleet process then claims the operation
+//! (`FOR UPDATE SKIP LOCKED` with a lease) and, holding a session advisory lock on the tenant in the
+//! catalog, runs the steps from where the tenant is:
+//!
+//! | step | does (every step can run again after a crash) |
+//! |---|---|
+//! | `place` | chooses a server under a placement lock (capacity, weight, drain) |
+//! | `role` | seals a random password in the catalog first, then creates (or re-sets) the login role with a SCRAM verifier: the password never reaches the server in clear |
+//! | `database` | database mode: `CREATE DATABASE`, `CONNECT` revoked from `PUBLIC`, granted to the role, `public` schema locked down. Schema mode: the server's shared database, then `CREATE SCHEMA` owned by the admin, `USAGE` for the role only |
+//! | `migrate` | the fleet's target migrations, as the admin, with a fixed `search_path` |
+//! | `grant` | DML on the tenant's tables, sequences and functions to the role (never ownership, never DDL) |
+//! | `verify` | introspects the tenant and diffs it against the target model: the difference must be empty |
+//! | `ready` | only now is the tenant handed out |
+//!
+//! A failing step records its error and is retried with backoff (1 s, 2 s, 4 s, …, configurable)
+//! up to `provision_attempts` (5) times; then the tenant is `failed` until `create` is called again.
+//!
+//! Failpoints for crash tests: `PGFLEET_FAILPOINT=provision:after:<step>` makes the process stop
+//! (print `failpoint … reached` and sleep) right after that step is recorded, so a test can `kill -9` it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pgfleet_pg::{PgError, connect, introspect, shadow};
+use pgfleet_schema::Model;
+use pgfleet_schema::quote::{ident, literal};
+use tokio_postgres::Client;
+
+use crate::catalog::{self, Target};
+use crate::secrets::{Sealed, Secret};
+use crate::tenant::{self, COLUMNS, Mode, State, Tenant};
+use crate::{Control, ControlError, events, server};
+
+/// How long a claimed operation stays leased without progress.
+pub const LEASE: Duration = Duration::from_secs(60);
+
+/// Options of `create`.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// Isolation mode [default: the configured default mode].
+    pub mode: Option<Mode>,
+    /// Put the tenant on this server instead of choosing one.
+    pub server: Option<String>,
+}
+
+const STEPS: [&str; 7] = [
+    "place", "role", "database", "migrate", "grant", "verify", "ready",
+];
+
+fn next_step(step: &str) -> &'static str {
+    let i = STEPS.iter().position(|s| *s == step).unwrap_or(0);
+    STEPS[(i + 1).min(STEPS.len() - 1)]
+}
+
+fn failpoint(name: &str) {
+    if std::env::var("PGFLEET_FAILPOINT").is_ok_and(|f| f == name) {
+        eprintln!("failpoint {name} reached");
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+}
+
+fn q(context: &str) -> impl FnOnce(tokio_postgres::Error) -> ControlError + '_ {
+    move |e| PgError::query(context, e).into()
+}
+
+/// The advisory lock key of a tenant in the catalog (one worker at a time per tenant).
+fn tenant_lock(id: &str) -> i64 {
+    pgfleet_migrate::lock::key("pgfleet-tenant", id)
+}
+
+impl Control {
+    /// Creates the tenant `key` (or finds it) and queues its provisioning. Idempotent: the same key
+    /// always yields the same tenant; a failed tenant is queued again.
+    ///
+    /// # Errors
+    /// Invalid key, no target, no server with room (nothing is created), the key exists with other
+    /// options ([`ControlError::Conflict`]).
+    pub async fn create_tenant(
+        &self,
+        key: &str,
+        opts: &CreateOptions,
+    ) -> Result<Tenant, ControlError> {
+        if key.is_empty() || key.len() > 256 || key.contains('\0') {
+            return Err(ControlError::Invalid(format!(
+                "tenant key must be 1 to 256 bytes without NUL characters (got {} bytes)",
+                key.len()
+            )));
+        }
+        let c = self.catalog();
+        let mode = opts.mode.unwrap_or(self.config().default_mode);
+        let existing = self.find(key).await?;
+        let tenant = match existing {
+            Some(t) => t,
+            None => {
+                if catalog::current_target(c).await?.is_none() {
+                    return Err(ControlError::NoTarget);
+                }
+                self.precheck_capacity(opts.server.as_deref()).await?;
+                let id = tenant::new_id()?;
+                let (db, schema, role) = tenant::names(&id, mode);
+                let row = c
+                    .query_opt(
+                        &format!(
+                            "INSERT INTO pgfleet.tenants (id, key, mode, requested_server, database_name, schema_name, role_name)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (key) DO NOTHING RETURNING {COLUMNS}"
+                        ),
+                        &[&id, &key, &mode.as_str(), &opts.server, &db, &schema, &role],
+                    )
+                    .await
+                    .map_err(q("creating the tenant"))?;
+                match row {
+                    Some(r) => {
+                        let t = Tenant::from_row(&r).map_err(ControlError::Invalid)?;
+                        events::record(
+                            c,
+                            Some(&t.id),
+                            Some(key),
+                            "tenant.created",
+                            serde_json::json!({"mode": mode.as_str(), "server": opts.server}),
+                        )
+                        .await?;
+                        t
+                    }
+                    // Another caller inserted it between our lookup and insert.
+                    None => self
+                        .find(key)
+                        .await?
+                        .ok_or_else(|| ControlError::UnknownTenant(key.into()))?,
+                }
+            }
+        };
+        self.check_same_options(&tenant, opts).await?;
+        if tenant.state == State::Failed {
+            c.execute(
+                "UPDATE pgfleet.operations SET state = 'queued', attempts = 0, not_before = now(), lease_owner = NULL
+                 WHERE idempotency_key = $1 AND state = 'failed'",
+                &[&format!("provision:{}", tenant.id)],
+            )
+            .await
+            .map_err(q("re-queueing the provisioning"))?;
+            c.execute(
+                "UPDATE pgfleet.tenants SET state = 'provisioning', updated_at = now() WHERE id = $1 AND state = 'failed'",
+                &[&tenant.id],
+            )
+            .await
+            .map_err(q("re-queueing the provisioning"))?;
+            events::record(
+                c,
+                Some(&tenant.id),
+                Some(key),
+                "tenant.retry",
+                serde_json::json!({"step": tenant.step, "last_error": tenant.last_error}),
+            )
+            .await?;
+        }
+        if tenant.state != State::Ready {
+            c.execute(
+                "INSERT INTO pgfleet.operations (kind, tenant_id, idempotency_key) VALUES ('provision', $1, $2)
+                 ON CONFLICT (idempotency_key) DO NOTHING",
+                &[&tenant.id, &format!("provision:{}", tenant.id)],
+            )
+            .await
+            .map_err(q("queueing the provisioning"))?;
+        }
+        self.find(key)
+            .await?
+            .ok_or_else(|| ControlError::UnknownTenant(key.into()))
+    }
+
+    async fn check_same_options(
+        &self,
+        t: &Tenant,
+        opts: &CreateOptions,
+    ) -> Result<(), ControlError> {
+        if let Some(mode) = opts.mode
+            && mode != t.mode
+        {
+            return Err(ControlError::Conflict {
+                key: t.key.clone(),
+                existing: format!("mode {}", t.mode),
+                requested: format!("mode {mode}"),
+            });
+        }
+        if let Some(s) = &opts.server {
+            let requested: Option<String> = self
+                .catalog()
+                .query_one(
+                    "SELECT requested_server FROM pgfleet.tenants WHERE id = $1",
+                    &[&t.id],
+                )
+                .await
+                .map_err(q("reading the tenant"))?
+                .get(0);
+            if requested.as_deref() != Some(s.as_str()) && t.server.as_deref() != Some(s.as_str()) {
+                return Err(ControlError::Conflict {
+                    key: t.key.clone(),
+                    existing: format!(
+                        "server {}",
+                        t.server
+                            .clone()
+                            .or(requested)
+                            .unwrap_or_else(|| "(chosen by placement)".into())
+                    ),
+                    requested: format!("server {s}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn precheck_capacity(&self, requested: Option<&str>) -> Result<(), ControlError> {
+        let mut conn = self.catalog_connection().await?;
+        let tx = conn.transaction().await.map_err(q("checking capacity"))?;
+        let r = server::place(&tx, requested).await.map(|_| ());
+        tx.rollback().await.map_err(q("checking capacity"))?;
+        r
+    }
+
+    /// The tenant with `key`, if any.
+    ///
+    /// # Errors
+    /// Catalog errors.
+    pub async fn find(&self, key: &str) -> Result<Option<Tenant>, ControlError> {
+        let row = self
+            .catalog()
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM pgfleet.tenants WHERE key = $1"),
+                &[&key],
+            )
+            .await
+            .map_err(q("reading the tenant"))?;
+        row.map(|r| Tenant::from_row(&r).map_err(ControlError::Invalid))
+            .transpose()
+    }
+
+    /// The tenant with `key`.
+    ///
+    /// # Errors
+    /// [`ControlError::UnknownTenant`].
+    pub async fn tenant(&self, key: &str) -> Result<Tenant, ControlError> {
+        self.find(key)
+            .await?
+            .ok_or_else(|| ControlError::UnknownTenant(key.into()))
+    }
+
+    /// All tenants, optionally only those in `state`, oldest first.
+    ///
+    /// # Errors
+    /// Catalog errors.
+    pub async fn tenants(&self, state: Option<State>) -> Result<Vec<Tenant>, ControlError> {
+        let rows = self
+            .catalog()
+            .query(
+                &format!("SELECT {COLUMNS} FROM pgfleet.tenants WHERE $1::text IS NULL OR state = $1 ORDER BY created_at, id"),
+                &[&state.map(State::as_str)],
+            )
+            .await
+            .map_err(q("listing tenants"))?;
+        rows.iter()
+            .map(|r| Tenant::from_row(r).map_err(ControlError::Invalid))
+            .collect()
+    }
+
+    /// Creates `key` if needed and waits until it is `ready` (verified), running the provisioning
+    /// itself unless another worker already does. Concurrent callers with one key share one
+    /// operation and all return the same tenant.
+    ///
+    /// # Errors
+    /// As [`Control::create_tenant`], plus [`ControlError::Failed`] and [`ControlError::Timeout`].
+    pub async fn provision(
+        &self,
+        key: &str,
+        opts: &CreateOptions,
+        timeout: Duration,
+    ) -> Result<Tenant, ControlError> {
+        let t = self.create_tenant(key, opts).await?;
+        if t.state == State::Ready {
+            return Ok(t);
+        }
+        self.wait_ready(key, timeout).await
+    }
+
+    /// Waits until `key` is ready, working on its operation when nobody else is.
+    ///
+    /// # Errors
+    /// [`ControlError::Failed`], [`ControlError::Timeout`], [`ControlError::UnknownTenant`].
+    pub async fn wait_ready(&self, key: &str, timeout: Duration) -> Result<Tenant, ControlError> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let t = self.tenant(key).await?;
+            match t.state {
+                State::Ready => return Ok(t),
+                State::Failed => {
+                    return Err(ControlError::Failed {
+                        key: key.into(),
+                        step: t.step,
+                        error: t.last_error.unwrap_or_default(),
+                    });
+                }
+                _ => {}
+            }
+            if started.elapsed() >= timeout {
+                return Err(ControlError::Timeout {
+                    key: key.into(),
+                    seconds: timeout.as_secs(),
+                    step: t.step,
+                    last_error: t.last_error,
+                });
+            }
+            if self.run_queued(Some(&t.id)).await? == 0 {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+        }
+    }
+
+    /// Runs queued operations (of one tenant, or any) until none is runnable now. Returns how many
+    /// it ran. Any number of processes may call this at once.
+    ///
+    /// # Errors
+    /// Catalog errors (a failing step is recorded, not returned).
+    pub async fn run_queued(&self, tenant_id: Option<&str>) -> Result<usize, ControlError> {
+        let mut ran = 0;
+        loop {
+            let row = self
+                .catalog()
+                .query_opt(
+                    "UPDATE pgfleet.operations o SET state = 'running', lease_owner = $1,
+                            lease_until = now() + make_interval(secs => $2), attempts = attempts + 1
+                     WHERE o.id = (SELECT id FROM pgfleet.operations
+                                   WHERE (state = 'queued' OR (state = 'running' AND lease_until < now()))
+                                     AND not_before <= now() AND ($3::text IS NULL OR tenant_id = $3)
+                                   ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1)
+                     RETURNING o.id, o.kind, o.tenant_id, o.attempts",
+                    &[&self.inner.worker, &(LEASE.as_secs_f64()), &tenant_id],
+                )
+                .await
+                .map_err(q("claiming an operation"))?;
+            let Some(row) = row else { return Ok(ran) };
+            let (op, kind, tid, attempts): (i64, String, Option<String>, i32) =
+                (row.get(0), row.get(1), row.get(2), row.get(3));
+            match (kind.as_str(), tid) {
+                ("provision", Some(tid)) => self.run_provision(op, &tid, attempts).await?,
+                _ => {
+                    self.catalog()
+                        .execute(
+                            "UPDATE pgfleet.operations SET state = 'failed', last_error = 'unknown operation kind', finished_at = now() WHERE id = $1",
+                            &[&op],
+                        )
+                        .await
+                        .map_err(q("recording an operation"))?;
+                }
+            }
+            ran += 1;
+        }
+    }
+
+    async fn run_provision(
+        &self,
+        op: i64,
+        tenant_id: &str,
+        attempts: i32,
+    ) -> Result<(), ControlError> {
+        // One worker per tenant: a session lock on a dedicated catalog connection, released by
+        // PostgreSQL if this process dies.
+        let lock_conn = self.catalog_connection().await?;
+        let locked: bool = lock_conn
+            .query_one(
+                "SELECT pg_try_advisory_lock($1)",
+                &[&tenant_lock(tenant_id)],
+            )
+            .await
+            .map_err(q("locking the tenant"))?
+            .get(0);
+        if !locked {
+            // Someone else works on it (its lease expired but its session lives): leave it.
+            return Ok(());
+        }
+        let result = self.provision_steps(op, tenant_id).await;
+        let c = self.catalog();
+        match result {
+            Ok(()) => {
+                c.execute(
+                    "UPDATE pgfleet.operations SET state = 'done', finished_at = now(), last_error = NULL, lease_owner = NULL WHERE id = $1",
+                    &[&op],
+                )
+                .await
+                .map_err(q("recording the operation"))?;
+            }
+            Err(e) => {
+                let message = format!("{:#}", anyhow_like(&e));
+                let permanent = matches!(
+                    e,
+                    ControlError::NoCapacity(_)
+                        | ControlError::UnknownServer(_)
+                        | ControlError::NoTarget
+                );
+                let give_up = permanent || attempts >= self.config().provision_attempts;
+                let backoff =
+                    (self.config().retry_backoff.as_secs_f64() * 2f64.powi(attempts - 1)).min(60.0);
+                tracing::warn!(
+                    tenant = tenant_id,
+                    attempt = attempts,
+                    "provisioning step failed: {message}"
+                );
+                c.execute(
+                    "UPDATE pgfleet.operations SET state = CASE WHEN $2 THEN 'failed' ELSE 'queued' END,
+                            not_before = now() + make_interval(secs => $3), last_error = $4, lease_owner = NULL,
+                            finished_at = CASE WHEN $2 THEN now() END
+                     WHERE id = $1",
+                    &[&op, &give_up, &backoff, &message],
+                )
+                .await
+                .map_err(q("recording the failure"))?;
+                c.execute(
+                    "UPDATE pgfleet.tenants SET last_error = $2, updated_at = now(),
+                            state = CASE WHEN $3 THEN 'failed' ELSE state END WHERE id = $1",
+                    &[&tenant_id, &message, &give_up],
+                )
+                .await
+                .map_err(q("recording the failure"))?;
+                let key: Option<String> = c
+                    .query_opt(
+                        "SELECT key FROM pgfleet.tenants WHERE id = $1",
+                        &[&tenant_id],
+                    )
+                    .await
+                    .map_err(q("reading the tenant"))?
+                    .map(|r| r.get(0));
+                events::record(
+                    c,
+                    Some(tenant_id),
+                    key.as_deref(),
+                    if give_up {
+                        "tenant.failed"
+                    } else {
+                        "tenant.step_failed"
+                    },
+                    serde_json::json!({"error": message, "attempt": attempts}),
+                )
+                .await?;
+            }
+        }
+        let _ = lock_conn
+            .query_one("SELECT pg_advisory_unlock($1)", &[&tenant_lock(tenant_id)])
+            .await;
+        Ok(())
+    }
+
+    async fn provision_steps(&self, op: i64, tenant_id: &str) -> Result<(), ControlError> {
+        let c = self.catalog();
+        loop {
+            let row = c
+                .query_one(
+                    &format!("SELECT {COLUMNS}, requested_server, password_sealed, password_key, key_id FROM pgfleet.tenants WHERE id = $1"),
+                    &[&tenant_id],
+                )
+                .await
+                .map_err(q("reading the tenant"))?;
+            let t = Tenant::from_row(&row).map_err(ControlError::Invalid)?;
+            if t.state == State::Ready {
+                return Ok(());
+            }
+            let step = t.step.clone();
+            let started = Instant::now();
+            let span = tracing::info_span!("provision", tenant = %t.key, step = %step, server = t.server.as_deref().unwrap_or(""), database = %t.database);
+            let _g = span.enter();
+            match step.as_str() {
+                "place" => {
+                    let requested: Option<String> = row.get("requested_server");
+                    let mut conn = self.catalog_connection().await?;
+                    let tx = conn.transaction().await.map_err(q("placing the tenant"))?;
+                    let name = server::place(&tx, requested.as_deref()).await?;
+                    tx.execute(
+                        "UPDATE pgfleet.tenants SET server = $2 WHERE id = $1 AND server IS NULL",
+                        &[&tenant_id, &name],
+                    )
+                    .await
+                    .map_err(q("placing the tenant"))?;
+                    tx.commit().await.map_err(q("placing the tenant"))?;
+                }
+                "role" => {
+                    let password = self.password(tenant_id, &row).await?;
+                    let admin = self.admin(&t, None).await?;
+                    ensure_role(&admin, &t.role, &password).await?;
+                }
+                "database" => {
+                    let admin = self.admin(&t, None).await?;
+                    match t.mode {
+                        Mode::Database => create_database(&admin, &t.database, &t.role).await?,
+                        Mode::Schema => ensure_shared_database(&admin, &t.database).await?,
+                    }
+                    let in_db = self.admin(&t, Some(&t.database)).await?;
+                    match t.mode {
+                        Mode::Database => lock_down_public(&in_db, &t.role).await?,
+                        Mode::Schema => {
+                            create_tenant_schema(&in_db, &t.schema, &t.role, &self.target().await?)
+                                .await?
+                        }
+                    }
+                }
+                "migrate" => {
+                    let target = self.target().await?;
+                    let config = self.admin_config(&t, Some(&t.database)).await?;
+                    let opts = pgfleet_migrate::MigrateOptions {
+                        scope: (t.mode == Mode::Schema).then(|| t.schema.clone()),
+                        ..Default::default()
+                    };
+                    pgfleet_migrate::migrate(&config, &target.dir, &opts, |_| {}).await?;
+                    c.execute(
+                        "UPDATE pgfleet.tenants SET schema_version = $2 WHERE id = $1",
+                        &[&tenant_id, &target.version],
+                    )
+                    .await
+                    .map_err(q("recording the version"))?;
+                }
+                "grant" => {
+                    let in_db = self.admin(&t, Some(&t.database)).await?;
+                    let schemas = match t.mode {
+                        Mode::Database => user_schemas(&in_db).await?,
+                        Mode::Schema => vec![t.schema.clone()],
+                    };
+                    grant_dml(&in_db, &schemas, &t.role).await?;
+                }
+                "verify" => {
+                    let target = self.target().await?;
+                    let remaining = self.verify(&t, &target).await?;
+                    if !remaining.is_empty() {
+                        return Err(ControlError::Invalid(format!(
+                            "verification failed: the tenant differs from target {} in {} step(s):\n{}",
+                            target.version,
+                            remaining.steps.len(),
+                            remaining.to_sql()
+                        )));
+                    }
+                }
+                _ => {}
+            }
+            let next = next_step(&step);
+            let state = if next == "ready" {
+                "ready"
+            } else {
+                "provisioning"
+            };
+            c.execute(
+                "UPDATE pgfleet.tenants SET step = $2, state = $3, last_error = CASE WHEN $3 = 'ready' THEN NULL ELSE last_error END, updated_at = now() WHERE id = $1",
+                &[&tenant_id, &next, &state],
+            )
+            .await
+            .map_err(q("recording progress"))?;
+            c.execute(
+                "UPDATE pgfleet.operations SET lease_until = now() + make_interval(secs => $2) WHERE id = $1",
+                &[&op, &LEASE.as_secs_f64()],
+            )
+            .await
+            .map_err(q("extending the lease"))?;
+            tracing::debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "step done"
+            );
+            failpoint(&format!("provision:after:{step}"));
+            if next == "ready" {
+                events::record(c, Some(tenant_id), Some(&t.key), "tenant.ready", serde_json::json!({"server": t.server, "database": t.database, "schema": t.schema, "version": t.schema_version})).await?;
+                return Ok(());
+            }
+        }
+    }
+
+    /// The tenant's password: sealed in the catalog before the role exists, so a crash between the
+    /// two never loses it.
+    async fn password(
+        &self,
+        tenant_id: &str,
+        row: &tokio_postgres::Row,
+    ) -> Result<Secret, ControlError> {
+        let key = self.config().master_key()?;
+        let owner = format!("tenant:{tenant_id}");
+        if let (Some(ct), Some(wk), Some(kid)) = (
+            row.get::<_, Option<Vec<u8>>>("password_sealed"),
+            row.get::<_, Option<Vec<u8>>>("password_key"),
+            row.get::<_, Option<String>>("key_id"),
+        ) {
+            return Ok(key.open(
+                &owner,
+                &Sealed {
+                    ciphertext: ct,
+                    wrapped_key: wk,
+                    key_id: kid,
+                },
+            )?);
+        }
+        let password = crate::secrets::random_password()?;
+        let sealed = key.seal(&owner, &password)?;
+        let n = self
+            .catalog()
+            .execute(
+                "UPDATE pgfleet.tenants SET password_sealed = $2, password_key = $3, key_id = $4 WHERE id = $1 AND password_sealed IS NULL",
+                &[&tenant_id, &sealed.ciphertext, &sealed.wrapped_key, &sealed.key_id],
+            )
+            .await
+            .map_err(q("sealing the password"))?;
+        if n == 0 {
+            let row = self
+                .catalog()
+                .query_one("SELECT password_sealed, password_key, key_id FROM pgfleet.tenants WHERE id = $1", &[&tenant_id])
+                .await
+                .map_err(q("reading the password"))?;
+            return Ok(key.open(
+                &owner,
+                &Sealed {
+                    ciphertext: row.get(0),
+                    wrapped_key: row.get(1),
+                    key_id: row.get(2),
+                },
+            )?);
+        }
+        Ok(password)
+    }
+
+    /// The fleet's current target.
+    ///
+    /// # Errors
+    /// [`ControlError::NoTarget`].
+    pub async fn target(&self) -> Result<Target, ControlError> {
+        catalog::current_target(self.catalog())
+            .await?
+            .ok_or(ControlError::NoTarget)
+    }
+
+    /// The admin connection config for the tenant's server, on `database` (or the server URL's).
+    async fn admin_config(
+        &self,
+        t: &Tenant,
+        database: Option<&str>,
+    ) -> Result<tokio_postgres::Config, ControlError> {
+        let server = t.server.as_deref().ok_or_else(|| {
+            ControlError::Invalid(format!("tenant {:?} is not placed yet", t.key))
+        })?;
+        let url = server::admin_url(self.catalog(), self.config().master_key()?, server).await?;
+        let mut config = connect::parse_url(url.expose())?;
+        if let Some(db) = database {
+            config.dbname(db);
+        }
+        config.application_name("pgfleet control");
+        // Migrations and DDL run with a fixed search_path, whatever the admin role's settings.
+        config.options("-c search_path=public");
+        Ok(config)
+    }
+
+    async fn admin(&self, t: &Tenant, database: Option<&str>) -> Result<Client, ControlError> {
+        Ok(connect::connect(&self.admin_config(t, database).await?).await?)
+    }
+
+    /// The target model for a server, built once per process.
+    async fn target_model(&self, t: &Tenant, target: &Target) -> Result<Arc<Model>, ControlError> {
+        let server = t.server.clone().unwrap_or_default();
+        let cache_key = (server, target.version.clone());
+        let mut models = self.inner.models.lock().await;
+        if let Some(m) = models.get(&cache_key) {
+            return Ok(m.clone());
+        }
+        let config = self.admin_config(t, None).await?;
+        let model = shadow::desired_model(
+            &config,
+            &pgfleet_migrate::generate::replay_source(&target.dir),
+        )
+        .await?;
+        let model = Arc::new(model);
+        models.insert(cache_key, model.clone());
+        Ok(model)
+    }
+
+    /// The plan from the tenant as it is to the target (empty = verified).
+    ///
+    /// # Errors
+    /// Connection, introspection or shadow errors.
+    pub async fn verify(
+        &self,
+        t: &Tenant,
+        target: &Target,
+    ) -> Result<pgfleet_schema::Plan, ControlError> {
+        let desired = self.target_model(t, target).await?;
+        let in_db = self.admin(t, Some(&t.database)).await?;
+        let (mut live, mut desired) = match t.mode {
+            Mode::Database => (introspect::introspect(&in_db).await?, (*desired).clone()),
+            // Compared in the target's terms: the tenant's schema renamed to `public`.
+            Mode::Schema => (
+                introspect::introspect_schema(&in_db, &t.schema)
+                    .await?
+                    .only_schema(&t.schema)
+                    .rename_schema(&t.schema, "public"),
+                desired.only_schema("public"),
+            ),
+        };
+        if t.mode == Mode::Schema {
+            // The schema itself is pgfleet's (created and commented by it), not the target's.
+            for ns in live
+                .schemas
+                .values_mut()
+                .chain(desired.schemas.values_mut())
+            {
+                ns.comment = None;
+            }
+        }
+        Ok(pgfleet_schema::planner::plan(
+            &live,
+            &desired,
+            &Default::default(),
+        ))
+    }
+
+    /// Drops a tenant: its database (or schema) and role on its server, then its catalog row. A
+    /// `tenant.dropped` event stays as the tombstone.
+    ///
+    /// # Errors
+    /// Unknown tenant; the server cannot be reached (nothing is removed from the catalog then).
+    pub async fn drop_tenant(&self, key: &str) -> Result<Tenant, ControlError> {
+        let t = self.tenant(key).await?;
+        let c = self.catalog();
+        c.execute(
+            "UPDATE pgfleet.tenants SET state = 'dropping', updated_at = now() WHERE id = $1",
+            &[&t.id],
+        )
+        .await
+        .map_err(q("marking the tenant"))?;
+        if t.server.is_some() {
+            let admin = self.admin(&t, None).await?;
+            match t.mode {
+                Mode::Database => {
+                    admin
+                        .batch_execute(&format!(
+                            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                            ident(&t.database)
+                        ))
+                        .await
+                        .map_err(q("dropping the tenant's database"))?;
+                }
+                Mode::Schema => {
+                    if database_exists(&admin, &t.database).await? {
+                        let in_db = self.admin(&t, Some(&t.database)).await?;
+                        in_db
+                            .batch_execute(&format!(
+                                "DROP SCHEMA IF EXISTS {} CASCADE",
+                                ident(&t.schema)
+                            ))
+                            .await
+                            .map_err(q("dropping the tenant's schema"))?;
+                        if role_exists(&admin, &t.role).await? {
+                            in_db
+                                .batch_execute(&format!("DROP OWNED BY {}", ident(&t.role)))
+                                .await
+                                .map_err(q("dropping the role's privileges"))?;
+                        }
+                        in_db
+                            .execute(
+                                "DELETE FROM pgfleet_migrate.history WHERE scope = $1",
+                                &[&t.schema],
+                            )
+                            .await
+                            .ok();
+                    }
+                }
+            }
+            admin
+                .batch_execute(&format!("DROP ROLE IF EXISTS {}", ident(&t.role)))
+                .await
+                .map_err(q("dropping the tenant's role"))?;
+        }
+        c.execute("DELETE FROM pgfleet.tenants WHERE id = $1", &[&t.id])
+            .await
+            .map_err(q("removing the tenant"))?;
+        events::record(c, Some(&t.id), Some(key), "tenant.dropped", serde_json::json!({"server": t.server, "database": t.database, "schema": t.schema, "role": t.role, "mode": t.mode})).await?;
+        Ok(t)
+    }
+
+    /// A connection URL for the tenant's own role (operators only: it holds the password).
+    ///
+    /// # Errors
+    /// Unknown or not yet placed tenant; a master key that does not open the password.
+    pub async fn credentials(&self, key: &str) -> Result<Secret, ControlError> {
+        let t = self.tenant(key).await?;
+        let row = self
+            .catalog()
+            .query_one(
+                "SELECT password_sealed, password_key, key_id FROM pgfleet.tenants WHERE id = $1",
+                &[&t.id],
+            )
+            .await
+            .map_err(q("reading the password"))?;
+        let (Some(ct), Some(wk), Some(kid)) = (
+            row.get::<_, Option<Vec<u8>>>(0),
+            row.get::<_, Option<Vec<u8>>>(1),
+            row.get::<_, Option<String>>(2),
+        ) else {
+            return Err(ControlError::Invalid(format!(
+                "tenant {key:?} has no password yet (state {}, step {})",
+                t.state, t.step
+            )));
+        };
+        let password = self.config().master_key()?.open(
+            &format!("tenant:{}", t.id),
+            &Sealed {
+                ciphertext: ct,
+                wrapped_key: wk,
+                key_id: kid,
+            },
+        )?;
+        let admin = self.admin_config(&t, None).await?;
+        let host = admin
+            .get_hosts()
+            .first()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(h) => h.clone(),
+                tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+            })
+            .unwrap_or_else(|| "localhost".into());
+        let port = admin.get_ports().first().copied().unwrap_or(5432);
+        let mut url = format!(
+            "postgres://{}:{}@{host}:{port}/{}",
+            t.role,
+            password.expose(),
+            t.database
+        );
+        if t.mode == Mode::Schema {
+            url.push_str(&format!(
+                "?options=-c%20search_path%3D{}%2Cpublic",
+                t.schema
+            ));
+        }
+        Ok(Secret::new(url))
+    }
+}
+
+/// `{:#}`-style chain of an error's sources.
+fn anyhow_like(e: &ControlError) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(cause) = src {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+        src = cause.source();
+    }
+    s
+}
+
+async fn role_exists(admin: &Client, role: &str) -> Result<bool, ControlError> {
+    Ok(admin
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+        .await
+        .map_err(q("looking for the role"))?
+        .is_some())
+}
+
+async fn database_exists(admin: &Client, db: &str) -> Result<bool, ControlError> {
+    Ok(admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
+        .await
+        .map_err(q("looking for the database"))?
+        .is_some())
+}
+
+/// Creates the login role, or sets its password again. The server only ever sees a SCRAM verifier.
+async fn ensure_role(admin: &Client, role: &str, password: &Secret) -> Result<(), ControlError> {
+    let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
+    let create = format!(
+        "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION PASSWORD {}",
+        ident(role),
+        literal(&verifier)
+    );
+    let alter = format!(
+        "ALTER ROLE {} LOGIN PASSWORD {}",
+        ident(role),
+        literal(&verifier)
+    );
+    if !role_exists(admin, role).await? {
+        match admin.batch_execute(&create).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.as_db_error().is_some_and(|d| d.code().code() == "42710") => {}
+            Err(e) => return Err(PgError::query("creating the tenant's role", e).into()),
+        }
+    }
+    admin
+        .batch_execute(&alter)
+        .await
+        .map_err(q("setting the tenant's password"))?;
+    Ok(())
+}
+
+async fn create_database(admin: &Client, db: &str, role: &str) -> Result<(), ControlError> {
+    if !database_exists(admin, db).await? {
+        match admin
+            .batch_execute(&format!("CREATE DATABASE {} TEMPLATE template0", ident(db)))
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if e.as_db_error().is_some_and(|d| d.code().code() == "42P04") => {}
+            Err(e) => return Err(PgError::query("creating the tenant's database", e).into()),
+        }
+    }
+    admin
+        .batch_execute(&format!(
+            "REVOKE ALL ON DATABASE {db} FROM PUBLIC; GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role}",
+            db = ident(db),
+            role = ident(role)
+        ))
+        .await
+        .map_err(q("locking down the tenant's database"))?;
+    Ok(())
+}
+
+/// In a tenant's own database: nobody but the admin may create in `public`; the role may use it.
+async fn lock_down_public(in_db: &Client, role: &str) -> Result<(), ControlError> {
+    in_db
+        .batch_execute(&format!(
+            "REVOKE ALL ON SCHEMA public FROM PUBLIC; GRANT USAGE ON SCHEMA public TO {}",
+            ident(role)
+        ))
+        .await
+        .map_err(q("locking down the public schema"))?;
+    Ok(())
+}
+
+/// The shared database of schema-mode tenants on a server: no `PUBLIC` connect; `public` holds the
+/// shared extensions and nobody but the admin may create in it.
+async fn ensure_shared_database(admin: &Client, db: &str) -> Result<(), ControlError> {
+    if !database_exists(admin, db).await? {
+        match admin
+            .batch_execute(&format!("CREATE DATABASE {} TEMPLATE template0", ident(db)))
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if e.as_db_error().is_some_and(|d| d.code().code() == "42P04") => {}
+            Err(e) => return Err(PgError::query("creating the shared tenant database", e).into()),
+        }
+    }
+    admin
+        .batch_execute(&format!("REVOKE ALL ON DATABASE {} FROM PUBLIC", ident(db)))
+        .await
+        .map_err(q("locking down the shared tenant database"))?;
+    Ok(())
+}
+
+/// A schema-mode tenant: its schema (owned by the admin), `USAGE` for its role only; extensions the
+/// target creates are installed once in the shared `public` schema, so every tenant schema uses them.
+async fn create_tenant_schema(
+    in_db: &Client,
+    schema: &str,
+    role: &str,
+    target: &Target,
+) -> Result<(), ControlError> {
+    let mut sql = format!(
+        "REVOKE ALL ON SCHEMA public FROM PUBLIC; CREATE SCHEMA IF NOT EXISTS {s}; REVOKE ALL ON SCHEMA {s} FROM PUBLIC; \
+         GRANT USAGE ON SCHEMA {s} TO {r}; GRANT USAGE ON SCHEMA public TO {r}; GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {r};",
+        s = ident(schema),
+        r = ident(role),
+        db = ident(tenant::SHARED_DATABASE),
+    );
+    for ext in target_extensions(target) {
+        sql.push_str(&format!(
+            " CREATE EXTENSION IF NOT EXISTS {} SCHEMA public;",
+            ident(&ext)
+        ));
+    }
+    // Concurrent tenants may race on CREATE EXTENSION; the loser retries the step.
+    in_db
+        .batch_execute(&sql)
+        .await
+        .map_err(q("creating the tenant's schema"))?;
+    Ok(())
+}
+
+/// Extensions the target creates (`CREATE EXTENSION [IF NOT EXISTS] name`).
+fn target_extensions(target: &Target) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in &target.dir.migrations {
+        for stmt in m.statements() {
+            let words: Vec<String> = stmt
+                .text
+                .split_whitespace()
+                .map(|w| {
+                    w.trim_matches(|c| c == '"' || c == ';')
+                        .to_ascii_lowercase()
+                })
+                .collect();
+            if words.len() >= 3 && words[0] == "create" && words[1] == "extension" {
+                let name = if words.get(2).map(String::as_str) == Some("if") {
+                    words.get(5)
+                } else {
+                    words.get(2)
+                };
+                if let Some(n) = name
+                    && !out.contains(n)
+                {
+                    out.push(n.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn user_schemas(in_db: &Client) -> Result<Vec<String>, ControlError> {
+    let rows = in_db
+        .query(
+            "SELECT nspname::text FROM pg_namespace n WHERE nspname !~ '^pg_' AND nspname NOT IN ('information_schema', 'pgfleet_migrate')
+               AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid AND d.deptype = 'e')",
+            &[],
+        )
+        .await
+        .map_err(q("listing schemas"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// DML on everything in `schemas` (and on what the admin creates there later), never DDL.
+async fn grant_dml(in_db: &Client, schemas: &[String], role: &str) -> Result<(), ControlError> {
+    let r = ident(role);
+    let mut sql = String::new();
+    for s in schemas {
+        let s = ident(s);
+        sql.push_str(&format!(
+            "GRANT USAGE ON SCHEMA {s} TO {r}; \
+             GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA {s} TO {r}; \
+             GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {s} TO {r}; \
+             GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {s} TO {r}; \
+             ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON TABLES TO {r}; \
+             ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {r}; "
+        ));
+    }
+    in_db
+        .batch_execute(&sql)
+        .await
+        .map_err(q("granting the tenant's role its privileges"))?;
+    Ok(())
+}

@@ -1,0 +1,323 @@
+//! Sealed credentials: envelope encryption with AES-256-GCM.
+//!
+//! Each secret (a tenant's password, a server's admin URL) gets its own random 32-byte **data key**.
+//! The secret is encrypted with the data key; the data key is encrypted ("wrapped") with the
+//! **master key**. Both use the owner's id (`tenant:<id>`, `server:<name>`) as associated data, so a
+//! sealed value copied onto another row does not open. The master key's id (the first 8 bytes of
+//! its SHA-256, hex) is stored beside the wrapped key, so rotation knows which key sealed what.
+//! Plain secrets are [`Secret`]s, whose `Debug` and `Display` print `***`.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine;
+
+/// Why sealing or opening failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecretError {
+    /// The master key is not base64 of 32 bytes.
+    #[error(
+        "the master key must be base64 of 32 random bytes ({0}); generate one with `pgfleet keys generate`"
+    )]
+    BadMasterKey(String),
+    /// A sealed value does not open with this master key (wrong key, or the value was tampered with).
+    #[error(
+        "a sealed secret of {owner} does not open with master key {key_id}: it was sealed with key {sealed_with}, or the catalog row was altered; set the master key it was sealed with (PGFLEET_MASTER_KEY)"
+    )]
+    Open {
+        /// Whose secret.
+        owner: String,
+        /// The id of the key in use.
+        key_id: String,
+        /// The id recorded with the sealed value.
+        sealed_with: String,
+    },
+    /// The system's random source failed.
+    #[error("the system's random number source failed: {0}")]
+    Random(String),
+}
+
+/// A secret string: never printed by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The secret itself; call only where it is needed (connecting, `tenant credentials`).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Random bytes from the operating system.
+///
+/// # Errors
+/// [`SecretError::Random`].
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], SecretError> {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).map_err(|e| SecretError::Random(e.to_string()))?;
+    Ok(buf)
+}
+
+/// A random password of 32 characters from `[A-Za-z0-9]` (about 190 bits).
+///
+/// # Errors
+/// [`SecretError::Random`].
+pub fn random_password() -> Result<Secret, SecretError> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::with_capacity(32);
+    while out.len() < 32 {
+        for b in random_bytes::<64>()? {
+            // Rejection sampling: 62 * 4 = 248, so bytes below 248 map uniformly.
+            if b < 248 && out.len() < 32 {
+                out.push(ALPHABET[(b % 62) as usize] as char);
+            }
+        }
+    }
+    Ok(Secret(out))
+}
+
+/// The master key.
+#[derive(Clone)]
+pub struct MasterKey {
+    key: [u8; 32],
+    id: String,
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MasterKey(id {}, ***)", self.id)
+    }
+}
+
+impl MasterKey {
+    /// Parses base64 (standard, with or without padding) of exactly 32 bytes.
+    ///
+    /// # Errors
+    /// [`SecretError::BadMasterKey`].
+    pub fn from_base64(text: &str) -> Result<Self, SecretError> {
+        let t = text.trim();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(t)
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(t))
+            .map_err(|_| SecretError::BadMasterKey("not base64".into()))?;
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|b: Vec<u8>| SecretError::BadMasterKey(format!("{} bytes", b.len())))?;
+        Ok(Self::from_bytes(key))
+    }
+
+    /// A key from raw bytes.
+    pub fn from_bytes(key: [u8; 32]) -> Self {
+        use sha2::Digest;
+        let id = sha2::Sha256::digest(key)[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Self { key, id }
+    }
+
+    /// A new random key.
+    ///
+    /// # Errors
+    /// [`SecretError::Random`].
+    pub fn generate() -> Result<Self, SecretError> {
+        Ok(Self::from_bytes(random_bytes::<32>()?))
+    }
+
+    /// The key as base64 (for `pgfleet keys generate`).
+    pub fn to_base64(&self) -> Secret {
+        Secret(base64::engine::general_purpose::STANDARD.encode(self.key))
+    }
+
+    /// The key's id: hex of the first 8 bytes of its SHA-256. Safe to print.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Seals `secret` for `owner` (`tenant:<id>`, `server:<name>`).
+    ///
+    /// # Errors
+    /// [`SecretError::Random`].
+    pub fn seal(&self, owner: &str, secret: &Secret) -> Result<Sealed, SecretError> {
+        let data_key = random_bytes::<32>()?;
+        let ciphertext = encrypt(&data_key, owner, secret.0.as_bytes())?;
+        let wrapped_key = encrypt(&self.key, &format!("{owner}#key"), &data_key)?;
+        Ok(Sealed {
+            ciphertext,
+            wrapped_key,
+            key_id: self.id.clone(),
+        })
+    }
+
+    /// Opens a value sealed for `owner`.
+    ///
+    /// # Errors
+    /// [`SecretError::Open`] for another key or a tampered value.
+    pub fn open(&self, owner: &str, sealed: &Sealed) -> Result<Secret, SecretError> {
+        let err = || SecretError::Open {
+            owner: owner.to_string(),
+            key_id: self.id.clone(),
+            sealed_with: sealed.key_id.clone(),
+        };
+        let data_key: [u8; 32] = decrypt(&self.key, &format!("{owner}#key"), &sealed.wrapped_key)
+            .ok_or_else(err)?
+            .try_into()
+            .map_err(|_| err())?;
+        let plain = decrypt(&data_key, owner, &sealed.ciphertext).ok_or_else(err)?;
+        String::from_utf8(plain).map(Secret).map_err(|_| err())
+    }
+
+    /// Re-wraps the data key of `sealed` under `new` (the ciphertext stays as it is).
+    ///
+    /// # Errors
+    /// [`SecretError::Open`] when this key does not open it.
+    pub fn rewrap(
+        &self,
+        owner: &str,
+        sealed: &Sealed,
+        new: &MasterKey,
+    ) -> Result<Sealed, SecretError> {
+        let data_key = decrypt(&self.key, &format!("{owner}#key"), &sealed.wrapped_key)
+            .ok_or_else(|| SecretError::Open {
+                owner: owner.to_string(),
+                key_id: self.id.clone(),
+                sealed_with: sealed.key_id.clone(),
+            })?;
+        Ok(Sealed {
+            ciphertext: sealed.ciphertext.clone(),
+            wrapped_key: encrypt(&new.key, &format!("{owner}#key"), &data_key)?,
+            key_id: new.id.clone(),
+        })
+    }
+}
+
+/// A sealed secret as stored in the catalog.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sealed {
+    /// nonce (12 bytes) ‖ AES-256-GCM(data key, secret, aad = owner).
+    pub ciphertext: Vec<u8>,
+    /// nonce ‖ AES-256-GCM(master key, data key, aad = owner#key).
+    pub wrapped_key: Vec<u8>,
+    /// Id of the master key that wrapped the data key.
+    pub key_id: String,
+}
+
+impl std::fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Sealed(key {}, {} bytes)",
+            self.key_id,
+            self.ciphertext.len()
+        )
+    }
+}
+
+fn encrypt(key: &[u8; 32], aad: &str, plain: &[u8]) -> Result<Vec<u8>, SecretError> {
+    let cipher = Aes256Gcm::new(key.into());
+    let nonce = random_bytes::<12>()?;
+    let mut out = nonce.to_vec();
+    let ct = cipher
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plain,
+                aad: aad.as_bytes(),
+            },
+        )
+        .map_err(|_| SecretError::Random("encryption failed".into()))?;
+    out.extend_from_slice(&ct);
+    Ok(out)
+}
+
+fn decrypt(key: &[u8; 32], aad: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+    if sealed.len() < 12 + 16 {
+        return None;
+    }
+    let cipher = Aes256Gcm::new(key.into());
+    cipher
+        .decrypt(
+            Nonce::from_slice(&sealed[..12]),
+            Payload {
+                msg: &sealed[12..],
+                aad: aad.as_bytes(),
+            },
+        )
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_round_trip_and_bindings() {
+        let k = MasterKey::generate().unwrap();
+        let pw = random_password().unwrap();
+        assert_eq!(pw.expose().len(), 32);
+        let sealed = k.seal("tenant:t1", &pw).unwrap();
+        assert_eq!(k.open("tenant:t1", &sealed).unwrap(), pw);
+        // Bound to its owner.
+        assert!(k.open("tenant:t2", &sealed).is_err());
+        // Another key does not open it, and says which key sealed it.
+        let other = MasterKey::generate().unwrap();
+        let err = other.open("tenant:t1", &sealed).unwrap_err().to_string();
+        assert!(err.contains(k.id()) && err.contains(other.id()), "{err}");
+        // Tampering is detected.
+        let mut bad = sealed.clone();
+        let last = bad.ciphertext.len() - 1;
+        bad.ciphertext[last] ^= 1;
+        assert!(k.open("tenant:t1", &bad).is_err());
+        // Rotation re-wraps the data key only.
+        let re = k.rewrap("tenant:t1", &sealed, &other).unwrap();
+        assert_eq!(re.ciphertext, sealed.ciphertext);
+        assert_eq!(other.open("tenant:t1", &re).unwrap(), pw);
+        assert!(k.open("tenant:t1", &re).is_err());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let pw = Secret::new("canary-password-123");
+        let k = MasterKey::generate().unwrap();
+        for text in [
+            format!("{pw:?}"),
+            format!("{pw}"),
+            format!("{k:?}"),
+            format!("{:?}", k.seal("x", &pw).unwrap()),
+        ] {
+            assert!(!text.contains("canary"), "{text}");
+        }
+        assert!(!format!("{k:?}").contains(k.to_base64().expose()));
+    }
+
+    #[test]
+    fn master_keys_parse_from_base64_of_32_bytes() {
+        let k = MasterKey::generate().unwrap();
+        let again = MasterKey::from_base64(k.to_base64().expose()).unwrap();
+        assert_eq!(again.id(), k.id());
+        assert!(
+            MasterKey::from_base64("c2hvcnQ=")
+                .unwrap_err()
+                .to_string()
+                .contains("5 bytes")
+        );
+        assert!(MasterKey::from_base64("!!!").is_err());
+    }
+}

@@ -1,0 +1,298 @@
+//! PostgreSQL servers that hold tenants: adding (with checks), listing, draining, placement.
+
+use pgfleet_pg::{PgError, connect};
+use tokio_postgres::Client;
+
+use crate::ControlError;
+use crate::secrets::{MasterKey, Sealed, Secret};
+
+/// A server as `server list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServerInfo {
+    /// Its name.
+    pub name: String,
+    /// Its admin URL without the password.
+    pub url: String,
+    /// Most tenants it takes.
+    pub capacity: i32,
+    /// Placement weight.
+    pub weight: i32,
+    /// `active` or `draining`.
+    pub state: String,
+    /// PostgreSQL version.
+    pub version: String,
+    /// Whether pgvector is available.
+    pub has_vector: bool,
+    /// Tenants placed on it.
+    pub tenants: i64,
+}
+
+/// What `add` checks a server for, and found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerCheck {
+    /// `server_version`.
+    pub version: String,
+    /// `server_version_num`.
+    pub version_num: i32,
+    /// Whether pgvector can be installed.
+    pub has_vector: bool,
+    /// What is missing (empty = usable).
+    pub problems: Vec<String>,
+}
+
+/// Connects to `url` and checks what pgfleet needs: PostgreSQL 13+, a superuser or a role with
+/// CREATEDB and CREATEROLE, and pgvector when `needs_vector`.
+///
+/// # Errors
+/// When the server cannot be reached (with the reason).
+pub async fn check_server(url: &str, needs_vector: bool) -> Result<ServerCheck, ControlError> {
+    let config = connect::parse_url(url)?;
+    let client = connect::connect(&config).await?;
+    let row = client
+        .query_one(
+            "SELECT current_setting('server_version'), current_setting('server_version_num')::int,
+                    r.rolsuper, r.rolcreatedb, r.rolcreaterole, current_user::text,
+                    EXISTS (SELECT FROM pg_available_extensions WHERE name = 'vector')
+             FROM pg_roles r WHERE r.rolname = current_user",
+            &[],
+        )
+        .await
+        .map_err(|e| PgError::query("checking the server", e))?;
+    let (version, num): (String, i32) = (row.get(0), row.get(1));
+    let (superuser, createdb, createrole): (bool, bool, bool) =
+        (row.get(2), row.get(3), row.get(4));
+    let user: String = row.get(5);
+    let has_vector: bool = row.get(6);
+    let mut problems = Vec::new();
+    if num < 130000 {
+        problems.push(format!(
+            "PostgreSQL {version} is too old: pgfleet needs 13 or later"
+        ));
+    }
+    if !superuser {
+        let mut missing = Vec::new();
+        if !createdb {
+            missing.push("CREATEDB");
+        }
+        if !createrole {
+            missing.push("CREATEROLE");
+        }
+        if !missing.is_empty() {
+            problems.push(format!(
+                "role {user} is not a superuser and lacks {}: run `ALTER ROLE {user} {}` as a superuser, or use a superuser URL",
+                missing.join(" and "),
+                missing.join(" ")
+            ));
+        }
+    }
+    if needs_vector && !has_vector {
+        problems.push("the fleet's target uses pgvector (CREATE EXTENSION vector) but this server does not have it: install pgvector on it (e.g. the postgresql-NN-pgvector package) or use the embedded PostgreSQL 18".to_string());
+    }
+    Ok(ServerCheck {
+        version,
+        version_num: num,
+        has_vector,
+        problems,
+    })
+}
+
+/// Seal owner of a server's URL.
+pub(crate) fn owner(name: &str) -> String {
+    format!("server:{name}")
+}
+
+/// Records a checked server.
+///
+/// # Errors
+/// A server with this name exists; a bad name.
+pub async fn insert(
+    catalog: &Client,
+    key: &MasterKey,
+    name: &str,
+    url: &str,
+    capacity: i32,
+    weight: i32,
+    check: &ServerCheck,
+) -> Result<(), ControlError> {
+    let sealed = key.seal(&owner(name), &Secret::new(url))?;
+    let r = catalog
+        .execute(
+            "INSERT INTO pgfleet.servers (name, url_sealed, url_key, key_id, display_url, capacity, weight, version, has_vector)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                &name,
+                &sealed.ciphertext,
+                &sealed.wrapped_key,
+                &sealed.key_id,
+                &connect::redact(url),
+                &capacity,
+                &weight,
+                &check.version,
+                &check.has_vector,
+            ],
+        )
+        .await;
+    match r {
+        Ok(_) => {}
+        Err(e) if e.as_db_error().is_some_and(|d| d.code().code() == "23505") => {
+            return Err(ControlError::Invalid(format!(
+                "a server named {name} already exists (`pgfleet server list`)"
+            )));
+        }
+        Err(e) if e.as_db_error().is_some_and(|d| d.code().code() == "23514") => {
+            return Err(ControlError::Invalid(format!(
+                "server name {name:?}: use lowercase letters, digits, '_' and '-' (at most 63), starting with a letter or digit; capacity >= 0, weight >= 1"
+            )));
+        }
+        Err(e) => return Err(PgError::query("recording the server", e).into()),
+    }
+    crate::events::record(
+        catalog,
+        None,
+        None,
+        "server.added",
+        serde_json::json!({"server": name, "url": connect::redact(url), "capacity": capacity, "weight": weight}),
+    )
+    .await
+}
+
+/// Every server with its tenant count.
+///
+/// # Errors
+/// Catalog errors.
+pub async fn list(catalog: &Client) -> Result<Vec<ServerInfo>, ControlError> {
+    let rows = catalog
+        .query(
+            "SELECT s.name, s.display_url, s.capacity, s.weight, s.state, s.version, s.has_vector,
+                    (SELECT count(*) FROM pgfleet.tenants t WHERE t.server = s.name) AS tenants
+             FROM pgfleet.servers s ORDER BY s.name",
+            &[],
+        )
+        .await
+        .map_err(|e| PgError::query("listing servers", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| ServerInfo {
+            name: r.get(0),
+            url: r.get(1),
+            capacity: r.get(2),
+            weight: r.get(3),
+            state: r.get(4),
+            version: r.get(5),
+            has_vector: r.get(6),
+            tenants: r.get(7),
+        })
+        .collect())
+}
+
+/// Sets a server's state (`active` or `draining`).
+///
+/// # Errors
+/// An unknown server.
+pub async fn set_state(catalog: &Client, name: &str, state: &str) -> Result<(), ControlError> {
+    let n = catalog
+        .execute(
+            "UPDATE pgfleet.servers SET state = $2 WHERE name = $1",
+            &[&name, &state],
+        )
+        .await
+        .map_err(|e| PgError::query("updating the server", e))?;
+    if n == 0 {
+        return Err(ControlError::UnknownServer(name.to_string()));
+    }
+    crate::events::record(
+        catalog,
+        None,
+        None,
+        &format!("server.{state}"),
+        serde_json::json!({"server": name}),
+    )
+    .await
+}
+
+/// The admin URL of a server, opened with the master key.
+///
+/// # Errors
+/// Unknown server, a key that does not open the URL.
+pub async fn admin_url(
+    catalog: &Client,
+    key: &MasterKey,
+    name: &str,
+) -> Result<Secret, ControlError> {
+    let row = catalog
+        .query_opt(
+            "SELECT url_sealed, url_key, key_id FROM pgfleet.servers WHERE name = $1",
+            &[&name],
+        )
+        .await
+        .map_err(|e| PgError::query("reading the server", e))?
+        .ok_or_else(|| ControlError::UnknownServer(name.to_string()))?;
+    let sealed = Sealed {
+        ciphertext: row.get(0),
+        wrapped_key: row.get(1),
+        key_id: row.get(2),
+    };
+    Ok(key.open(&owner(name), &sealed)?)
+}
+
+/// Chooses a server for a new tenant: the active one with the most free capacity times weight. Runs
+/// in the caller's transaction, serialized by a transaction-level advisory lock, so concurrent
+/// placements never overfill a server.
+///
+/// # Errors
+/// [`ControlError::NoCapacity`] when no active server has room; an explicitly requested server that
+/// is unknown, draining or full.
+pub async fn place(
+    tx: &tokio_postgres::Transaction<'_>,
+    requested: Option<&str>,
+) -> Result<String, ControlError> {
+    tx.execute("SELECT pg_advisory_xact_lock(8150012345)", &[])
+        .await
+        .map_err(|e| PgError::query("locking placement", e))?;
+    let rows = tx
+        .query(
+            "SELECT s.name, s.state, s.capacity, s.weight,
+                    (SELECT count(*) FROM pgfleet.tenants t WHERE t.server = s.name)::int AS used
+             FROM pgfleet.servers s ORDER BY s.name",
+            &[],
+        )
+        .await
+        .map_err(|e| PgError::query("reading servers for placement", e))?;
+    let servers: Vec<(String, String, i32, i32, i32)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    if let Some(name) = requested {
+        let Some((_, state, capacity, _, used)) = servers.iter().find(|s| s.0 == name) else {
+            return Err(ControlError::UnknownServer(name.to_string()));
+        };
+        if state != "active" {
+            return Err(ControlError::NoCapacity(format!(
+                "server {name} is {state}"
+            )));
+        }
+        if used >= capacity {
+            return Err(ControlError::NoCapacity(format!(
+                "server {name} is full ({used}/{capacity})"
+            )));
+        }
+        return Ok(name.to_string());
+    }
+    servers
+        .iter()
+        .filter(|(_, state, capacity, _, used)| state == "active" && used < capacity)
+        .max_by_key(|(name, _, capacity, weight, used)| {
+            (
+                i64::from(capacity - used) * i64::from(*weight),
+                std::cmp::Reverse(name.clone()),
+            )
+        })
+        .map(|s| s.0.clone())
+        .ok_or_else(|| {
+            ControlError::NoCapacity(if servers.is_empty() {
+                "no servers: add one with `pgfleet server add NAME --url URL`".to_string()
+            } else {
+                "every server is full or draining: raise a capacity or add a server".to_string()
+            })
+        })
+}

@@ -1,0 +1,329 @@
+//! Provisioning: exactly once, verified, locked down, sealed.
+
+use std::time::Duration;
+
+use pgfleet_control::ControlError;
+use pgfleet_control::provision::CreateOptions;
+use pgfleet_control::tenant::{Mode, State};
+
+use crate::{Fleet, try_connect};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn schema_mode() -> CreateOptions {
+    CreateOptions {
+        mode: Some(Mode::Schema),
+        server: None,
+    }
+}
+
+#[tokio::test]
+async fn a_database_tenant_is_ready_verified_locked_down_and_its_password_sealed() {
+    let f = Fleet::new().await;
+    let t = f
+        .control
+        .provision("alice@example.com", &CreateOptions::default(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        (t.state, t.mode, t.step.as_str()),
+        (State::Ready, Mode::Database, "ready")
+    );
+    assert_eq!(t.schema_version.as_deref(), Some("20260102000000"));
+    assert!(
+        t.database.starts_with("pgfleet_t") && t.role.starts_with("pgfleet_t"),
+        "{t:?}"
+    );
+    assert!(
+        !t.database.contains("alice"),
+        "names never derive from the key"
+    );
+
+    // The tenant's own role works: DML and pgvector search.
+    let url = f.control.credentials("alice@example.com").await.unwrap();
+    let c = try_connect(url.expose()).await.unwrap();
+    c.batch_execute(
+        "INSERT INTO notes (body, embedding) VALUES ('a', '[1,0,0]'), ('b', '[0,1,0]')",
+    )
+    .await
+    .unwrap();
+    let best: String = c
+        .query_one(
+            "SELECT body FROM notes ORDER BY embedding <=> '[0.9,0.1,0]' LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(best, "a");
+    assert_eq!(
+        c.query_one("SELECT note_count()", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        2
+    );
+    // …but no DDL, and nothing in public.
+    let err = c
+        .batch_execute("CREATE TABLE mine (id int)")
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "42501", "{err}");
+    assert!(c.batch_execute("DROP TABLE notes").await.is_err());
+
+    // Another tenant's role cannot connect to this database.
+    let bob = f
+        .control
+        .provision("bob", &CreateOptions::default(), WAIT)
+        .await
+        .unwrap();
+    let bob_url = f.control.credentials("bob").await.unwrap();
+    let (server, db) = bob_url.expose().rsplit_once('/').unwrap();
+    assert_eq!(db, bob.database);
+    let into_alice = format!("{server}/{}", t.database);
+    let err = try_connect(&into_alice).await.unwrap_err();
+    assert!(err.contains("permission denied"), "{err}");
+
+    // The password is nowhere in the catalog in clear.
+    let password = url
+        .expose()
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('@')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(password.len(), 32);
+    let cat = f.catalog.connect().await;
+    for table in ["servers", "tenants", "operations", "events", "targets"] {
+        let text: String = cat
+            .query_one(
+                &format!("SELECT coalesce(string_agg(t::text, ' '), '') FROM pgfleet.{table} t"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(
+            !text.contains(&password),
+            "password in clear in pgfleet.{table}"
+        );
+    }
+    // Nor in the tenant's Debug output.
+    assert!(!format!("{t:?} {url:?}").contains(&password));
+    f.cleanup().await;
+}
+
+#[tokio::test]
+async fn fifty_concurrent_provisions_of_one_key_make_one_tenant() {
+    let f = Fleet::new().await;
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let c = f.control.clone();
+            tokio::spawn(async move {
+                c.provision("same-user", &CreateOptions::default(), WAIT)
+                    .await
+            })
+        })
+        .collect();
+    let mut ids = std::collections::BTreeSet::new();
+    for t in tasks {
+        let t = t.await.unwrap().unwrap();
+        assert_eq!(t.state, State::Ready);
+        ids.insert(t.id);
+    }
+    assert_eq!(ids.len(), 1, "every caller got the same tenant");
+    let id = ids.into_iter().next().unwrap();
+    let cat = f.catalog.connect().await;
+    let n = |sql: &'static str| {
+        let cat = &cat;
+        async move { cat.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    assert_eq!(n("SELECT count(*) FROM pgfleet.tenants").await, 1);
+    assert_eq!(n("SELECT count(*) FROM pgfleet.operations").await, 1);
+    assert_eq!(
+        n("SELECT count(*) FROM pgfleet.events WHERE kind = 'tenant.ready'").await,
+        1
+    );
+    let admin = pgfleet_testkit::connect(f.catalog.admin_url()).await;
+    let dbs: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&format!("pgfleet_{id}")],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let roles: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname = $1",
+            &[&format!("pgfleet_{id}")],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!((dbs, roles), (1, 1));
+    f.cleanup().await;
+}
+
+#[tokio::test]
+async fn schema_tenants_share_a_database_but_not_their_data() {
+    let f = Fleet::new().await;
+    let a = f
+        .control
+        .provision("schema-a", &schema_mode(), WAIT)
+        .await
+        .unwrap();
+    let b = f
+        .control
+        .provision("schema-b", &schema_mode(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!((a.state, b.state), (State::Ready, State::Ready));
+    assert_eq!(a.database, b.database);
+    assert_ne!(a.schema, b.schema);
+    let ca = try_connect(f.control.credentials("schema-a").await.unwrap().expose())
+        .await
+        .unwrap();
+    ca.batch_execute("INSERT INTO notes (body, embedding) VALUES ('secret of a', '[1,1,1]')")
+        .await
+        .unwrap();
+    let cb = try_connect(f.control.credentials("schema-b").await.unwrap().expose())
+        .await
+        .unwrap();
+    assert_eq!(
+        cb.query_one("SELECT count(*) FROM notes", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        0
+    );
+    let err = cb
+        .query_one(&format!("SELECT count(*) FROM {}.notes", a.schema), &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "42501", "{err}");
+    let err = cb
+        .batch_execute("CREATE TABLE public.sneaky (id int)")
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "42501", "{err}");
+    let err = cb
+        .batch_execute(&format!("CREATE TABLE {}.sneaky (id int)", b.schema))
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "42501", "{err}");
+    // Verification compares the tenant's schema with the target.
+    let target = f.control.target().await.unwrap();
+    assert!(f.control.verify(&a, &target).await.unwrap().is_empty());
+    f.cleanup().await;
+}
+
+#[tokio::test]
+async fn hostile_keys_work_and_bad_keys_or_options_are_refused() {
+    let f = Fleet::new().await;
+    let long = "k".repeat(256);
+    for key in [
+        "o'brien\"; DROP TABLE pgfleet.tenants; --",
+        "ユーザー🙂",
+        "$1 %s \\x00",
+        long.as_str(),
+    ] {
+        let t = f
+            .control
+            .provision(key, &CreateOptions::default(), WAIT)
+            .await
+            .unwrap();
+        assert_eq!(t.key, key);
+        assert_eq!(f.control.tenant(key).await.unwrap().id, t.id);
+    }
+    assert_eq!(
+        f.control.tenants(Some(State::Ready)).await.unwrap().len(),
+        4
+    );
+    let err = f
+        .control
+        .create_tenant(&"k".repeat(257), &CreateOptions::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("256 bytes"), "{err}");
+    let err = f
+        .control
+        .create_tenant("", &CreateOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ControlError::Invalid(_)), "{err}");
+    let err = f
+        .control
+        .create_tenant(&long, &schema_mode())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ControlError::Conflict { .. }), "{err}");
+    assert!(err.to_string().contains("mode database"), "{err}");
+    let err = f.control.tenant("nobody").await.unwrap_err();
+    assert!(err.is_not_found());
+    f.cleanup().await;
+}
+
+#[tokio::test]
+async fn dropping_a_tenant_removes_its_database_and_role_and_keeps_a_tombstone() {
+    let f = Fleet::new().await;
+    let t = f
+        .control
+        .provision("leaving", &CreateOptions::default(), WAIT)
+        .await
+        .unwrap();
+    let s = f
+        .control
+        .provision("leaving-schema", &schema_mode(), WAIT)
+        .await
+        .unwrap();
+    f.control.drop_tenant("leaving").await.unwrap();
+    f.control.drop_tenant("leaving-schema").await.unwrap();
+    let admin = pgfleet_testkit::connect(f.catalog.admin_url()).await;
+    let exists = |sql: String| {
+        let admin = &admin;
+        async move { admin.query_one(&sql, &[]).await.unwrap().get::<_, bool>(0) }
+    };
+    assert!(
+        !exists(format!(
+            "SELECT EXISTS (SELECT FROM pg_database WHERE datname = '{}')",
+            t.database
+        ))
+        .await
+    );
+    assert!(
+        !exists(format!(
+            "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = '{}')",
+            t.role
+        ))
+        .await
+    );
+    assert!(
+        !exists(format!(
+            "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = '{}')",
+            s.role
+        ))
+        .await
+    );
+    assert!(f.control.find("leaving").await.unwrap().is_none());
+    let cat = f.catalog.connect().await;
+    let tombstones: i64 = cat
+        .query_one(
+            "SELECT count(*) FROM pgfleet.events WHERE kind = 'tenant.dropped'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tombstones, 2);
+    // The key can be used again: a new tenant.
+    let again = f
+        .control
+        .provision("leaving", &CreateOptions::default(), WAIT)
+        .await
+        .unwrap();
+    assert_ne!(again.id, t.id);
+    f.cleanup().await;
+}
