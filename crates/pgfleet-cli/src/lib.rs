@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 "differences found" (for commands that report them), 2 error.
 #![deny(missing_docs)]
 
+pub mod control_cmds;
 pub mod demo;
 pub mod local;
 pub mod migrate_cmds;
@@ -114,6 +115,39 @@ pub enum Command {
     /// Subcommands: status (what is applied), import (adopt sqlx, Drizzle or golang-migrate),
     /// hash (record the directory in pgfleet.sum).
     Migrate(migrate_cmds::MigrateArgs),
+    /// Create or upgrade the catalog, and record the migrations directory as the fleet's target.
+    Init {
+        /// The fleet's migrations directory [default: ./migrations, or `migrations` in pgfleet.toml]
+        #[arg(long, value_name = "DIR")]
+        migrations: Option<PathBuf>,
+        /// Catalog and master key.
+        #[command(flatten)]
+        control: control_cmds::ControlArgs,
+    },
+    /// Manage the PostgreSQL servers that hold tenants: add, list, drain, activate.
+    Server {
+        /// Catalog and master key.
+        #[command(flatten)]
+        control: control_cmds::ControlArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: control_cmds::ServerCommand,
+    },
+    /// Manage tenants: create (exactly once, verified), list, show, drop, credentials.
+    Tenant {
+        /// Catalog and master key.
+        #[command(flatten)]
+        control: control_cmds::ControlArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: control_cmds::TenantCommand,
+    },
+    /// Master keys: generate.
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        command: control_cmds::KeysCommand,
+    },
     /// Run the demo: set up and start the local PostgreSQL, create the chat example database,
     /// store documents with embeddings and run a similarity search.
     Demo {
@@ -156,6 +190,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             });
         }
         Command::Migrate(args) => migrate_cmds::migrate(&args),
+        Command::Init {
+            migrations,
+            control,
+        } => control_cmds::init(&control, migrations.as_deref()),
+        Command::Server { control, command } => control_cmds::server(&control, &command),
+        Command::Tenant { control, command } => control_cmds::tenant(&control, &command),
+        Command::Keys { command } => control_cmds::keys(&command),
         Command::Apply { target, flags } => schema_cmds::apply(&target, &flags),
         Command::Setup => local::setup(),
         Command::Up { dir, port } => local::up(&dir.resolve(), port),

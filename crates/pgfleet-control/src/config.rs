@@ -76,6 +76,16 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Settings from command-line flags.
+    pub fn flags(catalog_url: Option<String>, migrations: Option<PathBuf>, master_key_file: Option<PathBuf>) -> Self {
+        Self {
+            catalog_url,
+            migrations,
+            master_key_file,
+            ..Self::default()
+        }
+    }
+
     /// Reads the `PGFLEET_*` variables through `var`.
     ///
     /// # Errors
@@ -294,10 +304,7 @@ mod tests {
         assert_eq!(c.catalog_url, "postgres://env/db");
         assert_eq!(c.default_mode, Mode::Database);
         assert_eq!(c.migrations, PathBuf::from("from-file"));
-        let flags = Settings {
-            catalog_url: Some("postgres://flag/db".into()),
-            ..Settings::default()
-        };
+        let flags = Settings::flags(Some("postgres://flag/db".into()), None, None);
         let c = Config::resolve(
             flags,
             env(&[

@@ -5,6 +5,10 @@
 //! become one migration; steps that cannot run in a transaction (concurrent index builds) go into a
 //! file of their own marked `-- pgfleet:no-transaction`. Before anything is kept, the directory with
 //! the new files is replayed once more and must produce exactly the schema of `schema.sql`.
+//!
+//! References to the user's objects in `public` are written unqualified ([`unqualify_public`]), so
+//! one migrations directory serves database-per-tenant (run with `search_path = public`) and
+//! schema-per-tenant (run with `search_path = <tenant schema>, public`) alike.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -58,6 +62,29 @@ pub enum GenError {
         #[source]
         source: std::io::Error,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_users_objects_in_public_lose_their_schema() {
+        let names: BTreeSet<String> = ["notes", "Mixed Case", "notes_id_seq"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            unqualify_public(
+                "CREATE INDEX i ON public.notes USING hnsw (embedding public.vector_cosine_ops)",
+                &names
+            ),
+            "CREATE INDEX i ON notes USING hnsw (embedding public.vector_cosine_ops)"
+        );
+        assert_eq!(
+            unqualify_public("ALTER TABLE public.\"Mixed Case\" ADD COLUMN v public.vector(3) DEFAULT nextval('public.notes_id_seq'::regclass)", &names),
+            "ALTER TABLE \"Mixed Case\" ADD COLUMN v public.vector(3) DEFAULT nextval('notes_id_seq'::regclass)"
+        );
+        assert_eq!(unqualify_public("SELECT mypublic.notes, public.notesx", &names), "SELECT mypublic.notes, public.notesx");
+        assert_eq!(unqualify_public("CREATE SCHEMA public", &names), "CREATE SCHEMA public");
+    }
 }
 
 fn names<'a>(h: impl IntoIterator<Item = &'a Hazard>) -> String {
@@ -116,20 +143,89 @@ pub async fn diff(
     schema: &SchemaSource,
     online: bool,
 ) -> Result<Plan, GenError> {
+    Ok(diff_models(dev, dir, schema, online).await?.0)
+}
+
+/// The plan, and the names of the user objects in schema `public` on either side.
+async fn diff_models(
+    dev: &Config,
+    dir: &MigrationDir,
+    schema: &SchemaSource,
+    online: bool,
+) -> Result<(Plan, BTreeSet<String>), GenError> {
     let current = shadow::desired_model(dev, &replay_source(dir))
         .await
         .map_err(GenError::Replay)?;
     let desired = shadow::desired_model(dev, schema)
         .await
         .map_err(GenError::Desired)?;
-    Ok(planner::plan(
+    let plan = planner::plan(
         &current,
         &desired,
         &PlanOptions {
             online,
             ..PlanOptions::default()
         },
-    ))
+    );
+    let mut names = public_names(&current);
+    names.extend(public_names(&desired));
+    Ok((plan, names))
+}
+
+/// Names of the user objects in `public`: tables, views, sequences, types, functions, indexes.
+fn public_names(m: &pgfleet_schema::Model) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let public = |q: &pgfleet_schema::QualName| q.schema == "public";
+    for (q, t) in &m.tables {
+        if public(q) {
+            out.insert(q.name.clone());
+            out.extend(t.indexes.keys().cloned());
+        }
+    }
+    for (q, v) in &m.views {
+        if public(q) {
+            out.insert(q.name.clone());
+            out.extend(v.indexes.keys().cloned());
+        }
+    }
+    out.extend(m.sequences.keys().filter(|q| public(q)).map(|q| q.name.clone()));
+    out.extend(m.enums.keys().filter(|q| public(q)).map(|q| q.name.clone()));
+    out.extend(m.domains.keys().filter(|q| public(q)).map(|q| q.name.clone()));
+    out.extend(m.functions.keys().filter(|f| public(&f.name)).map(|f| f.name.name.clone()));
+    out
+}
+
+/// Writes references to the user's own objects in `public` without the schema (`public.notes` →
+/// `notes`), so a migration runs in whatever schema `search_path` names first: `public` for a
+/// database, the tenant's schema for a schema-per-tenant tenant. References to extension objects
+/// (`public.vector(3)`, `public.vector_cosine_ops`) stay qualified: extensions live in `public`
+/// for every tenant.
+pub fn unqualify_public(sql: &str, names: &BTreeSet<String>) -> String {
+    const PREFIX: &str = "public.";
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(i) = rest.find(PREFIX) {
+        let before = rest[..i].chars().next_back();
+        let after = &rest[i + PREFIX.len()..];
+        let boundary = before.is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '"' || c == '.' || c == '$'));
+        let name = if let Some(quoted) = after.strip_prefix('"') {
+            quoted.find('"').map(|end| quoted[..end].to_string())
+        } else {
+            let end = after
+                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+                .unwrap_or(after.len());
+            Some(after[..end].to_string())
+        };
+        out.push_str(&rest[..i]);
+        if boundary && name.is_some_and(|n| names.contains(&n)) {
+            // Drop the prefix.
+        } else {
+            out.push_str(PREFIX);
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// What `gen` did.
@@ -165,7 +261,7 @@ pub async fn generate(
         return Err(GenError::BadName(name.to_string()));
     }
     sum::verify(dir)?;
-    let plan = diff(dev, dir, schema, opts.online).await?;
+    let (plan, names) = diff_models(dev, dir, schema, opts.online).await?;
     if plan.is_empty() {
         return Ok(GenOutcome::UpToDate);
     }
@@ -191,6 +287,10 @@ pub async fn generate(
             .collect::<Vec<_>>()
             .join("\n");
         return Err(GenError::Refused { refused, steps });
+    }
+    let mut plan = plan;
+    for step in &mut plan.steps {
+        step.sql = unqualify_public(&step.sql, &names);
     }
     let files = render_files(dir, &plan, name, schema, opts.now);
     let mut written = Vec::new();

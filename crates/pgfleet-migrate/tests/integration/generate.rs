@@ -72,7 +72,7 @@ async fn gen_writes_migrations_that_reproduce_the_schema_and_then_has_nothing_to
         online[0]
     );
     assert!(
-        in_tx.iter().any(|t| t.contains("CREATE TABLE public.tags")),
+        in_tx.iter().any(|t| t.contains("CREATE TABLE tags")),
         "{texts:#?}"
     );
     assert!(
@@ -126,7 +126,7 @@ async fn gen_refuses_data_loss_without_consent_and_writes_nothing() {
         .map(|m| m.sql.clone())
         .collect();
     assert!(
-        text.contains("data_loss") && text.contains("DROP TABLE public.tags"),
+        text.contains("data_loss") && text.contains("DROP TABLE tags"),
         "{text}"
     );
 }
