@@ -188,11 +188,16 @@ pub fn init(args: &ControlArgs, migrations: Option<&Path>) -> anyhow::Result<()>
             ..args.clone()
         })?;
     }
-    let target_path = migrations.map(Path::to_path_buf).unwrap_or(cfg.migrations.clone());
+    let target_path = migrations
+        .map(Path::to_path_buf)
+        .unwrap_or(cfg.migrations.clone());
     let target = if target_path.is_dir() {
         Some(MigrationDir::load(&target_path)?)
     } else if migrations.is_some() {
-        anyhow::bail!("migrations directory {} does not exist", target_path.display());
+        anyhow::bail!(
+            "migrations directory {} does not exist",
+            target_path.display()
+        );
     } else {
         None
     };
@@ -205,10 +210,16 @@ pub fn init(args: &ControlArgs, migrations: Option<&Path>) -> anyhow::Result<()>
     if report.catalog_migrations.is_empty() {
         eprintln!("Catalog is up to date: {where_}");
     } else {
-        eprintln!("Catalog initialized ({} migration(s)): {where_}", report.catalog_migrations.len());
+        eprintln!(
+            "Catalog initialized ({} migration(s)): {where_}",
+            report.catalog_migrations.len()
+        );
     }
     match (&report.new_target, &report.target) {
-        (Some(v), _) => eprintln!("Recorded {} as the fleet's target, version {v}", target_path.display()),
+        (Some(v), _) => eprintln!(
+            "Recorded {} as the fleet's target, version {v}",
+            target_path.display()
+        ),
         (None, Some(v)) => eprintln!("Target unchanged: version {v}"),
         (None, None) => eprintln!(
             "No target yet: run `pgfleet init --migrations DIR` with the fleet's migrations (write the first with `pgfleet gen init`)"
@@ -301,12 +312,26 @@ fn print_tenant(t: &Tenant) {
     println!("key:            {}", t.key);
     println!("id:             {}", t.id);
     println!("mode:           {}", t.mode);
-    println!("state:          {}{}", t.state, if t.state == State::Provisioning { format!(" (step {})", t.step) } else { String::new() });
-    println!("server:         {}", t.server.as_deref().unwrap_or("(not placed yet)"));
+    println!(
+        "state:          {}{}",
+        t.state,
+        if t.state == State::Provisioning {
+            format!(" (step {})", t.step)
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "server:         {}",
+        t.server.as_deref().unwrap_or("(not placed yet)")
+    );
     println!("database:       {}", t.database);
     println!("schema:         {}", t.schema);
     println!("role:           {}", t.role);
-    println!("schema version: {}", t.schema_version.as_deref().unwrap_or("-"));
+    println!(
+        "schema version: {}",
+        t.schema_version.as_deref().unwrap_or("-")
+    );
     if let Some(e) = &t.last_error {
         println!("last error:     {e}");
     }
@@ -416,7 +441,10 @@ pub fn keys(cmd: &KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Generate => {
             let k = MasterKey::generate()?;
             println!("{}", k.to_base64().expose());
-            eprintln!("New master key (id {}). Store it as PGFLEET_MASTER_KEY or in a file named by PGFLEET_MASTER_KEY_FILE.", k.id());
+            eprintln!(
+                "New master key (id {}). Store it as PGFLEET_MASTER_KEY or in a file named by PGFLEET_MASTER_KEY_FILE.",
+                k.id()
+            );
         }
     }
     Ok(())

@@ -185,6 +185,9 @@ fn dev_url(flag: Option<&str>) -> anyhow::Result<String> {
 /// # Errors
 /// Bad directory or sum, schema or migration SQL errors (file:line), refused hazards, no dev server.
 pub fn generate(a: &GenArgs) -> anyhow::Result<bool> {
+    if a.check || a.migrations.exists() {
+        require_dir(&a.migrations)?;
+    }
     let dir = load_verified(&a.migrations)?;
     let schema = SchemaSource::load(&a.schema)?;
     let dev = connect::parse_url(&dev_url(a.dev_url.as_deref())?)?;
@@ -279,6 +282,7 @@ pub fn migrate(a: &MigrateArgs) -> anyhow::Result<()> {
             Ok(())
         }
         Some(MigrateCommand::Hash { migrations }) => {
+            require_dir(migrations)?;
             let dir = MigrationDir::load(migrations)?;
             sum::write(&dir)?;
             eprintln!(
@@ -293,6 +297,11 @@ pub fn migrate(a: &MigrateArgs) -> anyhow::Result<()> {
 
 /// The directory must exist for commands that apply or report migrations.
 fn require_dir(path: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !path.exists() || path.is_dir(),
+        "--migrations {} is a file; pass the directory that holds the migration files",
+        path.display()
+    );
     anyhow::ensure!(
         path.is_dir(),
         "migrations directory {} does not exist; pass --migrations DIR, or create the first migration with `pgfleet gen NAME`",
@@ -355,7 +364,14 @@ fn run(r: &RunArgs) -> anyhow::Result<()> {
     let target = connect::redact(url);
     if r.dry_run {
         if report.applied.is_empty() {
-            eprintln!("Dry run: {target} is up to date; nothing would be applied");
+            eprintln!(
+                "Dry run: nothing would be applied to {target}{}",
+                if r.to.is_some() {
+                    " up to --to"
+                } else {
+                    "; it is up to date"
+                }
+            );
         } else {
             for v in &report.applied {
                 if let Some(m) = dir.get(v) {
@@ -369,17 +385,21 @@ fn run(r: &RunArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let version = dir
-        .migrations
-        .iter()
-        .map(|m| m.version.as_str())
-        .rfind(|v| r.to.as_deref().is_none_or(|to| *v <= to))
-        .unwrap_or("(none)");
-    if report.applied.is_empty() {
-        eprintln!("Nothing to do: {target} is at version {version}");
+    let at = report.at.as_deref().unwrap_or("(no migration applied)");
+    let past_to =
+        r.to.as_deref()
+            .zip(report.at.as_deref())
+            .is_some_and(|(to, at)| at > to);
+    if report.applied.is_empty() && past_to {
+        eprintln!(
+            "Nothing to do: {target} is already past {} (it is at version {at}); migrations only go forward",
+            r.to.as_deref().unwrap_or_default()
+        );
+    } else if report.applied.is_empty() {
+        eprintln!("Nothing to do: {target} is at version {at}");
     } else {
         eprintln!(
-            "Applied {} migration(s) to {target} in {:.1}s; it is at version {version}",
+            "Applied {} migration(s) to {target} in {:.1}s; it is at version {at}",
             report.applied.len(),
             started.elapsed().as_secs_f64()
         );
@@ -431,7 +451,9 @@ fn status(t: &DbArgs, format: StatusFormat) -> anyhow::Result<()> {
                     "CHANGED",
                     format!("file differs from the applied one ({recorded})"),
                 ),
-                Status::MissingFile => ("MISSING", "applied, but the file is gone".to_string()),
+                Status::MissingFile => {
+                    ("MISSING-FILE", "applied, but the file is gone".to_string())
+                }
                 Status::OutOfOrder => (
                     "OUT-OF-ORDER",
                     "older than the newest applied migration".to_string(),

@@ -77,7 +77,11 @@ pub struct Settings {
 
 impl Settings {
     /// Settings from command-line flags.
-    pub fn flags(catalog_url: Option<String>, migrations: Option<PathBuf>, master_key_file: Option<PathBuf>) -> Self {
+    pub fn flags(
+        catalog_url: Option<String>,
+        migrations: Option<PathBuf>,
+        master_key_file: Option<PathBuf>,
+    ) -> Self {
         Self {
             catalog_url,
             migrations,

@@ -261,7 +261,8 @@ fn directives(path: &Path, sql: &str) -> Result<bool, DirError> {
     Ok(no_tx)
 }
 
-fn is_transaction_control(stmt: &str) -> bool {
+/// Whether a statement is transaction control (`BEGIN`, `COMMIT`, `SAVEPOINT`, …), not a block's `BEGIN`.
+pub fn is_transaction_control(stmt: &str) -> bool {
     let words: Vec<String> = stmt
         .split_whitespace()
         .take(2)
@@ -334,7 +335,7 @@ impl MigrationDir {
         for entry in entries {
             let entry = entry.map_err(|e| read_err(path, e))?;
             let p = entry.path();
-            if !p.is_file() || p.extension().is_none_or(|x| x != "sql") {
+            if !p.is_file() || p.extension().is_none_or(|x| !x.eq_ignore_ascii_case("sql")) {
                 continue;
             }
             let bytes = std::fs::read(&p).map_err(|e| read_err(&p, e))?;

@@ -70,7 +70,10 @@ mod tests {
 
     #[test]
     fn only_the_users_objects_in_public_lose_their_schema() {
-        let names: BTreeSet<String> = ["notes", "Mixed Case", "notes_id_seq"].iter().map(|s| s.to_string()).collect();
+        let names: BTreeSet<String> = ["notes", "Mixed Case", "notes_id_seq"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(
             unqualify_public(
                 "CREATE INDEX i ON public.notes USING hnsw (embedding public.vector_cosine_ops)",
@@ -79,11 +82,20 @@ mod tests {
             "CREATE INDEX i ON notes USING hnsw (embedding public.vector_cosine_ops)"
         );
         assert_eq!(
-            unqualify_public("ALTER TABLE public.\"Mixed Case\" ADD COLUMN v public.vector(3) DEFAULT nextval('public.notes_id_seq'::regclass)", &names),
+            unqualify_public(
+                "ALTER TABLE public.\"Mixed Case\" ADD COLUMN v public.vector(3) DEFAULT nextval('public.notes_id_seq'::regclass)",
+                &names
+            ),
             "ALTER TABLE \"Mixed Case\" ADD COLUMN v public.vector(3) DEFAULT nextval('notes_id_seq'::regclass)"
         );
-        assert_eq!(unqualify_public("SELECT mypublic.notes, public.notesx", &names), "SELECT mypublic.notes, public.notesx");
-        assert_eq!(unqualify_public("CREATE SCHEMA public", &names), "CREATE SCHEMA public");
+        assert_eq!(
+            unqualify_public("SELECT mypublic.notes, public.notesx", &names),
+            "SELECT mypublic.notes, public.notesx"
+        );
+        assert_eq!(
+            unqualify_public("CREATE SCHEMA public", &names),
+            "CREATE SCHEMA public"
+        );
     }
 }
 
@@ -188,10 +200,25 @@ fn public_names(m: &pgfleet_schema::Model) -> BTreeSet<String> {
             out.extend(v.indexes.keys().cloned());
         }
     }
-    out.extend(m.sequences.keys().filter(|q| public(q)).map(|q| q.name.clone()));
+    out.extend(
+        m.sequences
+            .keys()
+            .filter(|q| public(q))
+            .map(|q| q.name.clone()),
+    );
     out.extend(m.enums.keys().filter(|q| public(q)).map(|q| q.name.clone()));
-    out.extend(m.domains.keys().filter(|q| public(q)).map(|q| q.name.clone()));
-    out.extend(m.functions.keys().filter(|f| public(&f.name)).map(|f| f.name.name.clone()));
+    out.extend(
+        m.domains
+            .keys()
+            .filter(|q| public(q))
+            .map(|q| q.name.clone()),
+    );
+    out.extend(
+        m.functions
+            .keys()
+            .filter(|f| public(&f.name))
+            .map(|f| f.name.name.clone()),
+    );
     out
 }
 
@@ -207,7 +234,8 @@ pub fn unqualify_public(sql: &str, names: &BTreeSet<String>) -> String {
     while let Some(i) = rest.find(PREFIX) {
         let before = rest[..i].chars().next_back();
         let after = &rest[i + PREFIX.len()..];
-        let boundary = before.is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '"' || c == '.' || c == '$'));
+        let boundary = before
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '"' || c == '.' || c == '$'));
         let name = if let Some(quoted) = after.strip_prefix('"') {
             quoted.find('"').map(|end| quoted[..end].to_string())
         } else {

@@ -49,6 +49,8 @@ pub struct HistoryRow {
     pub statements_done: i32,
     /// For a no-transaction migration: its number of statements.
     pub statements_total: Option<i32>,
+    /// For a partial migration: hash of the text of its completed statements.
+    pub done_hash: Option<String>,
     /// When it started.
     pub started_at: String,
     /// When it finished.
@@ -119,6 +121,7 @@ pub async fn read(client: &Client, scope: &str) -> Result<Vec<HistoryRow>, PgErr
                 state: RowState::parse(r.get("state"))?,
                 statements_done: r.get("statements_done"),
                 statements_total: r.get("statements_total"),
+                done_hash: r.get("done_hash"),
                 started_at: r.get("started_at"),
                 finished_at: r.get("finished_at"),
                 duration_ms: r.get("duration_ms"),

@@ -218,7 +218,7 @@ pub fn import_dir(tool: Tool, src: &Path, dest: &Path) -> Result<ImportSummary, 
         if stripped {
             summary.stripped_transactions.push(file_name.clone());
         }
-        if f.no_transaction && !sql.contains(NO_TRANSACTION) {
+        if (f.no_transaction || needs_no_transaction(&sql)) && !sql.contains(NO_TRANSACTION) {
             sql = format!("{NO_TRANSACTION}\n{sql}");
         }
         let path = dest.join(&file_name);
@@ -367,44 +367,83 @@ fn sanitize(name: &str) -> String {
         .collect()
 }
 
-/// Removes lines that are only `BEGIN;` / `COMMIT;` (golang-migrate files often wrap themselves).
+/// Removes top-level transaction control statements (`BEGIN;` … `COMMIT;`, which golang-migrate
+/// files often wrap themselves in): pgfleet wraps each migration in a transaction itself. Statements
+/// are found with the psql-style splitter, so `BEGIN`/`END` inside function bodies and `DO` blocks
+/// are left alone.
 fn strip_transaction_lines(sql: &str) -> (String, bool) {
-    let mut stripped = false;
-    let kept: Vec<&str> = sql
-        .lines()
-        .filter(|l| {
-            let t = l.trim().trim_end_matches(';').trim().to_ascii_lowercase();
-            let tx = matches!(
-                t.as_str(),
-                "begin"
-                    | "begin transaction"
-                    | "begin work"
-                    | "start transaction"
-                    | "commit"
-                    | "commit transaction"
-                    | "commit work"
-                    | "end"
-            );
-            stripped |= tx;
-            !tx
-        })
-        .collect();
-    let mut out = kept.join("\n");
-    if sql.ends_with('\n') {
-        out.push('\n');
+    let mut cuts: Vec<(usize, usize)> = Vec::new();
+    for stmt in pgfleet_pg::split::statements(sql) {
+        if dir::is_transaction_control(stmt.text) {
+            let start = stmt.text.as_ptr() as usize - sql.as_ptr() as usize;
+            let mut end = start + stmt.text.len();
+            let rest = &sql[end..];
+            let trimmed = rest.trim_start_matches([' ', '\t']);
+            if let Some(after) = trimmed.strip_prefix(';') {
+                end = sql.len() - after.len();
+                if let Some(after_nl) = sql[end..].strip_prefix('\n') {
+                    end = sql.len() - after_nl.len();
+                }
+            }
+            cuts.push((start, end));
+        }
     }
-    (out, stripped)
+    if cuts.is_empty() {
+        return (sql.to_string(), false);
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut at = 0;
+    for (start, end) in cuts {
+        out.push_str(&sql[at..start]);
+        at = end;
+    }
+    out.push_str(&sql[at..]);
+    (out, true)
 }
 
-/// The pgfleet versions of `record` that its tool already applied to the database of `client`
-/// (none when the tool's table does not exist).
+/// Whether a statement cannot run inside a transaction block, so its file needs the
+/// no-transaction directive (the other tools run such single-statement files outside one).
+fn needs_no_transaction(sql: &str) -> bool {
+    pgfleet_pg::split::statements(sql).iter().any(|stmt| {
+        let words: Vec<String> = stmt
+            .text
+            .split_whitespace()
+            .take(4)
+            .map(|w| w.to_ascii_lowercase())
+            .collect();
+        let w = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
+        (w(0) == "create"
+            && (w(1) == "index" && w(2) == "concurrently"
+                || w(1) == "unique" && w(3) == "concurrently"))
+            || (w(0) == "drop" && w(1) == "index" && w(2) == "concurrently")
+            || (w(0) == "reindex"
+                && words
+                    .iter()
+                    .any(|x| x == "concurrently" || x == "(concurrently)"))
+            || matches!(w(0), "vacuum")
+            || (w(0) == "create" && w(1) == "database")
+            || (w(0) == "alter" && w(1) == "system")
+    })
+}
+
+/// What another tool's history says about a database.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForeignHistory {
+    /// pgfleet versions of `pgfleet.import` entries the tool applied.
+    pub applied: Vec<String>,
+    /// The tool's ids of applied migrations that `pgfleet.import` does not know.
+    pub unknown: Vec<String>,
+}
+
+/// What the tool of `record` already applied to the database of `client` (nothing when its table
+/// does not exist).
 ///
 /// # Errors
 /// When the tool's table cannot be read.
 pub async fn foreign_applied(
     client: &Client,
     record: &ImportRecord,
-) -> Result<Vec<String>, ImportError> {
+) -> Result<ForeignHistory, ImportError> {
     let regclass = |name: &str| format!("SELECT pg_catalog.to_regclass('{name}')::text");
     let find = |names: &'static [&'static str]| async move {
         for name in names {
@@ -424,31 +463,48 @@ pub async fn foreign_applied(
             .await
             .map_err(|e| PgError::query("reading another tool's migration history", e))
     };
+    let known: Vec<i64> = record.entries.iter().map(|(_, id)| *id).collect();
+    let max_known = known.iter().copied().max().unwrap_or(i64::MIN);
+    let mut unknown = Vec::new();
     let applied_ids: Vec<i64> = match record.tool {
         Tool::Sqlx => match find(&["_sqlx_migrations"]).await? {
-            None => return Ok(Vec::new()),
-            Some(t) => query(format!("SELECT version FROM {t} WHERE success"))
+            None => Vec::new(),
+            Some(t) => {
+                let ids: Vec<i64> = query(format!(
+                    "SELECT version FROM {t} WHERE success ORDER BY version"
+                ))
                 .await?
                 .iter()
                 .map(|r| r.get(0))
-                .collect(),
+                .collect();
+                unknown = ids
+                    .iter()
+                    .filter(|id| !known.contains(id))
+                    .map(|id| id.to_string())
+                    .collect();
+                ids
+            }
         },
         Tool::GolangMigrate => match find(&["schema_migrations"]).await? {
-            None => return Ok(Vec::new()),
+            None => Vec::new(),
             Some(t) => {
                 let rows = query(format!("SELECT version::bigint, dirty FROM {t}")).await?;
-                let Some(r) = rows.first() else {
-                    return Ok(Vec::new());
-                };
-                let (version, dirty): (i64, bool) = (r.get(0), r.get(1));
-                // A dirty version failed part-way; it is re-run (golang-migrate runs a file in one
-                // implicit transaction, so nothing of it stayed).
-                record
-                    .entries
-                    .iter()
-                    .map(|(_, id)| *id)
-                    .filter(|id| *id < version || (*id == version && !dirty))
-                    .collect()
+                match rows.first() {
+                    None => Vec::new(),
+                    Some(r) => {
+                        let (version, dirty): (i64, bool) = (r.get(0), r.get(1));
+                        if version > max_known {
+                            unknown.push(version.to_string());
+                        }
+                        // A dirty version failed part-way; it is re-run (golang-migrate runs a
+                        // file in one implicit transaction, so nothing of it stayed).
+                        known
+                            .iter()
+                            .copied()
+                            .filter(|id| *id < version || (*id == version && !dirty))
+                            .collect()
+                    }
+                }
             }
         },
         Tool::Drizzle => match find(&[
@@ -457,27 +513,30 @@ pub async fn foreign_applied(
         ])
         .await?
         {
-            None => return Ok(Vec::new()),
+            None => Vec::new(),
             Some(t) => {
                 let rows = query(format!("SELECT max(created_at)::bigint FROM {t}")).await?;
                 match rows.first().and_then(|r| r.get::<_, Option<i64>>(0)) {
                     None => Vec::new(),
-                    Some(max) => record
-                        .entries
-                        .iter()
-                        .map(|(_, id)| *id)
-                        .filter(|id| *id <= max)
-                        .collect(),
+                    Some(max) => {
+                        if max > max_known {
+                            unknown.push(format!("created_at {max}"));
+                        }
+                        known.iter().copied().filter(|id| *id <= max).collect()
+                    }
                 }
             }
         },
     };
-    Ok(record
-        .entries
-        .iter()
-        .filter(|(_, id)| applied_ids.contains(id))
-        .map(|(v, _)| v.clone())
-        .collect())
+    Ok(ForeignHistory {
+        applied: record
+            .entries
+            .iter()
+            .filter(|(_, id)| applied_ids.contains(id))
+            .map(|(v, _)| v.clone())
+            .collect(),
+        unknown,
+    })
 }
 
 #[cfg(test)]
@@ -502,6 +561,31 @@ mod tests {
         );
         std::fs::remove_file(&path).unwrap();
         assert_eq!(ImportRecord::load(&path).unwrap(), None);
+    }
+
+    #[test]
+    fn only_top_level_transaction_control_is_removed() {
+        let sql = "BEGIN;\nCREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$\nBEGIN\n  PERFORM 1;\nEND;\n$$;\nDO $$ BEGIN PERFORM 1; END $$;\nCOMMIT;\n";
+        let (out, stripped) = strip_transaction_lines(sql);
+        assert!(stripped);
+        assert_eq!(
+            out,
+            "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$\nBEGIN\n  PERFORM 1;\nEND;\n$$;\nDO $$ BEGIN PERFORM 1; END $$;\n"
+        );
+    }
+
+    #[test]
+    fn statements_that_refuse_transactions_get_the_directive() {
+        assert!(needs_no_transaction(
+            "CREATE INDEX CONCURRENTLY i ON t (a);"
+        ));
+        assert!(needs_no_transaction(
+            "select 1;\ncreate unique index concurrently i on t (a);"
+        ));
+        assert!(needs_no_transaction("VACUUM t;"));
+        assert!(!needs_no_transaction(
+            "CREATE INDEX i ON t (a); -- not concurrently"
+        ));
     }
 
     #[test]

@@ -122,6 +122,8 @@ pub struct MigrateReport {
     pub adopted: Vec<String>,
     /// How long this run waited for the lock.
     pub waited: Duration,
+    /// The newest migration applied to the database after this run (for a dry run: now).
+    pub at: Option<String>,
 }
 
 /// Why a run stopped.
@@ -132,7 +134,7 @@ pub enum MigrateError {
     #[error(transparent)]
     Pg(#[from] PgError),
     /// The lock stayed taken for longer than `lock_wait`.
-    #[error("another migration has been running on this database for longer than {}s{}; nothing was applied. Wait for it to finish (or stop it) and run again, or raise --lock-wait", .waited.as_secs(), .holder.as_ref().map(|h| format!(" (held by {h})")).unwrap_or_default())]
+    #[error("waited {}s for another migration on this database to finish{}; nothing was applied. Wait for it to finish (or stop it) and run again, or raise --lock-wait", .waited.as_secs(), .holder.as_ref().map(|h| format!(" (the lock is held by {h})")).unwrap_or_default())]
     LockTimeout {
         /// How long it waited.
         waited: Duration,
@@ -176,6 +178,31 @@ pub enum MigrateError {
     /// `--to` names no file.
     #[error("--to {0}: no migration has this version")]
     UnknownVersion(String),
+    /// The scope's schema does not exist.
+    #[error(
+        "schema {0:?} does not exist in this database; nothing was applied. Create it first (pgfleet creates tenant schemas itself), or check the name given to --in-schema"
+    )]
+    UnknownSchema(String),
+    /// The other tool applied migrations that the imported directory does not have.
+    #[error("{tool} applied migration(s) {} to this database that are not in the imported directory (pgfleet.import); nothing was applied. Import the other tool's complete directory again, so every migration it ran is known", .ids.join(", "))]
+    ForeignAhead {
+        /// The tool.
+        tool: String,
+        /// Its ids of the unknown migrations.
+        ids: Vec<String>,
+    },
+    /// A partly applied no-transaction migration whose completed statements were edited.
+    #[error(
+        "{file} stopped after statement {done} and its file was changed since, including statement(s) that already ran (1-{done}); nothing was applied. Restore those statements (edits to statement {next} onwards are fine), or put the change in a new migration"
+    )]
+    PartialChanged {
+        /// The file.
+        file: String,
+        /// Statements that ran.
+        done: i32,
+        /// The next statement.
+        next: i32,
+    },
     /// A migration failed.
     #[error("{}:{line}:{column}: {message}\n  statement: {}\n  {}", file.display(), excerpt(statement), outcome(*rolled_back, *statement_index))]
     Failed {
@@ -226,8 +253,13 @@ fn outcome(rolled_back: bool, index: usize) -> String {
         "the migration's transaction was rolled back: the database is at the last good version; fix the cause and run `pgfleet migrate` again".to_string()
     } else if index > 1 {
         format!(
-            "statements 1-{} of this no-transaction migration are applied and recorded; fix the cause and run `pgfleet migrate` again: it resumes at statement {index}",
-            index - 1
+            "{} of this no-transaction migration {} applied and recorded; fix the cause (the data, or this statement and the ones after it) and run `pgfleet migrate` again: it resumes at statement {index}",
+            if index == 2 {
+                "statement 1".to_string()
+            } else {
+                format!("statements 1-{}", index - 1)
+            },
+            if index == 2 { "is" } else { "are" }
         )
     } else {
         "nothing of this no-transaction migration was applied; fix the cause and run `pgfleet migrate` again".to_string()
@@ -281,15 +313,26 @@ pub async fn migrate_on(
     mut progress: impl FnMut(MigrateEvent),
 ) -> Result<MigrateReport, MigrateError> {
     let scope = opts.scope.clone().unwrap_or_default();
+    if !scope.is_empty() {
+        let exists: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = $1)",
+                &[&scope],
+            )
+            .await
+            .map_err(|e| PgError::query("looking for the schema", e))?
+            .get(0);
+        if !exists {
+            return Err(MigrateError::UnknownSchema(scope));
+        }
+    }
     if opts.dry_run {
         let rows = history::read(client, &scope).await?;
-        let foreign = match &dir.import {
-            Some(record) => import::foreign_applied(client, record).await?,
-            None => Vec::new(),
-        };
+        let foreign = foreign(client, dir).await?;
         let pending = pending(dir, &rows, &foreign, opts, &mut |_| {})?;
         return Ok(MigrateReport {
             applied: pending.iter().map(|(m, _)| m.version.clone()).collect(),
+            at: latest_done(&rows, &foreign),
             adopted: foreign,
             waited: Duration::ZERO,
         });
@@ -330,6 +373,31 @@ pub async fn migrate_on(
     Ok(report)
 }
 
+/// Versions the tool of `pgfleet.import` already applied; an error when it applied migrations the
+/// import does not know.
+async fn foreign(client: &Client, dir: &MigrationDir) -> Result<Vec<String>, MigrateError> {
+    let Some(record) = &dir.import else {
+        return Ok(Vec::new());
+    };
+    let h = import::foreign_applied(client, record).await?;
+    if !h.unknown.is_empty() {
+        return Err(MigrateError::ForeignAhead {
+            tool: record.tool.to_string(),
+            ids: h.unknown,
+        });
+    }
+    Ok(h.applied)
+}
+
+fn latest_done(rows: &[HistoryRow], foreign: &[String]) -> Option<String> {
+    rows.iter()
+        .filter(|r| r.state.is_done())
+        .map(|r| r.version.as_str())
+        .chain(foreign.iter().map(String::as_str))
+        .max()
+        .map(str::to_string)
+}
+
 async fn locked(
     client: &Client,
     dir: &MigrationDir,
@@ -342,7 +410,7 @@ async fn locked(
     let mut adopted = Vec::new();
     if let Some(record) = &dir.import {
         let known: BTreeSet<&str> = rows.iter().map(|r| r.version.as_str()).collect();
-        let foreign: Vec<String> = import::foreign_applied(client, record)
+        let foreign: Vec<String> = foreign(client, dir)
             .await?
             .into_iter()
             .filter(|v| !known.contains(v.as_str()))
@@ -403,10 +471,12 @@ async fn locked(
         });
         applied.push(m.version.clone());
     }
+    let rows = history::read(client, scope).await?;
     Ok(MigrateReport {
         applied,
         adopted,
         waited: Duration::ZERO,
+        at: latest_done(&rows, &[]),
     })
 }
 
@@ -429,6 +499,23 @@ fn pending<'a>(
                 dir: dir.path.clone(),
             });
         };
+        if m.checksum != row.checksum && row.state == RowState::Partial {
+            // Resuming an edited file is safe when the statements that already ran are unchanged.
+            let done = row.statements_done.max(0) as usize;
+            if row.done_hash.as_deref() != Some(prefix_hash(m, done).as_str()) {
+                return Err(MigrateError::PartialChanged {
+                    file: m.file_name.clone(),
+                    done: row.statements_done,
+                    next: row.statements_done + 1,
+                });
+            }
+            progress(MigrateEvent::AcceptedChange {
+                version: row.version.clone(),
+                recorded: row.checksum.clone(),
+                actual: m.checksum.clone(),
+            });
+            continue;
+        }
         if m.checksum != row.checksum && row.state != RowState::Adopted {
             if !opts.allow_changed.contains(&row.version) {
                 return Err(MigrateError::Changed {
@@ -481,6 +568,16 @@ fn pending<'a>(
         out.push((m, row));
     }
     Ok(out)
+}
+
+/// `sha256:` of the text of the first `n` statements of `m` (each followed by a NUL).
+pub fn prefix_hash(m: &Migration, n: usize) -> String {
+    let mut text = String::new();
+    for stmt in m.statements().iter().take(n) {
+        text.push_str(stmt.text);
+        text.push('\0');
+    }
+    crate::dir::checksum(text.as_bytes())
 }
 
 fn search_path_sql(scope: &str) -> String {
@@ -569,7 +666,7 @@ fn failure(
             let chars_before = m.sql[..offset].chars().count();
             line_col(&m.sql, chars_before + *p as usize - skip_chars)
         }
-        _ => (stmt.line, 1),
+        _ => line_col(&m.sql, m.sql[..offset].chars().count() + 1),
     };
     let mut message = describe(e);
     if rolled_back && e.as_db_error().is_some_and(|d| d.code().code() == "25001") {
@@ -599,6 +696,7 @@ async fn run_no_transaction(
     resuming: bool,
     progress: &mut impl FnMut(MigrateEvent),
 ) -> Result<(), MigrateError> {
+    let started = Instant::now();
     let statements = m.statements();
     let total = statements.len() as i32;
     client
@@ -631,12 +729,12 @@ async fn run_no_transaction(
             .await;
     }
     result?;
+    let ms = started.elapsed().as_millis() as i64;
     client
         .execute(
             "UPDATE pgfleet_migrate.history SET state = 'applied', finished_at = now(), last_error = NULL, \
-               duration_ms = (extract(epoch FROM now() - started_at) * 1000)::bigint \
-             WHERE scope = $1 AND version = $2",
-            &[&scope, &m.version],
+               duration_ms = $3 WHERE scope = $1 AND version = $2",
+            &[&scope, &m.version, &ms],
         )
         .await
         .map_err(|e| PgError::query(format!("recording {} as applied", m.file_name), e))?;
@@ -671,8 +769,9 @@ async fn no_transaction_statements(
     }
     for (i, stmt) in statements.iter().enumerate().skip(resume) {
         let record = format!(
-            "UPDATE pgfleet_migrate.history SET statements_done = {} WHERE scope = {} AND version = {};",
+            "UPDATE pgfleet_migrate.history SET statements_done = {}, done_hash = {} WHERE scope = {} AND version = {};",
             i + 1,
+            literal(&prefix_hash(m, i + 1)),
             literal(scope),
             literal(&m.version)
         );
@@ -763,7 +862,7 @@ pub async fn status(
 ) -> Result<Vec<StatusLine>, MigrateError> {
     let rows = history::read(client, scope).await?;
     let foreign = match &dir.import {
-        Some(record) => import::foreign_applied(client, record).await?,
+        Some(record) => import::foreign_applied(client, record).await?.applied,
         None => Vec::new(),
     };
     let by_version: BTreeMap<&str, &HistoryRow> =

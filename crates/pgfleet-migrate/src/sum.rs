@@ -37,6 +37,14 @@ pub enum SumError {
         /// Files in the sum that are gone.
         removed: Vec<String>,
     },
+    /// The file lines match but the `dir` line does not: `pgfleet.sum` was edited by hand.
+    #[error("{}: its `dir` line does not match the file lines (was pgfleet.sum edited by hand?); review the migrations, then run `pgfleet migrate hash --migrations {}`", path.display(), dir.display())]
+    Tampered {
+        /// The sum file.
+        path: PathBuf,
+        /// The directory.
+        dir: PathBuf,
+    },
     /// `pgfleet.sum` cannot be parsed.
     #[error("{}:{line}: not a {SUM_FILE} line: {text:?}; regenerate it with `pgfleet migrate hash`", path.display())]
     Malformed {
@@ -162,8 +170,14 @@ pub fn verify(dir: &MigrationDir) -> Result<(), SumError> {
     };
     let recorded = parse(&path, &text)?;
     let actual = entries(dir)?;
-    if dir_hash(&actual) == recorded.dir && recorded.files == actual {
-        return Ok(());
+    if recorded.files == actual {
+        if dir_hash(&actual) == recorded.dir {
+            return Ok(());
+        }
+        return Err(SumError::Tampered {
+            path,
+            dir: dir.path.clone(),
+        });
     }
     let added = actual
         .keys()
@@ -291,7 +305,8 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n");
         std::fs::write(p.join(SUM_FILE), edited).unwrap();
-        assert!(verify(&MigrationDir::load(p).unwrap()).is_err());
+        let err = verify(&MigrationDir::load(p).unwrap()).unwrap_err();
+        assert!(matches!(err, SumError::Tampered { .. }), "{err}");
         std::fs::write(p.join(SUM_FILE), "garbage").unwrap();
         let err = verify(&MigrationDir::load(p).unwrap()).unwrap_err();
         assert!(matches!(err, SumError::Malformed { line: 1, .. }), "{err}");

@@ -18,7 +18,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn parse_url(url: &str) -> Result<Config, PgError> {
     let mut config = Config::from_str(url).map_err(|e| PgError::BadUrl {
         url: redact(url),
-        reason: e.to_string(),
+        reason: format!(
+            "{e}; expected postgres://user:password@host:port/database (or key=value pairs)"
+        ),
     })?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
@@ -31,10 +33,25 @@ pub fn parse_url(url: &str) -> Result<Config, PgError> {
 /// # Errors
 /// [`PgError::Connect`] naming the server, database and user, with the cause.
 pub async fn connect(config: &Config) -> Result<Client, PgError> {
-    let (client, conn) = config.connect(NoTls).await.map_err(|e| PgError::Connect {
-        target: describe_target(config),
-        reason: describe(&e),
-    })?;
+    // The driver's connect_timeout covers opening the socket only; a server that accepts and never
+    // answers would hang the startup handshake forever, so the whole connect is bounded.
+    let limit = config
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(CONNECT_TIMEOUT);
+    let (client, conn) = tokio::time::timeout(limit, config.connect(NoTls))
+        .await
+        .map_err(|_| PgError::Connect {
+            target: describe_target(config),
+            reason: format!(
+                "no answer within {}s (connect_timeout); is this a PostgreSQL server?",
+                limit.as_secs()
+            ),
+        })?
+        .map_err(|e| PgError::Connect {
+            target: describe_target(config),
+            reason: describe(&e),
+        })?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!("connection ended: {e}");

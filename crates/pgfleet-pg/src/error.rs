@@ -5,13 +5,12 @@
 #[non_exhaustive]
 pub enum PgError {
     /// A query failed.
-    #[error("{context}: {}", describe(.source))]
+    #[error("{context}: {}", describe(.cause))]
     Query {
         /// What pgfleet was doing.
         context: String,
-        /// The driver error.
-        #[source]
-        source: tokio_postgres::Error,
+        /// The driver error (its text is already in the message, so it is not a `source`).
+        cause: tokio_postgres::Error,
     },
     /// A connection URL could not be parsed.
     #[error("invalid database URL {url}: {reason}")]
@@ -36,17 +35,17 @@ pub enum PgError {
 
 impl PgError {
     /// Wraps a driver error with what pgfleet was doing.
-    pub fn query(context: impl Into<String>, source: tokio_postgres::Error) -> Self {
+    pub fn query(context: impl Into<String>, cause: tokio_postgres::Error) -> Self {
         Self::Query {
             context: context.into(),
-            source,
+            cause,
         }
     }
 
     /// The SQLSTATE of a database error, if this is one.
     pub fn sqlstate(&self) -> Option<&str> {
         match self {
-            Self::Query { source, .. } => source.as_db_error().map(|e| e.code().code()),
+            Self::Query { cause, .. } => cause.as_db_error().map(|e| e.code().code()),
             _ => None,
         }
     }

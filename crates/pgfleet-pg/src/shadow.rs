@@ -31,7 +31,7 @@ pub enum ShadowError {
         hint: Option<String>,
     },
     /// The dev server could not be used (connect, create or drop the shadow database).
-    #[error("shadow database on the dev server: {0}")]
+    #[error(transparent)]
     Server(#[from] PgError),
 }
 
@@ -43,7 +43,12 @@ pub enum ShadowError {
 /// cannot be used (the role needs `CREATEDB`).
 pub async fn desired_model(dev: &Config, source: &SchemaSource) -> Result<Model, ShadowError> {
     let admin = connect(dev).await?;
-    let name = format!("pgfleet_shadow_{}", random_hex());
+    sweep_stale(&admin).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let name = format!("pgfleet_shadow_{now}_{}", random_hex());
     admin
         .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE template0"))
         .await
@@ -56,6 +61,42 @@ pub async fn desired_model(dev: &Config, source: &SchemaSource) -> Result<Model,
         tracing::warn!(database = %name, "could not drop the shadow database: {}", describe(&e));
     }
     result
+}
+
+/// Drops shadow databases a killed process left behind: older than 15 minutes (the creation time
+/// is in the name) and with nobody connected.
+async fn sweep_stale(admin: &tokio_postgres::Client) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let Ok(rows) = admin
+        .query(
+            "SELECT datname::text FROM pg_catalog.pg_database d WHERE datname LIKE 'pgfleet\\_shadow\\_%' \
+             AND NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity a WHERE a.datid = d.oid)",
+            &[],
+        )
+        .await
+    else {
+        return;
+    };
+    for row in rows {
+        let name: String = row.get(0);
+        let created = name
+            .strip_prefix("pgfleet_shadow_")
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|t| t.parse::<u64>().ok());
+        // Names without a time come from older pgfleet versions: also stale.
+        if created.is_none_or(|t| now.saturating_sub(t) > 15 * 60) {
+            let sql = format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                pgfleet_schema::quote::ident(&name)
+            );
+            if admin.batch_execute(&sql).await.is_ok() {
+                tracing::info!(database = %name, "dropped a stale shadow database left by an interrupted run");
+            }
+        }
+    }
 }
 
 async fn load_and_introspect(

@@ -18,10 +18,10 @@
 //! ```
 #![deny(missing_docs)]
 
-/// The embedded PostgreSQL runtime (see [`pgfleet_embedded`]).
-pub use pgfleet_embedded as embedded;
 /// The control plane (see [`pgfleet_control`]).
 pub use pgfleet_control as control;
+/// The embedded PostgreSQL runtime (see [`pgfleet_embedded`]).
+pub use pgfleet_embedded as embedded;
 /// Versioned migrations (see [`pgfleet_migrate`]).
 pub use pgfleet_migrate as migrate;
 /// The PostgreSQL driver (see [`pgfleet_pg`]).

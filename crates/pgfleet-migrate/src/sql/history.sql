@@ -15,6 +15,9 @@ CREATE TABLE IF NOT EXISTS pgfleet_migrate.history (
     state            text        NOT NULL CHECK (state IN ('applied', 'partial', 'adopted')),
     statements_done  integer     NOT NULL DEFAULT 0,
     statements_total integer,
+    -- sha256 of the text of the completed statements of a partial migration: a re-run may resume
+    -- with an edited file as long as the statements that already ran are unchanged.
+    done_hash        text,
     started_at       timestamptz NOT NULL DEFAULT now(),
     finished_at      timestamptz,
     duration_ms      bigint,

@@ -72,6 +72,25 @@ async fn sqlx_directories_are_imported_and_their_applied_versions_adopted() {
     // A fresh database runs everything.
     let fresh = TestDb::named("sqlx_fresh").await;
     assert_eq!(migrate_ok(&fresh, &dest).await.applied.len(), 3);
+
+    // A database where sqlx ran a migration the import does not have is refused.
+    let ahead = TestDb::named("sqlx_ahead").await;
+    run_as_tool(
+        &ahead,
+        &[],
+        "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, installed_on TIMESTAMPTZ NOT NULL DEFAULT now(), success BOOLEAN NOT NULL, checksum BYTEA NOT NULL, execution_time BIGINT NOT NULL);
+         INSERT INTO _sqlx_migrations VALUES (20240105000000, 'later', now(), true, '\\x00', 1);",
+    )
+    .await;
+    let err = crate::run(&ahead, &dest, &Default::default())
+        .await
+        .0
+        .unwrap_err();
+    assert!(
+        matches!(err, pgfleet_migrate::MigrateError::ForeignAhead { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("20240105000000"), "{err}");
 }
 
 #[tokio::test]
@@ -84,7 +103,16 @@ async fn golang_migrate_directories_are_imported_and_a_dirty_version_is_rerun() 
             "BEGIN;\nCREATE TABLE users (id int);\nCOMMIT;\n",
         ),
         (2, "posts", "CREATE TABLE posts (id int);\n"),
-        (3, "tags", "CREATE TABLE tags (id int);\n"),
+        (
+            3,
+            "tags",
+            "CREATE TABLE tags (id int);\nCREATE FUNCTION bump() RETURNS void LANGUAGE plpgsql AS $$\nBEGIN\n  UPDATE tags SET id = id + 1;\nEND;\n$$;\n",
+        ),
+        (
+            4,
+            "tags_idx",
+            "CREATE INDEX CONCURRENTLY tags_id ON tags (id);\n",
+        ),
     ] {
         std::fs::write(src.path().join(format!("{v}_{name}.up.sql")), sql).unwrap();
         std::fs::write(src.path().join(format!("{v}_{name}.down.sql")), "select 1;").unwrap();
@@ -104,10 +132,26 @@ async fn golang_migrate_directories_are_imported_and_a_dirty_version_is_rerun() 
     .await;
     let report = migrate_ok(&db, &dest).await;
     assert_eq!(report.adopted, ["00000000000001"]);
-    assert_eq!(report.applied, ["00000000000002", "00000000000003"]);
+    assert_eq!(
+        report.applied,
+        ["00000000000002", "00000000000003", "00000000000004"]
+    );
     assert_eq!(
         scalar::<i64>(&db, "SELECT count(*) FROM pgfleet_migrate.history").await,
-        3
+        4
+    );
+    // Function bodies keep their BEGIN/END; the concurrent index got the directive.
+    db.connect()
+        .await
+        .batch_execute("SELECT bump()")
+        .await
+        .unwrap();
+    let dir = MigrationDir::load(dest.path()).unwrap();
+    assert!(dir.migrations[3].no_transaction);
+    assert!(
+        dir.migrations[2].sql.contains("BEGIN\n  UPDATE"),
+        "{}",
+        dir.migrations[2].sql
     );
 }
 

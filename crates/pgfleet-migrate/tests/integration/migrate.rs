@@ -434,3 +434,80 @@ async fn a_concurrent_index_in_a_transactional_file_says_how_to_fix_it() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn an_edited_partial_migration_resumes_only_when_its_completed_statements_are_unchanged() {
+    let db = TestDb::new().await;
+    let base = (
+        "20260101000000_t.sql",
+        "CREATE TABLE t (id int);\nCREATE TABLE log (step text);\n",
+    );
+    let v2 = |second: &str, first: &str| {
+        format!(
+            "-- pgfleet:no-transaction\nINSERT INTO log VALUES ('{first}');\n{second};\nINSERT INTO log VALUES ('last');\n"
+        )
+    };
+    let dir = Dir::with(
+        "partial-edit",
+        &[
+            base,
+            (
+                "20260102000000_idx.sql",
+                &v2("CREATE INDEX CONCURRENTLY t_id ON t (idd)", "first"),
+            ),
+        ],
+    );
+    let err = run(&db, &dir, &MigrateOptions::default())
+        .await
+        .0
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MigrateError::Failed {
+                statement_index: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Editing a statement that already ran is refused, even with --allow-changed.
+    dir.write(&[(
+        "20260102000000_idx.sql",
+        &v2("CREATE INDEX CONCURRENTLY t_id ON t (id)", "FIRST"),
+    )]);
+    let opts = MigrateOptions {
+        allow_changed: BTreeSet::from(["20260102000000".to_string()]),
+        ..MigrateOptions::default()
+    };
+    let err = run(&db, &dir, &opts).await.0.unwrap_err();
+    assert!(
+        matches!(err, MigrateError::PartialChanged { done: 1, .. }),
+        "{err}"
+    );
+    // Fixing the failed statement itself is fine: it resumes there.
+    dir.write(&[(
+        "20260102000000_idx.sql",
+        &v2("CREATE INDEX CONCURRENTLY t_id ON t (id)", "first"),
+    )]);
+    let (r, events) = run(&db, &dir, &MigrateOptions::default()).await;
+    assert_eq!(r.unwrap().applied, ["20260102000000"]);
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            MigrateEvent::Started {
+                resume_at: Some(2),
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    assert_eq!(
+        scalar::<String>(&db, "SELECT string_agg(step, ',' ORDER BY step) FROM log").await,
+        "first,last"
+    );
+    assert!(
+        migrate_ok(&db, &dir).await.applied.is_empty(),
+        "the new checksum is recorded"
+    );
+}
