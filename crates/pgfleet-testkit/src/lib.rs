@@ -171,6 +171,27 @@ impl TestCluster {
     pub async fn connect(&self, database: &str) -> tokio_postgres::Client {
         connect(&self.url_for(database)).await
     }
+
+    /// Stops the server (fast shutdown), e.g. to test an unreachable server.
+    ///
+    /// # Panics
+    /// When it cannot be stopped.
+    pub fn stop(&self) {
+        self.cluster
+            .stop()
+            .unwrap_or_else(|e| panic!("pgfleet-testkit: cannot stop the cluster: {e}"));
+    }
+
+    /// Starts a stopped server again on its port.
+    ///
+    /// # Panics
+    /// When it cannot be started.
+    pub fn restart(&mut self) {
+        let port = self.cluster.port();
+        self.cluster
+            .start(Some(port))
+            .unwrap_or_else(|e| panic!("pgfleet-testkit: cannot restart the cluster: {e}"));
+    }
 }
 
 impl Drop for TestCluster {

@@ -1,6 +1,7 @@
 //! The control plane against real PostgreSQL clusters.
 
 mod provision;
+mod servers;
 
 use std::path::PathBuf;
 use std::time::Duration;
