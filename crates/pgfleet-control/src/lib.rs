@@ -23,6 +23,7 @@
 
 pub mod catalog;
 pub mod config;
+pub mod diagnose;
 pub mod events;
 pub mod provision;
 pub mod secrets;

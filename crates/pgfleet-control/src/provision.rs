@@ -654,12 +654,20 @@ impl Control {
         Ok(config)
     }
 
-    async fn admin(&self, t: &Tenant, database: Option<&str>) -> Result<Client, ControlError> {
+    pub(crate) async fn admin(
+        &self,
+        t: &Tenant,
+        database: Option<&str>,
+    ) -> Result<Client, ControlError> {
         Ok(connect::connect(&self.admin_config(t, database).await?).await?)
     }
 
     /// The target model for a server, built once per process.
-    async fn target_model(&self, t: &Tenant, target: &Target) -> Result<Arc<Model>, ControlError> {
+    pub(crate) async fn target_model(
+        &self,
+        t: &Tenant,
+        target: &Target,
+    ) -> Result<Arc<Model>, ControlError> {
         let server = t.server.clone().unwrap_or_default();
         let cache_key = (server, target.version.clone());
         let mut models = self.inner.models.lock().await;
@@ -1009,7 +1017,7 @@ fn target_extensions(target: &Target) -> Vec<String> {
     out
 }
 
-async fn user_schemas(in_db: &Client) -> Result<Vec<String>, ControlError> {
+pub(crate) async fn user_schemas(in_db: &Client) -> Result<Vec<String>, ControlError> {
     let rows = in_db
         .query(
             "SELECT nspname::text FROM pg_namespace n WHERE nspname !~ '^pg_' AND nspname NOT IN ('information_schema', 'pgfleet_migrate')
@@ -1022,7 +1030,11 @@ async fn user_schemas(in_db: &Client) -> Result<Vec<String>, ControlError> {
 }
 
 /// DML on everything in `schemas` (and on what the admin creates there later), never DDL.
-async fn grant_dml(in_db: &Client, schemas: &[String], role: &str) -> Result<(), ControlError> {
+pub(crate) async fn grant_dml(
+    in_db: &Client,
+    schemas: &[String],
+    role: &str,
+) -> Result<(), ControlError> {
     let r = ident(role);
     let mut sql = String::new();
     for s in schemas {

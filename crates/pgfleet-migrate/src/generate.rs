@@ -179,13 +179,13 @@ async fn diff_models(
             ..PlanOptions::default()
         },
     );
-    let mut names = public_names(&current);
-    names.extend(public_names(&desired));
+    let mut names = public_object_names(&current);
+    names.extend(public_object_names(&desired));
     Ok((plan, names))
 }
 
 /// Names of the user objects in `public`: tables, views, sequences, types, functions, indexes.
-fn public_names(m: &pgfleet_schema::Model) -> BTreeSet<String> {
+pub fn public_object_names(m: &pgfleet_schema::Model) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let public = |q: &pgfleet_schema::QualName| q.schema == "public";
     for (q, t) in &m.tables {

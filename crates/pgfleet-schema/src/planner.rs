@@ -106,6 +106,8 @@ fn is_additive(change: &Change, cur: &Model) -> bool {
         | Change::AddFunction { .. }
         | Change::AddTable { .. } => true,
         Change::AddView { name, .. } => !cur.views.contains_key(name),
+        // Ownership of a sequence that is being created (it belongs to the new table's column).
+        Change::AlterSequenceOwner { name, .. } => !cur.sequences.contains_key(name),
         Change::AddColumn { table, column, .. } => {
             !table_has(table, &|t| t.columns.contains_key(column))
         }

@@ -1,5 +1,6 @@
 //! The control plane against real PostgreSQL clusters.
 
+mod diagnose;
 mod provision;
 mod servers;
 
