@@ -158,6 +158,9 @@ pub struct Config {
     pub provision_attempts: i32,
     /// First retry delay of a failed provisioning step (doubled each time, at most 60 s).
     pub retry_backoff: std::time::Duration,
+    /// The key secrets were sealed with before a rotation (`PGFLEET_PREVIOUS_MASTER_KEY` or
+    /// `PGFLEET_PREVIOUS_MASTER_KEY_FILE`): still opens rows `pgfleet keys rotate` has not re-wrapped.
+    pub previous_master_key: Option<MasterKey>,
     master_key: Result<MasterKey, String>,
 }
 
@@ -224,6 +227,7 @@ impl Config {
             default_mode: s.default_mode.unwrap_or(Mode::Database),
             provision_attempts: 5,
             retry_backoff: std::time::Duration::from_secs(1),
+            previous_master_key: previous_key(&var)?,
             master_key,
         })
     }
@@ -236,6 +240,7 @@ impl Config {
             default_mode: Mode::Database,
             provision_attempts: 5,
             retry_backoff: std::time::Duration::from_secs(1),
+            previous_master_key: None,
             master_key: Ok(master_key),
         }
     }
@@ -255,10 +260,37 @@ impl Config {
         }
     }
 
+    /// Replaces the master key (embedding programs, tests).
+    pub fn set_master_key(&mut self, key: MasterKey) {
+        self.master_key = Ok(key);
+    }
+
     /// Whether a master key is configured (valid or not).
     pub fn has_master_key(&self) -> bool {
         !matches!(&self.master_key, Err(e) if e.is_empty())
     }
+}
+
+fn previous_key(var: &impl Fn(&str) -> Option<String>) -> Result<Option<MasterKey>, ConfigError> {
+    let bad = |name: &str, source| ConfigError::MasterKey {
+        source_name: name.to_string(),
+        source,
+    };
+    if let Some(k) = var("PGFLEET_PREVIOUS_MASTER_KEY") {
+        return MasterKey::from_base64(&k)
+            .map(Some)
+            .map_err(|e| bad("PGFLEET_PREVIOUS_MASTER_KEY", e));
+    }
+    if let Some(path) = var("PGFLEET_PREVIOUS_MASTER_KEY_FILE") {
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
+            name: "PGFLEET_PREVIOUS_MASTER_KEY_FILE".into(),
+            reason: format!("reading {path}: {e}"),
+        })?;
+        return MasterKey::from_base64(&text)
+            .map(Some)
+            .map_err(|e| bad(&path, e));
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

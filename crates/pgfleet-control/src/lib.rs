@@ -25,6 +25,7 @@ pub mod catalog;
 pub mod config;
 pub mod diagnose;
 pub mod events;
+pub mod keys;
 pub mod provision;
 pub mod secrets;
 pub mod server;

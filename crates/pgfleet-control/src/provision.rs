@@ -587,14 +587,14 @@ impl Control {
             row.get::<_, Option<Vec<u8>>>("password_key"),
             row.get::<_, Option<String>>("key_id"),
         ) {
-            return Ok(key.open(
+            return self.open_sealed(
                 &owner,
                 &Sealed {
                     ciphertext: ct,
                     wrapped_key: wk,
                     key_id: kid,
                 },
-            )?);
+            );
         }
         let password = crate::secrets::random_password()?;
         let sealed = key.seal(&owner, &password)?;
@@ -612,14 +612,14 @@ impl Control {
                 .query_one("SELECT password_sealed, password_key, key_id FROM pgfleet.tenants WHERE id = $1", &[&tenant_id])
                 .await
                 .map_err(q("reading the password"))?;
-            return Ok(key.open(
+            return self.open_sealed(
                 &owner,
                 &Sealed {
                     ciphertext: row.get(0),
                     wrapped_key: row.get(1),
                     key_id: row.get(2),
                 },
-            )?);
+            );
         }
         Ok(password)
     }
@@ -643,7 +643,9 @@ impl Control {
         let server = t.server.as_deref().ok_or_else(|| {
             ControlError::Invalid(format!("tenant {:?} is not placed yet", t.key))
         })?;
-        let url = server::admin_url(self.catalog(), self.config().master_key()?, server).await?;
+        let mut keys = vec![self.config().master_key()?];
+        keys.extend(self.config().previous_master_key.as_ref());
+        let url = server::admin_url_with(self.catalog(), &keys, server).await?;
         let mut config = connect::parse_url(url.expose())?;
         if let Some(db) = database {
             config.dbname(db);
@@ -812,7 +814,7 @@ impl Control {
                 t.state, t.step
             )));
         };
-        let password = self.config().master_key()?.open(
+        let password = self.open_sealed(
             &format!("tenant:{}", t.id),
             &Sealed {
                 ciphertext: ct,
@@ -878,7 +880,11 @@ async fn database_exists(admin: &Client, db: &str) -> Result<bool, ControlError>
 }
 
 /// Creates the login role, or sets its password again. The server only ever sees a SCRAM verifier.
-async fn ensure_role(admin: &Client, role: &str, password: &Secret) -> Result<(), ControlError> {
+pub(crate) async fn ensure_role(
+    admin: &Client,
+    role: &str,
+    password: &Secret,
+) -> Result<(), ControlError> {
     let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
     let create = format!(
         "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION PASSWORD {}",

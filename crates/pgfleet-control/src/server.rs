@@ -219,6 +219,18 @@ pub async fn admin_url(
     key: &MasterKey,
     name: &str,
 ) -> Result<Secret, ControlError> {
+    admin_url_with(catalog, &[key], name).await
+}
+
+/// As [`admin_url`], with the keys that may have sealed it (current first, then previous).
+///
+/// # Errors
+/// As [`admin_url`].
+pub async fn admin_url_with(
+    catalog: &Client,
+    keys: &[&MasterKey],
+    name: &str,
+) -> Result<Secret, ControlError> {
     let row = catalog
         .query_opt(
             "SELECT url_sealed, url_key, key_id FROM pgfleet.servers WHERE name = $1",
@@ -232,6 +244,11 @@ pub async fn admin_url(
         wrapped_key: row.get(1),
         key_id: row.get(2),
     };
+    let key = keys
+        .iter()
+        .find(|k| k.id() == sealed.key_id)
+        .copied()
+        .unwrap_or(keys[0]);
     Ok(key.open(&owner(name), &sealed)?)
 }
 

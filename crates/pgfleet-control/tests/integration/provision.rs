@@ -327,3 +327,41 @@ async fn dropping_a_tenant_removes_its_database_and_role_and_keeps_a_tombstone()
     assert_ne!(again.id, t.id);
     f.cleanup().await;
 }
+
+#[tokio::test]
+async fn master_keys_rotate_without_downtime_and_passwords_rotate() {
+    let f = Fleet::new().await;
+    f.control
+        .provision("rot", &CreateOptions::default(), WAIT)
+        .await
+        .unwrap();
+    let old_url = f.control.credentials("rot").await.unwrap();
+    let new_key = pgfleet_control::secrets::MasterKey::generate().unwrap();
+    // Processes start with the new key as current and the old one as previous: everything opens.
+    let mut cfg = f.control.config().clone();
+    cfg.set_master_key(new_key.clone());
+    cfg.previous_master_key = Some(f.key.clone());
+    let both = pgfleet_control::Control::connect(cfg.clone())
+        .await
+        .unwrap();
+    assert_eq!(both.credentials("rot").await.unwrap(), old_url);
+    assert_eq!(
+        both.rotate_keys().await.unwrap(),
+        2,
+        "one server URL and one tenant password"
+    );
+    assert_eq!(both.rotate_keys().await.unwrap(), 0, "idempotent");
+    // Now the new key alone opens everything, and the old one nothing.
+    cfg.previous_master_key = None;
+    let only_new = pgfleet_control::Control::connect(cfg).await.unwrap();
+    assert_eq!(only_new.credentials("rot").await.unwrap(), old_url);
+    let err = f.control.credentials("rot").await.unwrap_err();
+    assert!(err.to_string().contains(new_key.id()), "{err}");
+    // A new password: the old URL stops working, the new one works.
+    only_new.rotate_password("rot").await.unwrap();
+    let new_url = only_new.credentials("rot").await.unwrap();
+    assert_ne!(new_url, old_url);
+    assert!(try_connect(old_url.expose()).await.is_err());
+    try_connect(new_url.expose()).await.unwrap();
+    only_new.drop_tenant("rot").await.unwrap();
+}

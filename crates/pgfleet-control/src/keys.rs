@@ -1,0 +1,124 @@
+//! Key rotation and password rotation.
+//!
+//! Rotating the master key without downtime:
+//! 1. start every pgfleet process with the new key as `PGFLEET_MASTER_KEY` and the old one as
+//!    `PGFLEET_PREVIOUS_MASTER_KEY` (each sealed row names the key that wrapped it, so both open);
+//! 2. run `pgfleet keys rotate`: every data key still wrapped by another key is re-wrapped by the
+//!    current one (the ciphertexts do not change; rows already done are skipped, so it can be run
+//!    again after an interruption);
+//! 3. remove the previous key.
+
+use pgfleet_pg::PgError;
+use tokio_postgres::Client;
+
+use crate::secrets::{MasterKey, Sealed, SecretError};
+use crate::{Control, ControlError, events};
+
+impl Control {
+    /// The configured key whose id is `key_id` (current or previous).
+    pub(crate) fn key_for(&self, key_id: &str) -> Result<&MasterKey, ControlError> {
+        let current = self.config().master_key()?;
+        if current.id() == key_id {
+            return Ok(current);
+        }
+        match &self.config().previous_master_key {
+            Some(p) if p.id() == key_id => Ok(p),
+            _ => Err(SecretError::Open {
+                owner: "a sealed secret".into(),
+                key_id: current.id().to_string(),
+                sealed_with: key_id.to_string(),
+            }
+            .into()),
+        }
+    }
+
+    /// Opens a sealed secret with the key that sealed it (current or previous).
+    pub(crate) fn open_sealed(
+        &self,
+        owner: &str,
+        sealed: &Sealed,
+    ) -> Result<crate::secrets::Secret, ControlError> {
+        Ok(self.key_for(&sealed.key_id)?.open(owner, sealed)?)
+    }
+
+    /// Re-wraps every data key not wrapped by the current master key. Returns how many rows changed.
+    ///
+    /// # Errors
+    /// A row sealed by a key that is neither current nor previous (named in the error).
+    pub async fn rotate_keys(&self) -> Result<usize, ControlError> {
+        let c = self.catalog();
+        let new = self.config().master_key()?.clone();
+        let mut changed = 0;
+        for (table, id_col, ct, wk, owner_prefix) in [
+            ("servers", "name", "url_sealed", "url_key", "server"),
+            ("tenants", "id", "password_sealed", "password_key", "tenant"),
+        ] {
+            let rows = c
+                .query(
+                    &format!("SELECT {id_col}, {ct}, {wk}, key_id FROM pgfleet.{table} WHERE key_id IS NOT NULL AND key_id <> $1"),
+                    &[&new.id()],
+                )
+                .await
+                .map_err(|e| PgError::query("reading sealed secrets", e))?;
+            for r in rows {
+                let id: String = r.get(0);
+                let sealed = Sealed {
+                    ciphertext: r.get(1),
+                    wrapped_key: r.get(2),
+                    key_id: r.get(3),
+                };
+                let owner = format!("{owner_prefix}:{id}");
+                let re = self
+                    .key_for(&sealed.key_id)?
+                    .rewrap(&owner, &sealed, &new)?;
+                c.execute(
+                    &format!("UPDATE pgfleet.{table} SET {wk} = $2, key_id = $3 WHERE {id_col} = $1 AND key_id = $4"),
+                    &[&id, &re.wrapped_key, &re.key_id, &sealed.key_id],
+                )
+                .await
+                .map_err(|e| PgError::query("re-wrapping a secret", e))?;
+                changed += 1;
+            }
+        }
+        events::record(
+            c,
+            None,
+            None,
+            "keys.rotated",
+            serde_json::json!({"key_id": new.id(), "rows": changed}),
+        )
+        .await?;
+        Ok(changed)
+    }
+
+    /// Gives tenant `key` a new random password: sealed in the catalog first, then set on its role.
+    /// If interrupted in between, running it again completes it.
+    ///
+    /// # Errors
+    /// Unknown or unplaced tenant, unreachable server.
+    pub async fn rotate_password(&self, key: &str) -> Result<(), ControlError> {
+        let t = self.tenant(key).await?;
+        let owner = format!("tenant:{}", t.id);
+        let password = crate::secrets::random_password()?;
+        let sealed = self.config().master_key()?.seal(&owner, &password)?;
+        let c: &Client = self.catalog();
+        c.execute(
+            "UPDATE pgfleet.tenants SET password_sealed = $2, password_key = $3, key_id = $4, updated_at = now() WHERE id = $1",
+            &[&t.id, &sealed.ciphertext, &sealed.wrapped_key, &sealed.key_id],
+        )
+        .await
+        .map_err(|e| PgError::query("sealing the new password", e))?;
+        if t.server.is_some() {
+            let admin = self.admin(&t, None).await?;
+            crate::provision::ensure_role(&admin, &t.role, &password).await?;
+        }
+        events::record(
+            c,
+            Some(&t.id),
+            Some(key),
+            "tenant.password_rotated",
+            serde_json::json!({}),
+        )
+        .await
+    }
+}
