@@ -115,6 +115,11 @@ pub enum TenantCommand {
         /// The tenant's key.
         key: String,
     },
+    /// Give the tenant a new random password (sealed in the catalog, set on its role).
+    RotatePassword {
+        /// The tenant's key.
+        key: String,
+    },
 }
 
 /// `pgfleet keys …`.
@@ -122,6 +127,13 @@ pub enum TenantCommand {
 pub enum KeysCommand {
     /// Print a new random master key (base64 of 32 bytes) on stdout.
     Generate,
+    /// Re-wrap every sealed secret under the current master key. Run it with the new key as
+    /// PGFLEET_MASTER_KEY and the old one as PGFLEET_PREVIOUS_MASTER_KEY; safe to run again.
+    Rotate {
+        /// Catalog and master key.
+        #[command(flatten)]
+        control: ControlArgs,
+    },
 }
 
 /// Output format of listing commands.
@@ -427,6 +439,10 @@ pub fn tenant(args: &ControlArgs, cmd: &TenantCommand) -> anyhow::Result<()> {
                 let url = c.credentials(key).await?;
                 println!("{}", url.expose());
             }
+            TenantCommand::RotatePassword { key } => {
+                c.rotate_password(key).await?;
+                eprintln!("Tenant {key:?} has a new password (`pgfleet tenant credentials KEY` prints it)");
+            }
         }
         anyhow::Ok(())
     })
@@ -438,6 +454,15 @@ pub fn tenant(args: &ControlArgs, cmd: &TenantCommand) -> anyhow::Result<()> {
 /// When the system's random source fails.
 pub fn keys(cmd: &KeysCommand) -> anyhow::Result<()> {
     match cmd {
+        KeysCommand::Rotate { control: args } => {
+            let n = runtime()?
+                .block_on(async { anyhow::Ok(control(args).await?.rotate_keys().await?) })?;
+            let cfg = config(args)?;
+            eprintln!(
+                "Re-wrapped {n} sealed secret(s) under master key {}; once every pgfleet process runs with this key, remove the previous one",
+                cfg.master_key()?.id()
+            );
+        }
         KeysCommand::Generate => {
             let k = MasterKey::generate()?;
             println!("{}", k.to_base64().expose());
@@ -448,4 +473,158 @@ pub fn keys(cmd: &KeysCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `pgfleet check`: drift of one tenant or of all. Returns whether drift remains.
+///
+/// # Errors
+/// Catalog errors, unknown tenant.
+pub fn check(
+    args: &ControlArgs,
+    tenant: Option<&str>,
+    all: bool,
+    fix: bool,
+    format: OutputFormat,
+) -> anyhow::Result<bool> {
+    anyhow::ensure!(
+        tenant.is_some() || all,
+        "which tenants? pass --tenant KEY or --all"
+    );
+    runtime()?.block_on(async {
+        let c = control(args).await?;
+        let keys: Vec<String> = match tenant {
+            Some(k) => vec![k.to_string()],
+            None => c.tenants(Some(State::Ready)).await?.into_iter().map(|t| t.key).collect(),
+        };
+        let mut results = Vec::new();
+        let mut drifted = 0;
+        let mut repaired = 0;
+        for key in &keys {
+            let (drift, applied) = if fix {
+                let r = c.fix(key, "pgfleet check --fix").await?;
+                (r.remaining, r.applied)
+            } else {
+                (c.check(key).await?, Vec::new())
+            };
+            repaired += applied.len();
+            if !drift.is_clean() {
+                drifted += 1;
+            }
+            if format == OutputFormat::Table {
+                if !applied.is_empty() {
+                    println!("{key}: repaired {} (recorded as corrections)", applied.join("; "));
+                }
+                if drift.is_clean() {
+                    if applied.is_empty() {
+                        println!("{key}: clean");
+                    }
+                } else {
+                    println!("{key}: {} difference(s) from target {}", drift.steps.len(), drift.target);
+                    for s in &drift.steps {
+                        let hz: Vec<&str> = s.hazards.iter().map(|h| h.name()).collect();
+                        println!(
+                            "  - {}{}{}",
+                            s.description,
+                            if hz.is_empty() { String::new() } else { format!(" [{}]", hz.join(", ")) },
+                            if s.repairable { " (repairable with --fix)" } else { " (destructive: not repaired; review it)" }
+                        );
+                    }
+                }
+            }
+            results.push(serde_json::json!({"key": key, "clean": drift.is_clean(), "repaired": applied, "drift": drift}));
+        }
+        if format == OutputFormat::Json {
+            println!("{}", serde_json::to_string_pretty(&results)?);
+        }
+        eprintln!(
+            "{} tenant(s) checked: {} clean, {drifted} with drift{}",
+            keys.len(),
+            keys.len() - drifted,
+            if fix { format!(", {repaired} repair(s) applied") } else { String::new() }
+        );
+        anyhow::Ok(drifted > 0)
+    })
+}
+
+fn print_findings(findings: &[pgfleet::control::diagnose::Finding]) {
+    for f in findings {
+        println!(
+            "{} {:<16} {}",
+            if f.ok { "ok  " } else { "FAIL" },
+            f.check,
+            f.detail
+        );
+    }
+}
+
+/// `pgfleet check-user KEY`. Returns whether the tenant is healthy.
+///
+/// # Errors
+/// Catalog errors, unknown tenant.
+pub fn check_user(args: &ControlArgs, key: &str, format: OutputFormat) -> anyhow::Result<bool> {
+    runtime()?.block_on(async {
+        let c = control(args).await?;
+        let (t, findings, events) = c.check_user(key).await?;
+        let healthy = findings.iter().all(|f| f.ok);
+        if format == OutputFormat::Json {
+            let mut v = tenant_json(&t);
+            v["healthy"] = healthy.into();
+            v["findings"] = serde_json::to_value(&findings)?;
+            v["events"] = serde_json::to_value(&events)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            println!("tenant {:?} ({})", t.key, t.id);
+            print_findings(&findings);
+            println!("recent events:");
+            for e in events {
+                println!("  {}  {:<20} {}", e.at, e.kind, e.detail);
+            }
+        }
+        eprintln!("{}", if healthy { "healthy" } else { "NOT healthy" });
+        anyhow::Ok(healthy)
+    })
+}
+
+/// `pgfleet validate`. Returns whether everything passed.
+///
+/// # Errors
+/// When the catalog cannot be read.
+pub fn validate(args: &ControlArgs, format: OutputFormat) -> anyhow::Result<bool> {
+    runtime()?.block_on(async {
+        let c = control(args).await?;
+        let findings = c.validate().await?;
+        let ok = findings.iter().all(|f| f.ok);
+        if format == OutputFormat::Json {
+            println!("{}", serde_json::to_string_pretty(&findings)?);
+        } else {
+            print_findings(&findings);
+        }
+        eprintln!("{}", if ok { "valid" } else { "problems found" });
+        anyhow::Ok(ok)
+    })
+}
+
+/// `pgfleet init --tenant KEY --reset --yes`.
+///
+/// # Errors
+/// Without --reset/--yes; unknown tenant; provisioning errors.
+pub fn reset_tenant(args: &ControlArgs, key: &str, reset: bool, yes: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        reset,
+        "`pgfleet init --tenant KEY` re-creates the tenant's schema from the target and needs --reset (its data is lost)"
+    );
+    anyhow::ensure!(
+        yes,
+        "refusing to reset tenant {key:?} without --yes: its database (or schema) is dropped and re-created from the target, and its data is lost"
+    );
+    runtime()?.block_on(async {
+        let c = control(args).await?;
+        let t = c.reset_tenant(key, Duration::from_secs(300)).await?;
+        eprintln!(
+            "Tenant {:?} re-created from the target and verified at version {}",
+            t.key,
+            t.schema_version.as_deref().unwrap_or("?")
+        );
+        anyhow::Ok(())
+    })
 }

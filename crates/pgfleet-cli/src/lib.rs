@@ -116,10 +116,21 @@ pub enum Command {
     /// hash (record the directory in pgfleet.sum).
     Migrate(migrate_cmds::MigrateArgs),
     /// Create or upgrade the catalog, and record the migrations directory as the fleet's target.
+    ///
+    /// With --tenant KEY --reset --yes: re-create one tenant's database (or schema) from the target.
     Init {
         /// The fleet's migrations directory [default: ./migrations, or `migrations` in pgfleet.toml]
         #[arg(long, value_name = "DIR")]
         migrations: Option<PathBuf>,
+        /// Re-initialize this tenant instead (needs --reset and --yes).
+        #[arg(long, value_name = "KEY")]
+        tenant: Option<String>,
+        /// Drop and re-create the tenant's database or schema (its data is lost).
+        #[arg(long, requires = "tenant")]
+        reset: bool,
+        /// Confirm the reset.
+        #[arg(long)]
+        yes: bool,
         /// Catalog and master key.
         #[command(flatten)]
         control: control_cmds::ControlArgs,
@@ -142,7 +153,51 @@ pub enum Command {
         #[command(subcommand)]
         command: control_cmds::TenantCommand,
     },
-    /// Master keys: generate.
+    /// Drift of tenants against the target; --fix applies additive repairs and records them.
+    ///
+    /// Exit codes: 0 clean (or fully repaired), 1 drift remains, 2 error.
+    Check {
+        /// One tenant.
+        #[arg(long, value_name = "KEY", conflicts_with = "all")]
+        tenant: Option<String>,
+        /// Every ready tenant.
+        #[arg(long)]
+        all: bool,
+        /// Repair additive drift (missing tables, columns, indexes, …); never drops or alters.
+        #[arg(long)]
+        fix: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: control_cmds::OutputFormat,
+        /// Catalog and master key.
+        #[command(flatten)]
+        control: control_cmds::ControlArgs,
+    },
+    /// One tenant end to end: placement, state, login as its own role, version, drift, events.
+    ///
+    /// Exit codes: 0 healthy, 1 not healthy, 2 error.
+    CheckUser {
+        /// The tenant's key.
+        key: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: control_cmds::OutputFormat,
+        /// Catalog and master key.
+        #[command(flatten)]
+        control: control_cmds::ControlArgs,
+    },
+    /// Check the installation: configuration, catalog, master key, target, every server, tenants.
+    ///
+    /// Exit codes: 0 valid, 1 problems found, 2 error.
+    Validate {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: control_cmds::OutputFormat,
+        /// Catalog and master key.
+        #[command(flatten)]
+        control: control_cmds::ControlArgs,
+    },
+    /// Master keys: generate, rotate.
     Keys {
         /// What to do.
         #[command(subcommand)]
@@ -192,8 +247,53 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate(args) => migrate_cmds::migrate(&args),
         Command::Init {
             migrations,
+            tenant: Some(key),
+            reset,
+            yes,
             control,
+        } => {
+            let _ = migrations;
+            control_cmds::reset_tenant(&control, &key, reset, yes)
+        }
+        Command::Init {
+            migrations,
+            control,
+            ..
         } => control_cmds::init(&control, migrations.as_deref()),
+        Command::Check {
+            tenant,
+            all,
+            fix,
+            format,
+            control,
+        } => {
+            let drift = control_cmds::check(&control, tenant.as_deref(), all, fix, format)?;
+            return Ok(if drift {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
+        Command::CheckUser {
+            key,
+            format,
+            control,
+        } => {
+            let ok = control_cmds::check_user(&control, &key, format)?;
+            return Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        Command::Validate { format, control } => {
+            let ok = control_cmds::validate(&control, format)?;
+            return Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
         Command::Server { control, command } => control_cmds::server(&control, &command),
         Command::Tenant { control, command } => control_cmds::tenant(&control, &command),
         Command::Keys { command } => control_cmds::keys(&command),

@@ -156,6 +156,11 @@ struct Inner {
     worker: String,
     /// Target models by (server, target version), built once per process in a shadow database.
     models: tokio::sync::Mutex<HashMap<(String, String), Arc<Model>>>,
+    /// Tenants a task of this process works on (advisory locks are per session and re-entrant, so
+    /// tasks of one process exclude each other here).
+    working: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The catalog session holding this process's tenant locks.
+    lock_conn: tokio::sync::Mutex<Option<Client>>,
 }
 
 impl std::fmt::Debug for Control {
@@ -184,6 +189,8 @@ impl Control {
                 catalog,
                 worker,
                 models: tokio::sync::Mutex::new(HashMap::new()),
+                working: std::sync::Mutex::new(Default::default()),
+                lock_conn: tokio::sync::Mutex::new(None),
             }),
         })
     }

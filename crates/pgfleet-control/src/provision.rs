@@ -324,42 +324,94 @@ impl Control {
     /// Runs queued operations (of one tenant, or any) until none is runnable now. Returns how many
     /// it ran. Any number of processes may call this at once.
     ///
+    /// Mutual exclusion is a session advisory lock per tenant on a catalog connection of this
+    /// worker: PostgreSQL releases it the moment a worker dies, so a crashed worker's operation is
+    /// taken over at once (the lease in the row only shows who works on it).
+    ///
     /// # Errors
     /// Catalog errors (a failing step is recorded, not returned).
     pub async fn run_queued(&self, tenant_id: Option<&str>) -> Result<usize, ControlError> {
         let mut ran = 0;
         loop {
-            let row = self
+            let candidates = self
                 .catalog()
-                .query_opt(
-                    "UPDATE pgfleet.operations o SET state = 'running', lease_owner = $1,
-                            lease_until = now() + make_interval(secs => $2), attempts = attempts + 1
-                     WHERE o.id = (SELECT id FROM pgfleet.operations
-                                   WHERE (state = 'queued' OR (state = 'running' AND lease_until < now()))
-                                     AND not_before <= now() AND ($3::text IS NULL OR tenant_id = $3)
-                                   ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1)
-                     RETURNING o.id, o.kind, o.tenant_id, o.attempts",
-                    &[&self.inner.worker, &(LEASE.as_secs_f64()), &tenant_id],
+                .query(
+                    "SELECT id, tenant_id FROM pgfleet.operations
+                     WHERE ((state = 'queued' AND not_before <= now()) OR state = 'running')
+                       AND ($1::text IS NULL OR tenant_id = $1) AND tenant_id IS NOT NULL
+                     ORDER BY id LIMIT 50",
+                    &[&tenant_id],
                 )
                 .await
-                .map_err(q("claiming an operation"))?;
-            let Some(row) = row else { return Ok(ran) };
-            let (op, kind, tid, attempts): (i64, String, Option<String>, i32) =
-                (row.get(0), row.get(1), row.get(2), row.get(3));
-            match (kind.as_str(), tid) {
-                ("provision", Some(tid)) => self.run_provision(op, &tid, attempts).await?,
-                _ => {
-                    self.catalog()
-                        .execute(
-                            "UPDATE pgfleet.operations SET state = 'failed', last_error = 'unknown operation kind', finished_at = now() WHERE id = $1",
-                            &[&op],
-                        )
-                        .await
-                        .map_err(q("recording an operation"))?;
+                .map_err(q("looking for operations"))?;
+            let mut progressed = false;
+            for row in candidates {
+                let (op, tid): (i64, String) = (row.get(0), row.get(1));
+                let Some(_working) = Working::enter(self, &tid) else {
+                    continue; // another task of this process has it
+                };
+                if !self.tenant_lock(&tid, true).await? {
+                    continue; // a live worker of another process has it
+                }
+                let claimed = self
+                    .catalog()
+                    .query_opt(
+                        "UPDATE pgfleet.operations SET state = 'running', lease_owner = $2,
+                                lease_until = now() + make_interval(secs => $3), attempts = attempts + 1
+                         WHERE id = $1 AND ((state = 'queued' AND not_before <= now()) OR state = 'running')
+                         RETURNING kind, attempts",
+                        &[&op, &self.inner.worker, &(LEASE.as_secs_f64())],
+                    )
+                    .await
+                    .map_err(q("claiming an operation"));
+                let result = match claimed {
+                    Ok(Some(r)) => {
+                        let (kind, attempts): (String, i32) = (r.get(0), r.get(1));
+                        if kind == "provision" {
+                            self.run_provision(op, &tid, attempts).await.map(|()| true)
+                        } else {
+                            self.catalog()
+                                .execute(
+                                    "UPDATE pgfleet.operations SET state = 'failed', last_error = 'unknown operation kind', finished_at = now() WHERE id = $1",
+                                    &[&op],
+                                )
+                                .await
+                                .map(|_| true)
+                                .map_err(q("recording an operation"))
+                        }
+                    }
+                    Ok(None) => Ok(false),
+                    Err(e) => Err(e),
+                };
+                let _ = self.tenant_lock(&tid, false).await;
+                if result? {
+                    ran += 1;
+                    progressed = true;
                 }
             }
-            ran += 1;
+            if !progressed {
+                return Ok(ran);
+            }
         }
+    }
+
+    /// Takes (`lock`) or releases the cross-process lock of a tenant on this process's lock session.
+    async fn tenant_lock(&self, tenant_id: &str, lock: bool) -> Result<bool, ControlError> {
+        let mut guard = self.inner.lock_conn.lock().await;
+        if guard.as_ref().is_none_or(|c| c.is_closed()) {
+            *guard = Some(self.catalog_connection().await?);
+        }
+        let conn = guard.as_ref().expect("connected above");
+        let sql = if lock {
+            "SELECT pg_try_advisory_lock($1)"
+        } else {
+            "SELECT pg_advisory_unlock($1)"
+        };
+        Ok(conn
+            .query_one(sql, &[&tenant_lock(tenant_id)])
+            .await
+            .map_err(q("locking the tenant"))?
+            .get(0))
     }
 
     async fn run_provision(
@@ -368,21 +420,6 @@ impl Control {
         tenant_id: &str,
         attempts: i32,
     ) -> Result<(), ControlError> {
-        // One worker per tenant: a session lock on a dedicated catalog connection, released by
-        // PostgreSQL if this process dies.
-        let lock_conn = self.catalog_connection().await?;
-        let locked: bool = lock_conn
-            .query_one(
-                "SELECT pg_try_advisory_lock($1)",
-                &[&tenant_lock(tenant_id)],
-            )
-            .await
-            .map_err(q("locking the tenant"))?
-            .get(0);
-        if !locked {
-            // Someone else works on it (its lease expired but its session lives): leave it.
-            return Ok(());
-        }
         let result = self.provision_steps(op, tenant_id).await;
         let c = self.catalog();
         match result {
@@ -448,9 +485,6 @@ impl Control {
                 .await?;
             }
         }
-        let _ = lock_conn
-            .query_one("SELECT pg_advisory_unlock($1)", &[&tenant_lock(tenant_id)])
-            .await;
         Ok(())
     }
 
@@ -845,6 +879,38 @@ impl Control {
             ));
         }
         Ok(Secret::new(url))
+    }
+}
+
+/// Marks a tenant as worked on by a task of this process until dropped.
+struct Working<'a> {
+    control: &'a Control,
+    tenant: String,
+}
+
+impl<'a> Working<'a> {
+    fn enter(control: &'a Control, tenant: &str) -> Option<Self> {
+        let mut set = control
+            .inner
+            .working
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        set.insert(tenant.to_string()).then(|| Self {
+            control,
+            tenant: tenant.to_string(),
+        })
+    }
+}
+
+impl Drop for Working<'_> {
+    fn drop(&mut self) {
+        let mut set = self
+            .control
+            .inner
+            .working
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        set.remove(&self.tenant);
     }
 }
 
