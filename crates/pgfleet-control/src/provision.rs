@@ -599,9 +599,11 @@ impl Control {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "step done"
             );
-            failpoint(&format!("provision:after:{step}"));
             if next == "ready" {
                 events::record(c, Some(tenant_id), Some(&t.key), "tenant.ready", serde_json::json!({"server": t.server, "database": t.database, "schema": t.schema, "version": t.schema_version})).await?;
+            }
+            failpoint(&format!("provision:after:{step}"));
+            if next == "ready" {
                 return Ok(());
             }
         }

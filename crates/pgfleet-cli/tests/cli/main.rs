@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+mod control;
 mod migrate;
 
 use pgfleet_testkit::{binaries, connect, free_port};

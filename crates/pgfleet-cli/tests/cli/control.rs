@@ -1,0 +1,349 @@
+//! The control plane through the `pgfleet` binary: exactly once across processes, kill -9 at every
+//! provisioning step, diagnostics and their exit codes, and a consistency check against the server.
+
+use std::collections::BTreeSet;
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use pgfleet_testkit::{TestCluster, TestDb};
+
+use crate::{BIN, Home, stderr, stdout};
+
+const TARGET: &str = "CREATE EXTENSION IF NOT EXISTS vector;
+CREATE TABLE notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL, embedding vector(3));
+CREATE INDEX notes_embedding ON notes USING hnsw (embedding vector_cosine_ops);
+CREATE TABLE tags (id serial PRIMARY KEY, note_id bigint REFERENCES notes ON DELETE CASCADE, name text NOT NULL);
+";
+
+/// A catalog, a master key, a target and one server, driven through the binary.
+struct Env {
+    home: Home,
+    catalog: TestDb,
+    key: String,
+}
+
+impl Env {
+    async fn new(label: &str, server_url: &str) -> Self {
+        let home = Home::new(label);
+        let catalog = TestDb::named(label).await;
+        let key = String::from_utf8(
+            Command::new(BIN)
+                .args(["keys", "generate"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+        .trim()
+        .to_string();
+        let env = Self { home, catalog, key };
+        let dir = env.migrations();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("20260101000000_init.sql"), TARGET).unwrap();
+        env.ok(&["migrate", "hash", "--migrations", dir.to_str().unwrap()]);
+        env.ok(&["init", "--migrations", dir.to_str().unwrap()]);
+        env.ok(&[
+            "server",
+            "add",
+            "main",
+            "--url",
+            server_url,
+            "--capacity",
+            "100",
+        ]);
+        env
+    }
+
+    fn migrations(&self) -> PathBuf {
+        self.home.dir.join("migrations")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .env("PGFLEET_HOME", &self.home.dir)
+            .env("PGFLEET_CATALOG_URL", self.catalog.url())
+            .env("PGFLEET_MASTER_KEY", &self.key)
+            .env_remove("PGFLEET_MASTER_KEY_FILE")
+            .env_remove("PGFLEET_FAILPOINT")
+            .env_remove("PGFLEET_LOG")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "pgfleet {args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        out
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&stdout(&self.ok(args))).unwrap()
+    }
+}
+
+/// Names on a server that belong to pgfleet tenants: (databases, roles, schemas of the shared database).
+async fn on_server(cluster_url: &str) -> (BTreeSet<String>, BTreeSet<String>, BTreeSet<String>) {
+    let admin = pgfleet_testkit::connect(cluster_url).await;
+    let names = |rows: Vec<tokio_postgres::Row>| {
+        rows.iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<BTreeSet<_>>()
+    };
+    let dbs = names(admin.query("SELECT datname::text FROM pg_database WHERE datname LIKE 'pgfleet\\_t%' AND datname <> 'pgfleet_tenants'", &[]).await.unwrap());
+    let roles = names(
+        admin
+            .query(
+                "SELECT rolname::text FROM pg_roles WHERE rolname LIKE 'pgfleet\\_t%'",
+                &[],
+            )
+            .await
+            .unwrap(),
+    );
+    let shared_exists: bool = admin
+        .query_one(
+            "SELECT EXISTS (SELECT FROM pg_database WHERE datname = 'pgfleet_tenants')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let schemas = if shared_exists {
+        let base = cluster_url.rsplit_once('/').unwrap().0;
+        let shared = pgfleet_testkit::connect(&format!("{base}/pgfleet_tenants")).await;
+        names(
+            shared
+                .query(
+                    "SELECT nspname::text FROM pg_namespace WHERE nspname ~ '^t[0-9a-f]{16}$'",
+                    &[],
+                )
+                .await
+                .unwrap(),
+        )
+    } else {
+        BTreeSet::new()
+    };
+    (dbs, roles, schemas)
+}
+
+/// The catalog and the server agree: every tenant's objects exist, and nothing else does.
+async fn consistency_check(env: &Env, cluster_url: &str) {
+    let tenants = env.json(&["tenant", "list", "--format", "json"]);
+    let tenants = tenants.as_array().unwrap();
+    let mut dbs = BTreeSet::new();
+    let mut roles = BTreeSet::new();
+    let mut schemas = BTreeSet::new();
+    for t in tenants {
+        assert_eq!(t["state"], "ready", "{t}");
+        roles.insert(t["role"].as_str().unwrap().to_string());
+        if t["mode"] == "database" {
+            dbs.insert(t["database"].as_str().unwrap().to_string());
+        } else {
+            schemas.insert(t["schema"].as_str().unwrap().to_string());
+        }
+    }
+    let (sdbs, sroles, sschemas) = on_server(cluster_url).await;
+    assert_eq!(sdbs, dbs, "databases on the server vs the catalog");
+    assert_eq!(sroles, roles, "roles on the server vs the catalog");
+    assert_eq!(
+        sschemas, schemas,
+        "tenant schemas on the server vs the catalog"
+    );
+}
+
+#[tokio::test]
+async fn eight_processes_create_one_tenant_and_diagnostics_report_and_repair() {
+    let server = TestCluster::start();
+    let env = Env::new("ctl-eight", &server.url()).await;
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            env.command(&["tenant", "create", "user 'eight'; --", "--format", "json"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut ids = BTreeSet::new();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(v["state"], "ready");
+        ids.insert(v["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids.len(), 1, "all eight processes got the same tenant");
+    assert_eq!(
+        env.json(&["tenant", "list", "--format", "json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let show = env.json(&["tenant", "show", "user 'eight'; --", "--format", "json"]);
+    assert_eq!(show["schema_version"], "20260101000000");
+    consistency_check(&env, &server.url()).await;
+
+    assert_eq!(
+        env.run(&["check-user", "user 'eight'; --"]).status.code(),
+        Some(0)
+    );
+    assert_eq!(env.run(&["validate"]).status.code(), Some(0));
+    assert_eq!(env.run(&["check", "--all"]).status.code(), Some(0));
+
+    // A table dropped out of band: reported (exit 1), repaired (exit 0), recorded.
+    let db = show["database"].as_str().unwrap();
+    pgfleet_testkit::connect(&server.url_for(db))
+        .await
+        .batch_execute("DROP TABLE tags")
+        .await
+        .unwrap();
+    let out = env.run(&["check", "--tenant", "user 'eight'; --"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("create table public.tags") && stdout(&out).contains("repairable"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        env.run(&["check-user", "user 'eight'; --"]).status.code(),
+        Some(1)
+    );
+    let out = env.run(&["check", "--tenant", "user 'eight'; --", "--fix"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("repaired"), "{}", stdout(&out));
+    let show = env.json(&["tenant", "show", "user 'eight'; --", "--format", "json"]);
+    assert!(
+        show["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "tenant.correction"),
+        "{show}"
+    );
+    assert_eq!(
+        env.run(&["check", "--all", "--format", "json"])
+            .status
+            .code(),
+        Some(0)
+    );
+
+    // Unknown tenants and refused drops are clear errors.
+    let out = env.run(&["tenant", "show", "nobody"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no tenant with key \"nobody\""),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["tenant", "drop", "user 'eight'; --"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+    env.ok(&["tenant", "drop", "user 'eight'; --", "--yes"]);
+    consistency_check(&env, &server.url()).await;
+}
+
+/// Runs `tenant create KEY` with a failpoint, waits until the process reports it reached it, and
+/// kills it with SIGKILL.
+fn crash_at(env: &Env, key: &str, mode: &str, step: &str) {
+    let failpoint = format!("provision:after:{step}");
+    let mut child = env
+        .command(&["tenant", "create", key, "--mode", mode])
+        .env("PGFLEET_FAILPOINT", &failpoint)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(line) if line.contains(&format!("failpoint {failpoint} reached")) => break,
+            Ok(line) => seen.push(line),
+            Err(_) => {}
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "failpoint {failpoint} never reached: {seen:?}"
+        );
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn kill_9_after_every_provisioning_step_converges_without_orphans() {
+    let server = TestCluster::start();
+    let env = Env::new("ctl-crash", &server.url()).await;
+    for (mode, steps) in [
+        (
+            "database",
+            &["place", "role", "database", "migrate", "grant", "verify"][..],
+        ),
+        ("schema", &["role", "database", "migrate"][..]),
+    ] {
+        for step in steps {
+            let key = format!("crash-{mode}-{step}");
+            crash_at(&env, &key, mode, step);
+            let show = env.json(&["tenant", "show", &key, "--format", "json"]);
+            if *step != "verify" {
+                assert_ne!(show["state"], "ready", "killed right after {step}: {show}");
+            }
+            // The next process resumes it (the dead worker's lock went with its session).
+            let out = env.ok(&[
+                "tenant", "create", &key, "--mode", mode, "--format", "json", "--wait", "60s",
+            ]);
+            let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+            assert_eq!(
+                (v["state"].as_str(), v["id"].as_str()),
+                (Some("ready"), show["id"].as_str()),
+                "{v}"
+            );
+        }
+    }
+    consistency_check(&env, &server.url()).await;
+    let keys: Vec<String> = env
+        .json(&["tenant", "list", "--format", "json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(keys.len(), 9);
+    for k in &keys {
+        env.ok(&["tenant", "drop", k, "--yes"]);
+    }
+    let (dbs, roles, schemas) = on_server(&server.url()).await;
+    assert!(
+        dbs.is_empty() && roles.is_empty() && schemas.is_empty(),
+        "{dbs:?} {roles:?} {schemas:?}"
+    );
+}
