@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 pub mod migrate;
+pub mod provision;
 pub mod report;
 pub mod schema;
 pub mod smoke;
@@ -48,6 +49,11 @@ pub const BENCHMARKS: &[Benchmark] = &[
         run: migrate::run,
     },
     Benchmark {
+        name: "provision",
+        about: "tenants provisioned to ready in each mode vs CREATE DATABASE/SCHEMA + psql -f",
+        run: provision::run,
+    },
+    Benchmark {
         name: "schema",
         about: "introspect a 1,000-table schema vs pg_dump --schema-only; diff + plan time",
         run: schema::run,
@@ -61,7 +67,7 @@ pub const BENCHMARKS: &[Benchmark] = &[
     about = "Run a pgfleet benchmark against its same-run baseline"
 )]
 #[command(
-    after_help = "Benchmarks:\n  smoke   embedded server start vs raw pg_ctl; connect + SELECT 1 over TCP vs unix socket\n  schema  introspect a 1,000-table schema vs pg_dump --schema-only; diff + plan time\n  migrate 200 small migrations by the migrator vs the same SQL by one psql -f\n\nResults: a Markdown table on stdout and target/bench/NAME.json"
+    after_help = "Benchmarks:\n  smoke   embedded server start vs raw pg_ctl; connect + SELECT 1 over TCP vs unix socket\n  schema  introspect a 1,000-table schema vs pg_dump --schema-only; diff + plan time\n  migrate 200 small migrations by the migrator vs the same SQL by one psql -f\n  provision tenants provisioned to ready in each mode vs CREATE DATABASE/SCHEMA + psql -f\n\nResults: a Markdown table on stdout and target/bench/NAME.json"
 )]
 pub struct Args {
     /// Benchmark to run (see below), or `list`.

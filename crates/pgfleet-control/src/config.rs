@@ -158,6 +158,11 @@ pub struct Config {
     pub provision_attempts: i32,
     /// First retry delay of a failed provisioning step (doubled each time, at most 60 s).
     pub retry_backoff: std::time::Duration,
+    /// Create database-mode tenants from a per-server template database kept at the target
+    /// (`CREATE DATABASE … TEMPLATE`), instead of from `template0` followed by the migrations.
+    /// Off by default: `pgfleet-bench provision` measured no gain at 200 tenants (see
+    /// docs/benchmarks.md); `PGFLEET_USE_TEMPLATES=1` turns it on.
+    pub use_templates: bool,
     /// The key secrets were sealed with before a rotation (`PGFLEET_PREVIOUS_MASTER_KEY` or
     /// `PGFLEET_PREVIOUS_MASTER_KEY_FILE`): still opens rows `pgfleet keys rotate` has not re-wrapped.
     pub previous_master_key: Option<MasterKey>,
@@ -228,6 +233,7 @@ impl Config {
             provision_attempts: 5,
             retry_backoff: std::time::Duration::from_secs(1),
             previous_master_key: previous_key(&var)?,
+            use_templates: var("PGFLEET_USE_TEMPLATES").is_some_and(|v| v == "1" || v == "true"),
             master_key,
         })
     }
@@ -241,6 +247,7 @@ impl Config {
             provision_attempts: 5,
             retry_backoff: std::time::Duration::from_secs(1),
             previous_master_key: None,
+            use_templates: false,
             master_key: Ok(master_key),
         }
     }

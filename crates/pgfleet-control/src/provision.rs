@@ -98,7 +98,15 @@ impl Control {
         let tenant = match existing {
             Some(t) => t,
             None => {
-                if catalog::current_target(c).await?.is_none() {
+                let has_target: bool = c
+                    .query_one(
+                        "SELECT EXISTS (SELECT FROM pgfleet.targets WHERE is_current)",
+                        &[],
+                    )
+                    .await
+                    .map_err(q("reading the fleet's target"))?
+                    .get(0);
+                if !has_target {
                     return Err(ControlError::NoTarget);
                 }
                 self.precheck_capacity(opts.server.as_deref()).await?;
@@ -490,6 +498,11 @@ impl Control {
 
     async fn provision_steps(&self, op: i64, tenant_id: &str) -> Result<(), ControlError> {
         let c = self.catalog();
+        // Connections to the server (admin database, tenant database) and the target are opened
+        // once per run and shared by the steps.
+        let mut admin: Option<Client> = None;
+        let mut in_db: Option<Client> = None;
+        let mut target: Option<Target> = None;
         loop {
             let row = c
                 .query_one(
@@ -522,54 +535,99 @@ impl Control {
                 }
                 "role" => {
                     let password = self.password(tenant_id, &row).await?;
-                    let admin = self.admin(&t, None).await?;
-                    ensure_role(&admin, &t.role, &password).await?;
+                    if admin.is_none() {
+                        admin = Some(self.admin(&t, None).await?);
+                    }
+                    ensure_role(admin.as_ref().expect("set above"), &t.role, &password).await?;
                 }
                 "database" => {
-                    let admin = self.admin(&t, None).await?;
-                    match t.mode {
-                        Mode::Database => create_database(&admin, &t.database, &t.role).await?,
-                        Mode::Schema => ensure_shared_database(&admin, &t.database).await?,
+                    if admin.is_none() {
+                        admin = Some(self.admin(&t, None).await?);
                     }
-                    let in_db = self.admin(&t, Some(&t.database)).await?;
+                    let a = admin.as_ref().expect("set above");
                     match t.mode {
-                        Mode::Database => lock_down_public(&in_db, &t.role).await?,
+                        Mode::Database => {
+                            let template = if self.config().use_templates {
+                                Some(self.ensure_template(&t, a).await?)
+                            } else {
+                                None
+                            };
+                            create_database(a, &t.database, &t.role, template.as_deref()).await?
+                        }
+                        Mode::Schema => ensure_shared_database(a, &t.database).await?,
+                    }
+                    if in_db.is_none() {
+                        in_db = Some(self.admin(&t, Some(&t.database)).await?);
+                    }
+                    let d = in_db.as_ref().expect("set above");
+                    match t.mode {
+                        Mode::Database => lock_down_public(d, &t.role).await?,
                         Mode::Schema => {
-                            create_tenant_schema(&in_db, &t.schema, &t.role, &self.target().await?)
-                                .await?
+                            if target.is_none() {
+                                target = Some(self.target().await?);
+                            }
+                            create_tenant_schema(
+                                d,
+                                &t.schema,
+                                &t.role,
+                                target.as_ref().expect("set above"),
+                            )
+                            .await?
                         }
                     }
                 }
                 "migrate" => {
-                    let target = self.target().await?;
-                    let config = self.admin_config(&t, Some(&t.database)).await?;
+                    if target.is_none() {
+                        target = Some(self.target().await?);
+                    }
+                    let tg = target.as_ref().expect("set above");
+                    if in_db.is_none() {
+                        in_db = Some(self.admin(&t, Some(&t.database)).await?);
+                    }
                     let opts = pgfleet_migrate::MigrateOptions {
                         scope: (t.mode == Mode::Schema).then(|| t.schema.clone()),
                         ..Default::default()
                     };
-                    pgfleet_migrate::migrate(&config, &target.dir, &opts, |_| {}).await?;
+                    pgfleet_migrate::migrator::migrate_on(
+                        in_db.as_ref().expect("set above"),
+                        &tg.dir,
+                        &opts,
+                        |_| {},
+                    )
+                    .await?;
                     c.execute(
                         "UPDATE pgfleet.tenants SET schema_version = $2 WHERE id = $1",
-                        &[&tenant_id, &target.version],
+                        &[&tenant_id, &tg.version],
                     )
                     .await
                     .map_err(q("recording the version"))?;
                 }
                 "grant" => {
-                    let in_db = self.admin(&t, Some(&t.database)).await?;
+                    if in_db.is_none() {
+                        in_db = Some(self.admin(&t, Some(&t.database)).await?);
+                    }
+                    let d = in_db.as_ref().expect("set above");
                     let schemas = match t.mode {
-                        Mode::Database => user_schemas(&in_db).await?,
+                        Mode::Database => user_schemas(d).await?,
                         Mode::Schema => vec![t.schema.clone()],
                     };
-                    grant_dml(&in_db, &schemas, &t.role).await?;
+                    grant_dml(d, &schemas, &t.role).await?;
                 }
                 "verify" => {
-                    let target = self.target().await?;
-                    let remaining = self.verify(&t, &target).await?;
+                    if target.is_none() {
+                        target = Some(self.target().await?);
+                    }
+                    let tg = target.as_ref().expect("set above");
+                    if in_db.is_none() {
+                        in_db = Some(self.admin(&t, Some(&t.database)).await?);
+                    }
+                    let remaining = self
+                        .verify_on(&t, tg, in_db.as_ref().expect("set above"))
+                        .await?;
                     if !remaining.is_empty() {
                         return Err(ControlError::Invalid(format!(
                             "verification failed: the tenant differs from target {} in {} step(s):\n{}",
-                            target.version,
+                            tg.version,
                             remaining.steps.len(),
                             remaining.to_sql()
                         )));
@@ -607,6 +665,116 @@ impl Control {
                 return Ok(());
             }
         }
+    }
+
+    /// The server's template database at the current target (`pgfleet_tpl_<version>_<hash>`): built
+    /// once per server and target from `template0` by the migrator, then marked `IS_TEMPLATE` with
+    /// connections disallowed, so no session ever holds it open. Templates of older targets are
+    /// dropped when a new one is built.
+    async fn ensure_template(&self, t: &Tenant, admin: &Client) -> Result<String, ControlError> {
+        let target = self.target().await?;
+        let hash: String = target
+            .dir_hash
+            .trim_start_matches("sha256:")
+            .chars()
+            .take(8)
+            .collect();
+        let name = format!("pgfleet_tpl_{}_{hash}", target.version);
+        let ready: bool = admin
+            .query_one(
+                "SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1 AND datistemplate AND NOT datallowconn)",
+                &[&name],
+            )
+            .await
+            .map_err(q("looking for the template"))?
+            .get(0);
+        if ready {
+            return Ok(name);
+        }
+        let suffix: String = crate::secrets::random_bytes::<3>()?
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let building = format!("{name}_b{suffix}");
+        admin
+            .batch_execute(&format!(
+                "CREATE DATABASE {} TEMPLATE template0",
+                ident(&building)
+            ))
+            .await
+            .map_err(q("creating the template database"))?;
+        let built = async {
+            let config = self.admin_config(t, Some(&building)).await?;
+            {
+                let client = pgfleet_migrate::migrator::connect_dedicated(&config).await?;
+                pgfleet_migrate::migrator::migrate_on(
+                    &client,
+                    &target.dir,
+                    &Default::default(),
+                    |_| {},
+                )
+                .await?;
+            }
+            retry_in_use(
+                admin,
+                &format!(
+                    "ALTER DATABASE {} RENAME TO {}",
+                    ident(&building),
+                    ident(&name)
+                ),
+            )
+            .await
+            .map_err(q("naming the template database"))?;
+            admin
+                .batch_execute(&format!(
+                    "ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false",
+                    ident(&name)
+                ))
+                .await
+                .map_err(q("marking the template database"))?;
+            Ok::<(), ControlError>(())
+        }
+        .await;
+        if let Err(e) = built {
+            let _ = retry_in_use(
+                admin,
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(&building)),
+            )
+            .await;
+            // Another worker built it meanwhile: use theirs.
+            let exists: bool = admin
+                .query_one(
+                    "SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)",
+                    &[&name],
+                )
+                .await
+                .map_err(q("looking for the template"))?
+                .get(0);
+            return if exists { Ok(name) } else { Err(e) };
+        }
+        // Templates of older targets go.
+        let stale = admin
+            .query(
+                "SELECT datname::text FROM pg_database WHERE datname LIKE 'pgfleet\\_tpl\\_%' AND datname <> $1 AND datname NOT LIKE '%\\_b______'",
+                &[&name],
+            )
+            .await
+            .map_err(q("listing old templates"))?;
+        for r in stale {
+            let old: String = r.get(0);
+            let _ = admin
+                .batch_execute(&format!("ALTER DATABASE {o} WITH IS_TEMPLATE false; DROP DATABASE IF EXISTS {o} WITH (FORCE)", o = ident(&old)))
+                .await;
+        }
+        events::record(
+            self.catalog(),
+            None,
+            None,
+            "template.built",
+            serde_json::json!({"server": t.server, "template": name, "version": target.version}),
+        )
+        .await?;
+        Ok(name)
     }
 
     /// The tenant's password: sealed in the catalog before the role exists, so a crash between the
@@ -732,13 +900,23 @@ impl Control {
         t: &Tenant,
         target: &Target,
     ) -> Result<pgfleet_schema::Plan, ControlError> {
-        let desired = self.target_model(t, target).await?;
         let in_db = self.admin(t, Some(&t.database)).await?;
+        self.verify_on(t, target, &in_db).await
+    }
+
+    /// As [`Control::verify`], on an admin connection to the tenant's database.
+    async fn verify_on(
+        &self,
+        t: &Tenant,
+        target: &Target,
+        in_db: &Client,
+    ) -> Result<pgfleet_schema::Plan, ControlError> {
+        let desired = self.target_model(t, target).await?;
         let (mut live, mut desired) = match t.mode {
-            Mode::Database => (introspect::introspect(&in_db).await?, (*desired).clone()),
+            Mode::Database => (introspect::introspect(in_db).await?, (*desired).clone()),
             // Compared in the target's terms: the tenant's schema renamed to `public`.
             Mode::Schema => (
-                introspect::introspect_schema(&in_db, &t.schema)
+                introspect::introspect_schema(in_db, &t.schema)
                     .await?
                     .only_schema(&t.schema)
                     .rename_schema(&t.schema, "public"),
@@ -978,12 +1156,35 @@ pub(crate) async fn ensure_role(
     Ok(())
 }
 
-async fn create_database(admin: &Client, db: &str, role: &str) -> Result<(), ControlError> {
+/// Runs `sql`, retrying while PostgreSQL says another session still uses a database (55006): a
+/// connection that was just closed may take a moment to leave the server.
+async fn retry_in_use(admin: &Client, sql: &str) -> Result<(), tokio_postgres::Error> {
+    let mut pause = Duration::from_millis(20);
+    for _ in 0..8 {
+        match admin.batch_execute(sql).await {
+            Err(e) if e.as_db_error().is_some_and(|d| d.code().code() == "55006") => {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            other => return other,
+        }
+    }
+    admin.batch_execute(sql).await
+}
+
+async fn create_database(
+    admin: &Client,
+    db: &str,
+    role: &str,
+    template: Option<&str>,
+) -> Result<(), ControlError> {
     if !database_exists(admin, db).await? {
-        match admin
-            .batch_execute(&format!("CREATE DATABASE {} TEMPLATE template0", ident(db)))
-            .await
-        {
+        let sql = format!(
+            "CREATE DATABASE {} TEMPLATE {}",
+            ident(db),
+            ident(template.unwrap_or("template0"))
+        );
+        match retry_in_use(admin, &sql).await {
             Ok(()) => {}
             Err(e) if e.as_db_error().is_some_and(|d| d.code().code() == "42P04") => {}
             Err(e) => return Err(PgError::query("creating the tenant's database", e).into()),

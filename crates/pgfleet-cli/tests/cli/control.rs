@@ -102,7 +102,7 @@ async fn on_server(cluster_url: &str) -> (BTreeSet<String>, BTreeSet<String>, BT
             .map(|r| r.get::<_, String>(0))
             .collect::<BTreeSet<_>>()
     };
-    let dbs = names(admin.query("SELECT datname::text FROM pg_database WHERE datname LIKE 'pgfleet\\_t%' AND datname <> 'pgfleet_tenants'", &[]).await.unwrap());
+    let dbs = names(admin.query("SELECT datname::text FROM pg_database WHERE datname LIKE 'pgfleet\\_t%' AND datname <> 'pgfleet_tenants' AND datname NOT LIKE 'pgfleet\\_tpl\\_%'", &[]).await.unwrap());
     let roles = names(
         admin
             .query(
@@ -346,4 +346,78 @@ async fn kill_9_after_every_provisioning_step_converges_without_orphans() {
         dbs.is_empty() && roles.is_empty() && schemas.is_empty(),
         "{dbs:?} {roles:?} {schemas:?}"
     );
+}
+
+#[tokio::test]
+async fn passwords_never_show_up_in_output_logs_or_the_server_log() {
+    let server = TestCluster::start();
+    let env = Env::new("ctl-canary", &server.url()).await;
+    let mut outputs = Vec::new();
+    for args in [
+        &["-vv", "tenant", "create", "canary"][..],
+        &["-vv", "tenant", "create", "canary-s", "--mode", "schema"],
+        &["-vv", "tenant", "show", "canary", "--format", "json"],
+        &["-vv", "tenant", "list"],
+        &["-vv", "check-user", "canary"],
+        &["-vv", "check", "--all", "--format", "json"],
+        &["-vv", "validate"],
+        &["-vv", "server", "list", "--format", "json"],
+        &["-vv", "tenant", "rotate-password", "canary"],
+    ] {
+        let out = env.run(args);
+        outputs.push(format!("{args:?}\n{}{}", stdout(&out), stderr(&out)));
+    }
+    let url = stdout(&env.ok(&["tenant", "credentials", "canary"]));
+    let password = url
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('@')
+        .next()
+        .unwrap()
+        .to_string();
+    let url_s = stdout(&env.ok(&["tenant", "credentials", "canary-s"]));
+    let password_s = url_s
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('@')
+        .next()
+        .unwrap()
+        .to_string();
+    let admin_password = server.cluster().password().to_string();
+    assert_eq!(password.len(), 32);
+    let log = std::fs::read_to_string(server.cluster().log_file()).unwrap_or_default();
+    for (what, text) in outputs
+        .iter()
+        .map(|o| ("output", o.as_str()))
+        .chain([("server log", log.as_str())])
+    {
+        for secret in [&password, &password_s, &admin_password] {
+            assert!(
+                !text.contains(secret.as_str()),
+                "a password appears in the {what}:\n{text}"
+            );
+        }
+    }
+    let cat = env.catalog.connect().await;
+    for table in ["servers", "tenants", "operations", "events", "targets"] {
+        let text: String = cat
+            .query_one(
+                &format!("SELECT coalesce(string_agg(t::text, ' '), '') FROM pgfleet.{table} t"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        for secret in [&password, &password_s, &admin_password] {
+            assert!(
+                !text.contains(secret.as_str()),
+                "a password appears in pgfleet.{table}"
+            );
+        }
+    }
+    for k in ["canary", "canary-s"] {
+        env.ok(&["tenant", "drop", k, "--yes"]);
+    }
 }

@@ -365,3 +365,51 @@ async fn master_keys_rotate_without_downtime_and_passwords_rotate() {
     try_connect(new_url.expose()).await.unwrap();
     only_new.drop_tenant("rot").await.unwrap();
 }
+
+#[tokio::test]
+async fn database_tenants_can_be_copied_from_a_per_server_template() {
+    let f = Fleet::new().await;
+    let mut cfg = f.control.config().clone();
+    cfg.use_templates = true;
+    let c = pgfleet_control::Control::connect(cfg).await.unwrap();
+    let a = c
+        .provision("tpl-a", &CreateOptions::default(), WAIT)
+        .await
+        .unwrap();
+    let b = c
+        .provision("tpl-b", &CreateOptions::default(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!((a.state, b.state), (State::Ready, State::Ready));
+    let admin = pgfleet_testkit::connect(f.catalog.admin_url()).await;
+    let templates: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'pgfleet\\_tpl\\_20260102000000\\_%' AND datistemplate AND NOT datallowconn",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        templates, 1,
+        "one template for the target, closed to connections"
+    );
+    // The copy carries the migration history: the tenant is at the target without running it again.
+    let server = f
+        .catalog
+        .admin_url()
+        .rsplit_once('/')
+        .unwrap()
+        .0
+        .to_string();
+    let t = pgfleet_testkit::connect(&format!("{server}/{}", b.database)).await;
+    let applied: i64 = t
+        .query_one("SELECT count(*) FROM pgfleet_migrate.history", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(applied, 2);
+    let target = c.target().await.unwrap();
+    assert!(c.verify(&b, &target).await.unwrap().is_empty());
+    f.cleanup().await;
+}

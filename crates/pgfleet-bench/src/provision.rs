@@ -1,0 +1,172 @@
+//! `provision`: tenants provisioned to `ready` (placed, role, database or schema, migrated, granted,
+//! verified) on the embedded server, one after another, next to the physical floor measured in the
+//! same run: `CREATE DATABASE` (resp. `CREATE SCHEMA`) plus the target DDL by one `psql` call.
+//! Database mode runs twice: from `template0` followed by the migrations (the default) and from a
+//! per-server template at the target, to justify the default.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use pgfleet::control::config::Config;
+use pgfleet::control::provision::CreateOptions;
+use pgfleet::control::secrets::MasterKey;
+use pgfleet::control::tenant::Mode;
+use pgfleet::control::{Control, catalog};
+use pgfleet::migrate::{MigrationDir, sum};
+use pgfleet::pg::connect;
+
+use crate::Report;
+
+/// The target: the chat example schema (tables, enum, indexes, pgvector HNSW).
+const TARGET: &str = include_str!("../../../examples/chat/schema.sql");
+
+fn percentile_ms(samples: &[Duration], p: f64) -> f64 {
+    let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    ms.sort_by(|a, b| a.total_cmp(b));
+    crate::report::percentile(&ms, p)
+}
+
+/// Runs the benchmark.
+///
+/// # Errors
+/// When a server cannot be started or provisioning fails.
+pub fn run(quick: bool) -> anyhow::Result<Report> {
+    let n = if quick { 20 } else { 200 };
+    let mut report = Report::new("provision", quick);
+    let cluster = pgfleet_testkit::TestCluster::start();
+    let work = cluster.root().join("bench-provision");
+    let dir_path = work.join("migrations");
+    std::fs::create_dir_all(&dir_path)?;
+    std::fs::write(dir_path.join("20260101000000_chat.sql"), TARGET)?;
+    sum::write(&MigrationDir::load(&dir_path)?)?;
+    let target_file = dir_path.join("20260101000000_chat.sql");
+    let psql = pgfleet_testkit::binaries().tool("psql");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let key = MasterKey::generate()?;
+
+    let mut results: Vec<(String, Vec<Duration>, Duration)> = Vec::new();
+    for (label, mode, templates) in [
+        (
+            "database mode, from template0 + migrations (default)",
+            Mode::Database,
+            false,
+        ),
+        (
+            "database mode, from the per-server template",
+            Mode::Database,
+            true,
+        ),
+        ("schema mode", Mode::Schema, true),
+    ] {
+        let catalog_db = format!("bench_catalog_{}", results.len());
+        let catalog_url = cluster.url_for(&catalog_db);
+        let (lat, total) = rt.block_on(async {
+            catalog::init(
+                &connect::parse_url(&catalog_url)?,
+                Some(&MigrationDir::load(&dir_path)?),
+            )
+            .await?;
+            let mut config = Config::new(&catalog_url, key.clone());
+            config.use_templates = templates;
+            let control = Control::connect(config).await?;
+            control
+                .add_server("local", &cluster.url(), 100_000, 1)
+                .await?;
+            let opts = CreateOptions {
+                mode: Some(mode),
+                server: None,
+            };
+            // Warm-up: the first tenant builds the target model (and the template).
+            control
+                .provision("warmup", &opts, Duration::from_secs(300))
+                .await?;
+            let mut lat = Vec::new();
+            let started = Instant::now();
+            for i in 0..n {
+                let t = Instant::now();
+                control
+                    .provision(&format!("tenant-{i}"), &opts, Duration::from_secs(300))
+                    .await?;
+                lat.push(t.elapsed());
+            }
+            anyhow::Ok((lat, started.elapsed()))
+        })?;
+        results.push((label.to_string(), lat, total));
+    }
+
+    // The floor, in the same run.
+    let admin =
+        rt.block_on(async { connect::connect(&connect::parse_url(&cluster.url())?).await })?;
+    let mut floor_db = Vec::new();
+    let mut floor_schema = Vec::new();
+    rt.block_on(admin.batch_execute("CREATE DATABASE floor_shared"))?;
+    rt.block_on(async {
+        let c = connect::connect(&connect::parse_url(&cluster.url_for("floor_shared"))?).await?;
+        c.batch_execute("CREATE EXTENSION IF NOT EXISTS vector")
+            .await?;
+        anyhow::Ok(())
+    })?;
+    for i in 0..n {
+        let db = format!("floor_db_{i}");
+        let t = Instant::now();
+        rt.block_on(admin.batch_execute(&format!("CREATE DATABASE {db}")))?;
+        let out = std::process::Command::new(&psql)
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
+            .arg(&target_file)
+            .arg(cluster.url_for(&db))
+            .output()
+            .context("running psql")?;
+        floor_db.push(t.elapsed());
+        anyhow::ensure!(
+            out.status.success(),
+            "psql failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        let schema = format!("floor_s{i}");
+        let t = Instant::now();
+        let out = std::process::Command::new(&psql)
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c"])
+            .arg(format!("CREATE SCHEMA {schema}"))
+            .args(["-f"])
+            .arg(&target_file)
+            .arg(cluster.url_for("floor_shared"))
+            .env("PGOPTIONS", format!("-c search_path={schema},public"))
+            .output()
+            .context("running psql")?;
+        floor_schema.push(t.elapsed());
+        anyhow::ensure!(
+            out.status.success(),
+            "psql failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    for (label, lat, total) in &results {
+        report.durations(&format!("provision to ready: {label}"), lat);
+        report.push(
+            &format!("provision to ready: {label}"),
+            "throughput",
+            n as f64 / total.as_secs_f64(),
+            "tenants/s",
+        );
+    }
+    report.durations("floor: CREATE DATABASE + psql -f target", &floor_db);
+    report.durations("floor: CREATE SCHEMA + psql -f target", &floor_schema);
+    let db_p50 = percentile_ms(&results[0].1, 50.0);
+    let template_p50 = percentile_ms(&results[1].1, 50.0);
+    let schema_p50 = percentile_ms(&results[2].1, 50.0);
+    report.ratio(
+        "database_p50_vs_floor",
+        db_p50 / percentile_ms(&floor_db, 50.0),
+    );
+    report.ratio("database_template_vs_migrate_p50", template_p50 / db_p50);
+    report.ratio("schema_p50_ms", schema_p50);
+    report.ratio(
+        "schema_p50_vs_floor",
+        schema_p50 / percentile_ms(&floor_schema, 50.0),
+    );
+    Ok(report)
+}
