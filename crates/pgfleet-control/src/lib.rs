@@ -161,7 +161,15 @@ struct Inner {
     working: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The catalog session holding this process's tenant locks.
     lock_conn: tokio::sync::Mutex<Option<Client>>,
+    /// Idle connections by `catalog` or `server/database`, handed back only by work that finished
+    /// cleanly (so never inside a transaction); at most [`IDLE_PER_KEY`] each.
+    idle: std::sync::Mutex<HashMap<String, Vec<Client>>>,
 }
+
+/// Most idle connections kept per catalog or server database.
+const IDLE_PER_KEY: usize = 4;
+/// Most idle connections kept in all.
+const IDLE_TOTAL: usize = 32;
 
 impl std::fmt::Debug for Control {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -191,6 +199,7 @@ impl Control {
                 models: tokio::sync::Mutex::new(HashMap::new()),
                 working: std::sync::Mutex::new(Default::default()),
                 lock_conn: tokio::sync::Mutex::new(None),
+                idle: std::sync::Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -203,6 +212,40 @@ impl Control {
     /// The shared catalog connection (single statements only; transactions use their own).
     pub fn catalog(&self) -> &Client {
         &self.inner.catalog
+    }
+
+    /// An idle connection for `key`, if one is open.
+    pub(crate) fn take_idle(&self, key: &str) -> Option<Client> {
+        let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.get_mut(key)?;
+        while let Some(c) = list.pop() {
+            if !c.is_closed() {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Hands a connection back for reuse (only when it is not inside a transaction).
+    pub(crate) fn put_idle(&self, key: &str, client: Client) {
+        if client.is_closed() {
+            return;
+        }
+        let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = idle.values().map(Vec::len).sum();
+        let list = idle.entry(key.to_string()).or_default();
+        if list.len() < IDLE_PER_KEY && total < IDLE_TOTAL {
+            list.push(client);
+        }
+    }
+
+    /// A catalog connection for a transaction: an idle one or a new one. Hand it back with
+    /// `put_idle("catalog", …)` after the transaction ended.
+    pub(crate) async fn catalog_for_tx(&self) -> Result<Client, ControlError> {
+        match self.take_idle("catalog") {
+            Some(c) => Ok(c),
+            None => self.catalog_connection().await,
+        }
     }
 
     /// A new connection to the catalog, for transactions and long work.

@@ -223,10 +223,11 @@ impl Control {
     }
 
     async fn precheck_capacity(&self, requested: Option<&str>) -> Result<(), ControlError> {
-        let mut conn = self.catalog_connection().await?;
+        let mut conn = self.catalog_for_tx().await?;
         let tx = conn.transaction().await.map_err(q("checking capacity"))?;
         let r = server::place(&tx, requested).await.map(|_| ());
         tx.rollback().await.map_err(q("checking capacity"))?;
+        self.put_idle("catalog", conn);
         r
     }
 
@@ -522,7 +523,7 @@ impl Control {
             match step.as_str() {
                 "place" => {
                     let requested: Option<String> = row.get("requested_server");
-                    let mut conn = self.catalog_connection().await?;
+                    let mut conn = self.catalog_for_tx().await?;
                     let tx = conn.transaction().await.map_err(q("placing the tenant"))?;
                     let name = server::place(&tx, requested.as_deref()).await?;
                     tx.execute(
@@ -532,17 +533,18 @@ impl Control {
                     .await
                     .map_err(q("placing the tenant"))?;
                     tx.commit().await.map_err(q("placing the tenant"))?;
+                    self.put_idle("catalog", conn);
                 }
                 "role" => {
                     let password = self.password(tenant_id, &row).await?;
                     if admin.is_none() {
-                        admin = Some(self.admin(&t, None).await?);
+                        admin = Some(self.pooled_admin(&t, None).await?);
                     }
                     ensure_role(admin.as_ref().expect("set above"), &t.role, &password).await?;
                 }
                 "database" => {
                     if admin.is_none() {
-                        admin = Some(self.admin(&t, None).await?);
+                        admin = Some(self.pooled_admin(&t, None).await?);
                     }
                     let a = admin.as_ref().expect("set above");
                     match t.mode {
@@ -557,7 +559,7 @@ impl Control {
                         Mode::Schema => ensure_shared_database(a, &t.database).await?,
                     }
                     if in_db.is_none() {
-                        in_db = Some(self.admin(&t, Some(&t.database)).await?);
+                        in_db = Some(self.pooled_admin(&t, Some(&t.database)).await?);
                     }
                     let d = in_db.as_ref().expect("set above");
                     match t.mode {
@@ -582,7 +584,7 @@ impl Control {
                     }
                     let tg = target.as_ref().expect("set above");
                     if in_db.is_none() {
-                        in_db = Some(self.admin(&t, Some(&t.database)).await?);
+                        in_db = Some(self.pooled_admin(&t, Some(&t.database)).await?);
                     }
                     let opts = pgfleet_migrate::MigrateOptions {
                         scope: (t.mode == Mode::Schema).then(|| t.schema.clone()),
@@ -604,7 +606,7 @@ impl Control {
                 }
                 "grant" => {
                     if in_db.is_none() {
-                        in_db = Some(self.admin(&t, Some(&t.database)).await?);
+                        in_db = Some(self.pooled_admin(&t, Some(&t.database)).await?);
                     }
                     let d = in_db.as_ref().expect("set above");
                     let schemas = match t.mode {
@@ -619,7 +621,7 @@ impl Control {
                     }
                     let tg = target.as_ref().expect("set above");
                     if in_db.is_none() {
-                        in_db = Some(self.admin(&t, Some(&t.database)).await?);
+                        in_db = Some(self.pooled_admin(&t, Some(&t.database)).await?);
                     }
                     let remaining = self
                         .verify_on(&t, tg, in_db.as_ref().expect("set above"))
@@ -662,8 +664,37 @@ impl Control {
             }
             failpoint(&format!("provision:after:{step}"));
             if next == "ready" {
+                // Clean end: the server connections go back for the next tenant.
+                let server = t.server.clone().unwrap_or_default();
+                if let Some(a) = admin.take() {
+                    self.put_idle(&format!("{server}/"), a);
+                }
+                // A tenant's own database is not used by the next tenant: only the shared one is kept.
+                if let Some(d) = in_db.take()
+                    && t.mode == Mode::Schema
+                {
+                    self.put_idle(&format!("{server}/{}", t.database), d);
+                }
                 return Ok(());
             }
+        }
+    }
+
+    /// An admin connection to the tenant's server (`database`: its own or the shared one; `None`:
+    /// the server URL's database), reusing an idle one.
+    async fn pooled_admin(
+        &self,
+        t: &Tenant,
+        database: Option<&str>,
+    ) -> Result<Client, ControlError> {
+        let key = format!(
+            "{}/{}",
+            t.server.as_deref().unwrap_or_default(),
+            database.unwrap_or_default()
+        );
+        match self.take_idle(&key) {
+            Some(c) => Ok(c),
+            None => self.admin(t, database).await,
         }
     }
 

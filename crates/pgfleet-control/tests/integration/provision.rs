@@ -214,6 +214,15 @@ async fn schema_tenants_share_a_database_but_not_their_data() {
         .await
         .unwrap_err();
     assert_eq!(err.as_db_error().unwrap().code().code(), "42501", "{err}");
+    // Nor change another tenant's settings (its search_path).
+    let err = cb
+        .batch_execute(&format!(
+            "ALTER ROLE {} SET search_path = {}",
+            a.role, b.schema
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "42501", "{err}");
     // Verification compares the tenant's schema with the target.
     let target = f.control.target().await.unwrap();
     assert!(f.control.verify(&a, &target).await.unwrap().is_empty());
@@ -411,5 +420,53 @@ async fn database_tenants_can_be_copied_from_a_per_server_template() {
     assert_eq!(applied, 2);
     let target = c.target().await.unwrap();
     assert!(c.verify(&b, &target).await.unwrap().is_empty());
+    f.cleanup().await;
+}
+
+#[tokio::test]
+async fn no_connection_to_a_tenant_database_is_kept_open_after_provisioning() {
+    let f = Fleet::new().await;
+    let mut dbs = Vec::new();
+    for i in 0..6 {
+        dbs.push(
+            f.control
+                .provision(&format!("leak-{i}"), &CreateOptions::default(), WAIT)
+                .await
+                .unwrap()
+                .database,
+        );
+    }
+    let s = f
+        .control
+        .provision("leak-s", &schema_mode(), WAIT)
+        .await
+        .unwrap();
+    let admin = pgfleet_testkit::connect(f.catalog.admin_url()).await;
+    // Backends of closed connections may take a moment to leave.
+    let mut open = i64::MAX;
+    for _ in 0..50 {
+        open = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = ANY($1)",
+                &[&dbs],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(open, 0, "connections to tenant databases left open");
+    let shared: i64 = admin
+        .query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'pgfleet control'", &[&s.database])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        shared <= 4,
+        "{shared} idle connections to the shared database"
+    );
     f.cleanup().await;
 }
