@@ -21,10 +21,15 @@ pub const EXIT_ERROR: u8 = 2;
 /// pgfleet: a PostgreSQL database (or schema) per tenant, provisioned, migrated, verified, routed
 /// and healed from one central schema.
 #[derive(Debug, Parser)]
-#[command(name = "pgfleet", version, about, long_about = None)]
+#[command(
+    name = "pgfleet",
+    version,
+    about = "A PostgreSQL database (or schema) per tenant: provisioned exactly once, migrated and verified from one central schema",
+    long_about = None
+)]
 #[command(
     after_help = "Start here:  pgfleet demo      (installs PostgreSQL 18 + pgvector, starts it, runs a similarity search)\n\
-Environment: PGFLEET_HOME (default ./.pgfleet), PGFLEET_CACHE_DIR (default ~/.cache/pgfleet),\n             PGFLEET_PG_BIN (use these PostgreSQL binaries), PGFLEET_SERVER_USER (OS user of the server when run as root)\n\
+Environment: PGFLEET_HOME (default ./.pgfleet), PGFLEET_CACHE_DIR (default ~/.cache/pgfleet),\n             PGFLEET_PG_BIN (use these PostgreSQL binaries), PGFLEET_SERVER_USER (OS user of the server when run as root),\n             PGFLEET_CATALOG_URL, PGFLEET_MASTER_KEY[_FILE] (control plane; see docs/control-plane.md)\n\
 Exit codes:  0 success, 1 differences found, 2 error"
 )]
 pub struct Cli {
