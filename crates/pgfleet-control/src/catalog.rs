@@ -17,10 +17,16 @@ use crate::ControlError;
 pub fn catalog_migrations() -> MigrationDir {
     MigrationDir::from_files(
         Path::new("pgfleet-control/src/catalog/migrations"),
-        vec![(
-            "20261125000000_catalog.sql".to_string(),
-            include_str!("catalog/migrations/20261125000000_catalog.sql").to_string(),
-        )],
+        vec![
+            (
+                "20261125000000_catalog.sql".to_string(),
+                include_str!("catalog/migrations/20261125000000_catalog.sql").to_string(),
+            ),
+            (
+                "20261125000001_target_models.sql".to_string(),
+                include_str!("catalog/migrations/20261125000001_target_models.sql").to_string(),
+            ),
+        ],
     )
     .expect("the catalog migrations compiled into pgfleet are valid")
 }

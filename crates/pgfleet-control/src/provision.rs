@@ -911,12 +911,50 @@ impl Control {
         if let Some(m) = models.get(&cache_key) {
             return Ok(m.clone());
         }
+        // Stored in the catalog by whichever process built it first, per PostgreSQL major.
         let config = self.admin_config(t, None).await?;
-        let model = shadow::desired_model(
-            &config,
-            &pgfleet_migrate::generate::replay_source(&target.dir),
-        )
-        .await?;
+        let admin = connect::connect(&config).await?;
+        let major: i32 = admin
+            .query_one(
+                "SELECT current_setting('server_version_num')::int / 10000",
+                &[],
+            )
+            .await
+            .map_err(q("reading the server version"))?
+            .get(0);
+        drop(admin);
+        let stored = self
+            .catalog()
+            .query_opt(
+                "SELECT model::text FROM pgfleet.target_models WHERE version = $1 AND pg_major = $2",
+                &[&target.version, &major],
+            )
+            .await
+            .map_err(q("reading the target model"))?;
+        let model = match stored
+            .and_then(|r| serde_json::from_str::<Model>(r.get::<_, &str>(0)).ok())
+        {
+            Some(m) => m,
+            None => {
+                let m = shadow::desired_model(
+                    &config,
+                    &pgfleet_migrate::generate::replay_source(&target.dir),
+                )
+                .await?;
+                let json = serde_json::to_string(&m).map_err(|e| {
+                    ControlError::Invalid(format!("serializing the target model: {e}"))
+                })?;
+                self.catalog()
+                    .execute(
+                        "INSERT INTO pgfleet.target_models (version, pg_major, model) VALUES ($1, $2, $3::text::jsonb)
+                         ON CONFLICT (version, pg_major) DO NOTHING",
+                        &[&target.version, &major, &json],
+                    )
+                    .await
+                    .map_err(q("storing the target model"))?;
+                m
+            }
+        };
         let model = Arc::new(model);
         models.insert(cache_key, model.clone());
         Ok(model)

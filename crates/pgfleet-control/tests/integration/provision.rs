@@ -112,6 +112,16 @@ async fn a_database_tenant_is_ready_verified_locked_down_and_its_password_sealed
     }
     // Nor in the tenant's Debug output.
     assert!(!format!("{t:?} {url:?}").contains(&password));
+    // The target model is stored once per version and PostgreSQL major, for every process.
+    let models: i64 = cat
+        .query_one(
+            "SELECT count(*) FROM pgfleet.target_models WHERE version = '20260102000000'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(models, 1);
     f.cleanup().await;
 }
 
@@ -469,4 +479,38 @@ async fn no_connection_to_a_tenant_database_is_kept_open_after_provisioning() {
         "{shared} idle connections to the shared database"
     );
     f.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_older_catalog_is_refused_until_init_upgrades_it() {
+    let db = pgfleet_testkit::TestDb::new().await;
+    let url = pgfleet_pg::connect::parse_url(db.url()).unwrap();
+    let all = pgfleet_control::catalog::catalog_migrations();
+    let first = pgfleet_migrate::MigrationDir::from_files(
+        std::path::Path::new("catalog"),
+        vec![(
+            all.migrations[0].file_name.clone(),
+            all.migrations[0].sql.clone(),
+        )],
+    )
+    .unwrap();
+    pgfleet_migrate::migrate(&url, &first, &Default::default(), |_| {})
+        .await
+        .unwrap();
+    let key = pgfleet_control::secrets::MasterKey::generate().unwrap();
+    let err = pgfleet_control::Control::connect(pgfleet_control::config::Config::new(
+        db.url(),
+        key.clone(),
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("20261125000001") && err.to_string().contains("pgfleet init"),
+        "{err}"
+    );
+    let report = pgfleet_control::catalog::init(&url, None).await.unwrap();
+    assert_eq!(report.catalog_migrations, ["20261125000001"]);
+    pgfleet_control::Control::connect(pgfleet_control::config::Config::new(db.url(), key))
+        .await
+        .unwrap();
 }
