@@ -172,23 +172,22 @@ pub async fn record_target(
         )
         .collect();
     let files = serde_json::Value::Array(files).to_string();
+    // One multi-statement query is one transaction: the old target stops being current and the
+    // new one starts in the same commit (the partial unique index allows one current target).
+    use pgfleet_schema::quote::literal;
+    let sql = format!(
+        "UPDATE pgfleet.targets SET is_current = false WHERE is_current AND version <> {v};
+         INSERT INTO pgfleet.targets (version, dir_hash, files, is_current) VALUES ({v}, {h}, {f}::jsonb, true)
+           ON CONFLICT (version) DO UPDATE SET dir_hash = EXCLUDED.dir_hash, files = EXCLUDED.files, is_current = true;
+         INSERT INTO pgfleet.events (kind, detail) VALUES ('target.recorded', jsonb_build_object('version', {v}::text, 'dir_hash', {h}::text));",
+        v = literal(version),
+        h = literal(&hash),
+        f = literal(&files),
+    );
     client
-        .execute(
-            "WITH clear AS (UPDATE pgfleet.targets SET is_current = false WHERE is_current AND version <> $1)
-             INSERT INTO pgfleet.targets (version, dir_hash, files, is_current)
-             VALUES ($1, $2, $3::text::jsonb, true)
-             ON CONFLICT (version) DO UPDATE SET dir_hash = EXCLUDED.dir_hash, files = EXCLUDED.files, is_current = true",
-            &[&version, &hash, &files],
-        )
+        .batch_execute(&sql)
         .await
         .map_err(|e| PgError::query("recording the fleet's target", e))?;
-    client
-        .execute(
-            "INSERT INTO pgfleet.events (kind, detail) VALUES ('target.recorded', jsonb_build_object('version', $1::text, 'dir_hash', $2::text))",
-            &[&version, &hash],
-        )
-        .await
-        .map_err(|e| PgError::query("recording an event", e))?;
     Ok(Some(version.to_string()))
 }
 

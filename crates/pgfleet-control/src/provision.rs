@@ -793,9 +793,16 @@ impl Control {
             .map_err(q("listing old templates"))?;
         for r in stale {
             let old: String = r.get(0);
-            let _ = admin
-                .batch_execute(&format!("ALTER DATABASE {o} WITH IS_TEMPLATE false; DROP DATABASE IF EXISTS {o} WITH (FORCE)", o = ident(&old)))
-                .await;
+            // Two statements: DROP DATABASE refuses to run in the implicit transaction of one.
+            let unmark = format!("ALTER DATABASE {} WITH IS_TEMPLATE false", ident(&old));
+            if admin.batch_execute(&unmark).await.is_ok() {
+                let _ = admin
+                    .batch_execute(&format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        ident(&old)
+                    ))
+                    .await;
+            }
         }
         events::record(
             self.catalog(),

@@ -430,6 +430,40 @@ async fn database_tenants_can_be_copied_from_a_per_server_template() {
     assert_eq!(applied, 2);
     let target = c.target().await.unwrap();
     assert!(c.verify(&b, &target).await.unwrap().is_empty());
+    // A new target: the next tenant gets a new template, and the old one is dropped.
+    let mut files: Vec<(&str, &str)> = crate::TARGET.to_vec();
+    files.push((
+        "20260103000000_extra.sql",
+        "CREATE TABLE extra (id int PRIMARY KEY);\n",
+    ));
+    let dir = crate::TargetDir::new(&files);
+    pgfleet_control::catalog::record_target(c.catalog(), &dir.load())
+        .await
+        .unwrap();
+    let t3 = c
+        .provision("tpl-c", &CreateOptions::default(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(t3.schema_version.as_deref(), Some("20260103000000"));
+    let names: Vec<String> = admin
+        .query("SELECT datname::text FROM pg_database WHERE datname LIKE 'pgfleet\\_tpl\\_%' ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("pgfleet_tpl_20260103000000_")),
+        "{names:?}"
+    );
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("pgfleet_tpl_20260102000000_")),
+        "old template kept: {names:?}"
+    );
     f.cleanup().await;
 }
 
