@@ -303,6 +303,23 @@ pub fn server(args: &ControlArgs, cmd: &ServerCommand) -> anyhow::Result<()> {
     })
 }
 
+/// A key as it may be printed in a table: control characters escaped, so a key cannot fake rows.
+fn printable(key: &str) -> String {
+    if key.chars().any(char::is_control) {
+        key.chars()
+            .flat_map(|c| {
+                if c.is_control() {
+                    c.escape_default().collect::<Vec<_>>()
+                } else {
+                    vec![c]
+                }
+            })
+            .collect()
+    } else {
+        key.to_string()
+    }
+}
+
 fn tenant_json(t: &Tenant) -> serde_json::Value {
     serde_json::json!({
         "key": t.key,
@@ -321,7 +338,7 @@ fn tenant_json(t: &Tenant) -> serde_json::Value {
 }
 
 fn print_tenant(t: &Tenant) {
-    println!("key:            {}", t.key);
+    println!("key:            {}", printable(&t.key));
     println!("id:             {}", t.id);
     println!("mode:           {}", t.mode);
     println!(
@@ -359,6 +376,7 @@ pub fn tenant(args: &ControlArgs, cmd: &TenantCommand) -> anyhow::Result<()> {
         let c = control(args).await?;
         match cmd {
             TenantCommand::Create { key, mode, server, no_wait, wait, format } => {
+                let key = key.as_str();
                 let opts = CreateOptions {
                     mode: mode.as_deref().map(str::parse::<Mode>).transpose().map_err(anyhow::Error::msg)?,
                     server: server.clone(),
@@ -374,7 +392,7 @@ pub fn tenant(args: &ControlArgs, cmd: &TenantCommand) -> anyhow::Result<()> {
                     print_tenant(&t);
                 }
                 if t.state == State::Ready {
-                    eprintln!("Tenant {:?} is ready on {} (verified at version {})", t.key, t.server.as_deref().unwrap_or("?"), t.schema_version.as_deref().unwrap_or("?"));
+                    eprintln!("Tenant {:?} is ready on {} (verified at version {})", t.key.as_str(), t.server.as_deref().unwrap_or("?"), t.schema_version.as_deref().unwrap_or("?"));
                 } else {
                     eprintln!("Tenant {:?} is queued for provisioning (step {})", t.key, t.step);
                 }
@@ -388,7 +406,8 @@ pub fn tenant(args: &ControlArgs, cmd: &TenantCommand) -> anyhow::Result<()> {
                 } else {
                     println!("{:<32} {:<17} {:<8} {:<12} {:<12} {:<15} DATABASE/SCHEMA", "KEY", "ID", "MODE", "STATE", "SERVER", "VERSION");
                     for t in &tenants {
-                        let key: String = if t.key.chars().count() > 32 { format!("{}…", t.key.chars().take(31).collect::<String>()) } else { t.key.clone() };
+                        let shown = printable(&t.key);
+                        let key: String = if shown.chars().count() > 32 { format!("{}…", shown.chars().take(31).collect::<String>()) } else { shown };
                         println!(
                             "{:<32} {:<17} {:<8} {:<12} {:<12} {:<15} {}",
                             key,
@@ -499,12 +518,22 @@ pub fn check(
         let mut results = Vec::new();
         let mut drifted = 0;
         let mut repaired = 0;
+        let mut failed = 0;
         for key in &keys {
-            let (drift, applied) = if fix {
-                let r = c.fix(key, "pgfleet check --fix").await?;
-                (r.remaining, r.applied)
+            let outcome = if fix {
+                c.fix(key, "pgfleet check --fix").await.map(|r| (r.remaining, r.applied))
             } else {
-                (c.check(key).await?, Vec::new())
+                c.check(key).await.map(|d| (d, Vec::new()))
+            };
+            let (drift, applied) = match outcome {
+                Ok(x) => x,
+                Err(e) if keys.len() > 1 => {
+                    failed += 1;
+                    eprintln!("{}: error: {e}", printable(key));
+                    results.push(serde_json::json!({"key": key, "error": e.to_string()}));
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
             };
             repaired += applied.len();
             if !drift.is_clean() {
@@ -512,21 +541,27 @@ pub fn check(
             }
             if format == OutputFormat::Table {
                 if !applied.is_empty() {
-                    println!("{key}: repaired {} (recorded as corrections)", applied.join("; "));
+                    println!("{}: repaired {} (recorded as corrections)", printable(key), applied.join("; "));
                 }
                 if drift.is_clean() {
                     if applied.is_empty() {
-                        println!("{key}: clean");
+                        println!("{}: clean", printable(key));
                     }
                 } else {
-                    println!("{key}: {} difference(s) from target {}", drift.steps.len(), drift.target);
+                    println!("{}: {} difference(s) from target {}", printable(key), drift.steps.len(), drift.target);
                     for s in &drift.steps {
                         let hz: Vec<&str> = s.hazards.iter().map(|h| h.name()).collect();
                         println!(
                             "  - {}{}{}",
                             s.description,
                             if hz.is_empty() { String::new() } else { format!(" [{}]", hz.join(", ")) },
-                            if s.repairable { " (repairable with --fix)" } else { " (destructive: not repaired; review it)" }
+                            if s.repairable {
+                                " (repairable with --fix)"
+                            } else if s.destructive {
+                                " (destructive: never repaired; review it)"
+                            } else {
+                                " (not additive: --fix leaves it; review it)"
+                            }
                         );
                     }
                 }
@@ -537,11 +572,13 @@ pub fn check(
             println!("{}", serde_json::to_string_pretty(&results)?);
         }
         eprintln!(
-            "{} tenant(s) checked: {} clean, {drifted} with drift{}",
+            "{} tenant(s) checked: {} clean, {drifted} with drift{}{}",
             keys.len(),
-            keys.len() - drifted,
-            if fix { format!(", {repaired} repair(s) applied") } else { String::new() }
+            keys.len() - drifted - failed,
+            if fix { format!(", {repaired} repair(s) applied") } else { String::new() },
+            if failed > 0 { format!(", {failed} could not be checked (see above)") } else { String::new() }
         );
+        anyhow::ensure!(failed == 0, "{failed} tenant(s) could not be checked");
         anyhow::Ok(drifted > 0)
     })
 }

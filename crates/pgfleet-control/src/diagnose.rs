@@ -40,6 +40,8 @@ pub struct DriftStep {
     pub hazards: Vec<Hazard>,
     /// Whether `check --fix` repairs it (additive, non-destructive).
     pub repairable: bool,
+    /// Whether fixing it would lose data (an extra column or table to drop).
+    pub destructive: bool,
 }
 
 impl Drift {
@@ -127,7 +129,14 @@ impl Control {
     pub async fn check(&self, key: &str) -> Result<Drift, ControlError> {
         let t = self.tenant(key).await?;
         let (full, additive, target) = self.plans(&t).await?;
-        Ok(drift(&t, &full, &additive, target))
+        let mut d = drift(&t, &full, &additive, target);
+        if t.mode == Mode::Schema {
+            // Descriptions name the tenant's schema (the SQL stays in the target's terms).
+            for s in &mut d.steps {
+                s.description = s.description.replace("public.", &format!("{}.", t.schema));
+            }
+        }
+        Ok(d)
     }
 
     /// Applies the additive part of the drift of `key`, records each step as a correction, and
@@ -150,18 +159,35 @@ impl Control {
         for step in &additive.steps {
             let sql = pgfleet_migrate::generate::unqualify_public(&step.sql, &names);
             let started = Instant::now();
-            let batch = if step.transactional {
-                format!("BEGIN; SET LOCAL search_path = {search_path}; {sql}; COMMIT;")
+            let result = if step.transactional {
+                in_db
+                    .batch_execute(&format!(
+                        "BEGIN; SET LOCAL search_path = {search_path}; {sql}; COMMIT;"
+                    ))
+                    .await
             } else {
-                format!("SET search_path = {search_path}; {sql}")
+                // CREATE INDEX CONCURRENTLY and friends refuse any transaction block, including the
+                // implicit one of a multi-statement query: set the path first, on its own.
+                match in_db
+                    .batch_execute(&format!("SET search_path = {search_path}"))
+                    .await
+                {
+                    Ok(()) => in_db.batch_execute(&sql).await,
+                    Err(e) => Err(e),
+                }
             };
-            if let Err(e) = in_db.batch_execute(&batch).await {
+            if let Err(e) = result {
                 let _ = in_db.batch_execute("ROLLBACK").await;
-                return Err(PgError::query(
-                    format!("repairing tenant {key:?}: {}", step.description),
-                    e,
-                )
-                .into());
+                let done = if applied.is_empty() {
+                    "nothing was repaired".to_string()
+                } else {
+                    format!("already repaired (and recorded): {}", applied.join("; "))
+                };
+                return Err(ControlError::Invalid(format!(
+                    "repairing tenant {key:?} failed at {}: {}; {done}",
+                    step.description,
+                    pgfleet_pg::describe(&e)
+                )));
             }
             events::record(
                 self.catalog(),
@@ -305,7 +331,14 @@ impl Control {
             ),
         )];
         match self.config().master_key() {
-            Ok(k) => out.push(finding("master key", true, format!("key id {}", k.id()))),
+            Ok(k) => match self.check_master_key().await {
+                Ok(()) => out.push(finding(
+                    "master key",
+                    true,
+                    format!("key id {}, opens every sealed secret", k.id()),
+                )),
+                Err(e) => out.push(finding("master key", false, e.to_string())),
+            },
             Err(e) => out.push(finding("master key", false, e.to_string())),
         }
         let target = crate::catalog::current_target(self.catalog()).await?;
@@ -463,6 +496,7 @@ fn drift(t: &Tenant, full: &Plan, additive: &Plan, target: String) -> Drift {
                 hazards: s.hazards.clone(),
                 repairable: repairable.contains(s.sql.as_str())
                     && !s.hazards.contains(&Hazard::DataLoss),
+                destructive: s.hazards.contains(&Hazard::DataLoss),
             })
             .collect(),
     }

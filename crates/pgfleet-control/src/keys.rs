@@ -16,7 +16,7 @@ use crate::{Control, ControlError, events};
 
 impl Control {
     /// The configured key whose id is `key_id` (current or previous).
-    pub(crate) fn key_for(&self, key_id: &str) -> Result<&MasterKey, ControlError> {
+    pub(crate) fn key_for(&self, key_id: &str, owner: &str) -> Result<&MasterKey, ControlError> {
         let current = self.config().master_key()?;
         if current.id() == key_id {
             return Ok(current);
@@ -24,11 +24,48 @@ impl Control {
         match &self.config().previous_master_key {
             Some(p) if p.id() == key_id => Ok(p),
             _ => Err(SecretError::Open {
-                owner: "a sealed secret".into(),
+                owner: owner.into(),
                 key_id: current.id().to_string(),
                 sealed_with: key_id.to_string(),
             }
             .into()),
+        }
+    }
+
+    /// Ids of the master keys the catalog's sealed rows were wrapped with.
+    pub async fn sealing_key_ids(&self) -> Result<Vec<String>, ControlError> {
+        let rows = self
+            .catalog()
+            .query(
+                "SELECT key_id FROM pgfleet.servers UNION SELECT key_id FROM pgfleet.tenants WHERE key_id IS NOT NULL ORDER BY 1",
+                &[],
+            )
+            .await
+            .map_err(|e| PgError::query("reading key ids", e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Refuses a master key that does not open the catalog's secrets (every sealing key must be
+    /// the current or the previous one), before anything is sealed with it.
+    ///
+    /// # Errors
+    /// [`ControlError::WrongKey`].
+    pub async fn check_master_key(&self) -> Result<(), ControlError> {
+        let current = self.config().master_key()?;
+        let previous = self.config().previous_master_key.as_ref().map(|k| k.id());
+        let foreign: Vec<String> = self
+            .sealing_key_ids()
+            .await?
+            .into_iter()
+            .filter(|id| id != current.id() && Some(id.as_str()) != previous)
+            .collect();
+        if foreign.is_empty() {
+            Ok(())
+        } else {
+            Err(ControlError::WrongKey {
+                configured: current.id().to_string(),
+                catalog: foreign,
+            })
         }
     }
 
@@ -38,7 +75,7 @@ impl Control {
         owner: &str,
         sealed: &Sealed,
     ) -> Result<crate::secrets::Secret, ControlError> {
-        Ok(self.key_for(&sealed.key_id)?.open(owner, sealed)?)
+        Ok(self.key_for(&sealed.key_id, owner)?.open(owner, sealed)?)
     }
 
     /// Re-wraps every data key not wrapped by the current master key. Returns how many rows changed.
@@ -48,6 +85,8 @@ impl Control {
     pub async fn rotate_keys(&self) -> Result<usize, ControlError> {
         let c = self.catalog();
         let new = self.config().master_key()?.clone();
+        // Every row must open before any is changed: never leave the catalog needing three keys.
+        self.check_master_key().await?;
         let mut changed = 0;
         for (table, id_col, ct, wk, owner_prefix) in [
             ("servers", "name", "url_sealed", "url_key", "server"),
@@ -69,7 +108,7 @@ impl Control {
                 };
                 let owner = format!("{owner_prefix}:{id}");
                 let re = self
-                    .key_for(&sealed.key_id)?
+                    .key_for(&sealed.key_id, &owner)?
                     .rewrap(&owner, &sealed, &new)?;
                 c.execute(
                     &format!("UPDATE pgfleet.{table} SET {wk} = $2, key_id = $3 WHERE {id_col} = $1 AND key_id = $4"),
@@ -97,6 +136,7 @@ impl Control {
     /// # Errors
     /// Unknown or unplaced tenant, unreachable server.
     pub async fn rotate_password(&self, key: &str) -> Result<(), ControlError> {
+        self.check_master_key().await?;
         let t = self.tenant(key).await?;
         let owner = format!("tenant:{}", t.id);
         let password = crate::secrets::random_password()?;

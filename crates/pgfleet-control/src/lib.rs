@@ -80,6 +80,14 @@ pub enum ControlError {
     /// No such server.
     #[error("no server named {0}: `pgfleet server list` shows them, `pgfleet server add` adds one")]
     UnknownServer(String),
+    /// The master key does not open the catalog's secrets.
+    #[error("the master key in use (id {configured}) did not seal the catalog's secrets (sealed with key id(s) {}); nothing was changed. Set PGFLEET_MASTER_KEY to the key the fleet uses; when rotating, set the old one as PGFLEET_PREVIOUS_MASTER_KEY", .catalog.join(", "))]
+    WrongKey {
+        /// The id of the configured key.
+        configured: String,
+        /// Ids found in the catalog that it is not.
+        catalog: Vec<String>,
+    },
     /// No such tenant.
     #[error("no tenant with key {0:?}: `pgfleet tenant create KEY` creates it")]
     UnknownTenant(String),
@@ -110,8 +118,16 @@ pub enum ControlError {
         /// The recorded error.
         error: String,
     },
+    /// The tenant is being dropped (a drop started and did not finish).
+    #[error("tenant {key:?} is being dropped{}; run `pgfleet tenant drop KEY --yes` again to finish, then create it anew", .error.as_deref().map(|e| format!(" (the last attempt failed: {e})")).unwrap_or_default())]
+    Dropping {
+        /// The key.
+        key: String,
+        /// Why the last drop failed.
+        error: Option<String>,
+    },
     /// The tenant was not ready in time.
-    #[error("tenant {key:?} was not ready within {seconds}s (at step {step}{}); provisioning continues in the background (`pgfleet tenant show`)", .last_error.as_deref().map(|e| format!(", last error: {e}")).unwrap_or_default())]
+    #[error("tenant {key:?} was not ready within {seconds}s (at step {step}{}); its provisioning is recorded and resumes when `pgfleet tenant create KEY` runs again (`pgfleet tenant show KEY` shows where it is)", .last_error.as_deref().map(|e| format!(", last error: {e}")).unwrap_or_default())]
     Timeout {
         /// The key.
         key: String,
@@ -268,6 +284,7 @@ impl Control {
         weight: i32,
     ) -> Result<server::ServerCheck, ControlError> {
         let key = self.inner.config.master_key()?;
+        self.check_master_key().await?;
         let needs_vector = match catalog::current_target(self.catalog()).await? {
             Some(t) => t.dir.migrations.iter().any(|m| {
                 let lower = m.sql.to_ascii_lowercase();

@@ -94,6 +94,7 @@ impl Control {
         }
         let c = self.catalog();
         let mode = opts.mode.unwrap_or(self.config().default_mode);
+        self.check_master_key().await?;
         let existing = self.find(key).await?;
         let tenant = match existing {
             Some(t) => t,
@@ -144,6 +145,12 @@ impl Control {
             }
         };
         self.check_same_options(&tenant, opts).await?;
+        if tenant.state == State::Dropping {
+            return Err(ControlError::Dropping {
+                key: key.into(),
+                error: tenant.last_error.clone(),
+            });
+        }
         if tenant.state == State::Failed {
             c.execute(
                 "UPDATE pgfleet.operations SET state = 'queued', attempts = 0, not_before = now(), lease_owner = NULL
@@ -306,6 +313,12 @@ impl Control {
             let t = self.tenant(key).await?;
             match t.state {
                 State::Ready => return Ok(t),
+                State::Dropping => {
+                    return Err(ControlError::Dropping {
+                        key: key.into(),
+                        error: t.last_error,
+                    });
+                }
                 State::Failed => {
                     return Err(ControlError::Failed {
                         key: key.into(),
@@ -1023,6 +1036,22 @@ impl Control {
     /// Unknown tenant; the server cannot be reached (nothing is removed from the catalog then).
     pub async fn drop_tenant(&self, key: &str) -> Result<Tenant, ControlError> {
         let t = self.tenant(key).await?;
+        let result = self.drop_tenant_objects(&t).await;
+        if let Err(e) = &result {
+            let _ = self
+                .catalog()
+                .execute(
+                    "UPDATE pgfleet.tenants SET last_error = $2, updated_at = now() WHERE id = $1",
+                    &[&t.id, &format!("drop: {}", anyhow_like(e))],
+                )
+                .await;
+        }
+        result
+    }
+
+    async fn drop_tenant_objects(&self, t: &Tenant) -> Result<Tenant, ControlError> {
+        let t = t.clone();
+        let key = t.key.as_str();
         let c = self.catalog();
         c.execute(
             "UPDATE pgfleet.tenants SET state = 'dropping', updated_at = now() WHERE id = $1",
@@ -1298,7 +1327,11 @@ async fn ensure_shared_database(admin: &Client, db: &str) -> Result<(), ControlE
             .await
         {
             Ok(()) => {}
-            Err(e) if e.as_db_error().is_some_and(|d| d.code().code() == "42P04") => {}
+            // Created meanwhile by another worker: "already exists", or the unique index on the
+            // catalog when both ran at the same moment.
+            Err(e)
+                if e.as_db_error()
+                    .is_some_and(|d| matches!(d.code().code(), "42P04" | "23505")) => {}
             Err(e) => return Err(PgError::query("creating the shared tenant database", e).into()),
         }
     }

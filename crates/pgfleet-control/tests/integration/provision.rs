@@ -548,3 +548,69 @@ async fn an_older_catalog_is_refused_until_init_upgrades_it() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_wrong_master_key_is_refused_before_anything_is_sealed_with_it() {
+    let f = Fleet::new().await;
+    f.control
+        .provision("keyed", &CreateOptions::default(), WAIT)
+        .await
+        .unwrap();
+    let mut cfg = f.control.config().clone();
+    cfg.set_master_key(pgfleet_control::secrets::MasterKey::generate().unwrap());
+    let wrong = pgfleet_control::Control::connect(cfg).await.unwrap();
+    let err = wrong
+        .create_tenant("other", &CreateOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ControlError::WrongKey { .. }), "{err}");
+    assert!(err.to_string().contains(f.key.id()), "{err}");
+    assert!(
+        wrong.find("other").await.unwrap().is_none(),
+        "nothing created"
+    );
+    let err = wrong
+        .add_server("again", f.catalog.admin_url(), 10, 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ControlError::WrongKey { .. }), "{err}");
+    let err = wrong.rotate_keys().await.unwrap_err();
+    assert!(matches!(err, ControlError::WrongKey { .. }), "{err}");
+    let findings = wrong.validate().await.unwrap();
+    assert!(
+        findings.iter().any(|x| x.check == "master key" && !x.ok),
+        "{findings:?}"
+    );
+    // The right key still opens everything: rotation refused to touch any row.
+    f.control.credentials("keyed").await.unwrap();
+    f.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_failed_drop_leaves_a_clear_state_and_finishes_when_run_again() {
+    let f = Fleet::new().await;
+    let mut x = pgfleet_testkit::TestCluster::start();
+    f.control.add_server("x", &x.url(), 10, 1).await.unwrap();
+    let opts = CreateOptions {
+        mode: None,
+        server: Some("x".into()),
+    };
+    f.control.provision("going", &opts, WAIT).await.unwrap();
+    x.stop();
+    let err = f.control.drop_tenant("going").await.unwrap_err();
+    assert!(err.to_string().contains("cannot connect"), "{err}");
+    let t = f.control.tenant("going").await.unwrap();
+    assert_eq!(t.state, State::Dropping);
+    assert!(
+        t.last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("drop:")),
+        "{t:?}"
+    );
+    let err = f.control.provision("going", &opts, WAIT).await.unwrap_err();
+    assert!(matches!(err, ControlError::Dropping { .. }), "{err}");
+    assert!(err.to_string().contains("tenant drop"), "{err}");
+    x.restart();
+    f.control.drop_tenant("going").await.unwrap();
+    assert!(f.control.find("going").await.unwrap().is_none());
+}

@@ -11,7 +11,8 @@ use crate::{Dir, migrate_ok};
 const SCHEMA_V1: &str = "CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL);\n";
 const SCHEMA_V2: &str = "CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL);\n\
 CREATE INDEX users_email ON users (email);\n\
-CREATE TABLE tags (id bigint PRIMARY KEY, name text NOT NULL UNIQUE);\n";
+CREATE TABLE tags (id bigint PRIMARY KEY, name text NOT NULL UNIQUE);\n\
+CREATE FUNCTION tag_count() RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT count(*) FROM tags $$;\n";
 
 fn at(secs: u64) -> GenOptions {
     GenOptions {
@@ -111,7 +112,7 @@ async fn gen_refuses_data_loss_without_consent_and_writes_nothing() {
     );
     assert_eq!(dir.load().migrations.len(), 1);
     let opts = GenOptions {
-        allow_hazards: [Hazard::DataLoss].into(),
+        allow_hazards: [Hazard::DataLoss, Hazard::BreakingChange].into(),
         ..at(1_798_761_700)
     };
     let out = generate::generate(&dev, &dir.load(), &v1, "drop_tags", &opts)
