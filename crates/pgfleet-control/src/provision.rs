@@ -723,7 +723,10 @@ impl Control {
             .chars()
             .take(8)
             .collect();
-        let name = format!("pgfleet_tpl_{}_{hash}", target.version);
+        // Named after this catalog too: fleets that share a server keep their own templates.
+        let fleet = self.fleet_id();
+        let hash: String = hash.chars().take(6).collect();
+        let name = format!("pgfleet_tpl_{fleet}_{}_{hash}", target.version);
         let ready: bool = admin
             .query_one(
                 "SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1 AND datistemplate AND NOT datallowconn)",
@@ -799,8 +802,8 @@ impl Control {
         // Templates of older targets go.
         let stale = admin
             .query(
-                "SELECT datname::text FROM pg_database WHERE datname LIKE 'pgfleet\\_tpl\\_%' AND datname <> $1 AND datname NOT LIKE '%\\_b______'",
-                &[&name],
+                "SELECT datname::text FROM pg_database WHERE datname LIKE $2 AND datname <> $1 AND datname NOT LIKE '%\\_b______'",
+                &[&name, &format!("pgfleet\\_tpl\\_{fleet}\\_%")],
             )
             .await
             .map_err(q("listing old templates"))?;
@@ -826,6 +829,15 @@ impl Control {
         )
         .await?;
         Ok(name)
+    }
+
+    /// A short id of this fleet (its catalog's location), for names on shared servers.
+    fn fleet_id(&self) -> String {
+        let url = connect::parse_url(&self.config().catalog_url)
+            .map(|c| connect::describe_target(&c))
+            .unwrap_or_default();
+        let key = pgfleet_migrate::lock::key("pgfleet-fleet", &url);
+        format!("{:06x}", (key as u64) & 0xff_ffff)
     }
 
     /// The tenant's password: sealed in the catalog before the role exists, so a crash between the

@@ -401,18 +401,24 @@ async fn database_tenants_can_be_copied_from_a_per_server_template() {
         .unwrap();
     assert_eq!((a.state, b.state), (State::Ready, State::Ready));
     let admin = pgfleet_testkit::connect(f.catalog.admin_url()).await;
-    let templates: i64 = admin
+    let built: String = f
+        .catalog
+        .connect()
+        .await
+        .query_one("SELECT string_agg(detail->>'template', ',') FROM pgfleet.events WHERE kind = 'template.built'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!built.contains(','), "one template for the target: {built}");
+    let closed: bool = admin
         .query_one(
-            "SELECT count(*) FROM pg_database WHERE datname LIKE 'pgfleet\\_tpl\\_20260102000000\\_%' AND datistemplate AND NOT datallowconn",
-            &[],
+            "SELECT datistemplate AND NOT datallowconn FROM pg_database WHERE datname = $1",
+            &[&built],
         )
         .await
         .unwrap()
         .get(0);
-    assert_eq!(
-        templates, 1,
-        "one template for the target, closed to connections"
-    );
+    assert!(closed, "the template is closed to connections");
     // The copy carries the migration history: the tenant is at the target without running it again.
     let server = f
         .catalog
@@ -445,25 +451,38 @@ async fn database_tenants_can_be_copied_from_a_per_server_template() {
         .await
         .unwrap();
     assert_eq!(t3.schema_version.as_deref(), Some("20260103000000"));
-    let names: Vec<String> = admin
-        .query("SELECT datname::text FROM pg_database WHERE datname LIKE 'pgfleet\\_tpl\\_%' ORDER BY 1", &[])
+    // This fleet's templates (other fleets on the shared test server keep theirs).
+    let cat = f.catalog.connect().await;
+    let built: Vec<String> = cat
+        .query("SELECT detail->>'template' FROM pgfleet.events WHERE kind = 'template.built' ORDER BY id", &[])
         .await
         .unwrap()
         .iter()
         .map(|r| r.get(0))
         .collect();
+    assert_eq!(built.len(), 2, "{built:?}");
     assert!(
-        names
-            .iter()
-            .any(|n| n.starts_with("pgfleet_tpl_20260103000000_")),
-        "{names:?}"
+        built[0].contains("_20260102000000_") && built[1].contains("_20260103000000_"),
+        "{built:?}"
     );
+    let exists = |name: String| {
+        let admin = &admin;
+        async move {
+            admin
+                .query_one(
+                    "SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)",
+                    &[&name],
+                )
+                .await
+                .unwrap()
+                .get::<_, bool>(0)
+        }
+    };
     assert!(
-        !names
-            .iter()
-            .any(|n| n.starts_with("pgfleet_tpl_20260102000000_")),
-        "old template kept: {names:?}"
+        !exists(built[0].clone()).await,
+        "the old template was dropped"
     );
+    assert!(exists(built[1].clone()).await, "the new template exists");
     f.cleanup().await;
 }
 
