@@ -1,3 +1,4 @@
 mod converge;
 mod introspect;
 mod proptests;
+mod robust;
