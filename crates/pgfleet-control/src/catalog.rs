@@ -94,6 +94,20 @@ pub async fn init(
         |_| {},
     )
     .await?;
+    // Tenant roles live on the same servers: nobody but the catalog's own role connects to it.
+    if created_database
+        && let Err(e) = client
+            .batch_execute(&format!(
+                "REVOKE ALL ON DATABASE {} FROM PUBLIC",
+                pgfleet_schema::quote::ident(url.get_dbname().unwrap_or("pgfleet"))
+            ))
+            .await
+    {
+        tracing::warn!(
+            "could not revoke CONNECT on the catalog database from PUBLIC: {}",
+            pgfleet_pg::describe(&e)
+        );
+    }
     let mut out = InitReport {
         created_database,
         catalog_migrations: report.applied,

@@ -421,3 +421,51 @@ async fn passwords_never_show_up_in_output_logs_or_the_server_log() {
         env.ok(&["tenant", "drop", k, "--yes"]);
     }
 }
+
+#[tokio::test]
+async fn tables_escape_control_characters_and_a_closed_stdout_ends_quietly() {
+    let server = TestCluster::start();
+    let env = Env::new("ctl-print", &server.url()).await;
+    env.ok(&["tenant", "create", "line1\nline2", "--mode", "schema"]);
+    let out = env.ok(&["tenant", "list"]);
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 2, "a header and one row: {text}");
+    assert!(text.contains("line1\\nline2"), "{text}");
+    let v = env.json(&["tenant", "list", "--format", "json"]);
+    assert_eq!(v[0]["key"], "line1\nline2", "JSON keeps the key as it is");
+    // `pgfleet tenant list | head -0`: the reader is gone before pgfleet writes.
+    let mut child = env
+        .command(&["tenant", "list"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(141), "{}", stderr(&out));
+    env.ok(&["tenant", "drop", "line1\nline2", "--yes"]);
+
+    // A catalog database that `init` creates is closed to PUBLIC (tenant roles live on servers).
+    let out = env
+        .command(&["init", "--migrations", env.migrations().to_str().unwrap()])
+        .env("PGFLEET_CATALOG_URL", server.url_for("fresh_catalog"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Created the catalog database"),
+        "{}",
+        stderr(&out)
+    );
+    let admin = pgfleet_testkit::connect(&server.url()).await;
+    let public_connect: bool = admin
+        .query_one(
+            "SELECT has_database_privilege('public', 'fresh_catalog', 'CONNECT')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!public_connect, "PUBLIC may not connect to the catalog");
+}
