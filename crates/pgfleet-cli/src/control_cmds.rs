@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+
+use crate::runtime;
 use pgfleet::control::config::{Config, Settings};
 use pgfleet::control::provision::CreateOptions;
 use pgfleet::control::secrets::MasterKey;
@@ -145,13 +147,6 @@ pub enum OutputFormat {
     Json,
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}
-
 fn default_key_file() -> PathBuf {
     pgfleet::embedded::paths::home_dir().join("master.key")
 }
@@ -168,10 +163,7 @@ pub fn config(args: &ControlArgs) -> anyhow::Result<Config> {
         key_file = Some(default_key_file());
     }
     let flags = Settings::flags(args.catalog_url.clone(), None, key_file);
-    let local = pgfleet::embedded::status(&pgfleet::embedded::paths::default_data_dir())
-        .ok()
-        .filter(|c| matches!(c.state(), pgfleet::embedded::ServerState::Running { .. }))
-        .map(|c| c.url_for("pgfleet"));
+    let local = crate::local::running_url(Some("pgfleet"));
     Ok(Config::resolve(flags, |k| std::env::var(k).ok(), local)?)
 }
 

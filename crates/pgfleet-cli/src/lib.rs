@@ -223,6 +223,15 @@ pub enum Command {
     },
 }
 
+/// The single-threaded runtime every command runs its async work on.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 /// Runs one command.
 ///
 /// # Errors

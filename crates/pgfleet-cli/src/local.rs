@@ -178,3 +178,10 @@ fn status_json(c: &Cluster, state: &str, pid: Option<u32>) -> serde_json::Value 
         "os_user": c.server_user().map(|u| u.name.clone()),
     })
 }
+
+/// The URL of `database` on the local cluster (`pgfleet up`) when it is running.
+pub fn running_url(database: Option<&str>) -> Option<String> {
+    let c = embedded::status(&embedded::paths::default_data_dir()).ok()?;
+    matches!(c.state(), ServerState::Running { .. })
+        .then(|| database.map_or_else(|| c.url(), |db| c.url_for(db)))
+}

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+
+use crate::runtime;
 use pgfleet::migrate::generate::{self, GenOptions, GenOutcome};
 use pgfleet::migrate::import::{self, Tool};
 use pgfleet::migrate::migrator::{self, MigrateEvent, MigrateOptions, Status};
@@ -144,13 +146,6 @@ pub enum StatusFormat {
     Json,
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}
-
 /// Loads the directory and checks it against pgfleet.sum.
 fn load_verified(path: &Path) -> anyhow::Result<MigrationDir> {
     let dir = MigrationDir::load(path)?;
@@ -169,11 +164,8 @@ fn dev_url(flag: Option<&str>) -> anyhow::Result<String> {
     if let Some(u) = flag {
         return Ok(u.to_string());
     }
-    let data = pgfleet::embedded::paths::default_data_dir();
-    if let Ok(c) = pgfleet::embedded::status(&data)
-        && matches!(c.state(), pgfleet::embedded::ServerState::Running { .. })
-    {
-        return Ok(c.url());
+    if let Some(url) = crate::local::running_url(None) {
+        return Ok(url);
     }
     anyhow::bail!(
         "gen needs a scratch PostgreSQL for its shadow databases: pass --dev-url URL (a server where the role may CREATE DATABASE; use the same major version and extensions as production), or start the local one with `pgfleet up`"

@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+
+use crate::runtime;
 use pgfleet::pg::{apply, connect, introspect, shadow, source::SchemaSource};
 use pgfleet::schema::planner::{self, PlanOptions};
 use pgfleet::schema::{Hazard, Model, Plan, plan::parse_hazard_list};
@@ -76,13 +78,6 @@ async fn compute(t: &Target) -> anyhow::Result<Planned> {
         desired,
         plan,
     })
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
 }
 
 fn render(plan: &Plan, format: Format) -> String {
