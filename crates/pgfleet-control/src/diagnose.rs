@@ -10,11 +10,12 @@
 
 use std::time::Instant;
 
-use pgfleet_pg::{PgError, connect, introspect};
+use pgfleet_pg::{PgError, connect};
 use pgfleet_schema::planner::{self, PlanOptions};
 use pgfleet_schema::{Hazard, Plan};
 use serde::Serialize;
 
+use crate::catalog::Target;
 use crate::tenant::{Mode, State, Tenant};
 use crate::{Control, ControlError, events};
 
@@ -86,30 +87,11 @@ fn finding(check: impl Into<String>, ok: bool, detail: impl Into<String>) -> Fin
 
 impl Control {
     /// The full plan and the additive repair plan from the tenant to the target, both in the
-    /// target's terms, plus the names of the target's own objects.
-    async fn plans(&self, t: &Tenant) -> Result<(Plan, Plan, String), ControlError> {
+    /// target's terms, and the target they were computed for.
+    async fn plans(&self, t: &Tenant) -> Result<(Plan, Plan, Target), ControlError> {
         let target = self.target().await?;
-        let desired = self.target_model(t, &target).await?;
         let in_db = self.admin(t, Some(&t.database)).await?;
-        let (mut live, mut desired) = match t.mode {
-            Mode::Database => (introspect::introspect(&in_db).await?, (*desired).clone()),
-            Mode::Schema => (
-                introspect::introspect_schema(&in_db, &t.schema)
-                    .await?
-                    .only_schema(&t.schema)
-                    .rename_schema(&t.schema, "public"),
-                desired.only_schema("public"),
-            ),
-        };
-        if t.mode == Mode::Schema {
-            for ns in live
-                .schemas
-                .values_mut()
-                .chain(desired.schemas.values_mut())
-            {
-                ns.comment = None;
-            }
-        }
+        let (live, desired) = self.models_in_target_terms(t, &target, &in_db).await?;
         let full = planner::plan(&live, &desired, &PlanOptions::default());
         let additive = planner::plan(
             &live,
@@ -119,7 +101,7 @@ impl Control {
                 ..PlanOptions::default()
             },
         );
-        Ok((full, additive, target.version))
+        Ok((full, additive, target))
     }
 
     /// Drift of tenant `key` against the target.
@@ -129,7 +111,7 @@ impl Control {
     pub async fn check(&self, key: &str) -> Result<Drift, ControlError> {
         let t = self.tenant(key).await?;
         let (full, additive, target) = self.plans(&t).await?;
-        let mut d = drift(&t, &full, &additive, target);
+        let mut d = drift(&t, &full, &additive, target.version);
         if t.mode == Mode::Schema {
             // Descriptions name the tenant's schema (the SQL stays in the target's terms).
             for s in &mut d.steps {
@@ -146,8 +128,7 @@ impl Control {
     /// Unknown tenant, unreachable server, a repair statement that fails (the error names it).
     pub async fn fix(&self, key: &str, reason: &str) -> Result<Repair, ControlError> {
         let t = self.tenant(key).await?;
-        let (_, additive, _) = self.plans(&t).await?;
-        let target = self.target().await?;
+        let (_, additive, target) = self.plans(&t).await?;
         let desired = self.target_model(&t, &target).await?;
         let names = pgfleet_migrate::generate::public_object_names(&desired);
         let in_db = self.admin(&t, Some(&t.database)).await?;

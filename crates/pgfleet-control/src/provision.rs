@@ -94,8 +94,16 @@ impl Control {
         }
         let c = self.catalog();
         let mode = opts.mode.unwrap_or(self.config().default_mode);
-        self.check_master_key().await?;
         let existing = self.find(key).await?;
+        if let Some(t) = &existing
+            && t.state == State::Ready
+        {
+            // The common call (an app provisioning on every login): one catalog read.
+            self.check_same_options(t, opts).await?;
+            return Ok(t.clone());
+        }
+        // Past this point secrets may be sealed: only with the key the catalog uses.
+        self.check_master_key().await?;
         let tenant = match existing {
             Some(t) => t,
             None => {
@@ -1012,10 +1020,25 @@ impl Control {
         target: &Target,
         in_db: &Client,
     ) -> Result<pgfleet_schema::Plan, ControlError> {
+        let (live, desired) = self.models_in_target_terms(t, target, in_db).await?;
+        Ok(pgfleet_schema::planner::plan(
+            &live,
+            &desired,
+            &Default::default(),
+        ))
+    }
+
+    /// The tenant's live model and the target model, comparable: a schema tenant's schema is read
+    /// as `public` (the target's terms), and schema comments (pgfleet's own) are left out.
+    pub(crate) async fn models_in_target_terms(
+        &self,
+        t: &Tenant,
+        target: &Target,
+        in_db: &Client,
+    ) -> Result<(Model, Model), ControlError> {
         let desired = self.target_model(t, target).await?;
         let (mut live, mut desired) = match t.mode {
             Mode::Database => (introspect::introspect(in_db).await?, (*desired).clone()),
-            // Compared in the target's terms: the tenant's schema renamed to `public`.
             Mode::Schema => (
                 introspect::introspect_schema(in_db, &t.schema)
                     .await?
@@ -1034,11 +1057,7 @@ impl Control {
                 ns.comment = None;
             }
         }
-        Ok(pgfleet_schema::planner::plan(
-            &live,
-            &desired,
-            &Default::default(),
-        ))
+        Ok((live, desired))
     }
 
     /// Drops a tenant: its database (or schema) and role on its server, then its catalog row. A
@@ -1289,24 +1308,42 @@ async fn retry_in_use(admin: &Client, sql: &str) -> Result<(), tokio_postgres::E
     admin.batch_execute(sql).await
 }
 
+/// `CREATE DATABASE db TEMPLATE template` (default `template0`) unless it exists. Created meanwhile
+/// by another worker counts as done: "already exists", or the unique index on `pg_database` when
+/// both ran at the same moment. A template still in use by a closing session is waited for.
+async fn create_database_if_missing(
+    admin: &Client,
+    db: &str,
+    template: Option<&str>,
+    context: &str,
+) -> Result<(), ControlError> {
+    if database_exists(admin, db).await? {
+        return Ok(());
+    }
+    let sql = format!(
+        "CREATE DATABASE {} TEMPLATE {}",
+        ident(db),
+        ident(template.unwrap_or("template0"))
+    );
+    match retry_in_use(admin, &sql).await {
+        Ok(()) => Ok(()),
+        Err(e)
+            if e.as_db_error()
+                .is_some_and(|d| matches!(d.code().code(), "42P04" | "23505")) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(PgError::query(context, e).into()),
+    }
+}
+
 async fn create_database(
     admin: &Client,
     db: &str,
     role: &str,
     template: Option<&str>,
 ) -> Result<(), ControlError> {
-    if !database_exists(admin, db).await? {
-        let sql = format!(
-            "CREATE DATABASE {} TEMPLATE {}",
-            ident(db),
-            ident(template.unwrap_or("template0"))
-        );
-        match retry_in_use(admin, &sql).await {
-            Ok(()) => {}
-            Err(e) if e.as_db_error().is_some_and(|d| d.code().code() == "42P04") => {}
-            Err(e) => return Err(PgError::query("creating the tenant's database", e).into()),
-        }
-    }
+    create_database_if_missing(admin, db, template, "creating the tenant's database").await?;
     admin
         .batch_execute(&format!(
             "REVOKE ALL ON DATABASE {db} FROM PUBLIC; GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role}",
@@ -1333,20 +1370,7 @@ async fn lock_down_public(in_db: &Client, role: &str) -> Result<(), ControlError
 /// The shared database of schema-mode tenants on a server: no `PUBLIC` connect; `public` holds the
 /// shared extensions and nobody but the admin may create in it.
 async fn ensure_shared_database(admin: &Client, db: &str) -> Result<(), ControlError> {
-    if !database_exists(admin, db).await? {
-        match admin
-            .batch_execute(&format!("CREATE DATABASE {} TEMPLATE template0", ident(db)))
-            .await
-        {
-            Ok(()) => {}
-            // Created meanwhile by another worker: "already exists", or the unique index on the
-            // catalog when both ran at the same moment.
-            Err(e)
-                if e.as_db_error()
-                    .is_some_and(|d| matches!(d.code().code(), "42P04" | "23505")) => {}
-            Err(e) => return Err(PgError::query("creating the shared tenant database", e).into()),
-        }
-    }
+    create_database_if_missing(admin, db, None, "creating the shared tenant database").await?;
     admin
         .batch_execute(&format!("REVOKE ALL ON DATABASE {} FROM PUBLIC", ident(db)))
         .await
