@@ -62,6 +62,13 @@ pub enum ServerCommand {
         /// The server.
         name: String,
     },
+    /// Build verified spare schemas on a server now, so schema-mode tenants claim one instead of
+    /// running DDL (the schema-mode fast path; `pgfleet serve` keeps them topped up). Drops spares
+    /// of an older target and unfinished ones. Count: PGFLEET_SPARE_SCHEMAS (default 4)
+    Spares {
+        /// The server.
+        name: String,
+    },
 }
 
 /// `pgfleet tenant …`.
@@ -290,13 +297,23 @@ pub fn server(args: &ControlArgs, cmd: &ServerCommand) -> anyhow::Result<()> {
                 c.activate_server(name).await?;
                 eprintln!("Server {name} is active");
             }
+            ServerCommand::Spares { name } => {
+                if !c.servers().await?.iter().any(|s| &s.name == name) {
+                    anyhow::bail!("unknown server {name:?}: `pgfleet server list` shows the servers");
+                }
+                let built = c.refill_spares(name).await?;
+                eprintln!(
+                    "Server {name}: built {built} spare schema(s); pool size {} (verified, at the current target)",
+                    c.config().spare_schemas
+                );
+            }
         }
         anyhow::Ok(())
     })
 }
 
 /// A key as it may be printed in a table: control characters escaped, so a key cannot fake rows.
-fn printable(key: &str) -> String {
+pub(crate) fn printable(key: &str) -> String {
     if key.chars().any(char::is_control) {
         key.chars()
             .flat_map(|c| {
@@ -326,6 +343,11 @@ fn tenant_json(t: &Tenant) -> serde_json::Value {
         "schema_version": t.schema_version,
         "last_error": t.last_error,
         "created_at": t.created_at,
+        "migrate_error": t.migrate_error,
+        "health": t.health,
+        "health_checked_at": t.health_checked_at,
+        "health_latency_ms": t.health_latency_ms,
+        "health_error": t.health_error,
     })
 }
 
@@ -355,6 +377,20 @@ fn print_tenant(t: &Tenant) {
     );
     if let Some(e) = &t.last_error {
         println!("last error:     {e}");
+    }
+    if let Some(e) = &t.migrate_error {
+        println!("migrate error:  {e}");
+    }
+    match (&t.health_checked_at, t.health_latency_ms) {
+        (Some(at), Some(ms)) => println!("health:         {} ({ms:.1} ms, checked {at})", t.health),
+        (Some(at), None) => println!("health:         {} (checked {at})", t.health),
+        _ => println!(
+            "health:         {} (not checked yet: `pgfleet serve` checks tenants)",
+            t.health
+        ),
+    }
+    if let Some(e) = &t.health_error {
+        println!("health error:   {e}");
     }
     println!("created:        {}", t.created_at);
 }
@@ -495,83 +531,41 @@ pub fn check(
     tenant: Option<&str>,
     all: bool,
     fix: bool,
+    concurrency: usize,
     format: OutputFormat,
 ) -> anyhow::Result<bool> {
-    anyhow::ensure!(
-        tenant.is_some() || all,
-        "which tenants? pass --tenant KEY or --all"
-    );
+    let key = match (tenant, all) {
+        (_, true) => return crate::fleet_cmds::check_all(args, fix, concurrency, format),
+        (Some(k), false) => k,
+        (None, false) => anyhow::bail!("which tenants? pass --tenant KEY or --all"),
+    };
     runtime()?.block_on(async {
         let c = control(args).await?;
-        let keys: Vec<String> = match tenant {
-            Some(k) => vec![k.to_string()],
-            None => c.tenants(Some(State::Ready)).await?.into_iter().map(|t| t.key).collect(),
+        let (drift, applied) = if fix {
+            let r = c.fix(key, "pgfleet check --fix").await?;
+            (r.remaining, r.applied)
+        } else {
+            (c.check(key).await?, Vec::new())
         };
-        let mut results = Vec::new();
-        let mut drifted = 0;
-        let mut repaired = 0;
-        let mut failed = 0;
-        for key in &keys {
-            let outcome = if fix {
-                c.fix(key, "pgfleet check --fix").await.map(|r| (r.remaining, r.applied))
-            } else {
-                c.check(key).await.map(|d| (d, Vec::new()))
-            };
-            let (drift, applied) = match outcome {
-                Ok(x) => x,
-                Err(e) if keys.len() > 1 => {
-                    failed += 1;
-                    eprintln!("{}: error: {e}", printable(key));
-                    results.push(serde_json::json!({"key": key, "error": e.to_string()}));
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            repaired += applied.len();
-            if !drift.is_clean() {
-                drifted += 1;
-            }
-            if format == OutputFormat::Table {
+        match format {
+            OutputFormat::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "key": key, "clean": drift.is_clean(), "repaired": applied, "drift": drift
+                }))?
+            ),
+            OutputFormat::Table => {
                 if !applied.is_empty() {
-                    println!("{}: repaired {} (recorded as corrections)", printable(key), applied.join("; "));
+                    println!(
+                        "{}: repaired {} (recorded as corrections)",
+                        printable(key),
+                        applied.join("; ")
+                    );
                 }
-                if drift.is_clean() {
-                    if applied.is_empty() {
-                        println!("{}: clean", printable(key));
-                    }
-                } else {
-                    println!("{}: {} difference(s) from target {}", printable(key), drift.steps.len(), drift.target);
-                    for s in &drift.steps {
-                        let hz: Vec<&str> = s.hazards.iter().map(|h| h.name()).collect();
-                        println!(
-                            "  - {}{}{}",
-                            s.description,
-                            if hz.is_empty() { String::new() } else { format!(" [{}]", hz.join(", ")) },
-                            if s.repairable {
-                                " (repairable with --fix)"
-                            } else if s.destructive {
-                                " (destructive: never repaired; review it)"
-                            } else {
-                                " (not additive: --fix leaves it; review it)"
-                            }
-                        );
-                    }
-                }
+                crate::fleet_cmds::print_drift(&printable(key), &drift, applied.is_empty());
             }
-            results.push(serde_json::json!({"key": key, "clean": drift.is_clean(), "repaired": applied, "drift": drift}));
         }
-        if format == OutputFormat::Json {
-            println!("{}", serde_json::to_string_pretty(&results)?);
-        }
-        eprintln!(
-            "{} tenant(s) checked: {} clean, {drifted} with drift{}{}",
-            keys.len(),
-            keys.len() - drifted - failed,
-            if fix { format!(", {repaired} repair(s) applied") } else { String::new() },
-            if failed > 0 { format!(", {failed} could not be checked (see above)") } else { String::new() }
-        );
-        anyhow::ensure!(failed == 0, "{failed} tenant(s) could not be checked");
-        anyhow::Ok(drifted > 0)
+        anyhow::Ok(!drift.is_clean())
     })
 }
 

@@ -6,6 +6,7 @@
 
 pub mod control_cmds;
 pub mod demo;
+pub mod fleet_cmds;
 pub mod local;
 pub mod migrate_cmds;
 pub mod schema_cmds;
@@ -171,6 +172,9 @@ pub enum Command {
         /// Repair additive drift (missing tables, columns, indexes, …); never drops or alters.
         #[arg(long)]
         fix: bool,
+        /// Tenants checked at once (with --all).
+        #[arg(long, value_name = "N", default_value_t = 8)]
+        concurrency: usize,
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: control_cmds::OutputFormat,
@@ -258,6 +262,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             });
         }
+        Command::Migrate(args) if args.fleet.all => return fleet_cmds::migrate_all(&args),
         Command::Migrate(args) => migrate_cmds::migrate(&args),
         Command::Init {
             migrations,
@@ -278,10 +283,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tenant,
             all,
             fix,
+            concurrency,
             format,
             control,
         } => {
-            let drift = control_cmds::check(&control, tenant.as_deref(), all, fix, format)?;
+            let drift =
+                control_cmds::check(&control, tenant.as_deref(), all, fix, concurrency, format)?;
             return Ok(if drift {
                 ExitCode::from(1)
             } else {

@@ -59,6 +59,9 @@ pub struct MigrateArgs {
     /// Apply flags.
     #[command(flatten)]
     pub run: RunArgs,
+    /// The whole fleet (--all).
+    #[command(flatten)]
+    pub fleet: crate::fleet_cmds::FleetArgs,
 }
 
 /// Where to migrate.
@@ -147,7 +150,7 @@ pub enum StatusFormat {
 }
 
 /// Loads the directory and checks it against pgfleet.sum.
-fn load_verified(path: &Path) -> anyhow::Result<MigrationDir> {
+pub(crate) fn load_verified(path: &Path) -> anyhow::Result<MigrationDir> {
     let dir = MigrationDir::load(path)?;
     sum::verify(&dir)?;
     Ok(dir)

@@ -26,6 +26,10 @@ pub fn catalog_migrations() -> MigrationDir {
                 "20261125000001_target_models.sql".to_string(),
                 include_str!("catalog/migrations/20261125000001_target_models.sql").to_string(),
             ),
+            (
+                "20261126000000_fleet.sql".to_string(),
+                include_str!("catalog/migrations/20261126000000_fleet.sql").to_string(),
+            ),
         ],
     )
     .expect("the catalog migrations compiled into pgfleet are valid")

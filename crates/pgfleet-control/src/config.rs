@@ -145,6 +145,9 @@ impl Settings {
     }
 }
 
+/// Spare schemas kept per server by default.
+pub const DEFAULT_SPARE_SCHEMAS: usize = 4;
+
 /// The resolved configuration.
 #[derive(Clone)]
 pub struct Config {
@@ -163,6 +166,9 @@ pub struct Config {
     /// On by default: `pgfleet-bench provision` measured it 11 % faster at p50 (see
     /// docs/benchmarks.md); `PGFLEET_USE_TEMPLATES=0` turns it off.
     pub use_templates: bool,
+    /// Spare schemas kept per server for schema-mode tenants by processes that keep them
+    /// (`PGFLEET_SPARE_SCHEMAS`, default 4; 0 turns building them off). See [`crate::spares`].
+    pub spare_schemas: usize,
     /// The key secrets were sealed with before a rotation (`PGFLEET_PREVIOUS_MASTER_KEY` or
     /// `PGFLEET_PREVIOUS_MASTER_KEY_FILE`): still opens rows `pgfleet keys rotate` has not re-wrapped.
     pub previous_master_key: Option<MasterKey>,
@@ -234,6 +240,13 @@ impl Config {
             retry_backoff: std::time::Duration::from_secs(1),
             previous_master_key: previous_key(&var)?,
             use_templates: var("PGFLEET_USE_TEMPLATES").is_none_or(|v| v != "0" && v != "false"),
+            spare_schemas: match var("PGFLEET_SPARE_SCHEMAS") {
+                None => DEFAULT_SPARE_SCHEMAS,
+                Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
+                    name: "PGFLEET_SPARE_SCHEMAS".into(),
+                    reason: format!("expected a number of schemas (0 or more), got {v:?}"),
+                })?,
+            },
             master_key,
         })
     }
@@ -248,6 +261,7 @@ impl Config {
             retry_backoff: std::time::Duration::from_secs(1),
             previous_master_key: None,
             use_templates: true,
+            spare_schemas: DEFAULT_SPARE_SCHEMAS,
             master_key: Ok(master_key),
         }
     }

@@ -25,10 +25,12 @@ pub mod catalog;
 pub mod config;
 pub mod diagnose;
 pub mod events;
+pub mod fleet;
 pub mod keys;
 pub mod provision;
 pub mod secrets;
 pub mod server;
+pub mod spares;
 pub mod tenant;
 
 use std::collections::HashMap;
@@ -180,6 +182,10 @@ struct Inner {
     /// Idle connections by `catalog` or `server/database`, handed back only by work that finished
     /// cleanly (so never inside a transaction); at most [`IDLE_PER_KEY`] each.
     idle: std::sync::Mutex<HashMap<String, Vec<Client>>>,
+    /// Whether this process tops spare schemas up after schema-mode tenants ([`Control::keep_spares`]).
+    keep_spares: std::sync::atomic::AtomicBool,
+    /// Servers whose spares a task of this process is refilling.
+    refilling: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Most idle connections kept per catalog or server database.
@@ -216,6 +222,8 @@ impl Control {
                 working: std::sync::Mutex::new(Default::default()),
                 lock_conn: tokio::sync::Mutex::new(None),
                 idle: std::sync::Mutex::new(HashMap::new()),
+                keep_spares: std::sync::atomic::AtomicBool::new(false),
+                refilling: std::sync::Mutex::new(Default::default()),
             }),
         })
     }

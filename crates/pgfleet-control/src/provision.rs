@@ -51,7 +51,14 @@ const STEPS: [&str; 7] = [
     "place", "role", "database", "migrate", "grant", "verify", "ready",
 ];
 
+/// The step after a schema tenant claimed a verified spare schema (see [`crate::spares`]): grant,
+/// then `ready`.
+const CLAIMED: &str = "claimed";
+
 fn next_step(step: &str) -> &'static str {
+    if step == CLAIMED {
+        return "ready";
+    }
     let i = STEPS.iter().position(|s| *s == step).unwrap_or(0);
     STEPS[(i + 1).min(STEPS.len() - 1)]
 }
@@ -538,6 +545,7 @@ impl Control {
                 return Ok(());
             }
             let step = t.step.clone();
+            let mut next_override: Option<&'static str> = None;
             let started = Instant::now();
             let span = tracing::info_span!("provision", tenant = %t.key, step = %step, server = t.server.as_deref().unwrap_or(""), database = %t.database);
             let _g = span.enter();
@@ -589,13 +597,18 @@ impl Control {
                             if target.is_none() {
                                 target = Some(self.target().await?);
                             }
-                            create_tenant_schema(
-                                d,
-                                &t.schema,
-                                &t.role,
-                                target.as_ref().expect("set above"),
-                            )
-                            .await?
+                            let tg = target.as_ref().expect("set above");
+                            if crate::spares::claim(d, &t, tg).await? {
+                                c.execute(
+                                    "UPDATE pgfleet.tenants SET schema_version = $2 WHERE id = $1",
+                                    &[&tenant_id, &tg.version],
+                                )
+                                .await
+                                .map_err(q("recording the version"))?;
+                                next_override = Some(CLAIMED);
+                            } else {
+                                create_tenant_schema(d, &t.schema, &t.role, tg).await?
+                            }
                         }
                     }
                 }
@@ -625,7 +638,7 @@ impl Control {
                     .await
                     .map_err(q("recording the version"))?;
                 }
-                "grant" => {
+                "grant" | CLAIMED => {
                     if in_db.is_none() {
                         in_db = Some(self.pooled_admin(&t, Some(&t.database)).await?);
                     }
@@ -658,30 +671,29 @@ impl Control {
                 }
                 _ => {}
             }
-            let next = next_step(&step);
+            let next = next_override.unwrap_or_else(|| next_step(&step));
             let state = if next == "ready" {
                 "ready"
             } else {
                 "provisioning"
             };
+            // Progress and the lease in one round trip.
             c.execute(
-                "UPDATE pgfleet.tenants SET step = $2, state = $3, last_error = CASE WHEN $3 = 'ready' THEN NULL ELSE last_error END, updated_at = now() WHERE id = $1",
-                &[&tenant_id, &next, &state],
+                "WITH progress AS (
+                     UPDATE pgfleet.tenants SET step = $2, state = $3,
+                            last_error = CASE WHEN $3 = 'ready' THEN NULL ELSE last_error END, updated_at = now()
+                     WHERE id = $1)
+                 UPDATE pgfleet.operations SET lease_until = now() + make_interval(secs => $5) WHERE id = $4",
+                &[&tenant_id, &next, &state, &op, &LEASE.as_secs_f64()],
             )
             .await
             .map_err(q("recording progress"))?;
-            c.execute(
-                "UPDATE pgfleet.operations SET lease_until = now() + make_interval(secs => $2) WHERE id = $1",
-                &[&op, &LEASE.as_secs_f64()],
-            )
-            .await
-            .map_err(q("extending the lease"))?;
             tracing::debug!(
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "step done"
             );
             if next == "ready" {
-                events::record(c, Some(tenant_id), Some(&t.key), "tenant.ready", serde_json::json!({"server": t.server, "database": t.database, "schema": t.schema, "version": t.schema_version})).await?;
+                events::record(c, Some(tenant_id), Some(&t.key), "tenant.ready", serde_json::json!({"server": t.server, "database": t.database, "schema": t.schema, "version": t.schema_version, "from_spare": step == CLAIMED})).await?;
             }
             failpoint(&format!("provision:after:{step}"));
             if next == "ready" {
@@ -695,6 +707,7 @@ impl Control {
                     && t.mode == Mode::Schema
                 {
                     self.put_idle(&format!("{server}/{}", t.database), d);
+                    self.spawn_refill(&server);
                 }
                 return Ok(());
             }
@@ -918,13 +931,23 @@ impl Control {
         let server = t.server.as_deref().ok_or_else(|| {
             ControlError::Invalid(format!("tenant {:?} is not placed yet", t.key))
         })?;
+        let mut config = self.server_admin_config(server).await?;
+        if let Some(db) = database {
+            config.dbname(db);
+        }
+        Ok(config)
+    }
+
+    /// The admin connection settings of a server (its URL's database), with pgfleet's fixed
+    /// `search_path` and application name.
+    pub(crate) async fn server_admin_config(
+        &self,
+        server: &str,
+    ) -> Result<tokio_postgres::Config, ControlError> {
         let mut keys = vec![self.config().master_key()?];
         keys.extend(self.config().previous_master_key.as_ref());
         let url = server::admin_url_with(self.catalog(), &keys, server).await?;
         let mut config = connect::parse_url(url.expose())?;
-        if let Some(db) = database {
-            config.dbname(db);
-        }
         config.application_name("pgfleet control");
         // Migrations and DDL run with a fixed search_path, whatever the admin role's settings.
         config.options("-c search_path=public");
@@ -1014,7 +1037,7 @@ impl Control {
     }
 
     /// As [`Control::verify`], on an admin connection to the tenant's database.
-    async fn verify_on(
+    pub(crate) async fn verify_on(
         &self,
         t: &Tenant,
         target: &Target,
@@ -1261,32 +1284,31 @@ async fn database_exists(admin: &Client, db: &str) -> Result<bool, ControlError>
         .is_some())
 }
 
-/// Creates the login role, or sets its password again. The server only ever sees a SCRAM verifier.
+/// Creates the login role, or sets its password again. The server only ever sees a SCRAM verifier
+/// (with [`crate::secrets::SCRAM_ITERATIONS`]).
 pub(crate) async fn ensure_role(
     admin: &Client,
     role: &str,
     password: &Secret,
 ) -> Result<(), ControlError> {
-    let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
+    let verifier = crate::secrets::scram_verifier(password, crate::secrets::SCRAM_ITERATIONS)?;
     let create = format!(
         "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION PASSWORD {}",
         ident(role),
         literal(&verifier)
     );
-    let alter = format!(
-        "ALTER ROLE {} LOGIN PASSWORD {}",
-        ident(role),
-        literal(&verifier)
-    );
-    if !role_exists(admin, role).await? {
-        match admin.batch_execute(&create).await {
-            Ok(()) => return Ok(()),
-            Err(e) if e.as_db_error().is_some_and(|d| d.code().code() == "42710") => {}
-            Err(e) => return Err(PgError::query("creating the tenant's role", e).into()),
-        }
+    match admin.batch_execute(&create).await {
+        Ok(()) => return Ok(()),
+        Err(e) if e.as_db_error().is_some_and(|d| d.code().code() == "42710") => {}
+        Err(e) => return Err(PgError::query("creating the tenant's role", e).into()),
     }
+    // It exists (a step that ran before a crash, or a rotation): set the password again.
     admin
-        .batch_execute(&alter)
+        .batch_execute(&format!(
+            "ALTER ROLE {} LOGIN PASSWORD {}",
+            ident(role),
+            literal(&verifier)
+        ))
         .await
         .map_err(q("setting the tenant's password"))?;
     Ok(())
@@ -1369,7 +1391,7 @@ async fn lock_down_public(in_db: &Client, role: &str) -> Result<(), ControlError
 
 /// The shared database of schema-mode tenants on a server: no `PUBLIC` connect; `public` holds the
 /// shared extensions and nobody but the admin may create in it.
-async fn ensure_shared_database(admin: &Client, db: &str) -> Result<(), ControlError> {
+pub(crate) async fn ensure_shared_database(admin: &Client, db: &str) -> Result<(), ControlError> {
     create_database_if_missing(admin, db, None, "creating the shared tenant database").await?;
     admin
         .batch_execute(&format!("REVOKE ALL ON DATABASE {} FROM PUBLIC", ident(db)))
@@ -1386,19 +1408,11 @@ async fn create_tenant_schema(
     role: &str,
     target: &Target,
 ) -> Result<(), ControlError> {
-    let mut sql = format!(
-        "REVOKE ALL ON SCHEMA public FROM PUBLIC; CREATE SCHEMA IF NOT EXISTS {s}; REVOKE ALL ON SCHEMA {s} FROM PUBLIC; \
-         GRANT USAGE ON SCHEMA {s} TO {r}; GRANT USAGE ON SCHEMA public TO {r}; GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {r};",
-        s = ident(schema),
-        r = ident(role),
-        db = ident(tenant::SHARED_DATABASE),
+    let sql = format!(
+        "{} {}",
+        crate::spares::prepare_schema_sql(schema, target),
+        crate::spares::role_access_sql(schema, role)
     );
-    for ext in target_extensions(target) {
-        sql.push_str(&format!(
-            " CREATE EXTENSION IF NOT EXISTS {} SCHEMA public;",
-            ident(&ext)
-        ));
-    }
     // Concurrent tenants may race on CREATE EXTENSION; the loser retries the step.
     in_db
         .batch_execute(&sql)
@@ -1408,7 +1422,7 @@ async fn create_tenant_schema(
 }
 
 /// Extensions the target creates (`CREATE EXTENSION [IF NOT EXISTS] name`).
-fn target_extensions(target: &Target) -> Vec<String> {
+pub(crate) fn target_extensions(target: &Target) -> Vec<String> {
     let mut out = Vec::new();
     for m in &target.dir.migrations {
         for stmt in m.statements() {

@@ -87,7 +87,7 @@ impl std::fmt::Display for State {
 }
 
 /// A tenant as the catalog records it (never its password).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Tenant {
     /// The application's key (e.g. its user id).
     pub key: String,
@@ -113,6 +113,66 @@ pub struct Tenant {
     pub last_error: Option<String>,
     /// When it was created.
     pub created_at: String,
+    /// Why its last fleet migration (`migrate --all`) failed; cleared when one succeeds.
+    pub migrate_error: Option<String>,
+    /// Its health as the health checker last saw it.
+    pub health: Health,
+    /// When the health checker last checked it.
+    pub health_checked_at: Option<String>,
+    /// How long the last check took (login as its role and `select 1`), in milliseconds.
+    pub health_latency_ms: Option<f64>,
+    /// Why the last check was not healthy.
+    pub health_error: Option<String>,
+}
+
+/// A tenant's health, as `pgfleet serve`'s health checker records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Not checked yet.
+    Unknown,
+    /// Logged in as its role and answered `select 1`.
+    Healthy,
+    /// Answered, but slowly (over the degraded threshold).
+    Degraded,
+    /// Could not be reached or logged into.
+    Unreachable,
+}
+
+impl Health {
+    /// The catalog spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Healthy => "healthy",
+            Self::Degraded => "degraded",
+            Self::Unreachable => "unreachable",
+        }
+    }
+
+    /// Every health, in catalog spelling order.
+    pub const ALL: [Health; 4] = [
+        Self::Unknown,
+        Self::Healthy,
+        Self::Degraded,
+        Self::Unreachable,
+    ];
+}
+
+impl std::str::FromStr for Health {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|h| h.as_str() == s)
+            .ok_or_else(|| format!("unknown health {s:?}"))
+    }
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 impl Tenant {
@@ -130,13 +190,19 @@ impl Tenant {
             schema_version: r.get("schema_version"),
             last_error: r.get("last_error"),
             created_at: r.get("created_at"),
+            migrate_error: r.get("migrate_error"),
+            health: r.get::<_, &str>("health").parse()?,
+            health_checked_at: r.get("health_checked_at"),
+            health_latency_ms: r.get("health_latency_ms"),
+            health_error: r.get("health_error"),
         })
     }
 }
 
 /// The columns [`Tenant::from_row`] reads.
 pub(crate) const COLUMNS: &str = "key, id, mode, state, step, server, database_name, schema_name, role_name, \
-     schema_version, last_error, created_at::text AS created_at";
+     schema_version, last_error, created_at::text AS created_at, migrate_error, health, \
+     health_checked_at::text AS health_checked_at, health_latency_ms, health_error";
 
 /// Internal names of a tenant id: (database, schema, role). All ASCII, at most 26 bytes.
 pub fn names(id: &str, mode: Mode) -> (String, String, String) {

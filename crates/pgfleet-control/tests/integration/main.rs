@@ -3,6 +3,7 @@
 mod diagnose;
 mod provision;
 mod servers;
+mod spares;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -558,11 +558,14 @@ async fn an_older_catalog_is_refused_until_init_upgrades_it() {
     .await
     .unwrap_err();
     assert!(
-        err.to_string().contains("20261125000001") && err.to_string().contains("pgfleet init"),
+        err.to_string().contains("20261126000000") && err.to_string().contains("pgfleet init"),
         "{err}"
     );
     let report = pgfleet_control::catalog::init(&url, None).await.unwrap();
-    assert_eq!(report.catalog_migrations, ["20261125000001"]);
+    assert_eq!(
+        report.catalog_migrations,
+        ["20261125000001", "20261126000000"]
+    );
     pgfleet_control::Control::connect(pgfleet_control::config::Config::new(db.url(), key))
         .await
         .unwrap();

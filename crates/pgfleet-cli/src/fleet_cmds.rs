@@ -1,0 +1,346 @@
+//! `pgfleet migrate --all` and `pgfleet check --all`: fleet-wide work with live progress.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pgfleet::control::diagnose::Drift;
+use pgfleet::control::fleet::{
+    Canary, FleetCheck, FleetMigration, FleetOptions, FleetProgress, Outcome, ProgressFn,
+};
+
+use crate::control_cmds::{ControlArgs, OutputFormat, config, printable};
+use crate::migrate_cmds::{MigrateArgs, load_verified};
+
+/// Flags of `migrate --all`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FleetArgs {
+    /// Migrate every ready tenant of the fleet instead of one database: records --migrations as
+    /// the fleet's target (as `init` does), then brings each tenant to it. Tenants already at the
+    /// target are not touched. Exit codes: 0 all migrated, 1 a tenant failed, 2 error
+    #[arg(long, conflicts_with_all = ["db", "in_schema", "to", "dry_run", "allow_changed", "allow_out_of_order"])]
+    pub all: bool,
+    /// Tenants migrated at once, in all
+    #[arg(long, value_name = "N", default_value_t = 8, requires = "all")]
+    pub concurrency: usize,
+    /// Tenants migrated at once on one server
+    #[arg(long, value_name = "N", default_value_t = 4, requires = "all")]
+    pub per_server: usize,
+    /// Migrate N tenants (or N% of them) first, and stop if any of them fails
+    #[arg(long, value_name = "N|N%", requires = "all")]
+    pub canary: Option<Canary>,
+    /// Only this tenant (repeatable)
+    #[arg(long = "tenant", value_name = "KEY", requires = "all")]
+    pub tenants: Vec<String>,
+    /// Go on with the other tenants after one fails (default: stop starting new ones)
+    #[arg(long, requires = "all")]
+    pub continue_on_error: bool,
+    /// Also introspect each migrated tenant and diff it against the target
+    #[arg(long, requires = "all")]
+    pub verify: bool,
+    /// Output format of the summary
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+    /// Catalog and master key.
+    #[command(flatten)]
+    pub control: ControlArgs,
+}
+
+/// Live progress on stderr: a redrawn bar on a terminal, a line every few seconds otherwise.
+struct Bar {
+    what: &'static str,
+    tty: bool,
+    last: Mutex<Option<Instant>>,
+}
+
+impl Bar {
+    fn new(what: &'static str) -> Arc<Self> {
+        Arc::new(Self {
+            what,
+            tty: std::io::stderr().is_terminal(),
+            last: Mutex::new(None),
+        })
+    }
+
+    fn callback(self: &Arc<Self>) -> ProgressFn {
+        let bar = self.clone();
+        Arc::new(move |p| bar.show(p))
+    }
+
+    fn show(&self, p: FleetProgress) {
+        let finished = p.done == p.total;
+        let every = if self.tty {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_secs(5)
+        };
+        {
+            let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            if !finished && last.is_some_and(|t| t.elapsed() < every) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let secs = p.elapsed.as_secs_f64().max(0.001);
+        let rate = p.done as f64 / secs;
+        let left = p.total - p.done;
+        let eta = if rate > 0.0 && left > 0 {
+            format!(", ETA {:.0}s", left as f64 / rate)
+        } else {
+            String::new()
+        };
+        let text = format!(
+            "{}: {}/{} done, {} failed, {left} left ({rate:.0}/s{eta})",
+            self.what, p.done, p.total, p.failed
+        );
+        let mut err = std::io::stderr().lock();
+        if self.tty {
+            const WIDTH: usize = 24;
+            let filled = (p.done * WIDTH).checked_div(p.total).unwrap_or(WIDTH);
+            let _ = write!(
+                err,
+                "\r\x1b[2K[{}{}] {text}",
+                "#".repeat(filled),
+                ".".repeat(WIDTH - filled)
+            );
+            if finished {
+                let _ = writeln!(err);
+            }
+        } else {
+            let _ = writeln!(err, "{text}");
+        }
+    }
+}
+
+fn multi_thread_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// `pgfleet migrate --all`.
+///
+/// # Errors
+/// Catalog errors, an invalid directory, unknown tenant keys.
+pub fn migrate_all(a: &MigrateArgs) -> anyhow::Result<ExitCode> {
+    let f = &a.fleet;
+    let cfg = config(&f.control)?;
+    let path = a.run.target.migrations.clone();
+    anyhow::ensure!(
+        path.is_dir(),
+        "migrations directory {} does not exist (pass --migrations DIR)",
+        path.display()
+    );
+    let dir = load_verified(&path)?;
+    let opts = FleetOptions {
+        concurrency: f.concurrency,
+        per_server: f.per_server,
+        canary: f.canary,
+        tenants: f.tenants.clone(),
+        continue_on_error: f.continue_on_error,
+        verify: f.verify,
+        lock_wait: a.run.lock_wait,
+    };
+    let report = multi_thread_runtime()?.block_on(async {
+        let c = pgfleet::control::Control::connect(cfg).await?;
+        let bar = Bar::new("migrate --all");
+        anyhow::Ok(c.migrate_all(Some(&dir), &opts, bar.callback()).await?)
+    })?;
+    match f.format {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Table => print_migration(&report),
+    }
+    Ok(if report.failed > 0 || report.stopped.is_some() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_migration(r: &FleetMigration) {
+    let mut servers: Vec<&str> = r.tenants.iter().map(|t| t.server.as_str()).collect();
+    servers.sort_unstable();
+    servers.dedup();
+    println!(
+        "{:<20} {:>9} {:>11} {:>7} {:>8}",
+        "server", "migrated", "up to date", "failed", "not run"
+    );
+    let row = |name: &str, filter: &dyn Fn(&str) -> bool| {
+        let n = |o: Outcome| {
+            r.tenants
+                .iter()
+                .filter(|t| filter(&t.server) && t.outcome == o)
+                .count()
+        };
+        println!(
+            "{:<20} {:>9} {:>11} {:>7} {:>8}",
+            name,
+            n(Outcome::Migrated),
+            n(Outcome::UpToDate),
+            n(Outcome::Failed),
+            n(Outcome::NotRun)
+        );
+    };
+    for s in &servers {
+        row(if s.is_empty() { "(not placed)" } else { s }, &|x| x == *s);
+    }
+    row("total", &|_| true);
+    let failed: Vec<_> = r
+        .tenants
+        .iter()
+        .filter(|t| t.outcome == Outcome::Failed)
+        .collect();
+    if !failed.is_empty() {
+        println!();
+        println!(
+            "failed tenants (they keep their version; `pgfleet tenant show KEY` shows the error):"
+        );
+        for t in failed.iter().take(50) {
+            println!(
+                "  {} on {} at {}: {}",
+                printable(&t.key),
+                t.server,
+                t.from.as_deref().unwrap_or("-"),
+                t.error.as_deref().unwrap_or("").replace('\n', "\n      ")
+            );
+        }
+        if failed.len() > 50 {
+            println!(
+                "  … and {} more (--format json lists them all)",
+                failed.len() - 50
+            );
+        }
+    }
+    eprintln!(
+        "Target {}{}: {} tenant(s), {} migrated, {} already up to date, {} failed, {} not run, in {:.1}s (rollout #{}){}",
+        r.target,
+        if r.target_changed {
+            " (newly recorded)"
+        } else {
+            ""
+        },
+        r.total,
+        r.migrated,
+        r.up_to_date,
+        r.failed,
+        r.not_run,
+        r.elapsed_ms / 1000.0,
+        r.rollout,
+        if r.canary > 0 {
+            format!("; canary of {} first", r.canary)
+        } else {
+            String::new()
+        },
+    );
+    if let Some(why) = &r.stopped {
+        eprintln!(
+            "Stopped early: {why}. Fix the failure and run again: tenants already at the target are skipped."
+        );
+    }
+}
+
+/// `pgfleet check --all`. Returns whether drift remains.
+///
+/// # Errors
+/// Catalog errors, or tenants that could not be checked.
+pub fn check_all(
+    args: &ControlArgs,
+    fix: bool,
+    concurrency: usize,
+    format: OutputFormat,
+) -> anyhow::Result<bool> {
+    let cfg = config(args)?;
+    let report = multi_thread_runtime()?.block_on(async {
+        let c = pgfleet::control::Control::connect(cfg).await?;
+        let bar = Bar::new(if fix {
+            "check --all --fix"
+        } else {
+            "check --all"
+        });
+        anyhow::Ok(c.check_all(fix, concurrency, bar.callback()).await?)
+    })?;
+    match format {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Table => print_check(&report),
+    }
+    eprintln!(
+        "{} tenant(s) checked against target {}: {} clean, {} with drift ({} destructive difference(s)){}{}",
+        report.total,
+        report.target,
+        report.clean,
+        report.drifted,
+        report.destructive,
+        if fix {
+            format!(", {} repaired", report.repaired)
+        } else {
+            String::new()
+        },
+        if report.failed > 0 {
+            format!(", {} could not be checked (see above)", report.failed)
+        } else {
+            String::new()
+        }
+    );
+    anyhow::ensure!(
+        report.failed == 0,
+        "{} tenant(s) could not be checked",
+        report.failed
+    );
+    Ok(report.drifted > 0)
+}
+
+fn print_check(r: &FleetCheck) {
+    for t in &r.tenants {
+        let key = printable(&t.key);
+        if let Some(e) = &t.error {
+            println!("{key}: error: {e}");
+            continue;
+        }
+        if !t.repaired.is_empty() {
+            println!(
+                "{key}: repaired {} (recorded as corrections)",
+                t.repaired.join("; ")
+            );
+        }
+        if let Some(d) = &t.drift {
+            print_drift(&key, d, t.repaired.is_empty());
+        }
+    }
+}
+
+/// One tenant's drift, as `check` prints it.
+pub fn print_drift(key: &str, drift: &Drift, say_clean: bool) {
+    if drift.is_clean() {
+        if say_clean {
+            println!("{key}: clean");
+        }
+        return;
+    }
+    println!(
+        "{key}: {} difference(s) from target {}",
+        drift.steps.len(),
+        drift.target
+    );
+    for s in &drift.steps {
+        let hz: Vec<&str> = s.hazards.iter().map(|h| h.name()).collect();
+        println!(
+            "  - {}{}{}",
+            s.description,
+            if hz.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", hz.join(", "))
+            },
+            if s.repairable {
+                " (repairable with --fix)"
+            } else if s.destructive {
+                " (destructive: never repaired; review it)"
+            } else {
+                " (not additive: --fix leaves it; review it)"
+            }
+        );
+    }
+}

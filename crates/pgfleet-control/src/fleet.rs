@@ -1,0 +1,863 @@
+//! Fleet operations: bring every tenant to the target (`migrate --all`) and check the whole fleet
+//! for drift (`check --all`), concurrently within bounds.
+//!
+//! `migrate --all` records the migrations directory as the target (as `init` does), then:
+//!
+//! - **Up-to-date tenants cost nothing**: the catalog knows each tenant's version, and a tenant
+//!   already at the target is not connected to at all.
+//! - The others are migrated with pgfleet's migrator on a connection of their own at a time (at most
+//!   `concurrency` overall and `per_server` per server), under the migrator's per-database (or
+//!   per-schema) lock, each migration in its own transaction with its history row. Schema tenants
+//!   of one server share a few connections to the shared database, one tenant after another.
+//! - After a tenant's migrations the tenant's role is granted DML on what they created.
+//! - **Isolated and resumable**: a failing tenant is recorded in the catalog (`migrate_error`: file,
+//!   statement and PostgreSQL's message; a `tenant.migrate_failed` event) and keeps its version;
+//!   the run stops starting new tenants unless `continue_on_error`. Versions reach the catalog in
+//!   batches; a run killed before a batch was written leaves tenants migrated whose catalog row is
+//!   behind, and the next run finds them up to date in their history (no statement runs twice) and
+//!   records them.
+//! - **Canary**: the first N (or N %) tenants are migrated first; if any fails, the rest are not
+//!   started.
+//! - Every run is recorded in `pgfleet.rollouts` (target, owner, counts, state).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pgfleet_migrate::{MigrateOptions, MigrationDir};
+use serde::Serialize;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_postgres::Client;
+
+use crate::catalog::{self, Target};
+use crate::diagnose::Drift;
+use crate::tenant::{COLUMNS, Mode, State, Tenant};
+use crate::{Control, ControlError};
+
+fn q(context: &str) -> impl FnOnce(tokio_postgres::Error) -> ControlError + '_ {
+    move |e| pgfleet_pg::PgError::query(context, e).into()
+}
+
+/// How `migrate --all` runs.
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    /// Tenants migrated at once, in all.
+    pub concurrency: usize,
+    /// Tenants migrated at once on one server.
+    pub per_server: usize,
+    /// Migrate these first; stop if any fails.
+    pub canary: Option<Canary>,
+    /// Only these tenant keys (empty: every ready tenant).
+    pub tenants: Vec<String>,
+    /// Keep going after a tenant fails.
+    pub continue_on_error: bool,
+    /// Introspect each migrated tenant and diff it against the target (as provisioning does).
+    pub verify: bool,
+    /// How long one tenant waits for another migrator holding its lock.
+    pub lock_wait: Duration,
+}
+
+impl Default for FleetOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            per_server: 4,
+            canary: None,
+            tenants: Vec::new(),
+            continue_on_error: false,
+            verify: false,
+            lock_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The canary of a fleet migration: a number of tenants or a percentage of those to migrate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Canary {
+    /// This many tenants.
+    Count(usize),
+    /// This percentage of the tenants to migrate (rounded up).
+    Percent(f64),
+}
+
+impl Canary {
+    /// How many of `n` tenants.
+    pub fn of(self, n: usize) -> usize {
+        match self {
+            Self::Count(c) => c.min(n),
+            Self::Percent(p) => ((n as f64 * p / 100.0).ceil() as usize).min(n),
+        }
+    }
+}
+
+impl std::str::FromStr for Canary {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("expected a number of tenants (10) or a percentage (5%), got {s:?}");
+        match s.trim().strip_suffix('%') {
+            Some(p) => {
+                let p: f64 = p.trim().parse().map_err(|_| bad())?;
+                if p > 0.0 && p <= 100.0 {
+                    Ok(Self::Percent(p))
+                } else {
+                    Err(format!(
+                        "a canary percentage must be above 0 and at most 100, got {s:?}"
+                    ))
+                }
+            }
+            None => s.trim().parse().map(Self::Count).map_err(|_| bad()),
+        }
+    }
+}
+
+/// What happened to one tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Migrations were applied.
+    Migrated,
+    /// Nothing to apply.
+    UpToDate,
+    /// A migration (or the verification) failed; the tenant keeps its version.
+    Failed,
+    /// Not started (the run stopped, or the tenant is not ready).
+    NotRun,
+}
+
+/// One tenant of a fleet migration.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantMigration {
+    /// The tenant's key.
+    pub key: String,
+    /// Its id.
+    pub id: String,
+    /// Its server.
+    pub server: String,
+    /// Its mode.
+    pub mode: Mode,
+    /// Its version before.
+    pub from: Option<String>,
+    /// Its version after.
+    pub to: Option<String>,
+    /// Versions applied.
+    pub applied: Vec<String>,
+    /// The outcome.
+    pub outcome: Outcome,
+    /// Why it failed or did not run.
+    pub error: Option<String>,
+    /// How long it took.
+    pub duration_ms: f64,
+}
+
+/// A fleet migration's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetMigration {
+    /// The target version.
+    pub target: String,
+    /// This run recorded a new target.
+    pub target_changed: bool,
+    /// Its row in `pgfleet.rollouts`.
+    pub rollout: i64,
+    /// Tenants considered.
+    pub total: usize,
+    /// Tenants migrated.
+    pub migrated: usize,
+    /// Tenants already at the target.
+    pub up_to_date: usize,
+    /// Tenants that failed.
+    pub failed: usize,
+    /// Tenants not started.
+    pub not_run: usize,
+    /// Tenants in the canary.
+    pub canary: usize,
+    /// Why the run stopped early, if it did.
+    pub stopped: Option<String>,
+    /// Wall time.
+    pub elapsed_ms: f64,
+    /// Every tenant, in the order they finished.
+    pub tenants: Vec<TenantMigration>,
+}
+
+/// Progress of a fleet operation, reported after every tenant.
+#[derive(Debug, Clone, Copy)]
+pub struct FleetProgress {
+    /// Tenants in the run.
+    pub total: usize,
+    /// Tenants finished (including failed ones).
+    pub done: usize,
+    /// Tenants that failed.
+    pub failed: usize,
+    /// Since the run started.
+    pub elapsed: Duration,
+}
+
+/// A progress callback.
+pub type ProgressFn = Arc<dyn Fn(FleetProgress) + Send + Sync>;
+
+struct Counters {
+    total: usize,
+    done: AtomicUsize,
+    failed: AtomicUsize,
+    started: Instant,
+    progress: ProgressFn,
+}
+
+impl Counters {
+    fn finish(&self, failed: bool) {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        let failed = if failed {
+            self.failed.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            self.failed.load(Ordering::Relaxed)
+        };
+        (self.progress)(FleetProgress {
+            total: self.total,
+            done,
+            failed,
+            elapsed: self.started.elapsed(),
+        });
+    }
+}
+
+impl Control {
+    /// Records `dir` as the target (when given), then brings every ready tenant (or the tenants
+    /// named in `opts`) to it. See the [module](self) documentation.
+    ///
+    /// # Errors
+    /// Catalog errors, an unknown tenant key, an invalid directory. Tenants that fail are results,
+    /// not errors.
+    pub async fn migrate_all(
+        &self,
+        dir: Option<&MigrationDir>,
+        opts: &FleetOptions,
+        progress: ProgressFn,
+    ) -> Result<FleetMigration, ControlError> {
+        let started = Instant::now();
+        let target_changed = match dir {
+            Some(d) => catalog::record_target(self.catalog(), d).await?.is_some(),
+            None => false,
+        };
+        let target = Arc::new(self.target().await?);
+        let (ready, not_ready) = self.fleet_tenants(&opts.tenants).await?;
+        let rollout: i64 = self
+            .catalog()
+            .query_one(
+                "INSERT INTO pgfleet.rollouts (target, owner, total) VALUES ($1, $2, $3) RETURNING id",
+                &[
+                    &target.version,
+                    &self.inner.worker,
+                    &((ready.len() + not_ready.len()) as i32),
+                ],
+            )
+            .await
+            .map_err(q("recording the rollout"))?
+            .get(0);
+        let mut results: Vec<TenantMigration> = not_ready
+            .into_iter()
+            .map(|t| {
+                let error = format!(
+                    "not ready (state {}): provisioning brings it to the target",
+                    t.state
+                );
+                result(&t, Outcome::NotRun, None, Vec::new(), Some(error), 0.0)
+            })
+            .collect();
+        let (current, todo): (Vec<Tenant>, Vec<Tenant>) = ready
+            .into_iter()
+            .partition(|t| t.schema_version.as_deref() == Some(target.version.as_str()));
+        for t in &current {
+            results.push(result(
+                t,
+                Outcome::UpToDate,
+                t.schema_version.clone(),
+                Vec::new(),
+                None,
+                0.0,
+            ));
+        }
+        let counters = Arc::new(Counters {
+            total: results.len() + todo.len(),
+            done: AtomicUsize::new(results.len()),
+            failed: AtomicUsize::new(0),
+            started,
+            progress,
+        });
+        (counters.progress)(FleetProgress {
+            total: counters.total,
+            done: results.len(),
+            failed: 0,
+            elapsed: started.elapsed(),
+        });
+        let canary = opts.canary.map_or(0, |c| c.of(todo.len()));
+        let mut rest = todo;
+        let first: Vec<Tenant> = rest.drain(..canary).collect();
+        let runner = Arc::new(Runner::new(self, target.clone(), opts, counters).await?);
+        let mut stopped = None;
+        let canary_results = runner.clone().run(first).await;
+        let canary_failed = canary_results.iter().any(|r| r.outcome == Outcome::Failed);
+        results.extend(canary_results);
+        if canary_failed {
+            stopped = Some(format!(
+                "a canary tenant failed: the other {} tenant(s) were not started",
+                rest.len()
+            ));
+            for t in &rest {
+                results.push(result(
+                    t,
+                    Outcome::NotRun,
+                    t.schema_version.clone(),
+                    Vec::new(),
+                    Some("not started: a canary tenant failed".into()),
+                    0.0,
+                ));
+            }
+        } else {
+            results.extend(runner.clone().run(rest).await);
+            if runner.stop.load(Ordering::Relaxed) {
+                stopped = Some(
+                    "a tenant failed: tenants not yet started were not (pass --continue-on-error to go on past failures)"
+                        .into(),
+                );
+            }
+        }
+        let runner = Arc::try_unwrap(runner)
+            .map_err(|_| ControlError::Invalid("fleet migration tasks still running".into()))?;
+        runner.close().await?;
+        let count = |o: Outcome| results.iter().filter(|r| r.outcome == o).count();
+        let report = FleetMigration {
+            target: target.version.clone(),
+            target_changed,
+            rollout,
+            total: results.len(),
+            migrated: count(Outcome::Migrated),
+            up_to_date: count(Outcome::UpToDate),
+            failed: count(Outcome::Failed),
+            not_run: count(Outcome::NotRun),
+            canary,
+            stopped,
+            elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+            tenants: results,
+        };
+        self.catalog()
+            .execute(
+                "UPDATE pgfleet.rollouts SET finished_at = now(), state = CASE WHEN $2 > 0 OR $6 > 0 THEN 'failed' ELSE 'done' END,
+                        failed = $2, migrated = $3, up_to_date = $4, not_run = $5
+                 WHERE id = $1",
+                &[
+                    &rollout,
+                    &(report.failed as i32),
+                    &(report.migrated as i32),
+                    &(report.up_to_date as i32),
+                    &(report.not_run as i32),
+                    &i32::from(report.stopped.is_some()),
+                ],
+            )
+            .await
+            .map_err(q("recording the rollout"))?;
+        Ok(report)
+    }
+
+    /// The tenants of a fleet operation: (ready, named but not ready). Unknown named keys are an
+    /// error.
+    async fn fleet_tenants(
+        &self,
+        keys: &[String],
+    ) -> Result<(Vec<Tenant>, Vec<Tenant>), ControlError> {
+        let rows = self
+            .catalog()
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM pgfleet.tenants
+                     WHERE (cardinality($1::text[]) = 0 AND state = 'ready') OR key = ANY($1)
+                     ORDER BY created_at, id"
+                ),
+                &[&keys],
+            )
+            .await
+            .map_err(q("listing tenants"))?;
+        let tenants = rows
+            .iter()
+            .map(Tenant::from_row)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ControlError::Invalid)?;
+        let unknown: Vec<&String> = keys
+            .iter()
+            .filter(|k| !tenants.iter().any(|t| &t.key == *k))
+            .collect();
+        match unknown.as_slice() {
+            [] => {}
+            [one] => return Err(ControlError::UnknownTenant((*one).clone())),
+            many => {
+                return Err(ControlError::Invalid(format!(
+                    "no tenants with keys {}: `pgfleet tenant list` shows the tenants",
+                    many.iter()
+                        .map(|k| format!("{k:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        Ok(tenants.into_iter().partition(|t| t.state == State::Ready))
+    }
+}
+
+fn result(
+    t: &Tenant,
+    outcome: Outcome,
+    to: Option<String>,
+    applied: Vec<String>,
+    error: Option<String>,
+    duration_ms: f64,
+) -> TenantMigration {
+    TenantMigration {
+        key: t.key.clone(),
+        id: t.id.clone(),
+        server: t.server.clone().unwrap_or_default(),
+        mode: t.mode,
+        from: t.schema_version.clone(),
+        to,
+        applied,
+        outcome,
+        error,
+        duration_ms,
+    }
+}
+
+/// Runs tenants' migrations within the bounds and hands each outcome to the recorder.
+struct Runner {
+    control: Control,
+    target: Arc<Target>,
+    opts: FleetOptions,
+    global: Arc<Semaphore>,
+    per_server: HashMap<String, Arc<Semaphore>>,
+    configs: HashMap<String, tokio_postgres::Config>,
+    idle: Mutex<HashMap<String, Vec<Client>>>,
+    stop: AtomicBool,
+    counters: Arc<Counters>,
+    recorder: mpsc::UnboundedSender<TenantMigration>,
+    recorder_task: tokio::task::JoinHandle<Result<(), ControlError>>,
+}
+
+impl Runner {
+    async fn new(
+        control: &Control,
+        target: Arc<Target>,
+        opts: &FleetOptions,
+        counters: Arc<Counters>,
+    ) -> Result<Self, ControlError> {
+        let mut configs = HashMap::new();
+        let mut per_server = HashMap::new();
+        for s in control.servers().await? {
+            configs.insert(s.name.clone(), control.server_admin_config(&s.name).await?);
+            per_server.insert(s.name, Arc::new(Semaphore::new(opts.per_server.max(1))));
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let recorder_task = tokio::spawn(record(control.clone(), target.version.clone(), rx));
+        Ok(Self {
+            control: control.clone(),
+            target,
+            opts: opts.clone(),
+            global: Arc::new(Semaphore::new(opts.concurrency.max(1))),
+            per_server,
+            configs,
+            idle: Mutex::new(HashMap::new()),
+            stop: AtomicBool::new(false),
+            counters,
+            recorder: tx,
+            recorder_task,
+        })
+    }
+
+    async fn run(self: Arc<Self>, tenants: Vec<Tenant>) -> Vec<TenantMigration> {
+        let mut set = tokio::task::JoinSet::new();
+        for t in tenants {
+            let r = self.clone();
+            set.spawn(async move { r.one(t).await });
+        }
+        let mut out = Vec::new();
+        while let Some(r) = set.join_next().await {
+            match r {
+                Ok(r) => out.push(r),
+                Err(e) => tracing::error!("a fleet migration task panicked: {e}"),
+            }
+        }
+        out
+    }
+
+    async fn one(&self, t: Tenant) -> TenantMigration {
+        let server = t.server.clone().unwrap_or_default();
+        let _server_permit = match self.per_server.get(&server) {
+            Some(s) => Some(s.clone().acquire_owned().await.expect("never closed")),
+            None => None,
+        };
+        let _permit = self
+            .global
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        if self.stop.load(Ordering::Relaxed) {
+            let r = result(
+                &t,
+                Outcome::NotRun,
+                t.schema_version.clone(),
+                Vec::new(),
+                Some("not started: another tenant failed".into()),
+                0.0,
+            );
+            self.counters.finish(false);
+            return r;
+        }
+        let started = Instant::now();
+        let outcome = self.migrate(&t, &server).await;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let r = match outcome {
+            Ok(applied) => {
+                let o = if applied.is_empty() {
+                    Outcome::UpToDate
+                } else {
+                    Outcome::Migrated
+                };
+                result(&t, o, Some(self.target.version.clone()), applied, None, ms)
+            }
+            Err(e) => {
+                if !self.opts.continue_on_error {
+                    self.stop.store(true, Ordering::Relaxed);
+                }
+                result(
+                    &t,
+                    Outcome::Failed,
+                    t.schema_version.clone(),
+                    Vec::new(),
+                    Some(e),
+                    ms,
+                )
+            }
+        };
+        let _ = self.recorder.send(r.clone());
+        self.counters.finish(r.outcome == Outcome::Failed);
+        r
+    }
+
+    /// Migrates one tenant; the versions applied, or the error as text.
+    async fn migrate(&self, t: &Tenant, server: &str) -> Result<Vec<String>, String> {
+        let config = self
+            .configs
+            .get(server)
+            .ok_or_else(|| format!("unknown server {server:?}"))?;
+        let idle_key = format!("{server}/{}", t.database);
+        let reused = self
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&idle_key)
+            .and_then(Vec::pop);
+        let conn = match reused {
+            Some(c) if !c.is_closed() => c,
+            _ => {
+                let mut config = config.clone();
+                config.dbname(&t.database);
+                pgfleet_migrate::migrator::connect_dedicated(&config)
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+        };
+        let opts = MigrateOptions {
+            scope: (t.mode == Mode::Schema).then(|| t.schema.clone()),
+            lock_wait: self.opts.lock_wait,
+            ..Default::default()
+        };
+        let report = pgfleet_migrate::migrator::migrate_on(&conn, &self.target.dir, &opts, |_| {})
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        if !report.applied.is_empty() {
+            // What the migrations created is the tenant's to use (DML only).
+            let schemas = match t.mode {
+                Mode::Database => crate::provision::user_schemas(&conn)
+                    .await
+                    .map_err(|e| e.to_string())?,
+                Mode::Schema => vec![t.schema.clone()],
+            };
+            crate::provision::grant_dml(&conn, &schemas, &t.role)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if self.opts.verify {
+            let remaining = self
+                .control
+                .verify_on(t, &self.target, &conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !remaining.is_empty() {
+                return Err(format!(
+                    "verification failed: the tenant differs from target {} in {} step(s):\n{}",
+                    self.target.version,
+                    remaining.steps.len(),
+                    remaining.to_sql()
+                ));
+            }
+        }
+        if t.mode == Mode::Schema {
+            // The shared database serves the next schema tenant of this server.
+            self.idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(idle_key)
+                .or_default()
+                .push(conn);
+        }
+        Ok(report.applied)
+    }
+
+    /// Waits for the recorder to write every outcome.
+    async fn close(self) -> Result<(), ControlError> {
+        drop(self.recorder);
+        self.recorder_task
+            .await
+            .map_err(|e| ControlError::Invalid(format!("the fleet recorder stopped: {e}")))?
+    }
+}
+
+/// Writes outcomes to the catalog in batches (versions, errors, events).
+async fn record(
+    control: Control,
+    target: String,
+    mut rx: mpsc::UnboundedReceiver<TenantMigration>,
+) -> Result<(), ControlError> {
+    let mut batch = Vec::new();
+    loop {
+        let item = if batch.is_empty() {
+            rx.recv().await
+        } else {
+            match tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+                Ok(item) => item,
+                Err(_) => {
+                    flush(&control, &target, &mut batch).await?;
+                    continue;
+                }
+            }
+        };
+        match item {
+            Some(r) => {
+                batch.push(r);
+                if batch.len() >= 200 {
+                    flush(&control, &target, &mut batch).await?;
+                }
+            }
+            None => {
+                flush(&control, &target, &mut batch).await?;
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn flush(
+    control: &Control,
+    target: &str,
+    batch: &mut Vec<TenantMigration>,
+) -> Result<(), ControlError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let c = control.catalog();
+    let ok: Vec<&TenantMigration> = batch
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Migrated | Outcome::UpToDate))
+        .collect();
+    let failed: Vec<&TenantMigration> = batch
+        .iter()
+        .filter(|r| r.outcome == Outcome::Failed)
+        .collect();
+    let ids: Vec<&str> = ok.iter().map(|r| r.id.as_str()).collect();
+    c.execute(
+        "UPDATE pgfleet.tenants SET schema_version = $2, migrate_error = NULL, updated_at = now() WHERE id = ANY($1)",
+        &[&ids, &target],
+    )
+    .await
+    .map_err(q("recording tenant versions"))?;
+    let migrated: Vec<&&TenantMigration> = ok.iter().filter(|r| !r.applied.is_empty()).collect();
+    let details: Vec<String> = migrated
+        .iter()
+        .map(|r| {
+            serde_json::json!({"from": r.from, "to": target, "applied": r.applied, "duration_ms": r.duration_ms})
+                .to_string()
+        })
+        .collect();
+    insert_events(
+        c,
+        "tenant.migrated",
+        &migrated.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        &migrated.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
+        &details,
+    )
+    .await?;
+    let ids: Vec<&str> = failed.iter().map(|r| r.id.as_str()).collect();
+    let errors: Vec<&str> = failed
+        .iter()
+        .map(|r| r.error.as_deref().unwrap_or(""))
+        .collect();
+    c.execute(
+        "UPDATE pgfleet.tenants t SET migrate_error = u.error, updated_at = now()
+         FROM unnest($1::text[], $2::text[]) AS u(id, error) WHERE t.id = u.id",
+        &[&ids, &errors],
+    )
+    .await
+    .map_err(q("recording tenant failures"))?;
+    let details: Vec<String> = failed
+        .iter()
+        .map(|r| serde_json::json!({"target": target, "error": r.error}).to_string())
+        .collect();
+    insert_events(
+        c,
+        "tenant.migrate_failed",
+        &ids,
+        &failed.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
+        &details,
+    )
+    .await?;
+    batch.clear();
+    Ok(())
+}
+
+async fn insert_events(
+    c: &Client,
+    kind: &str,
+    ids: &[&str],
+    keys: &[&str],
+    details: &[String],
+) -> Result<(), ControlError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    c.execute(
+        "INSERT INTO pgfleet.events (tenant_id, tenant_key, kind, detail)
+         SELECT u.id, u.key, $1, u.detail::jsonb FROM unnest($2::text[], $3::text[], $4::text[]) AS u(id, key, detail)",
+        &[&kind, &ids, &keys, &details],
+    )
+    .await
+    .map_err(q("recording events"))?;
+    Ok(())
+}
+
+/// One tenant of a fleet check.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantCheck {
+    /// The tenant's key.
+    pub key: String,
+    /// Its server.
+    pub server: String,
+    /// Its drift (after repairs, with `fix`); `None` when the check failed.
+    pub drift: Option<Drift>,
+    /// Repairs applied (each recorded as a correction event).
+    pub repaired: Vec<String>,
+    /// Why the check failed.
+    pub error: Option<String>,
+}
+
+/// A fleet check's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetCheck {
+    /// The target version.
+    pub target: String,
+    /// Tenants checked.
+    pub total: usize,
+    /// Tenants without drift (after repairs).
+    pub clean: usize,
+    /// Tenants with drift left.
+    pub drifted: usize,
+    /// Tenants repaired (with `fix`).
+    pub repaired: usize,
+    /// Differences left that would lose data to fix (extra tables or columns).
+    pub destructive: usize,
+    /// Tenants whose check failed (unreachable, …).
+    pub failed: usize,
+    /// Every tenant, in key order.
+    pub tenants: Vec<TenantCheck>,
+}
+
+impl Control {
+    /// Drift of every ready tenant against the target, `concurrency` tenants at a time; with `fix`,
+    /// additive drift is repaired and recorded (see [`Control::fix`]).
+    ///
+    /// # Errors
+    /// Catalog errors (a tenant that cannot be checked is a result, not an error).
+    pub async fn check_all(
+        &self,
+        fix: bool,
+        concurrency: usize,
+        progress: ProgressFn,
+    ) -> Result<FleetCheck, ControlError> {
+        let target = self.target().await?;
+        let (ready, _) = self.fleet_tenants(&[]).await?;
+        let counters = Arc::new(Counters {
+            total: ready.len(),
+            done: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            started: Instant::now(),
+            progress,
+        });
+        let gate = Arc::new(Semaphore::new(concurrency.max(1)));
+        let mut set = tokio::task::JoinSet::new();
+        for t in ready {
+            let (c, gate, counters) = (self.clone(), gate.clone(), counters.clone());
+            set.spawn(async move {
+                let _permit = gate.acquire_owned().await.expect("never closed");
+                let outcome = if fix {
+                    c.fix(&t.key, "pgfleet check --all --fix")
+                        .await
+                        .map(|r| (r.remaining, r.applied))
+                } else {
+                    c.check(&t.key).await.map(|d| (d, Vec::new()))
+                };
+                let server = t.server.clone().unwrap_or_default();
+                let r = match outcome {
+                    Ok((drift, repaired)) => TenantCheck {
+                        key: t.key,
+                        server,
+                        drift: Some(drift),
+                        repaired,
+                        error: None,
+                    },
+                    Err(e) => TenantCheck {
+                        key: t.key,
+                        server,
+                        drift: None,
+                        repaired: Vec::new(),
+                        error: Some(e.to_string()),
+                    },
+                };
+                counters.finish(r.error.is_some());
+                r
+            });
+        }
+        let mut tenants = Vec::new();
+        while let Some(r) = set.join_next().await {
+            match r {
+                Ok(r) => tenants.push(r),
+                Err(e) => tracing::error!("a fleet check task panicked: {e}"),
+            }
+        }
+        tenants.sort_by(|a, b| a.key.cmp(&b.key));
+        let drifted = |t: &&TenantCheck| t.drift.as_ref().is_some_and(|d| !d.is_clean());
+        Ok(FleetCheck {
+            target: target.version,
+            total: tenants.len(),
+            clean: tenants
+                .iter()
+                .filter(|t| t.drift.as_ref().is_some_and(Drift::is_clean))
+                .count(),
+            drifted: tenants.iter().filter(drifted).count(),
+            repaired: tenants.iter().filter(|t| !t.repaired.is_empty()).count(),
+            destructive: tenants
+                .iter()
+                .filter_map(|t| t.drift.as_ref())
+                .flat_map(|d| &d.steps)
+                .filter(|s| s.destructive)
+                .count(),
+            failed: tenants.iter().filter(|t| t.error.is_some()).count(),
+            tenants,
+        })
+    }
+}

@@ -1,0 +1,396 @@
+//! Spare schemas: the fast path of schema-mode provisioning.
+//!
+//! A database-mode tenant is cloned from a per-server template database (`CREATE DATABASE …
+//! TEMPLATE`). PostgreSQL cannot clone a schema, so each server's shared database keeps a few
+//! *spare* schemas instead, already at the fleet's target and verified: `pgfleet_spare_<hex>`,
+//! owned by the admin, usable by no other role. Provisioning a schema tenant claims one in a single
+//! transaction (rename it to the tenant's schema, move its migration history, grant the tenant's
+//! role access), so the tenant needs no DDL and no introspection on its way to `ready`.
+//!
+//! - **Built** by [`Control::refill_spares`]: `CREATE SCHEMA`, the target's migrations, then the
+//!   same verification as a tenant (introspect, diff against the target model: must be empty). Only
+//!   then does the schema comment mark it as a spare of that target (version and `pgfleet.sum`
+//!   hash). A build that crashes leaves an unmarked schema, which the next refill drops; a builder
+//!   holds an advisory lock on its spare, so a live build is never dropped.
+//! - **Claimed** only when its mark names the current target; spares of an older target are
+//!   dropped by the next refill. A claim that loses a race, or finds none, falls back to building
+//!   the tenant's schema in place (the ordinary steps, with their verification).
+//! - **Refilled** by long-running processes ([`Control::keep_spares`]): after each schema-mode
+//!   tenant a background task tops its server up to `spare_schemas` (`PGFLEET_SPARE_SCHEMAS`,
+//!   default 4). One-shot CLI commands claim spares but never build them.
+
+use pgfleet_migrate::MigrateOptions;
+use pgfleet_schema::quote::{ident, literal};
+use tokio_postgres::Client;
+
+use crate::catalog::Target;
+use crate::tenant::{self, Mode, State, Tenant};
+use crate::{Control, ControlError};
+
+/// Name prefix of spare schemas.
+pub const SPARE_PREFIX: &str = "pgfleet_spare_";
+
+/// The schema comment that marks a finished, verified spare of `target`.
+pub(crate) fn marker(target: &Target) -> String {
+    format!(
+        "pgfleet spare of target {} ({})",
+        target.version, target.dir_hash
+    )
+}
+
+fn lock_key(name: &str) -> i64 {
+    pgfleet_migrate::lock::key("pgfleet-spare", name)
+}
+
+fn q(context: &str) -> impl FnOnce(tokio_postgres::Error) -> ControlError + '_ {
+    move |e| pgfleet_pg::PgError::query(context, e).into()
+}
+
+/// A schema-mode stand-in for a spare, so the tenant code paths (connections, verification) serve it.
+fn pseudo_tenant(server: &str, schema: &str) -> Tenant {
+    Tenant {
+        key: format!("spare {schema}"),
+        id: schema.to_string(),
+        mode: Mode::Schema,
+        state: State::Provisioning,
+        step: String::new(),
+        server: Some(server.to_string()),
+        database: tenant::SHARED_DATABASE.to_string(),
+        schema: schema.to_string(),
+        role: String::new(),
+        schema_version: None,
+        last_error: None,
+        created_at: String::new(),
+        migrate_error: None,
+        health: tenant::Health::Unknown,
+        health_checked_at: None,
+        health_latency_ms: None,
+        health_error: None,
+    }
+}
+
+/// SQL that creates a tenant (or spare) schema owned by the admin, closed to `PUBLIC`, with the
+/// target's extensions installed once in the shared `public` schema.
+pub(crate) fn prepare_schema_sql(schema: &str, target: &Target) -> String {
+    let mut sql = format!(
+        "REVOKE ALL ON SCHEMA public FROM PUBLIC; CREATE SCHEMA IF NOT EXISTS {s}; REVOKE ALL ON SCHEMA {s} FROM PUBLIC;",
+        s = ident(schema),
+    );
+    for ext in crate::provision::target_extensions(target) {
+        sql.push_str(&format!(
+            " CREATE EXTENSION IF NOT EXISTS {} SCHEMA public;",
+            ident(&ext)
+        ));
+    }
+    sql
+}
+
+/// SQL that lets a tenant's role into its schema (and the shared database), nothing more.
+pub(crate) fn role_access_sql(schema: &str, role: &str) -> String {
+    format!(
+        "GRANT USAGE ON SCHEMA {s} TO {r}; GRANT USAGE ON SCHEMA public TO {r}; GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {r};",
+        s = ident(schema),
+        r = ident(role),
+        db = ident(tenant::SHARED_DATABASE),
+    )
+}
+
+/// Claims a verified spare of `target` for the tenant `t` (its schema must not exist yet): rename,
+/// history moved, role access granted, in one transaction. `false` when no spare could be claimed.
+pub(crate) async fn claim(
+    in_db: &Client,
+    t: &Tenant,
+    target: &Target,
+) -> Result<bool, ControlError> {
+    let mark = marker(target);
+    let candidates = in_db
+        .query(
+            "SELECT n.nspname::text FROM pg_namespace n
+             WHERE n.nspname LIKE 'pgfleet\\_spare\\_%' AND obj_description(n.oid, 'pg_namespace') = $1
+               AND NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = $2)
+             ORDER BY n.oid LIMIT 4",
+            &[&mark, &t.schema],
+        )
+        .await
+        .map_err(q("looking for a spare schema"))?;
+    for row in candidates {
+        let spare: String = row.get(0);
+        in_db
+            .batch_execute("BEGIN")
+            .await
+            .map_err(q("claiming a spare schema"))?;
+        let result = claim_one(in_db, t, &spare, &mark).await;
+        match result {
+            Ok(true) => {
+                in_db
+                    .batch_execute("COMMIT")
+                    .await
+                    .map_err(q("claiming a spare schema"))?;
+                return Ok(true);
+            }
+            Ok(false) => {
+                in_db
+                    .batch_execute("ROLLBACK")
+                    .await
+                    .map_err(q("claiming a spare schema"))?;
+            }
+            Err(e) => {
+                let _ = in_db.batch_execute("ROLLBACK").await;
+                tracing::debug!("claiming spare {spare} failed, trying the next: {e}");
+            }
+        }
+    }
+    Ok(false)
+}
+
+async fn claim_one(
+    in_db: &Client,
+    t: &Tenant,
+    spare: &str,
+    mark: &str,
+) -> Result<bool, ControlError> {
+    let locked: bool = in_db
+        .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&lock_key(spare)])
+        .await
+        .map_err(q("locking a spare schema"))?
+        .get(0);
+    if !locked {
+        return Ok(false); // another claimer (or a sweeper) has it
+    }
+    // A new snapshot, taken after the lock: still there, still a spare of this target?
+    let still: bool = in_db
+        .query_one(
+            "SELECT EXISTS (SELECT FROM pg_namespace n WHERE n.nspname = $1 AND obj_description(n.oid, 'pg_namespace') = $2)",
+            &[&spare, &mark],
+        )
+        .await
+        .map_err(q("locking a spare schema"))?
+        .get(0);
+    if !still {
+        return Ok(false);
+    }
+    let sql = format!(
+        "ALTER SCHEMA {spare_i} RENAME TO {s}; COMMENT ON SCHEMA {s} IS NULL; \
+         UPDATE pgfleet_migrate.history SET scope = {s_lit} WHERE scope = {spare_lit}; {access}",
+        spare_i = ident(spare),
+        s = ident(&t.schema),
+        s_lit = literal(&t.schema),
+        spare_lit = literal(spare),
+        access = role_access_sql(&t.schema, &t.role),
+    );
+    in_db
+        .batch_execute(&sql)
+        .await
+        .map_err(q("claiming a spare schema"))?;
+    Ok(true)
+}
+
+impl Control {
+    /// Keeps spare schemas topped up in the background after each schema-mode tenant this process
+    /// provisions (for long-running processes: `pgfleet serve`, applications). Off by default.
+    pub fn keep_spares(&self, on: bool) {
+        self.inner
+            .keep_spares
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Starts a background refill of `server`'s spares when this process keeps them and no refill
+    /// of that server runs in it yet.
+    pub(crate) fn spawn_refill(&self, server: &str) {
+        if !self
+            .inner
+            .keep_spares
+            .load(std::sync::atomic::Ordering::Relaxed)
+            || self.config().spare_schemas == 0
+        {
+            return;
+        }
+        {
+            let mut busy = self
+                .inner
+                .refilling
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if !busy.insert(server.to_string()) {
+                return;
+            }
+        }
+        let this = self.clone();
+        let server = server.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = this.refill_spares(&server).await {
+                tracing::warn!(server = %server, "refilling spare schemas failed: {e}");
+            }
+            this.inner
+                .refilling
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&server);
+        });
+    }
+
+    /// Drops `server`'s spares that are unfinished or of an older target, then builds verified
+    /// spares of the current target until there are `spare_schemas`. Returns how many it built. A
+    /// refill already running in another process makes this one return 0 at once.
+    ///
+    /// # Errors
+    /// Connection, migration or verification errors (a spare that fails verification is dropped
+    /// and reported).
+    pub async fn refill_spares(&self, server: &str) -> Result<usize, ControlError> {
+        let want = self.config().spare_schemas;
+        let target = self.target().await?;
+        let base = pseudo_tenant(server, "");
+        {
+            let admin = self.admin(&base, None).await?;
+            crate::provision::ensure_shared_database(&admin, tenant::SHARED_DATABASE).await?;
+        }
+        let conn = self.admin(&base, Some(tenant::SHARED_DATABASE)).await?;
+        let busy_key = pgfleet_migrate::lock::key("pgfleet-spares", server);
+        let got: bool = conn
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&busy_key])
+            .await
+            .map_err(q("locking the spare refill"))?
+            .get(0);
+        if !got {
+            return Ok(0);
+        }
+        let result = self.refill_on(&conn, server, &target, want).await;
+        let _ = conn
+            .query_one("SELECT pg_advisory_unlock($1)", &[&busy_key])
+            .await;
+        result
+    }
+
+    async fn refill_on(
+        &self,
+        conn: &Client,
+        server: &str,
+        target: &Target,
+        want: usize,
+    ) -> Result<usize, ControlError> {
+        let mark = marker(target);
+        let rows = conn
+            .query(
+                "SELECT nspname::text, coalesce(obj_description(oid, 'pg_namespace'), '') FROM pg_namespace
+                 WHERE nspname LIKE 'pgfleet\\_spare\\_%'",
+                &[],
+            )
+            .await
+            .map_err(q("listing spare schemas"))?;
+        let mut have = 0;
+        for r in rows {
+            let (name, comment): (String, String) = (r.get(0), r.get(1));
+            if comment == mark {
+                have += 1;
+            } else {
+                drop_spare(conn, &name).await?;
+            }
+        }
+        let mut built = 0;
+        while have + built < want {
+            self.build_spare(conn, server, target).await?;
+            built += 1;
+        }
+        Ok(built)
+    }
+
+    async fn build_spare(
+        &self,
+        conn: &Client,
+        server: &str,
+        target: &Target,
+    ) -> Result<(), ControlError> {
+        let name = format!(
+            "{SPARE_PREFIX}{}",
+            crate::secrets::random_bytes::<6>()?
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        conn.query_one("SELECT pg_advisory_lock($1)", &[&lock_key(&name)])
+            .await
+            .map_err(q("locking a new spare schema"))?;
+        let result = self.build_locked(conn, server, target, &name).await;
+        if result.is_err() {
+            let _ = drop_spare_locked(conn, &name).await;
+        }
+        let _ = conn
+            .query_one("SELECT pg_advisory_unlock($1)", &[&lock_key(&name)])
+            .await;
+        result
+    }
+
+    async fn build_locked(
+        &self,
+        conn: &Client,
+        server: &str,
+        target: &Target,
+        name: &str,
+    ) -> Result<(), ControlError> {
+        conn.batch_execute(&prepare_schema_sql(name, target))
+            .await
+            .map_err(q("creating a spare schema"))?;
+        let opts = MigrateOptions {
+            scope: Some(name.to_string()),
+            ..Default::default()
+        };
+        pgfleet_migrate::migrator::migrate_on(conn, &target.dir, &opts, |_| {}).await?;
+        let spare = pseudo_tenant(server, name);
+        let (live, desired) = self.models_in_target_terms(&spare, target, conn).await?;
+        let remaining = pgfleet_schema::planner::plan(&live, &desired, &Default::default());
+        if !remaining.is_empty() {
+            return Err(ControlError::Invalid(format!(
+                "spare schema {name} differs from target {} after its migrations:\n{}",
+                target.version,
+                remaining.to_sql()
+            )));
+        }
+        conn.batch_execute(&format!(
+            "COMMENT ON SCHEMA {} IS {}",
+            ident(name),
+            literal(&marker(target))
+        ))
+        .await
+        .map_err(q("marking a spare schema"))?;
+        tracing::debug!(server, spare = name, "spare schema built and verified");
+        Ok(())
+    }
+}
+
+/// Drops a spare unless someone (its builder, a claimer) holds it.
+async fn drop_spare(conn: &Client, name: &str) -> Result<(), ControlError> {
+    let got: bool = conn
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&lock_key(name)])
+        .await
+        .map_err(q("locking a stale spare schema"))?
+        .get(0);
+    if !got {
+        return Ok(());
+    }
+    let result = drop_spare_locked(conn, name).await;
+    let _ = conn
+        .query_one("SELECT pg_advisory_unlock($1)", &[&lock_key(name)])
+        .await;
+    result
+}
+
+async fn drop_spare_locked(conn: &Client, name: &str) -> Result<(), ControlError> {
+    let mut sql = format!("DROP SCHEMA IF EXISTS {} CASCADE;", ident(name));
+    let has_history: bool = conn
+        .query_one(
+            "SELECT to_regclass('pgfleet_migrate.history') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(q("dropping a stale spare schema"))?
+        .get(0);
+    if has_history {
+        sql.push_str(&format!(
+            " DELETE FROM pgfleet_migrate.history WHERE scope = {};",
+            literal(name)
+        ));
+    }
+    conn.batch_execute(&sql)
+        .await
+        .map_err(q("dropping a stale spare schema"))
+}
