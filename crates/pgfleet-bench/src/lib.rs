@@ -15,6 +15,7 @@
 //! add it to [`BENCHMARKS`].
 #![deny(missing_docs)]
 
+pub mod fleet;
 pub mod migrate;
 pub mod provision;
 pub mod report;
@@ -54,6 +55,11 @@ pub const BENCHMARKS: &[Benchmark] = &[
         run: provision::run,
     },
     Benchmark {
+        name: "fleet",
+        about: "one migration to 1,000 schema + 100 database tenants by migrate --all vs a sequential psql loop; a no-op run",
+        run: fleet::run,
+    },
+    Benchmark {
         name: "schema",
         about: "introspect a 1,000-table schema vs pg_dump --schema-only; diff + plan time",
         run: schema::run,
@@ -67,7 +73,7 @@ pub const BENCHMARKS: &[Benchmark] = &[
     about = "Run a pgfleet benchmark against its same-run baseline"
 )]
 #[command(
-    after_help = "Benchmarks:\n  smoke   embedded server start vs raw pg_ctl; connect + SELECT 1 over TCP vs unix socket\n  schema  introspect a 1,000-table schema vs pg_dump --schema-only; diff + plan time\n  migrate 200 small migrations by the migrator vs the same SQL by one psql -f\n  provision tenants provisioned to ready in each mode vs CREATE DATABASE/SCHEMA + psql -f\n\nResults: a Markdown table on stdout and target/bench/NAME.json"
+    after_help = "Benchmarks:\n  smoke   embedded server start vs raw pg_ctl; connect + SELECT 1 over TCP vs unix socket\n  schema  introspect a 1,000-table schema vs pg_dump --schema-only; diff + plan time\n  migrate 200 small migrations by the migrator vs the same SQL by one psql -f\n  provision tenants provisioned to ready in each mode vs CREATE DATABASE/SCHEMA + psql -f\n  fleet   one migration to 1,000 schema + 100 database tenants by migrate --all vs a sequential psql loop; a no-op run\n\nResults: a Markdown table on stdout and target/bench/NAME.json"
 )]
 pub struct Args {
     /// Benchmark to run (see below), or `list`.

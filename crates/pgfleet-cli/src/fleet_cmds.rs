@@ -344,3 +344,98 @@ pub fn print_drift(key: &str, drift: &Drift, say_clean: bool) {
         );
     }
 }
+
+/// Flags of `pgfleet serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address of the HTTP server (/healthz, /readyz, /metrics); port 0 picks a free one
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "PGFLEET_LISTEN",
+        default_value = "127.0.0.1:6480"
+    )]
+    pub listen: std::net::SocketAddr,
+    /// How often each tenant's health is checked (login as its role, `select 1`), e.g. 30s, 5m
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::schema_cmds::parse_duration)]
+    pub health_interval: Duration,
+    /// Health checks at once
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub health_concurrency: usize,
+    /// A health check slower than this marks the tenant degraded, e.g. 500ms, 2s
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = crate::schema_cmds::parse_duration)]
+    pub degraded_after: Duration,
+    /// Do not check tenants' health
+    #[arg(long)]
+    pub no_health: bool,
+    /// Tasks running queued operations (provisioning)
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub queue_tasks: usize,
+    /// Catalog and master key.
+    #[command(flatten)]
+    pub control: ControlArgs,
+}
+
+/// `pgfleet serve`: runs until SIGTERM or Ctrl-C.
+///
+/// # Errors
+/// Catalog errors, the listen address taken.
+pub fn serve(a: &ServeArgs) -> anyhow::Result<()> {
+    use pgfleet::control::health::HealthOptions;
+    use pgfleet::control::worker::WorkerOptions;
+    let cfg = config(&a.control)?;
+    let health = (!a.no_health).then(|| HealthOptions {
+        interval: a.health_interval,
+        concurrency: a.health_concurrency,
+        degraded_after: a.degraded_after,
+        ..HealthOptions::default()
+    });
+    multi_thread_runtime()?.block_on(async {
+        let c = pgfleet::control::Control::connect(cfg).await?;
+        let listener = pgfleet_server::bind(a.listen).await?;
+        let addr = listener.local_addr()?;
+        eprintln!(
+            "pgfleet serve: http://{addr} (/healthz, /readyz, /metrics); worker {}: {} queue task(s), {}; stop with SIGTERM or Ctrl-C",
+            c.worker_name(),
+            a.queue_tasks,
+            match &health {
+                Some(h) => format!(
+                    "health checks every {:?} ({} at once)",
+                    h.interval, h.concurrency
+                ),
+                None => "no health checks".into(),
+            }
+        );
+        let opts = pgfleet_server::ServeOptions {
+            workers: Some(WorkerOptions {
+                queue_tasks: a.queue_tasks,
+                health,
+                ..WorkerOptions::default()
+            }),
+        };
+        pgfleet_server::serve(c, listener, opts, shutdown_signal()).await?;
+        eprintln!("pgfleet serve: stopped (work in flight finished, unfinished operations handed back)");
+        anyhow::Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -206,6 +206,12 @@ pub enum Command {
         #[command(flatten)]
         control: control_cmds::ControlArgs,
     },
+    /// Run the background workers (provisioning queue, health checks, spare schemas) and serve
+    /// /healthz, /readyz and Prometheus /metrics. Several processes may serve one catalog.
+    ///
+    /// Stops on SIGTERM or Ctrl-C: no new work, work in flight finishes, unfinished operations go
+    /// back to the queue.
+    Serve(fleet_cmds::ServeArgs),
     /// Master keys: generate, rotate.
     Keys {
         /// What to do.
@@ -263,6 +269,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             });
         }
         Command::Migrate(args) if args.fleet.all => return fleet_cmds::migrate_all(&args),
+        Command::Serve(args) => fleet_cmds::serve(&args),
         Command::Migrate(args) => migrate_cmds::migrate(&args),
         Command::Init {
             migrations,

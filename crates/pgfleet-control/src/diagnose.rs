@@ -184,6 +184,7 @@ impl Control {
                 }),
             )
             .await?;
+            metrics::counter!("pgfleet_corrections_total").increment(1);
             applied.push(step.description.clone());
         }
         if !applied.is_empty() {

@@ -424,6 +424,9 @@ fn result(
     }
 }
 
+/// Schema tenants per batch.
+const CHUNK: usize = 25;
+
 /// Runs tenants' migrations within the bounds and hands each outcome to the recorder.
 struct Runner {
     control: Control,
@@ -471,47 +474,75 @@ impl Runner {
 
     async fn run(self: Arc<Self>, tenants: Vec<Tenant>) -> Vec<TenantMigration> {
         let mut set = tokio::task::JoinSet::new();
+        // Schema tenants of one shared database go in chunks on one connection (a few round trips
+        // per chunk); database tenants one by one (a connection each).
+        let mut chunks: HashMap<(String, String), Vec<Tenant>> = HashMap::new();
         for t in tenants {
-            let r = self.clone();
-            set.spawn(async move { r.one(t).await });
+            if t.mode == Mode::Schema {
+                let k = (t.server.clone().unwrap_or_default(), t.database.clone());
+                let chunk = chunks.entry(k.clone()).or_default();
+                chunk.push(t);
+                if chunk.len() == CHUNK {
+                    let full = std::mem::take(chunk);
+                    let r = self.clone();
+                    set.spawn(async move { r.chunk(k.0, k.1, full).await });
+                }
+            } else {
+                let r = self.clone();
+                set.spawn(async move { vec![r.one(t).await] });
+            }
+        }
+        for ((server, database), chunk) in chunks {
+            if !chunk.is_empty() {
+                let r = self.clone();
+                set.spawn(async move { r.chunk(server, database, chunk).await });
+            }
         }
         let mut out = Vec::new();
         while let Some(r) = set.join_next().await {
             match r {
-                Ok(r) => out.push(r),
+                Ok(r) => out.extend(r),
                 Err(e) => tracing::error!("a fleet migration task panicked: {e}"),
             }
         }
         out
     }
 
-    async fn one(&self, t: Tenant) -> TenantMigration {
-        let server = t.server.clone().unwrap_or_default();
-        let _server_permit = match self.per_server.get(&server) {
+    /// Takes this server's permit and one overall.
+    async fn permits(
+        &self,
+        server: &str,
+    ) -> (
+        Option<tokio::sync::OwnedSemaphorePermit>,
+        tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let s = match self.per_server.get(server) {
             Some(s) => Some(s.clone().acquire_owned().await.expect("never closed")),
             None => None,
         };
-        let _permit = self
+        let g = self
             .global
             .clone()
             .acquire_owned()
             .await
             .expect("never closed");
-        if self.stop.load(Ordering::Relaxed) {
-            let r = result(
-                &t,
-                Outcome::NotRun,
-                t.schema_version.clone(),
-                Vec::new(),
-                Some("not started: another tenant failed".into()),
-                0.0,
-            );
-            self.counters.finish(false);
-            return r;
-        }
-        let started = Instant::now();
-        let outcome = self.migrate(&t, &server).await;
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        (s, g)
+    }
+
+    fn not_started(&self, t: &Tenant) -> TenantMigration {
+        self.counters.finish(false);
+        result(
+            t,
+            Outcome::NotRun,
+            t.schema_version.clone(),
+            Vec::new(),
+            Some("not started: another tenant failed".into()),
+            0.0,
+        )
+    }
+
+    /// Records one tenant's outcome (metrics, recorder, progress, stop flag).
+    fn finish(&self, t: &Tenant, outcome: Result<Vec<String>, String>, ms: f64) -> TenantMigration {
         let r = match outcome {
             Ok(applied) => {
                 let o = if applied.is_empty() {
@@ -519,50 +550,247 @@ impl Runner {
                 } else {
                     Outcome::Migrated
                 };
-                result(&t, o, Some(self.target.version.clone()), applied, None, ms)
+                result(t, o, Some(self.target.version.clone()), applied, None, ms)
             }
             Err(e) => {
                 if !self.opts.continue_on_error {
                     self.stop.store(true, Ordering::Relaxed);
                 }
-                result(
-                    &t,
-                    Outcome::Failed,
-                    t.schema_version.clone(),
-                    Vec::new(),
-                    Some(e),
-                    ms,
-                )
+                result(t, Outcome::Failed, t.schema_version.clone(), Vec::new(), Some(e), ms)
             }
         };
+        let outcome = match r.outcome {
+            Outcome::Migrated => "migrated",
+            Outcome::UpToDate => "up_to_date",
+            Outcome::Failed => "failed",
+            Outcome::NotRun => "not_run",
+        };
+        metrics::counter!("pgfleet_migrations_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("pgfleet_migration_duration_seconds").record(ms / 1000.0);
         let _ = self.recorder.send(r.clone());
         self.counters.finish(r.outcome == Outcome::Failed);
         r
     }
 
-    /// Migrates one tenant; the versions applied, or the error as text.
-    async fn migrate(&self, t: &Tenant, server: &str) -> Result<Vec<String>, String> {
+    async fn one(&self, t: Tenant) -> TenantMigration {
+        let server = t.server.clone().unwrap_or_default();
+        let _permits = self.permits(&server).await;
+        if self.stop.load(Ordering::Relaxed) {
+            return self.not_started(&t);
+        }
+        let started = Instant::now();
+        let outcome = self.migrate(&t, &server).await;
+        self.finish(&t, outcome, started.elapsed().as_secs_f64() * 1000.0)
+    }
+
+    /// Schema tenants of one shared database on one connection: their locks and histories in two
+    /// round trips, the migrations of every tenant whose history allows it in one batch (each
+    /// tenant's migration its own transaction), the locks released in one more. A tenant the
+    /// batch cannot take (a lock held elsewhere, a partial or edited history, a no-transaction
+    /// file, a failure in the batch) goes through the migrator on its own, which applies or
+    /// reports it exactly as `pgfleet migrate` would.
+    async fn chunk(&self, server: String, database: String, tenants: Vec<Tenant>) -> Vec<TenantMigration> {
+        let _permits = self.permits(&server).await;
+        if self.stop.load(Ordering::Relaxed) {
+            return tenants.iter().map(|t| self.not_started(t)).collect();
+        }
+        let started = Instant::now();
+        let batched = match self.connection(&server, &database).await {
+            Ok(conn) => {
+                let r = self.batch(&conn, &database, &tenants).await;
+                self.put_back(&server, &database, conn, r.is_ok());
+                r.unwrap_or_else(|e| {
+                    tracing::debug!("batched migration fell back: {e}");
+                    HashMap::new()
+                })
+            }
+            Err(e) => {
+                let ms = started.elapsed().as_secs_f64() * 1000.0;
+                return tenants
+                    .iter()
+                    .map(|t| self.finish(t, Err(e.clone()), ms))
+                    .collect();
+            }
+        };
+        let batch_ms = started.elapsed().as_secs_f64() * 1000.0 / tenants.len().max(1) as f64;
+        let mut out = Vec::new();
+        for t in &tenants {
+            match batched.get(&t.id) {
+                Some(applied) => out.push(self.finish(t, Ok(applied.clone()), batch_ms)),
+                None => {
+                    if self.stop.load(Ordering::Relaxed) {
+                        out.push(self.not_started(t));
+                        continue;
+                    }
+                    let one = Instant::now();
+                    let outcome = self.migrate(t, &server).await;
+                    out.push(self.finish(t, outcome, one.elapsed().as_secs_f64() * 1000.0));
+                }
+            }
+        }
+        out
+    }
+
+    /// The batched part of [`Runner::chunk`]: the tenants it brought to the target (by id, with
+    /// the versions applied). Tenants left out are migrated one by one by the caller.
+    async fn batch(
+        &self,
+        conn: &Client,
+        database: &str,
+        tenants: &[Tenant],
+    ) -> Result<HashMap<String, Vec<String>>, String> {
+        use pgfleet_migrate::lock;
+        use pgfleet_schema::quote::literal;
+        use tokio_postgres::SimpleQueryMessage;
+        let keys: Vec<i64> = tenants.iter().map(|t| lock::key(database, &t.schema)).collect();
+        let describe = |e: tokio_postgres::Error| pgfleet_pg::describe(&e);
+        // 1: the history table, the schemas that exist, and a try-lock per tenant.
+        let names = tenants
+            .iter()
+            .map(|t| literal(&t.schema))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let locks = keys
+            .iter()
+            .map(|k| format!("pg_catalog.pg_try_advisory_lock({k})"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT pg_catalog.to_regclass('pgfleet_migrate.history') IS NOT NULL, \
+                    ARRAY(SELECT nspname::text FROM pg_catalog.pg_namespace WHERE nspname IN ({names})), {locks}"
+        );
+        let messages = conn.simple_query(&sql).await.map_err(describe)?;
+        let row = messages
+            .iter()
+            .find_map(|m| match m {
+                SimpleQueryMessage::Row(r) => Some(r),
+                _ => None,
+            })
+            .ok_or("no answer to the lock query")?;
+        let has_history = row.get(0) == Some("t");
+        let existing = row.get(1).unwrap_or("{}").to_string();
+        let locked: Vec<bool> = (0..tenants.len()).map(|i| row.get(i + 2) == Some("t")).collect();
+        let unlock = async {
+            let held: Vec<String> = keys
+                .iter()
+                .zip(&locked)
+                .filter(|(_, l)| **l)
+                .map(|(k, _)| format!("pg_catalog.pg_advisory_unlock({k})"))
+                .collect();
+            if !held.is_empty() {
+                let _ = conn.simple_query(&format!("SELECT {}", held.join(", "))).await;
+            }
+        };
+        if !has_history {
+            unlock.await;
+            return Ok(HashMap::new());
+        }
+        // The schema list comes back as a PostgreSQL array literal; schema names are pgfleet's
+        // own (`t` + hex), so no quoting appears in it.
+        let existing: Vec<&str> = existing
+            .trim_matches(|c| c == '{' || c == '}')
+            .split(',')
+            .collect();
+        let candidates: Vec<&Tenant> = tenants
+            .iter()
+            .zip(&locked)
+            .filter(|(t, l)| **l && existing.contains(&t.schema.as_str()))
+            .map(|(t, _)| t)
+            .collect();
+        // 2: their histories.
+        let scopes: Vec<&str> = candidates.iter().map(|t| t.schema.as_str()).collect();
+        let histories = match pgfleet_migrate::history::read_many(conn, &scopes).await {
+            Ok(h) => h,
+            Err(e) => {
+                unlock.await;
+                return Err(e.to_string());
+            }
+        };
+        let mut done = HashMap::new();
+        let mut sql = String::new();
+        let mut in_batch = Vec::new();
+        for t in candidates {
+            let rows = histories.get(&t.schema).map(Vec::as_slice).unwrap_or(&[]);
+            let Some(pending) = pgfleet_migrate::migrator::batchable(&self.target.dir, rows) else {
+                continue;
+            };
+            if pending.is_empty() {
+                done.insert(t.id.clone(), Vec::new());
+                continue;
+            }
+            for m in &pending {
+                sql.push_str(&pgfleet_migrate::migrator::transaction_sql(&t.schema, m));
+            }
+            in_batch.push((t, pending.iter().map(|m| m.version.clone()).collect::<Vec<_>>()));
+        }
+        // 3: every batchable tenant's migrations; each commits on its own, the first failure
+        // stops the rest of the batch.
+        let failed = !sql.is_empty() && conn.batch_execute(&sql).await.is_err();
+        if failed {
+            let _ = conn.batch_execute("ROLLBACK").await;
+        }
+        let after = if failed {
+            let scopes: Vec<&str> = in_batch.iter().map(|(t, _)| t.schema.as_str()).collect();
+            pgfleet_migrate::history::read_many(conn, &scopes).await.ok()
+        } else {
+            None
+        };
+        for (t, versions) in in_batch {
+            let complete = match &after {
+                None if !failed => true,
+                None => false,
+                Some(h) => versions.iter().all(|v| {
+                    h.get(&t.schema)
+                        .is_some_and(|rows| rows.iter().any(|r| &r.version == v))
+                }),
+            };
+            if complete {
+                done.insert(t.id.clone(), versions);
+            }
+        }
+        // 4: the locks.
+        unlock.await;
+        Ok(done)
+    }
+
+    async fn connection(&self, server: &str, database: &str) -> Result<Client, String> {
         let config = self
             .configs
             .get(server)
             .ok_or_else(|| format!("unknown server {server:?}"))?;
-        let idle_key = format!("{server}/{}", t.database);
+        let idle_key = format!("{server}/{database}");
         let reused = self
             .idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get_mut(&idle_key)
             .and_then(Vec::pop);
-        let conn = match reused {
-            Some(c) if !c.is_closed() => c,
+        match reused {
+            Some(c) if !c.is_closed() => Ok(c),
             _ => {
                 let mut config = config.clone();
-                config.dbname(&t.database);
+                config.dbname(database);
                 pgfleet_migrate::migrator::connect_dedicated(&config)
                     .await
-                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())
             }
-        };
+        }
+    }
+
+    fn put_back(&self, server: &str, database: &str, conn: Client, clean: bool) {
+        if clean && !conn.is_closed() {
+            self.idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(format!("{server}/{database}"))
+                .or_default()
+                .push(conn);
+        }
+    }
+
+    /// Migrates one tenant with the migrator; the versions applied, or the error as text.
+    async fn migrate(&self, t: &Tenant, server: &str) -> Result<Vec<String>, String> {
+        let conn = self.connection(server, &t.database).await?;
         let opts = MigrateOptions {
             scope: (t.mode == Mode::Schema).then(|| t.schema.clone()),
             lock_wait: self.opts.lock_wait,
@@ -571,17 +799,28 @@ impl Runner {
         let report = pgfleet_migrate::migrator::migrate_on(&conn, &self.target.dir, &opts, |_| {})
             .await
             .map_err(|e| format!("{e:#}"))?;
-        if !report.applied.is_empty() {
-            // What the migrations created is the tenant's to use (DML only).
-            let schemas = match t.mode {
-                Mode::Database => crate::provision::user_schemas(&conn)
-                    .await
-                    .map_err(|e| e.to_string())?,
-                Mode::Schema => vec![t.schema.clone()],
-            };
-            crate::provision::grant_dml(&conn, &schemas, &t.role)
+        if !report.applied.is_empty() && t.mode == Mode::Database {
+            // What the migrations create in the tenant's schemas is covered by the default
+            // privileges set at provisioning (the same admin creates it); a schema a migration
+            // added is not: grant on those.
+            let ungranted: Vec<String> = conn
+                .query(
+                    "SELECT nspname::text FROM pg_namespace n
+                     WHERE nspname !~ '^pg_' AND nspname NOT IN ('information_schema', 'pgfleet_migrate')
+                       AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid AND d.deptype = 'e')
+                       AND NOT has_schema_privilege($1, n.oid, 'USAGE')",
+                    &[&t.role],
+                )
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| pgfleet_pg::describe(&e))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            if !ungranted.is_empty() {
+                crate::provision::grant_dml(&conn, &ungranted, &t.role)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
         }
         if self.opts.verify {
             let remaining = self
@@ -600,12 +839,7 @@ impl Runner {
         }
         if t.mode == Mode::Schema {
             // The shared database serves the next schema tenant of this server.
-            self.idle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(idle_key)
-                .or_default()
-                .push(conn);
+            self.put_back(server, &t.database, conn, true);
         }
         Ok(report.applied)
     }

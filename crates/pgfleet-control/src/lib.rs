@@ -26,12 +26,14 @@ pub mod config;
 pub mod diagnose;
 pub mod events;
 pub mod fleet;
+pub mod health;
 pub mod keys;
 pub mod provision;
 pub mod secrets;
 pub mod server;
 pub mod spares;
 pub mod tenant;
+pub mod worker;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -186,6 +188,8 @@ struct Inner {
     keep_spares: std::sync::atomic::AtomicBool,
     /// Servers whose spares a task of this process is refilling.
     refilling: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Set on shutdown: claim no new operations ([`Control::stop_taking_work`]).
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// Most idle connections kept per catalog or server database.
@@ -224,6 +228,7 @@ impl Control {
                 idle: std::sync::Mutex::new(HashMap::new()),
                 keep_spares: std::sync::atomic::AtomicBool::new(false),
                 refilling: std::sync::Mutex::new(Default::default()),
+                stopping: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }

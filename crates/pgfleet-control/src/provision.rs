@@ -383,6 +383,9 @@ impl Control {
                 .map_err(q("looking for operations"))?;
             let mut progressed = false;
             for row in candidates {
+                if self.is_stopping() {
+                    return Ok(ran);
+                }
                 let (op, tid): (i64, String) = (row.get(0), row.get(1));
                 let Some(_working) = Working::enter(self, &tid) else {
                     continue; // another task of this process has it
@@ -457,10 +460,19 @@ impl Control {
         tenant_id: &str,
         attempts: i32,
     ) -> Result<(), ControlError> {
-        let result = self.provision_steps(op, tenant_id).await;
+        let started = Instant::now();
+        let result = tracing::Instrument::instrument(
+            self.provision_steps(op, tenant_id),
+            tracing::info_span!("provision", tenant_id),
+        )
+        .await;
         let c = self.catalog();
         match result {
             Ok(()) => {
+                metrics::counter!("pgfleet_operations_total", "kind" => "provision", "outcome" => "done")
+                    .increment(1);
+                metrics::histogram!("pgfleet_provision_duration_seconds")
+                    .record(started.elapsed().as_secs_f64());
                 c.execute(
                     "UPDATE pgfleet.operations SET state = 'done', finished_at = now(), last_error = NULL, lease_owner = NULL WHERE id = $1",
                     &[&op],
@@ -477,6 +489,9 @@ impl Control {
                         | ControlError::NoTarget
                 );
                 let give_up = permanent || attempts >= self.config().provision_attempts;
+                metrics::counter!("pgfleet_operations_total", "kind" => "provision",
+                    "outcome" => if give_up { "failed" } else { "retry" })
+                .increment(1);
                 let backoff =
                     (self.config().retry_backoff.as_secs_f64() * 2f64.powi(attempts - 1)).min(60.0);
                 tracing::warn!(
@@ -547,8 +562,6 @@ impl Control {
             let step = t.step.clone();
             let mut next_override: Option<&'static str> = None;
             let started = Instant::now();
-            let span = tracing::info_span!("provision", tenant = %t.key, step = %step, server = t.server.as_deref().unwrap_or(""), database = %t.database);
-            let _g = span.enter();
             match step.as_str() {
                 "place" => {
                     let requested: Option<String> = row.get("requested_server");
@@ -689,6 +702,10 @@ impl Control {
             .await
             .map_err(q("recording progress"))?;
             tracing::debug!(
+                tenant = %t.key,
+                step = %step,
+                server = t.server.as_deref().unwrap_or(""),
+                database = %t.database,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "step done"
             );
@@ -1408,16 +1425,18 @@ async fn create_tenant_schema(
     role: &str,
     target: &Target,
 ) -> Result<(), ControlError> {
+    // GRANT/REVOKE on the shared database and `public`, and CREATE EXTENSION, fail with "tuple
+    // concurrently updated" when two sessions run them at once: one at a time, under a lock.
     let sql = format!(
-        "{} {}",
+        "BEGIN; {} {} {} COMMIT;",
+        crate::spares::SHARED_ACL_LOCK_SQL,
         crate::spares::prepare_schema_sql(schema, target),
         crate::spares::role_access_sql(schema, role)
     );
-    // Concurrent tenants may race on CREATE EXTENSION; the loser retries the step.
-    in_db
-        .batch_execute(&sql)
-        .await
-        .map_err(q("creating the tenant's schema"))?;
+    if let Err(e) = in_db.batch_execute(&sql).await {
+        let _ = in_db.batch_execute("ROLLBACK").await;
+        return Err(PgError::query("creating the tenant's schema", e).into());
+    }
     Ok(())
 }
 

@@ -30,6 +30,12 @@ use crate::{Control, ControlError};
 /// Name prefix of spare schemas.
 pub const SPARE_PREFIX: &str = "pgfleet_spare_";
 
+/// Serializes the statements that change the shared database's ACLs (its own, `public`'s) and
+/// its extensions, inside a transaction: PostgreSQL refuses two at once ("tuple concurrently
+/// updated"). The key is pgfleet's own (`lock::key("pgfleet-shared-acl", "")` spelled out).
+pub(crate) const SHARED_ACL_LOCK_SQL: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended('pgfleet-shared-acl', 0));";
+
 /// The schema comment that marks a finished, verified spare of `target`.
 pub(crate) fn marker(target: &Target) -> String {
     format!(
@@ -170,7 +176,7 @@ async fn claim_one(
         return Ok(false);
     }
     let sql = format!(
-        "ALTER SCHEMA {spare_i} RENAME TO {s}; COMMENT ON SCHEMA {s} IS NULL; \
+        "{SHARED_ACL_LOCK_SQL} ALTER SCHEMA {spare_i} RENAME TO {s}; COMMENT ON SCHEMA {s} IS NULL; \
          UPDATE pgfleet_migrate.history SET scope = {s_lit} WHERE scope = {spare_lit}; {access}",
         spare_i = ident(spare),
         s = ident(&t.schema),
@@ -312,6 +318,7 @@ impl Control {
             .map_err(q("locking a new spare schema"))?;
         let result = self.build_locked(conn, server, target, &name).await;
         if result.is_err() {
+            let _ = conn.batch_execute("ROLLBACK").await;
             let _ = drop_spare_locked(conn, &name).await;
         }
         let _ = conn
@@ -327,9 +334,12 @@ impl Control {
         target: &Target,
         name: &str,
     ) -> Result<(), ControlError> {
-        conn.batch_execute(&prepare_schema_sql(name, target))
-            .await
-            .map_err(q("creating a spare schema"))?;
+        conn.batch_execute(&format!(
+            "BEGIN; {SHARED_ACL_LOCK_SQL} {} COMMIT;",
+            prepare_schema_sql(name, target)
+        ))
+        .await
+        .map_err(q("creating a spare schema"))?;
         let opts = MigrateOptions {
             scope: Some(name.to_string()),
             ..Default::default()

@@ -100,6 +100,92 @@ pub async fn ensure(client: &Client) -> Result<(), PgError> {
     Ok(())
 }
 
+/// The history query of `scope` as one simple-protocol statement (no prepare round trip).
+pub(crate) fn rows_sql(scope: &str) -> String {
+    include_str!("sql/history_rows.sql").replace("$1", &pgfleet_schema::quote::literal(scope))
+}
+
+/// Parses the rows of [`rows_sql`] read with the simple protocol.
+pub(crate) fn parse_simple_rows(
+    messages: &[tokio_postgres::SimpleQueryMessage],
+) -> Result<Vec<HistoryRow>, PgError> {
+    Ok(parse_scoped(messages)?.into_iter().map(|(_, r)| r).collect())
+}
+
+/// The histories of several scopes, in one round trip (empty for a scope without one; the table
+/// must exist).
+///
+/// # Errors
+/// When the query fails or holds an unknown state.
+pub async fn read_many(
+    client: &Client,
+    scopes: &[&str],
+) -> Result<std::collections::HashMap<String, Vec<HistoryRow>>, PgError> {
+    let mut out: std::collections::HashMap<String, Vec<HistoryRow>> =
+        scopes.iter().map(|s| (s.to_string(), Vec::new())).collect();
+    if scopes.is_empty() {
+        return Ok(out);
+    }
+    let list = scopes
+        .iter()
+        .map(|s| pgfleet_schema::quote::literal(s))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = include_str!("sql/history_rows.sql")
+        .replace("SELECT version,", "SELECT scope, version,")
+        .replace("scope = $1", &format!("scope IN ({list})"));
+    let messages = client
+        .simple_query(&sql)
+        .await
+        .map_err(|e| PgError::query("reading the migration history", e))?;
+    for (scope, row) in parse_scoped(&messages)? {
+        out.entry(scope).or_default().push(row);
+    }
+    Ok(out)
+}
+
+fn parse_scoped(
+    messages: &[tokio_postgres::SimpleQueryMessage],
+) -> Result<Vec<(String, HistoryRow)>, PgError> {
+    let mut out = Vec::new();
+    for m in messages {
+        let tokio_postgres::SimpleQueryMessage::Row(r) = m else {
+            continue;
+        };
+        let text = |i: &str| r.get(i).map(str::to_string);
+        let int = |i: &str| -> Result<Option<i64>, PgError> {
+            r.get(i)
+                .map(|v| {
+                    v.parse::<i64>().map_err(|_| {
+                        PgError::Catalog(format!("migration history: {i} is not a number: {v:?}"))
+                    })
+                })
+                .transpose()
+        };
+        let scope = r
+            .columns()
+            .iter()
+            .any(|c| c.name() == "scope")
+            .then(|| text("scope"))
+            .flatten()
+            .unwrap_or_default();
+        out.push((scope, HistoryRow {
+            version: text("version").unwrap_or_default(),
+            name: text("name").unwrap_or_default(),
+            checksum: text("checksum").unwrap_or_default(),
+            state: RowState::parse(r.get("state").unwrap_or_default())?,
+            statements_done: int("statements_done")?.unwrap_or(0) as i32,
+            statements_total: int("statements_total")?.map(|v| v as i32),
+            done_hash: text("done_hash"),
+            started_at: text("started_at").unwrap_or_default(),
+            finished_at: text("finished_at"),
+            duration_ms: int("duration_ms")?,
+            last_error: text("last_error"),
+        }));
+    }
+    Ok(out)
+}
+
 /// The history of `scope`, oldest first; empty when the table does not exist.
 ///
 /// # Errors

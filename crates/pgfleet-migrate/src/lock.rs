@@ -87,7 +87,7 @@ pub async fn acquire(
 /// When the query fails (the lock is then released when the session ends).
 pub async fn release(client: &Client, key: i64) -> Result<(), PgError> {
     client
-        .query_one("SELECT pg_catalog.pg_advisory_unlock($1)", &[&key])
+        .simple_query(&format!("SELECT pg_catalog.pg_advisory_unlock({key})"))
         .await
         .map_err(|e| PgError::query("releasing the migration lock", e))?;
     Ok(())

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use pgfleet_pg::{PgError, connect, describe, source::line_col};
 use pgfleet_schema::quote::{ident, literal};
-use tokio_postgres::{Client, Config};
+use tokio_postgres::{Client, Config, SimpleQueryMessage};
 
 use crate::dir::{Migration, MigrationDir};
 use crate::history::{self, HistoryRow, RowState};
@@ -313,18 +313,36 @@ pub async fn migrate_on(
     mut progress: impl FnMut(MigrateEvent),
 ) -> Result<MigrateReport, MigrateError> {
     let scope = opts.scope.clone().unwrap_or_default();
-    if !scope.is_empty() {
-        let exists: bool = client
-            .query_one(
-                "SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = $1)",
-                &[&scope],
-            )
-            .await
-            .map_err(|e| PgError::query("looking for the schema", e))?
-            .get(0);
-        if !exists {
-            return Err(MigrateError::UnknownSchema(scope));
+    // One round trip (simple protocol, nothing to prepare): the database, the scope, the history.
+    let probe = client
+        .simple_query(&format!(
+            "SELECT pg_catalog.current_database()::text, {}, pg_catalog.to_regclass('pgfleet_migrate.history') IS NOT NULL",
+            if scope.is_empty() {
+                "true".to_string()
+            } else {
+                format!(
+                    "EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = {})",
+                    literal(&scope)
+                )
+            }
+        ))
+        .await
+        .map_err(|e| PgError::query("looking for the schema", e))?;
+    let (database, scope_exists, has_history) = match probe.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(r) => Some(r),
+        _ => None,
+    }) {
+        Some(r) => (
+            r.get(0).unwrap_or_default().to_string(),
+            r.get(1) == Some("t"),
+            r.get(2) == Some("t"),
+        ),
+        None => {
+            return Err(PgError::Catalog("looking for the schema: no row".into()).into());
         }
+    };
+    if !scope_exists {
+        return Err(MigrateError::UnknownSchema(scope));
     }
     if opts.dry_run {
         let rows = history::read(client, &scope).await?;
@@ -337,35 +355,68 @@ pub async fn migrate_on(
             waited: Duration::ZERO,
         });
     }
-    let database: String = client
-        .query_one("SELECT pg_catalog.current_database()::text", &[])
-        .await
-        .map_err(|e| PgError::query("reading the database name", e))?
-        .get(0);
     let key = lock::key(&database, &scope);
     let started = Instant::now();
     let mut waited_at_all = false;
-    match lock::acquire(client, key, opts.lock_wait, |holder| {
-        waited_at_all = true;
-        progress(MigrateEvent::WaitingForLock {
-            holder: holder.cloned(),
-        });
-    })
-    .await?
-    {
-        Ok(()) => {}
-        Err(holder) => {
-            return Err(MigrateError::LockTimeout {
-                waited: started.elapsed(),
-                holder,
+    // The common case in one round trip: the lock is free, and the history is read with it.
+    let quick = if has_history {
+        format!(
+            "SELECT pg_catalog.pg_try_advisory_lock({key}); {}",
+            history::rows_sql(&scope)
+        )
+    } else {
+        format!("SELECT pg_catalog.pg_try_advisory_lock({key})")
+    };
+    let messages = client
+        .simple_query(&quick)
+        .await
+        .map_err(|e| PgError::query("taking the migration lock", e))?;
+    let first_done = messages
+        .iter()
+        .position(|m| matches!(m, SimpleQueryMessage::CommandComplete(_)))
+        .unwrap_or(messages.len());
+    let got = messages[..first_done]
+        .iter()
+        .any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get(0) == Some("t")));
+    let mut known_rows = None;
+    if got {
+        if has_history {
+            known_rows = Some(history::parse_simple_rows(&messages[first_done + 1..])?);
+        }
+    } else {
+        match lock::acquire(client, key, opts.lock_wait, |holder| {
+            waited_at_all = true;
+            progress(MigrateEvent::WaitingForLock {
+                holder: holder.cloned(),
             });
+        })
+        .await?
+        {
+            Ok(()) => {}
+            Err(holder) => {
+                return Err(MigrateError::LockTimeout {
+                    waited: started.elapsed(),
+                    holder,
+                });
+            }
         }
     }
     let waited = started.elapsed();
     if waited_at_all {
         progress(MigrateEvent::LockTaken { waited });
     }
-    let result = locked(client, dir, opts, &scope, &mut progress).await;
+    // Another migrator may have created the history while this one waited for the lock.
+    let has_history = has_history && !waited_at_all;
+    let result = locked(
+        client,
+        dir,
+        opts,
+        &scope,
+        has_history,
+        known_rows,
+        &mut progress,
+    )
+    .await;
     let released = lock::release(client, key).await;
     let mut report = result?;
     released?;
@@ -403,10 +454,17 @@ async fn locked(
     dir: &MigrationDir,
     opts: &MigrateOptions,
     scope: &str,
+    has_history: bool,
+    known_rows: Option<Vec<HistoryRow>>,
     progress: &mut impl FnMut(MigrateEvent),
 ) -> Result<MigrateReport, MigrateError> {
-    history::ensure(client).await?;
-    let mut rows = history::read(client, scope).await?;
+    if !has_history {
+        history::ensure(client).await?;
+    }
+    let mut rows = match known_rows {
+        Some(rows) => rows,
+        None => history::read(client, scope).await?,
+    };
     let mut adopted = Vec::new();
     if let Some(record) = &dir.import {
         let known: BTreeSet<&str> = rows.iter().map(|r| r.version.as_str()).collect();
@@ -601,14 +659,8 @@ async fn record_adopted(client: &Client, scope: &str, m: &Migration) -> Result<(
 }
 
 /// One transaction: every statement, then the history row, then COMMIT.
-async fn run_transactional(
-    client: &Client,
-    scope: &str,
-    m: &Migration,
-) -> Result<(), MigrateError> {
-    let statements = m.statements();
-    let prefix = format!("BEGIN;{}\n", search_path_sql(scope));
-    let record = format!(
+fn record_sql(scope: &str, m: &Migration) -> String {
+    format!(
         "INSERT INTO pgfleet_migrate.history (scope, version, name, checksum, state, finished_at, duration_ms) \
          VALUES ({}, {}, {}, {}, 'applied', pg_catalog.clock_timestamp(), \
                  (extract(epoch FROM pg_catalog.clock_timestamp() - pg_catalog.now()) * 1000)::bigint) \
@@ -619,10 +671,70 @@ async fn run_transactional(
         literal(&m.version),
         literal(&m.name),
         literal(&m.checksum)
-    );
+    )
+}
+
+/// A transactional migration of `scope` as one SQL text: `BEGIN`, the fixed `search_path`, its
+/// statements, its history row, `COMMIT`. Several of them (of several scopes) can be sent as one
+/// batch: each commits on its own, and the first failure stops the batch.
+pub fn transaction_sql(scope: &str, m: &Migration) -> String {
+    let mut batch = format!("BEGIN;{}\n", search_path_sql(scope));
+    for stmt in m.statements() {
+        batch.push_str(stmt.text);
+        batch.push_str(";\n");
+    }
+    batch.push_str(&record_sql(scope, m));
+    batch
+}
+
+/// The migrations to apply to a scope whose history is `rows`, when they can go into a batch with
+/// [`transaction_sql`]: every recorded migration applied (none partial), unchanged and still in
+/// `dir`, every pending one transactional and newer than the newest applied, and no imported
+/// history to consult. `None` when anything else holds: [`migrate_on`] handles (or reports) it.
+pub fn batchable<'a>(dir: &'a MigrationDir, rows: &[HistoryRow]) -> Option<Vec<&'a Migration>> {
+    if dir.import.is_some() {
+        return None;
+    }
+    for r in rows {
+        let m = dir.get(&r.version)?;
+        if r.state != RowState::Applied || m.checksum != r.checksum {
+            return None;
+        }
+    }
+    let latest = rows.iter().map(|r| r.version.as_str()).max();
+    let pending: Vec<&Migration> = dir
+        .migrations
+        .iter()
+        .filter(|m| !rows.iter().any(|r| r.version == m.version))
+        .collect();
+    if pending
+        .iter()
+        .any(|m| m.no_transaction || latest.is_some_and(|l| m.version.as_str() < l))
+    {
+        return None;
+    }
+    Some(pending)
+}
+
+async fn run_transactional(
+    client: &Client,
+    scope: &str,
+    m: &Migration,
+) -> Result<(), MigrateError> {
+    let statements = m.statements();
+    let prefix = format!("BEGIN;{}\n", search_path_sql(scope));
+    let record = record_sql(scope, m);
     if statements.is_empty() {
         return exec_or_rollback(client, &format!("{prefix}{record}"), m).await;
     }
+    // The whole migration and its history row in one round trip.
+    if client.batch_execute(&transaction_sql(scope, m)).await.is_ok() {
+        return Ok(());
+    }
+    // It failed and was rolled back. Run it again statement by statement (in a transaction that
+    // rolls back at the failure) to say which statement failed, where and why; if it goes through
+    // this time (a transient error), it commits once, like any run.
+    let _ = client.batch_execute("ROLLBACK").await;
     for (i, stmt) in statements.iter().enumerate() {
         let first = i == 0;
         let text = if first {

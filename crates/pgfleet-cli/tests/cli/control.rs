@@ -18,14 +18,14 @@ CREATE TABLE tags (id serial PRIMARY KEY, note_id bigint REFERENCES notes ON DEL
 ";
 
 /// A catalog, a master key, a target and one server, driven through the binary.
-struct Env {
-    home: Home,
-    catalog: TestDb,
-    key: String,
+pub(crate) struct Env {
+    pub(crate) home: Home,
+    pub(crate) catalog: TestDb,
+    pub(crate) key: String,
 }
 
 impl Env {
-    async fn new(label: &str, server_url: &str) -> Self {
+    pub(crate) async fn new(label: &str, server_url: &str) -> Self {
         let home = Home::new(label);
         let catalog = TestDb::named(label).await;
         let key = String::from_utf8(
@@ -56,11 +56,11 @@ impl Env {
         env
     }
 
-    fn migrations(&self) -> PathBuf {
+    pub(crate) fn migrations(&self) -> PathBuf {
         self.home.dir.join("migrations")
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.args(args)
             .env("PGFLEET_HOME", &self.home.dir)
@@ -73,11 +73,11 @@ impl Env {
         c
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
     }
 
-    fn ok(&self, args: &[&str]) -> Output {
+    pub(crate) fn ok(&self, args: &[&str]) -> Output {
         let out = self.run(args);
         assert_eq!(
             out.status.code(),
@@ -89,13 +89,15 @@ impl Env {
         out
     }
 
-    fn json(&self, args: &[&str]) -> serde_json::Value {
+    pub(crate) fn json(&self, args: &[&str]) -> serde_json::Value {
         serde_json::from_str(&stdout(&self.ok(args))).unwrap()
     }
 }
 
 /// Names on a server that belong to pgfleet tenants: (databases, roles, schemas of the shared database).
-async fn on_server(cluster_url: &str) -> (BTreeSet<String>, BTreeSet<String>, BTreeSet<String>) {
+pub(crate) async fn on_server(
+    cluster_url: &str,
+) -> (BTreeSet<String>, BTreeSet<String>, BTreeSet<String>) {
     let admin = pgfleet_testkit::connect(cluster_url).await;
     let names = |rows: Vec<tokio_postgres::Row>| {
         rows.iter()

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 mod control;
+mod fleet;
 mod migrate;
 
 use pgfleet_testkit::{binaries, connect, free_port};
@@ -11,8 +12,8 @@ use pgfleet_testkit::{binaries, connect, free_port};
 const BIN: &str = env!("CARGO_BIN_EXE_pgfleet");
 
 /// A private PGFLEET_HOME, stopped and removed afterwards.
-struct Home {
-    dir: PathBuf,
+pub(crate) struct Home {
+    pub(crate) dir: PathBuf,
 }
 
 impl Home {

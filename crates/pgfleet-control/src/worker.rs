@@ -1,0 +1,153 @@
+//! Background work of long-running processes (`pgfleet serve`), until shutdown:
+//!
+//! - **the operations queue**: a few tasks run queued operations (provisioning), and resume any a
+//!   dead worker left: its session's tenant lock went with it, so the operation is claimable again;
+//!   a live worker's lock keeps others off, so each operation runs once however many processes
+//!   serve one catalog;
+//! - **the health checker** ([`crate::health`]).
+//!
+//! Shutdown stops taking new work; work in flight finishes (a provisioning step, a health round),
+//! then operations still leased to this process are handed back to the queue.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::health::HealthOptions;
+use crate::{Control, ControlError};
+
+/// What the workers do.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Tasks running queued operations.
+    pub queue_tasks: usize,
+    /// How often an idle queue task looks for work.
+    pub poll: Duration,
+    /// The health checker (`None`: off).
+    pub health: Option<HealthOptions>,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self {
+            queue_tasks: 4,
+            poll: Duration::from_millis(500),
+            health: Some(HealthOptions::default()),
+        }
+    }
+}
+
+async fn pause(shutdown: &mut watch::Receiver<bool>, d: Duration) {
+    tokio::select! {
+        () = tokio::time::sleep(d) => {}
+        _ = shutdown.changed() => {}
+    }
+}
+
+impl Control {
+    /// Stops this process from claiming new operations (work in flight finishes).
+    pub fn stop_taking_work(&self) {
+        self.inner.stopping.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`Control::stop_taking_work`] was called.
+    pub fn is_stopping(&self) -> bool {
+        self.inner.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Runs the workers until `shutdown` turns true, then hands this process's leases back.
+    ///
+    /// # Errors
+    /// Only when handing the leases back fails (errors while working are logged and counted in
+    /// `pgfleet_catalog_errors_total`, and the work is retried).
+    pub async fn run_workers(
+        &self,
+        opts: WorkerOptions,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(), ControlError> {
+        self.keep_spares(true);
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..opts.queue_tasks.max(1) {
+            let (c, mut stop, poll) = (self.clone(), shutdown.clone(), opts.poll);
+            tasks.spawn(async move {
+                while !*stop.borrow() {
+                    match c.run_queued(None).await {
+                        Ok(n) if n > 0 => continue,
+                        Ok(_) => {}
+                        Err(e) => {
+                            metrics::counter!("pgfleet_catalog_errors_total").increment(1);
+                            tracing::warn!("operations queue: {e}");
+                        }
+                    }
+                    pause(&mut stop, poll).await;
+                }
+            });
+        }
+        if let Some(h) = opts.health.clone() {
+            let (c, mut stop) = (self.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                // Due tenants are looked for a few times per interval, so a check is late by a
+                // fraction of it at most.
+                let idle =
+                    (h.interval / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+                while !*stop.borrow() {
+                    match c.health_round(&h).await {
+                        Ok(r) if r.total() as i64 >= h.batch => continue,
+                        Ok(_) => {}
+                        Err(e) => {
+                            metrics::counter!("pgfleet_catalog_errors_total").increment(1);
+                            tracing::warn!("health checker: {e}");
+                        }
+                    }
+                    pause(&mut stop, idle).await;
+                }
+            });
+        }
+        let mut stop = shutdown.clone();
+        while !*stop.borrow() {
+            if stop.changed().await.is_err() {
+                break;
+            }
+        }
+        self.stop_taking_work();
+        while tasks.join_next().await.is_some() {}
+        let released = self
+            .catalog()
+            .execute(
+                "UPDATE pgfleet.operations SET state = 'queued', lease_owner = NULL, not_before = now()
+                 WHERE lease_owner = $1 AND state = 'running'",
+                &[&self.inner.worker],
+            )
+            .await
+            .map_err(|e| ControlError::from(pgfleet_pg::PgError::query("releasing leases", e)))?;
+        if released > 0 {
+            tracing::info!(released, "handed unfinished operations back to the queue");
+        }
+        Ok(())
+    }
+
+    /// The name this process claims work under (`host:pid`).
+    pub fn worker_name(&self) -> &str {
+        &self.inner.worker
+    }
+
+    /// Tenants counted by (state, server, health), for gauges.
+    ///
+    /// # Errors
+    /// Catalog errors.
+    pub async fn tenant_counts(&self) -> Result<Vec<(String, String, String, i64)>, ControlError> {
+        let rows = self
+            .catalog()
+            .query(
+                "SELECT state, coalesce(server, ''), health, count(*) FROM pgfleet.tenants GROUP BY 1, 2, 3",
+                &[],
+            )
+            .await
+            .map_err(|e| ControlError::from(pgfleet_pg::PgError::query("counting tenants", e)))?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect())
+    }
+}

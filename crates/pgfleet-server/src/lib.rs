@@ -1,0 +1,263 @@
+//! pgfleet's HTTP server, `pgfleet serve`: the background workers (operations queue, provisioning
+//! that resumes any unfinished tenant, health checker, spare schemas) plus
+//!
+//! | path | answers |
+//! |---|---|
+//! | `GET /healthz` | `200 ok` while the process runs (liveness) |
+//! | `GET /readyz` | `200 ready` when the catalog answers within 2 s and the process is not shutting down; `503` with the reason otherwise |
+//! | `GET /metrics` | Prometheus text format: tenants by state, server and health (read from the catalog at scrape time), operations by kind and outcome, provisioning, migration and health-check durations (histograms), health-check results, corrections, catalog errors |
+//!
+//! Several processes can serve one catalog: they share the work through the catalog (leases,
+//! advisory locks, `FOR UPDATE SKIP LOCKED`). On shutdown the server stops taking new work,
+//! finishes what is in flight, hands unfinished operations back to the queue and exits.
+
+#![deny(missing_docs)]
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use pgfleet::control::Control;
+use pgfleet::control::worker::WorkerOptions;
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The listen address cannot be bound.
+    #[error(
+        "cannot listen on {addr}: {source} (pass another --listen address, or stop what uses it)"
+    )]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Serving HTTP failed.
+    #[error("serving HTTP: {0}")]
+    Http(#[source] std::io::Error),
+    /// The metrics recorder could not be installed.
+    #[error("installing the metrics recorder: {0}")]
+    Metrics(String),
+    /// The workers stopped with an error.
+    #[error(transparent)]
+    Control(#[from] pgfleet::control::ControlError),
+}
+
+/// How to serve.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The background workers (`None`: HTTP only).
+    pub workers: Option<WorkerOptions>,
+}
+
+/// Histogram buckets of every duration metric, in seconds.
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Installs the process-wide Prometheus recorder (once) and returns its handle.
+///
+/// # Errors
+/// When another recorder was installed first.
+pub fn metrics_handle() -> Result<PrometheusHandle, ServeError> {
+    static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(BUCKETS)
+                .map_err(|e| e.to_string())?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).map_err(|e| e.to_string())?;
+            describe();
+            Ok(handle)
+        })
+        .clone()
+        .map_err(ServeError::Metrics)
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!("pgfleet_tenants", "Tenants by state and server");
+    describe_gauge!(
+        "pgfleet_tenants_health",
+        "Ready tenants by health (as last checked) and server"
+    );
+    describe_counter!(
+        "pgfleet_operations_total",
+        "Operations finished by this process, by kind and outcome (done, retry, failed)"
+    );
+    describe_histogram!(
+        "pgfleet_provision_duration_seconds",
+        Unit::Seconds,
+        "Provisioning runs that reached ready"
+    );
+    describe_counter!(
+        "pgfleet_migrations_total",
+        "Tenant migrations of fleet rollouts, by outcome"
+    );
+    describe_histogram!(
+        "pgfleet_migration_duration_seconds",
+        Unit::Seconds,
+        "One tenant's migrations in a fleet rollout"
+    );
+    describe_counter!(
+        "pgfleet_health_checks_total",
+        "Health checks, by result (healthy, degraded, unreachable)"
+    );
+    describe_histogram!(
+        "pgfleet_health_check_duration_seconds",
+        Unit::Seconds,
+        "Successful health checks: login as the tenant's role and select 1"
+    );
+    describe_counter!(
+        "pgfleet_corrections_total",
+        "Schema repairs applied to tenants (each recorded as a correction event)"
+    );
+    describe_counter!(
+        "pgfleet_catalog_errors_total",
+        "Catalog queries of the background workers that failed"
+    );
+}
+
+/// Binds the listen address (port 0 picks a free port: read it from the listener).
+///
+/// # Errors
+/// [`ServeError::Bind`].
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+struct AppState {
+    control: Control,
+    metrics: PrometheusHandle,
+    /// Label sets of the tenant gauges set so far (set to 0 when they disappear).
+    seen: Mutex<HashSet<(String, String, String)>>,
+}
+
+/// Serves on `listener` and runs the workers until `shutdown` completes; then stops taking work,
+/// lets work in flight finish and hands unfinished operations back.
+///
+/// # Errors
+/// HTTP errors, the metrics recorder, handing leases back.
+pub async fn serve(
+    control: Control,
+    listener: tokio::net::TcpListener,
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let metrics = metrics_handle()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = opts.workers.map(|w| {
+        let c = control.clone();
+        tokio::spawn(async move { c.run_workers(w, stop_rx).await })
+    });
+    let state = Arc::new(AppState {
+        control: control.clone(),
+        metrics,
+        seen: Mutex::new(HashSet::new()),
+    });
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_page))
+        .with_state(state);
+    let c = control.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new work; finishing what is in flight");
+            c.stop_taking_work();
+            let _ = stop_tx.send(true);
+        })
+        .await
+        .map_err(ServeError::Http)?;
+    if let Some(w) = workers {
+        match w.await {
+            Ok(r) => r?,
+            Err(e) => tracing::error!("the workers panicked: {e}"),
+        }
+    }
+    Ok(())
+}
+
+async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    if s.control.is_stopping() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down\n".to_string(),
+        );
+    }
+    match tokio::time::timeout(
+        Duration::from_secs(2),
+        s.control.catalog().simple_query("SELECT 1"),
+    )
+    .await
+    {
+        Ok(Ok(_)) => (StatusCode::OK, "ready\n".to_string()),
+        Ok(Err(e)) => {
+            metrics::counter!("pgfleet_catalog_errors_total").increment(1);
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("catalog unreachable: {e}\n"),
+            )
+        }
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "catalog did not answer within 2 s\n".to_string(),
+        ),
+    }
+}
+
+async fn metrics_page(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    match s.control.tenant_counts().await {
+        Ok(counts) => {
+            let mut seen = s.seen.lock().unwrap_or_else(|e| e.into_inner());
+            for (state, server, health) in seen.iter() {
+                metrics::gauge!("pgfleet_tenants", "state" => state.clone(), "server" => server.clone())
+                    .set(0.0);
+                metrics::gauge!("pgfleet_tenants_health", "health" => health.clone(), "server" => server.clone())
+                    .set(0.0);
+            }
+            let mut by_state: std::collections::HashMap<(String, String), f64> = Default::default();
+            let mut by_health: std::collections::HashMap<(String, String), f64> =
+                Default::default();
+            for (state, server, health, n) in counts {
+                *by_state.entry((state.clone(), server.clone())).or_default() += n as f64;
+                if state == "ready" {
+                    *by_health
+                        .entry((health.clone(), server.clone()))
+                        .or_default() += n as f64;
+                }
+                seen.insert((state, server, health));
+            }
+            for ((state, server), n) in by_state {
+                metrics::gauge!("pgfleet_tenants", "state" => state, "server" => server).set(n);
+            }
+            for ((health, server), n) in by_health {
+                metrics::gauge!("pgfleet_tenants_health", "health" => health, "server" => server)
+                    .set(n);
+            }
+        }
+        Err(e) => {
+            metrics::counter!("pgfleet_catalog_errors_total").increment(1);
+            tracing::warn!("metrics: counting tenants: {e}");
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+}
