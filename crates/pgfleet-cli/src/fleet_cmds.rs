@@ -30,8 +30,8 @@ pub struct FleetArgs {
     /// Migrate N tenants (or N% of them) first, and stop if any of them fails
     #[arg(long, value_name = "N|N%", requires = "all")]
     pub canary: Option<Canary>,
-    /// Only this tenant (repeatable)
-    #[arg(long = "tenant", value_name = "KEY", requires = "all")]
+    /// Only these tenants (`--tenant a b` or `--tenant a --tenant b`)
+    #[arg(long = "tenant", value_name = "KEY", num_args = 1.., requires = "all")]
     pub tenants: Vec<String>,
     /// Go on with the other tenants after one fails (default: stop starting new ones)
     #[arg(long, requires = "all")]

@@ -556,7 +556,14 @@ impl Runner {
                 if !self.opts.continue_on_error {
                     self.stop.store(true, Ordering::Relaxed);
                 }
-                result(t, Outcome::Failed, t.schema_version.clone(), Vec::new(), Some(e), ms)
+                result(
+                    t,
+                    Outcome::Failed,
+                    t.schema_version.clone(),
+                    Vec::new(),
+                    Some(e),
+                    ms,
+                )
             }
         };
         let outcome = match r.outcome {
@@ -589,7 +596,12 @@ impl Runner {
     /// batch cannot take (a lock held elsewhere, a partial or edited history, a no-transaction
     /// file, a failure in the batch) goes through the migrator on its own, which applies or
     /// reports it exactly as `pgfleet migrate` would.
-    async fn chunk(&self, server: String, database: String, tenants: Vec<Tenant>) -> Vec<TenantMigration> {
+    async fn chunk(
+        &self,
+        server: String,
+        database: String,
+        tenants: Vec<Tenant>,
+    ) -> Vec<TenantMigration> {
         let _permits = self.permits(&server).await;
         if self.stop.load(Ordering::Relaxed) {
             return tenants.iter().map(|t| self.not_started(t)).collect();
@@ -642,7 +654,10 @@ impl Runner {
         use pgfleet_migrate::lock;
         use pgfleet_schema::quote::literal;
         use tokio_postgres::SimpleQueryMessage;
-        let keys: Vec<i64> = tenants.iter().map(|t| lock::key(database, &t.schema)).collect();
+        let keys: Vec<i64> = tenants
+            .iter()
+            .map(|t| lock::key(database, &t.schema))
+            .collect();
         let describe = |e: tokio_postgres::Error| pgfleet_pg::describe(&e);
         // 1: the history table, the schemas that exist, and a try-lock per tenant.
         let names = tenants
@@ -669,7 +684,9 @@ impl Runner {
             .ok_or("no answer to the lock query")?;
         let has_history = row.get(0) == Some("t");
         let existing = row.get(1).unwrap_or("{}").to_string();
-        let locked: Vec<bool> = (0..tenants.len()).map(|i| row.get(i + 2) == Some("t")).collect();
+        let locked: Vec<bool> = (0..tenants.len())
+            .map(|i| row.get(i + 2) == Some("t"))
+            .collect();
         let unlock = async {
             let held: Vec<String> = keys
                 .iter()
@@ -678,7 +695,9 @@ impl Runner {
                 .map(|(k, _)| format!("pg_catalog.pg_advisory_unlock({k})"))
                 .collect();
             if !held.is_empty() {
-                let _ = conn.simple_query(&format!("SELECT {}", held.join(", "))).await;
+                let _ = conn
+                    .simple_query(&format!("SELECT {}", held.join(", ")))
+                    .await;
             }
         };
         if !has_history {
@@ -721,7 +740,13 @@ impl Runner {
             for m in &pending {
                 sql.push_str(&pgfleet_migrate::migrator::transaction_sql(&t.schema, m));
             }
-            in_batch.push((t, pending.iter().map(|m| m.version.clone()).collect::<Vec<_>>()));
+            in_batch.push((
+                t,
+                pending
+                    .iter()
+                    .map(|m| m.version.clone())
+                    .collect::<Vec<_>>(),
+            ));
         }
         // 3: every batchable tenant's migrations; each commits on its own, the first failure
         // stops the rest of the batch.
@@ -731,7 +756,9 @@ impl Runner {
         }
         let after = if failed {
             let scopes: Vec<&str> = in_batch.iter().map(|(t, _)| t.schema.as_str()).collect();
-            pgfleet_migrate::history::read_many(conn, &scopes).await.ok()
+            pgfleet_migrate::history::read_many(conn, &scopes)
+                .await
+                .ok()
         } else {
             None
         };

@@ -152,6 +152,7 @@ impl Control {
             let admin = self.admin(&t, None).await?;
             crate::provision::ensure_role(&admin, &t.role, &password).await?;
         }
+        crate::directory::announce(c, key).await;
         events::record(
             c,
             Some(&t.id),

@@ -24,6 +24,7 @@
 pub mod catalog;
 pub mod config;
 pub mod diagnose;
+pub mod directory;
 pub mod events;
 pub mod fleet;
 pub mod health;

@@ -1124,6 +1124,7 @@ impl Control {
         let t = t.clone();
         let key = t.key.as_str();
         let c = self.catalog();
+        crate::directory::announce(c, key).await;
         c.execute(
             "UPDATE pgfleet.tenants SET state = 'dropping', updated_at = now() WHERE id = $1",
             &[&t.id],
@@ -1176,6 +1177,7 @@ impl Control {
         c.execute("DELETE FROM pgfleet.tenants WHERE id = $1", &[&t.id])
             .await
             .map_err(q("removing the tenant"))?;
+        crate::directory::announce(c, key).await;
         events::record(c, Some(&t.id), Some(key), "tenant.dropped", serde_json::json!({"server": t.server, "database": t.database, "schema": t.schema, "role": t.role, "mode": t.mode})).await?;
         Ok(t)
     }

@@ -109,7 +109,10 @@ pub(crate) fn rows_sql(scope: &str) -> String {
 pub(crate) fn parse_simple_rows(
     messages: &[tokio_postgres::SimpleQueryMessage],
 ) -> Result<Vec<HistoryRow>, PgError> {
-    Ok(parse_scoped(messages)?.into_iter().map(|(_, r)| r).collect())
+    Ok(parse_scoped(messages)?
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect())
 }
 
 /// The histories of several scopes, in one round trip (empty for a scope without one; the table
@@ -169,19 +172,22 @@ fn parse_scoped(
             .then(|| text("scope"))
             .flatten()
             .unwrap_or_default();
-        out.push((scope, HistoryRow {
-            version: text("version").unwrap_or_default(),
-            name: text("name").unwrap_or_default(),
-            checksum: text("checksum").unwrap_or_default(),
-            state: RowState::parse(r.get("state").unwrap_or_default())?,
-            statements_done: int("statements_done")?.unwrap_or(0) as i32,
-            statements_total: int("statements_total")?.map(|v| v as i32),
-            done_hash: text("done_hash"),
-            started_at: text("started_at").unwrap_or_default(),
-            finished_at: text("finished_at"),
-            duration_ms: int("duration_ms")?,
-            last_error: text("last_error"),
-        }));
+        out.push((
+            scope,
+            HistoryRow {
+                version: text("version").unwrap_or_default(),
+                name: text("name").unwrap_or_default(),
+                checksum: text("checksum").unwrap_or_default(),
+                state: RowState::parse(r.get("state").unwrap_or_default())?,
+                statements_done: int("statements_done")?.unwrap_or(0) as i32,
+                statements_total: int("statements_total")?.map(|v| v as i32),
+                done_hash: text("done_hash"),
+                started_at: text("started_at").unwrap_or_default(),
+                finished_at: text("finished_at"),
+                duration_ms: int("duration_ms")?,
+                last_error: text("last_error"),
+            },
+        ));
     }
     Ok(out)
 }

@@ -728,7 +728,11 @@ async fn run_transactional(
         return exec_or_rollback(client, &format!("{prefix}{record}"), m).await;
     }
     // The whole migration and its history row in one round trip.
-    if client.batch_execute(&transaction_sql(scope, m)).await.is_ok() {
+    if client
+        .batch_execute(&transaction_sql(scope, m))
+        .await
+        .is_ok()
+    {
         return Ok(());
     }
     // It failed and was rolled back. Run it again statement by statement (in a transaction that
@@ -1026,4 +1030,99 @@ pub async fn status(
     }
     out.sort_by(|a, b| a.version.cmp(&b.version));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(files: &[(&str, &str)]) -> MigrationDir {
+        MigrationDir::from_files(
+            std::path::Path::new("m"),
+            files
+                .iter()
+                .map(|(n, s)| (n.to_string(), s.to_string()))
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    fn applied(m: &Migration) -> HistoryRow {
+        HistoryRow {
+            version: m.version.clone(),
+            name: m.name.clone(),
+            checksum: m.checksum.clone(),
+            state: RowState::Applied,
+            statements_done: 0,
+            statements_total: None,
+            done_hash: None,
+            started_at: String::new(),
+            finished_at: None,
+            duration_ms: None,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn only_clean_histories_with_transactional_newer_files_are_batchable() {
+        let d = dir(&[
+            ("20260101000000_a.sql", "CREATE TABLE a (id int);"),
+            ("20260102000000_b.sql", "CREATE TABLE b (id int);"),
+            ("20260103000000_c.sql", "CREATE TABLE c (id int);"),
+        ]);
+        let a = applied(&d.migrations[0]);
+        let pending = |rows: &[HistoryRow]| {
+            batchable(&d, rows).map(|p| p.iter().map(|m| m.version.clone()).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            pending(std::slice::from_ref(&a)),
+            Some(vec!["20260102000000".into(), "20260103000000".into()])
+        );
+        assert_eq!(pending(&[]).map(|p| p.len()), Some(3));
+        let all: Vec<HistoryRow> = d.migrations.iter().map(applied).collect();
+        assert_eq!(pending(&all), Some(vec![]));
+        // A partial row, an edited file, a file gone, an older pending file: the migrator decides.
+        let mut partial = a.clone();
+        partial.state = RowState::Partial;
+        assert_eq!(pending(&[partial]), None);
+        let mut edited = a.clone();
+        edited.checksum = "sha256:other".into();
+        assert_eq!(pending(&[edited]), None);
+        let mut gone = a.clone();
+        gone.version = "20250101000000".into();
+        assert_eq!(pending(&[gone]), None);
+        let b = applied(&d.migrations[1]);
+        assert_eq!(pending(&[b]), None, "20260101000000 would run out of order");
+        // A no-transaction file pending: the migrator runs it statement by statement.
+        let d2 = dir(&[
+            ("20260101000000_a.sql", "CREATE TABLE a (id int);"),
+            (
+                "20260102000000_i.sql",
+                "-- pgfleet:no-transaction\nCREATE INDEX CONCURRENTLY a_id ON a (id);",
+            ),
+        ]);
+        assert!(batchable(&d2, &[applied(&d2.migrations[0])]).is_none());
+    }
+
+    #[test]
+    fn a_transaction_text_holds_the_path_the_statements_and_the_history_row() {
+        let d = dir(&[(
+            "20260101000000_a.sql",
+            "CREATE TABLE a (id int);\nCREATE INDEX a_i ON a (id);",
+        )]);
+        let sql = transaction_sql("t1'x", &d.migrations[0]);
+        assert!(
+            sql.starts_with("BEGIN;SET LOCAL search_path = \"t1'x\", public;"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("CREATE TABLE a (id int);") && sql.contains("CREATE INDEX a_i ON a (id);")
+        );
+        assert!(sql.contains("VALUES ('t1''x', '20260101000000'"), "{sql}");
+        assert!(sql.trim_end().ends_with("COMMIT;"));
+        assert_eq!(
+            transaction_sql("", &d.migrations[0]).lines().next(),
+            Some("BEGIN;")
+        );
+    }
 }

@@ -1,22 +1,49 @@
 //! pgfleet gives every tenant of an application a PostgreSQL database (or schema) of its own and keeps
 //! the fleet provisioned, migrated, verified, routed, healed and visible.
 //!
-//! This facade re-exports what applications use: the embedded PostgreSQL runtime ([`embedded`]),
-//! the schema core ([`schema`]: model, differ, planner, hazards) and the PostgreSQL driver ([`pg`]:
-//! introspection, shadow databases, applying plans) and versioned migrations ([`migrate`]: the
-//! migrations directory, the migrator, `gen`, importers). The control plane and the router join them
-//! as they land.
+//! Applications use [`Fleet`]: built from the same configuration as the `pgfleet` CLI (catalog URL,
+//! master key), it provisions tenants exactly once and hands out pooled connections authenticated as
+//! each tenant's own role, with no catalog query or schema check per request once warm, and repairs a
+//! tenant whose table went missing before retrying once.
 //!
 //! ```no_run
-//! let cluster = pgfleet::embedded::up(&pgfleet::embedded::UpOptions {
-//!     data_dir: ".pgfleet/data".into(),
-//!     port: None,
-//! })?
-//! .cluster;
-//! println!("{}", cluster.url());
-//! # Ok::<(), pgfleet::embedded::EmbeddedError>(())
+//! use pgfleet::{Fleet, RouterOptions};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // PGFLEET_CATALOG_URL and PGFLEET_MASTER_KEY (or pgfleet.toml), as for the CLI.
+//! let fleet = Fleet::from_env(RouterOptions::default()).await?;
+//! fleet.provision("user-42").await?; // idempotent: the same key is always the same tenant
+//!
+//! // A pooled connection as the tenant's own role, search_path set: plain SQL.
+//! let client = fleet.client("user-42").await?;
+//! let rows = client.query("SELECT id, title FROM chat_threads LIMIT 10", &[]).await?;
+//! println!("{} threads on {} ({})", rows.len(), client.server(), client.database());
+//! drop(client); // back to the pool
+//!
+//! // With healing: if the tenant lost a table, it is repaired (and recorded) and this runs again.
+//! let n: i64 = fleet
+//!     .with_tenant("user-42", |c| async move {
+//!         Ok(c.query_one("SELECT count(*) FROM chat_messages", &[]).await?.get(0))
+//!     })
+//!     .await?;
+//! println!("{n} messages");
+//!
+//! // Typed errors with questions.
+//! match fleet.client("nobody").await {
+//!     Err(e) if e.is_not_found() => println!("no such tenant"),
+//!     Err(e) if e.is_unavailable() => println!("its server is down: {e}"),
+//!     _ => {}
+//! }
+//! # Ok(())
+//! # }
 //! ```
+//!
+//! The facade also re-exports the parts: the control plane ([`control`]), the router ([`router`]),
+//! the embedded PostgreSQL runtime ([`embedded`]), the schema core ([`schema`]), the PostgreSQL
+//! driver ([`pg`]) and versioned migrations ([`migrate`]).
 #![deny(missing_docs)]
+
+use std::time::Duration;
 
 /// The control plane (see [`pgfleet_control`]).
 pub use pgfleet_control as control;
@@ -26,5 +53,99 @@ pub use pgfleet_embedded as embedded;
 pub use pgfleet_migrate as migrate;
 /// The PostgreSQL driver (see [`pgfleet_pg`]).
 pub use pgfleet_pg as pg;
+/// The router (see [`pgfleet_router`]).
+pub use pgfleet_router as router;
+pub use pgfleet_router::{RouterError, RouterOptions, TenantClient, UnknownPolicy};
 /// The schema core (see [`pgfleet_schema`]).
 pub use pgfleet_schema as schema;
+
+use pgfleet_control::config::{Config, Settings};
+use pgfleet_control::provision::CreateOptions;
+use pgfleet_control::tenant::Tenant;
+use pgfleet_control::{Control, ControlError};
+use pgfleet_router::Router;
+
+/// The fleet, as an application sees it: provisioning and routed, pooled, healed connections.
+/// Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    control: Control,
+    router: Router<Control>,
+}
+
+impl Fleet {
+    /// Connects to the catalog of `config` and starts a router with `options` (on the current Tokio
+    /// runtime).
+    ///
+    /// # Errors
+    /// The catalog cannot be reached or is not initialized.
+    pub async fn connect(config: Config, options: RouterOptions) -> Result<Self, ControlError> {
+        let control = Control::connect(config).await?;
+        let router = Router::new(control.clone(), options);
+        Ok(Self { control, router })
+    }
+
+    /// As [`Fleet::connect`], with the configuration from the environment and `pgfleet.toml`,
+    /// as the CLI reads it (`PGFLEET_CATALOG_URL`, `PGFLEET_MASTER_KEY`, …).
+    ///
+    /// # Errors
+    /// Missing or invalid configuration; as [`Fleet::connect`].
+    pub async fn from_env(options: RouterOptions) -> Result<Self, ControlError> {
+        let config = Config::resolve(Settings::default(), |k| std::env::var(k).ok(), None)?;
+        Self::connect(config, options).await
+    }
+
+    /// Creates tenant `key` in the default mode (or finds it) and waits until it is ready and
+    /// verified, at most 5 minutes. Idempotent and safe under any concurrency.
+    ///
+    /// # Errors
+    /// See [`Control::provision`].
+    pub async fn provision(&self, key: &str) -> Result<Tenant, ControlError> {
+        self.provision_with(key, &CreateOptions::default(), Duration::from_secs(300))
+            .await
+    }
+
+    /// As [`Fleet::provision`], with options (mode, server) and a timeout.
+    ///
+    /// # Errors
+    /// See [`Control::provision`].
+    pub async fn provision_with(
+        &self,
+        key: &str,
+        options: &CreateOptions,
+        timeout: Duration,
+    ) -> Result<Tenant, ControlError> {
+        self.control.provision(key, options, timeout).await
+    }
+
+    /// A pooled connection to tenant `key`, as its own role with its `search_path`.
+    ///
+    /// # Errors
+    /// See [`Router::client`].
+    pub async fn client(&self, key: &str) -> Result<TenantClient, RouterError> {
+        self.router.client(key).await
+    }
+
+    /// Runs `f` with a connection to tenant `key`; repairs the tenant and runs `f` once more when
+    /// its schema misses a table, column or schema. See [`Router::with_tenant`].
+    ///
+    /// # Errors
+    /// See [`Router::with_tenant`].
+    pub async fn with_tenant<T, F, Fut>(&self, key: &str, f: F) -> Result<T, RouterError>
+    where
+        F: FnMut(TenantClient) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        self.router.with_tenant(key, f).await
+    }
+
+    /// The control plane.
+    pub fn control(&self) -> &Control {
+        &self.control
+    }
+
+    /// The router.
+    pub fn router(&self) -> &Router<Control> {
+        &self.router
+    }
+}

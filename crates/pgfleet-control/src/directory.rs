@@ -1,0 +1,215 @@
+//! The router's view of the catalog ([`pgfleet_router::Directory`]): placements with the tenant's
+//! credentials, provisioning on first use, run-time repairs, and change announcements
+//! (`LISTEN/NOTIFY` on [`CHANGES_CHANNEL`]: a tenant dropped or its password rotated reaches
+//! every running router at once).
+
+use std::time::{Duration, SystemTime};
+
+use pgfleet_router::{Placement, Repair};
+use tokio_postgres::{AsyncMessage, Client};
+
+use crate::provision::CreateOptions;
+use crate::secrets::Sealed;
+use crate::tenant::{Mode, State};
+use crate::{Control, ControlError};
+
+/// The catalog channel on which changed tenant keys are announced (`*`: forget everything).
+pub const CHANGES_CHANNEL: &str = "pgfleet_tenant_changes";
+
+fn q(context: &str) -> impl FnOnce(tokio_postgres::Error) -> ControlError + '_ {
+    move |e| pgfleet_pg::PgError::query(context, e).into()
+}
+
+/// Tells running routers that `key` changed (best effort: they also re-read after a TTL).
+pub(crate) async fn announce(c: &Client, key: &str) {
+    if let Err(e) = c
+        .execute("SELECT pg_notify($1, $2)", &[&CHANGES_CHANNEL, &key])
+        .await
+    {
+        tracing::warn!(tenant = %key, "announcing a tenant change: {e}");
+    }
+}
+
+impl Control {
+    /// Where a ready tenant lives and how to log in as it (its own role, password, database, and
+    /// `search_path` as a startup option). `None` when no ready tenant has this key.
+    ///
+    /// # Errors
+    /// Catalog errors, a master key that does not open the password.
+    pub async fn placement(&self, key: &str) -> Result<Option<Placement>, ControlError> {
+        let Some(t) = self.find(key).await? else {
+            return Ok(None);
+        };
+        if t.state != State::Ready {
+            return Ok(None);
+        }
+        let row = self
+            .catalog()
+            .query_one(
+                "SELECT password_sealed, password_key, key_id FROM pgfleet.tenants WHERE id = $1",
+                &[&t.id],
+            )
+            .await
+            .map_err(q("reading the password"))?;
+        let (Some(ciphertext), Some(wrapped_key), Some(key_id)) = (
+            row.get::<_, Option<Vec<u8>>>(0),
+            row.get::<_, Option<Vec<u8>>>(1),
+            row.get::<_, Option<String>>(2),
+        ) else {
+            return Ok(None);
+        };
+        let password = self.open_sealed(
+            &format!("tenant:{}", t.id),
+            &Sealed {
+                ciphertext,
+                wrapped_key,
+                key_id,
+            },
+        )?;
+        let server = t.server.clone().unwrap_or_default();
+        let mut config = self.server_admin_config(&server).await?;
+        config
+            .user(&t.role)
+            .password(password.expose())
+            .dbname(&t.database)
+            .application_name("pgfleet router");
+        match t.mode {
+            Mode::Schema => config.options(format!("-c search_path={},public", t.schema)),
+            Mode::Database => config.options("-c search_path=public"),
+        };
+        Ok(Some(Placement {
+            key: t.key.clone(),
+            tenant_id: t.id.clone(),
+            server,
+            mode: t.mode.as_str().to_string(),
+            database: t.database.clone(),
+            schema: t.schema.clone(),
+            config,
+            version: t.schema_version.clone(),
+        }))
+    }
+
+    /// Repairs tenant `key` after `error` (seen at `seen_at`): additive steps only, each recorded as
+    /// a `tenant.correction` event with the error as its reason. Processes take turns through an
+    /// advisory lock on the catalog; a repair that finds nothing to do says whether another
+    /// process repaired the tenant since the error was seen.
+    ///
+    /// # Errors
+    /// Unknown tenant, unreachable server, a repair statement that fails.
+    pub async fn heal(
+        &self,
+        key: &str,
+        error: &str,
+        seen_at: SystemTime,
+    ) -> Result<Repair, ControlError> {
+        let t = self.tenant(key).await?;
+        let lock = self.catalog_connection().await?;
+        let k = pgfleet_migrate::lock::key("pgfleet-heal", &t.id);
+        lock.execute("SELECT pg_advisory_lock($1)", &[&k])
+            .await
+            .map_err(q("locking the tenant for a repair"))?;
+        let result = async {
+            let r = self
+                .fix(key, &format!("run-time repair after: {error}"))
+                .await?;
+            let repaired_elsewhere = if r.applied.is_empty() {
+                self.catalog()
+                    .query_one(
+                        "SELECT EXISTS (SELECT FROM pgfleet.events WHERE tenant_id = $1 AND kind = 'tenant.correction' AND at >= $2)",
+                        &[&t.id, &seen_at],
+                    )
+                    .await
+                    .map_err(q("reading corrections"))?
+                    .get(0)
+            } else {
+                false
+            };
+            Ok(Repair {
+                applied: r.applied,
+                repaired_elsewhere,
+            })
+        }
+        .await;
+        let _ = lock.execute("SELECT pg_advisory_unlock($1)", &[&k]).await;
+        result
+    }
+}
+
+impl pgfleet_router::Directory for Control {
+    async fn lookup(&self, key: &str) -> Result<Option<Placement>, String> {
+        self.placement(key).await.map_err(|e| e.to_string())
+    }
+
+    async fn provision(&self, key: &str, timeout: Duration) -> Result<Placement, String> {
+        Control::provision(self, key, &CreateOptions::default(), timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.placement(key)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("tenant {key:?} is not ready"))
+    }
+
+    async fn repair(&self, key: &str, error: &str, seen_at: SystemTime) -> Result<Repair, String> {
+        self.heal(key, error, seen_at)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    fn changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let url = self.config().catalog_url.clone();
+        tokio::spawn(async move {
+            let mut first = true;
+            while !tx.is_closed() {
+                match listen(&url, &tx, first).await {
+                    Ok(()) => {}
+                    Err(e) => tracing::warn!("listening for tenant changes: {e}"),
+                }
+                first = false;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        Some(rx)
+    }
+}
+
+/// One listening session: until the connection ends. After a reconnect, announcements may have
+/// been missed, so `*` (forget everything) goes first.
+async fn listen(
+    url: &str,
+    tx: &tokio::sync::mpsc::UnboundedSender<String>,
+    first: bool,
+) -> Result<(), String> {
+    let config = pgfleet_pg::connect::parse_url(url).map_err(|e| e.to_string())?;
+    let (client, mut connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (ntx, mut nrx) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        while let Some(m) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            match m {
+                Ok(AsyncMessage::Notification(n)) => {
+                    let _ = ntx.send(n.payload().to_string());
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    if !first {
+        let _ = tx.send("*".into());
+    }
+    while let Some(key) = nrx.recv().await {
+        if tx.send(key).is_err() {
+            break;
+        }
+    }
+    driver.abort();
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! The narrow interface through which the router learns where tenants live and asks for repairs.
+//! The control plane implements it over its catalog; the router never reads the catalog itself.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+/// Where a tenant lives and how to log in as it.
+#[derive(Clone)]
+pub struct Placement {
+    /// The application's key.
+    pub key: String,
+    /// The tenant's id.
+    pub tenant_id: String,
+    /// The server's name.
+    pub server: String,
+    /// `database` or `schema`.
+    pub mode: String,
+    /// The tenant's database (its own, or the server's shared one).
+    pub database: String,
+    /// The tenant's schema (`public` in database mode).
+    pub schema: String,
+    /// Connection settings: the tenant's own role and password, its database, and (schema mode) its
+    /// `search_path` as a startup option, so a new connection needs no statement to be ready.
+    pub config: tokio_postgres::Config,
+    /// The target version the tenant was verified at.
+    pub version: Option<String>,
+}
+
+impl std::fmt::Debug for Placement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the config: it holds the password.
+        f.debug_struct("Placement")
+            .field("key", &self.key)
+            .field("tenant_id", &self.tenant_id)
+            .field("server", &self.server)
+            .field("mode", &self.mode)
+            .field("database", &self.database)
+            .field("schema", &self.schema)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a repair did.
+#[derive(Debug, Clone, Default)]
+pub struct Repair {
+    /// Steps applied (each recorded as a correction).
+    pub applied: Vec<String>,
+    /// Another process repaired the tenant after the error was seen (so a retry may succeed
+    /// although this repair had nothing to do).
+    pub repaired_elsewhere: bool,
+}
+
+/// Where the router reads placements and asks for provisioning and repairs.
+pub trait Directory: Send + Sync + 'static {
+    /// The placement of a ready tenant; `None` when no ready tenant has this key.
+    fn lookup(&self, key: &str) -> impl Future<Output = Result<Option<Placement>, String>> + Send;
+
+    /// Creates the tenant (idempotent) and waits until it is ready, at most `timeout`.
+    fn provision(
+        &self,
+        key: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Placement, String>> + Send;
+
+    /// Repairs the tenant's schema additively towards its target (never destructive), recording
+    /// each step as a correction with `error` as the reason. Serialized across processes.
+    /// `seen_at`: when the error was seen.
+    fn repair(
+        &self,
+        key: &str,
+        error: &str,
+        seen_at: SystemTime,
+    ) -> impl Future<Output = Result<Repair, String>> + Send;
+
+    /// Keys whose placement or credentials changed (moved, dropped, password rotated), as they are
+    /// announced; the router forgets them. `None` when the directory cannot announce changes (the
+    /// router then relies on its TTL alone).
+    fn changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
+        None
+    }
+}

@@ -1,0 +1,450 @@
+//! `Fleet::client` and `Fleet::with_tenant` against real clusters: no statement on the hot path,
+//! healing exactly once, the connection budget, a stopped server, rotation and drop seen live.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use pgfleet::control::config::Config;
+use pgfleet::control::provision::CreateOptions;
+use pgfleet::control::secrets::MasterKey;
+use pgfleet::control::tenant::Mode;
+use pgfleet::control::{Control, catalog};
+use pgfleet::migrate::{MigrationDir, sum};
+use pgfleet::{Fleet, RouterOptions};
+use pgfleet_testkit::{TestCluster, TestDb};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TARGET: &str = "CREATE TABLE notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);
+CREATE TABLE tags (id serial PRIMARY KEY, note_id bigint REFERENCES notes ON DELETE CASCADE, name text NOT NULL);
+CREATE INDEX tags_name ON tags (name);
+";
+const WAIT: Duration = Duration::from_secs(300);
+
+struct Setup {
+    catalog: TestDb,
+    key: MasterKey,
+    _dir: std::path::PathBuf,
+}
+
+impl Setup {
+    /// A catalog with the target and `servers` (name, url).
+    async fn new(servers: &[(&str, String)]) -> Self {
+        let catalog = TestDb::named("router").await;
+        let dir = std::env::temp_dir().join(format!(
+            "pgfleet-router-test-{}-{}",
+            std::process::id(),
+            pgfleet_testkit::free_port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("20260101000000_init.sql"), TARGET).unwrap();
+        sum::write(&MigrationDir::load(&dir).unwrap()).unwrap();
+        let url = pgfleet::pg::connect::parse_url(catalog.url()).unwrap();
+        catalog::init(&url, Some(&MigrationDir::load(&dir).unwrap()))
+            .await
+            .unwrap();
+        let key = MasterKey::generate().unwrap();
+        let s = Self {
+            catalog,
+            key,
+            _dir: dir,
+        };
+        let c = s.control().await;
+        for (name, url) in servers {
+            c.add_server(name, url, 10_000, 1).await.unwrap();
+        }
+        s
+    }
+
+    async fn control(&self) -> Control {
+        Control::connect(Config::new(self.catalog.url(), self.key.clone()))
+            .await
+            .unwrap()
+    }
+
+    async fn fleet(&self, opts: RouterOptions) -> Fleet {
+        Fleet::connect(Config::new(self.catalog.url(), self.key.clone()), opts)
+            .await
+            .unwrap()
+    }
+}
+
+async fn provision(c: &Control, keys: &[String], mode: Mode, server: &str) {
+    let gate = Arc::new(tokio::sync::Semaphore::new(6));
+    let mut set = tokio::task::JoinSet::new();
+    for k in keys {
+        let (c, k, gate) = (c.clone(), k.clone(), gate.clone());
+        let opts = CreateOptions {
+            mode: Some(mode),
+            server: Some(server.to_string()),
+        };
+        set.spawn(async move {
+            let _p = gate.acquire_owned().await.unwrap();
+            c.provision(&k, &opts, WAIT).await.unwrap();
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+}
+
+/// A TCP proxy to `upstream` that counts the statements clients send: simple queries (`Q`) and
+/// extended-protocol executions (`E`).
+async fn counting_proxy(upstream: u16) -> (u16, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
+            let server = tokio::net::TcpStream::connect(("127.0.0.1", upstream))
+                .await
+                .unwrap();
+            let (mut cr, cw) = client.into_split();
+            let (sr, mut sw) = server.into_split();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut sr = sr;
+                let mut cw = cw;
+                let _ = tokio::io::copy(&mut sr, &mut cw).await;
+            });
+            tokio::spawn(async move {
+                // The startup message has no type byte: length first.
+                let mut len = [0u8; 4];
+                if cr.read_exact(&mut len).await.is_err() {
+                    return;
+                }
+                let n = u32::from_be_bytes(len) as usize;
+                let mut body = vec![0u8; n - 4];
+                if cr.read_exact(&mut body).await.is_err() {
+                    return;
+                }
+                let _ = sw.write_all(&len).await;
+                let _ = sw.write_all(&body).await;
+                loop {
+                    let mut head = [0u8; 5];
+                    if cr.read_exact(&mut head).await.is_err() {
+                        return;
+                    }
+                    let n = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+                    let mut body = vec![0u8; n - 4];
+                    if cr.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    if head[0] == b'Q' || head[0] == b'E' {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if sw.write_all(&head).await.is_err() || sw.write_all(&body).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, count)
+}
+
+#[tokio::test]
+async fn warm_clients_send_nothing_but_the_application_s_statements() {
+    let cluster = TestCluster::start();
+    let (port, count) = counting_proxy(cluster.port()).await;
+    let proxied = cluster
+        .url()
+        .replace(&format!(":{}/", cluster.port()), &format!(":{port}/"));
+    let s = Setup::new(&[("proxied", proxied)]).await;
+    let c = s.control().await;
+    provision(&c, &["a".into(), "b".into()], Mode::Schema, "proxied").await;
+    provision(&c, &["d".into()], Mode::Database, "proxied").await;
+    let fleet = s.fleet(RouterOptions::default()).await;
+    for key in ["a", "b", "d"] {
+        // Warm: the first use reads the catalog (not through the proxy) and opens a connection.
+        fleet
+            .client(key)
+            .await
+            .unwrap()
+            .simple_query("select 1")
+            .await
+            .unwrap();
+    }
+    let before = count.load(Ordering::SeqCst);
+    const N: usize = 300;
+    for i in 0..N {
+        let key = ["a", "b", "d"][i % 3];
+        let client = fleet.client(key).await.unwrap();
+        client.simple_query("select 1").await.unwrap();
+    }
+    assert_eq!(count.load(Ordering::SeqCst) - before, N);
+    // The connection is the tenant's own role, in its own schema.
+    let client = fleet.client("a").await.unwrap();
+    let row = client
+        .query_one("SELECT current_user::text, current_schema()::text", &[])
+        .await
+        .unwrap();
+    let t = c.tenant("a").await.unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        (t.role.clone(), t.schema.clone())
+    );
+    assert_eq!(
+        (client.key(), client.server(), client.mode()),
+        ("a", "proxied", "schema")
+    );
+    assert!(!client.is_fallback());
+    // Unknown keys are refused with a typed error.
+    let err = fleet.client("nobody").await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+}
+
+#[tokio::test]
+async fn a_dropped_table_is_repaired_once_for_32_tasks_in_two_processes_and_wrong_queries_are_not()
+{
+    let cluster = TestCluster::start();
+    let s = Setup::new(&[("main", cluster.url())]).await;
+    let c = s.control().await;
+    provision(&c, &["healme".into()], Mode::Schema, "main").await;
+    // Two routers (two processes' worth: separate catalogs sessions, separate pools).
+    let f1 = s.fleet(RouterOptions::default()).await;
+    let f2 = s.fleet(RouterOptions::default()).await;
+    for f in [&f1, &f2] {
+        f.with_tenant("healme", |c| async move {
+            c.simple_query("SELECT count(*) FROM tags").await
+        })
+        .await
+        .unwrap();
+    }
+    let t = c.tenant("healme").await.unwrap();
+    let admin = pgfleet_testkit::connect(&cluster.url_for(&t.database)).await;
+    admin
+        .batch_execute(&format!("DROP TABLE {}.tags", t.schema))
+        .await
+        .unwrap();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..32 {
+        let f = if i % 2 == 0 { f1.clone() } else { f2.clone() };
+        set.spawn(async move {
+            f.with_tenant("healme", |c| async move {
+                c.query_one("SELECT count(*) FROM tags", &[]).await
+            })
+            .await
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        let n: i64 = r.unwrap().unwrap().get(0);
+        assert_eq!(n, 0);
+    }
+    let corrections: Vec<serde_json::Value> = c
+        .catalog()
+        .query(
+            "SELECT detail::text FROM pgfleet.events WHERE tenant_key = 'healme' AND kind = 'tenant.correction'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_str(r.get::<_, &str>(0)).unwrap())
+        .collect();
+    // One repair: the table and its index, each a recorded step of the same repair.
+    assert!(!corrections.is_empty());
+    let tables: Vec<&serde_json::Value> = corrections
+        .iter()
+        .filter(|d| d["object"].as_str().unwrap_or("").contains("table"))
+        .collect();
+    assert_eq!(tables.len(), 1, "{corrections:?}");
+    let reason = tables[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("tags") && reason.contains("42P01"),
+        "{reason}"
+    );
+    assert!(
+        tables[0]["statement"]
+            .as_str()
+            .unwrap()
+            .contains("CREATE TABLE")
+    );
+
+    // A table that is not in the target: one attempt, the original error, no repair loop.
+    let before = corrections.len();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let a = attempts.clone();
+    let err = f1
+        .with_tenant("healme", move |c| {
+            a.fetch_add(1, Ordering::SeqCst);
+            async move { c.simple_query("SELECT * FROM no_such_table").await }
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(attempts.load(Ordering::SeqCst), 1);
+    assert_eq!(err.db_error().unwrap().code().code(), "42P01", "{err}");
+    assert!(!err.healed());
+    // Again at once: within the cooldown, not even a repair attempt.
+    let started = Instant::now();
+    let err = f1
+        .with_tenant("healme", |c| async move {
+            c.simple_query("SELECT * FROM no_such_table").await
+        })
+        .await
+        .unwrap_err();
+    assert!(err.db_error().is_some());
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let after: i64 = c
+        .catalog()
+        .query_one(
+            "SELECT count(*) FROM pgfleet.events WHERE tenant_key = 'healme' AND kind = 'tenant.correction'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(after as usize, before);
+}
+
+#[tokio::test]
+async fn the_budget_holds_under_load_and_a_hot_tenant_does_not_starve_the_others() {
+    let cluster = TestCluster::start();
+    let s = Setup::new(&[("main", cluster.url())]).await;
+    let c = s.control().await;
+    let keys: Vec<String> = (0..120).map(|i| format!("t{i:03}")).collect();
+    provision(&c, &keys, Mode::Schema, "main").await;
+    let opts = RouterOptions {
+        budget_per_server: 10,
+        per_tenant: 3,
+        acquire_timeout: Duration::from_secs(10),
+        ..RouterOptions::default()
+    };
+    let fleet = s.fleet(opts).await;
+    let admin = pgfleet_testkit::connect(&cluster.url()).await;
+    let peak = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (peak, stop) = (peak.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let n: i64 = admin
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgfleet router'",
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                peak.fetch_max(n as usize, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let mut set = tokio::task::JoinSet::new();
+    // 50 tasks hammer one tenant...
+    for _ in 0..50 {
+        let f = fleet.clone();
+        set.spawn(async move {
+            for _ in 0..20 {
+                let c = f.client("t000").await?;
+                c.simple_query("SELECT pg_sleep(0.002)").await.unwrap();
+            }
+            Ok::<_, pgfleet::RouterError>(())
+        });
+    }
+    // ...while 30 tasks go round all the others.
+    for w in 0..30 {
+        let (f, keys) = (fleet.clone(), keys.clone());
+        set.spawn(async move {
+            for i in 0..40 {
+                let key = &keys[1 + (w * 7 + i * 13) % (keys.len() - 1)];
+                let c = f.client(key).await?;
+                c.simple_query("select 1").await.unwrap();
+            }
+            Ok(())
+        });
+    }
+    let mut errors = Vec::new();
+    while let Some(r) = set.join_next().await {
+        if let Err(e) = r.unwrap() {
+            errors.push(e.to_string());
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    watcher.await.unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+    let peak = peak.load(Ordering::SeqCst);
+    assert!(peak <= 10, "peak {peak} connections over a budget of 10");
+    assert!(peak >= 3, "the test never loaded the server ({peak})");
+    assert!(fleet.router().open_connections()["main"] <= 10);
+}
+
+#[tokio::test]
+async fn a_stopped_server_fails_fast_others_serve_and_rotation_and_drop_are_seen_live() {
+    let mut down = TestCluster::start();
+    let up = TestCluster::start();
+    let s = Setup::new(&[("down", down.url()), ("up", up.url())]).await;
+    let c = s.control().await;
+    provision(&c, &["on-down".into()], Mode::Schema, "down").await;
+    provision(&c, &["on-up".into(), "rotated".into()], Mode::Schema, "up").await;
+    provision(&c, &["dropped".into()], Mode::Database, "up").await;
+    let fleet = s.fleet(RouterOptions::default()).await;
+    for k in ["on-down", "on-up", "rotated", "dropped"] {
+        fleet
+            .client(k)
+            .await
+            .unwrap()
+            .simple_query("select 1")
+            .await
+            .unwrap();
+    }
+    down.stop();
+    let started = Instant::now();
+    // Pooled connections died with the server; a new one is refused at once.
+    let mut last = None;
+    for _ in 0..3 {
+        match fleet.client("on-down").await {
+            Ok(c) => {
+                assert!(c.simple_query("select 1").await.is_err());
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let err = last.expect("the stopped server's tenant was served");
+    assert!(err.is_unavailable(), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    fleet
+        .client("on-up")
+        .await
+        .unwrap()
+        .simple_query("select 1")
+        .await
+        .unwrap();
+    down.restart();
+
+    // Rotation: the running router logs in with the new password.
+    c.rotate_password("rotated").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fleet
+        .client("rotated")
+        .await
+        .unwrap()
+        .simple_query("select 1")
+        .await
+        .unwrap();
+
+    // Drop: the running router stops serving it.
+    c.drop_tenant("dropped").await.unwrap();
+    let started = Instant::now();
+    loop {
+        match fleet.client("dropped").await {
+            Err(e) if e.is_not_found() => break,
+            Ok(_) | Err(_) => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(5),
+                    "the dropped tenant is still served"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
