@@ -19,6 +19,7 @@ pub mod fleet;
 pub mod migrate;
 pub mod provision;
 pub mod report;
+pub mod router;
 pub mod schema;
 pub mod smoke;
 
@@ -60,6 +61,11 @@ pub const BENCHMARKS: &[Benchmark] = &[
         run: fleet::run,
     },
     Benchmark {
+        name: "router",
+        about: "select 1 through Fleet::client vs a plain pool and a check-every-table pool; 10,000 tenants under Zipf access and a budget",
+        run: router::run,
+    },
+    Benchmark {
         name: "schema",
         about: "introspect a 1,000-table schema vs pg_dump --schema-only; diff + plan time",
         run: schema::run,
@@ -73,7 +79,7 @@ pub const BENCHMARKS: &[Benchmark] = &[
     about = "Run a pgfleet benchmark against its same-run baseline"
 )]
 #[command(
-    after_help = "Benchmarks:\n  smoke   embedded server start vs raw pg_ctl; connect + SELECT 1 over TCP vs unix socket\n  schema  introspect a 1,000-table schema vs pg_dump --schema-only; diff + plan time\n  migrate 200 small migrations by the migrator vs the same SQL by one psql -f\n  provision tenants provisioned to ready in each mode vs CREATE DATABASE/SCHEMA + psql -f\n  fleet   one migration to 1,000 schema + 100 database tenants by migrate --all vs a sequential psql loop; a no-op run\n\nResults: a Markdown table on stdout and target/bench/NAME.json"
+    after_help = "Benchmarks:\n  smoke   embedded server start vs raw pg_ctl; connect + SELECT 1 over TCP vs unix socket\n  schema  introspect a 1,000-table schema vs pg_dump --schema-only; diff + plan time\n  migrate 200 small migrations by the migrator vs the same SQL by one psql -f\n  provision tenants provisioned to ready in each mode vs CREATE DATABASE/SCHEMA + psql -f\n  fleet   one migration to 1,000 schema + 100 database tenants by migrate --all vs a sequential psql loop; a no-op run\n  router  select 1 through Fleet::client vs a plain pool and a check-every-table pool; 10,000 tenants under Zipf access and a budget\n\nResults: a Markdown table on stdout and target/bench/NAME.json"
 )]
 pub struct Args {
     /// Benchmark to run (see below), or `list`.

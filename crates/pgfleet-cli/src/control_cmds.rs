@@ -452,7 +452,7 @@ pub fn tenant(args: &ControlArgs, cmd: &TenantCommand) -> anyhow::Result<()> {
             }
             TenantCommand::Show { key, format } => {
                 let t = c.tenant(key).await?;
-                let events = pgfleet::control::events::of_tenant(c.catalog(), &t.id, 10).await?;
+                let events = pgfleet::control::events::of_tenant(&c.catalog(), &t.id, 10).await?;
                 if *format == OutputFormat::Json {
                     let mut v = tenant_json(&t);
                     v["events"] = serde_json::to_value(&events)?;

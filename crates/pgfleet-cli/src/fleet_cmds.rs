@@ -22,10 +22,10 @@ pub struct FleetArgs {
     #[arg(long, conflicts_with_all = ["db", "in_schema", "to", "dry_run", "allow_changed", "allow_out_of_order"])]
     pub all: bool,
     /// Tenants migrated at once, in all
-    #[arg(long, value_name = "N", default_value_t = 8, requires = "all")]
+    #[arg(long, value_name = "N", default_value_t = 8, requires = "all", value_parser = at_least_one)]
     pub concurrency: usize,
     /// Tenants migrated at once on one server
-    #[arg(long, value_name = "N", default_value_t = 4, requires = "all")]
+    #[arg(long, value_name = "N", default_value_t = 4, requires = "all", value_parser = at_least_one)]
     pub per_server: usize,
     /// Migrate N tenants (or N% of them) first, and stop if any of them fails
     #[arg(long, value_name = "N|N%", requires = "all")]
@@ -45,6 +45,25 @@ pub struct FleetArgs {
     /// Catalog and master key.
     #[command(flatten)]
     pub control: ControlArgs,
+}
+
+/// A count of at least 1.
+pub(crate) fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("expected a number, got {s:?}")),
+    }
+}
+
+fn health_interval(s: &str) -> Result<Duration, String> {
+    let d = crate::schema_cmds::parse_duration(s)?;
+    if d < Duration::from_millis(100) {
+        return Err(format!(
+            "{s} is too short: at least 100ms (each tenant is checked once per interval)"
+        ));
+    }
+    Ok(d)
 }
 
 /// Live progress on stderr: a redrawn bar on a terminal, a line every few seconds otherwise.
@@ -90,8 +109,13 @@ impl Bar {
         } else {
             String::new()
         };
+        let not_run = if p.not_run > 0 {
+            format!(", {} not run", p.not_run)
+        } else {
+            String::new()
+        };
         let text = format!(
-            "{}: {}/{} done, {} failed, {left} left ({rate:.0}/s{eta})",
+            "{}: {}/{} done, {} failed{not_run}, {left} left ({rate:.0}/s{eta})",
             self.what, p.done, p.total, p.failed
         );
         let mut err = std::io::stderr().lock();
@@ -188,6 +212,23 @@ fn print_migration(r: &FleetMigration) {
         row(if s.is_empty() { "(not placed)" } else { s }, &|x| x == *s);
     }
     row("total", &|_| true);
+    let not_run: Vec<_> = r
+        .tenants
+        .iter()
+        .filter(|t| t.outcome == Outcome::NotRun)
+        .collect();
+    if !not_run.is_empty() && not_run.len() <= 20 {
+        println!();
+        println!("not run:");
+        for t in &not_run {
+            println!(
+                "  {} on {}: {}",
+                printable(&t.key),
+                if t.server.is_empty() { "-" } else { &t.server },
+                t.error.as_deref().unwrap_or("")
+            );
+        }
+    }
     let failed: Vec<_> = r
         .tenants
         .iter()
@@ -348,19 +389,20 @@ pub fn print_drift(key: &str, drift: &Drift, say_clean: bool) {
 /// Flags of `pgfleet serve`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
-    /// Address of the HTTP server (/healthz, /readyz, /metrics); port 0 picks a free one
+    /// Address of the HTTP server (/healthz, /readyz, /metrics), HOST:PORT; port 0 picks a free
+    /// one (printed on stderr)
     #[arg(
         long,
-        value_name = "ADDR",
+        value_name = "HOST:PORT",
         env = "PGFLEET_LISTEN",
         default_value = "127.0.0.1:6480"
     )]
-    pub listen: std::net::SocketAddr,
+    pub listen: String,
     /// How often each tenant's health is checked (login as its role, `select 1`), e.g. 30s, 5m
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::schema_cmds::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = health_interval)]
     pub health_interval: Duration,
     /// Health checks at once
-    #[arg(long, value_name = "N", default_value_t = 16)]
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = at_least_one)]
     pub health_concurrency: usize,
     /// A health check slower than this marks the tenant degraded, e.g. 500ms, 2s
     #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = crate::schema_cmds::parse_duration)]
@@ -369,7 +411,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub no_health: bool,
     /// Tasks running queued operations (provisioning)
-    #[arg(long, value_name = "N", default_value_t = 4)]
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = at_least_one)]
     pub queue_tasks: usize,
     /// Catalog and master key.
     #[command(flatten)]
@@ -392,7 +434,17 @@ pub fn serve(a: &ServeArgs) -> anyhow::Result<()> {
     });
     multi_thread_runtime()?.block_on(async {
         let c = pgfleet::control::Control::connect(cfg).await?;
-        let listener = pgfleet_server::bind(a.listen).await?;
+        let addr = tokio::net::lookup_host(&a.listen)
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--listen {:?} is not an address: expected HOST:PORT, e.g. 127.0.0.1:6480 or localhost:0",
+                    a.listen
+                )
+            })?;
+        let listener = pgfleet_server::bind(addr).await?;
         let addr = listener.local_addr()?;
         eprintln!(
             "pgfleet serve: http://{addr} (/healthz, /readyz, /metrics); worker {}: {} queue task(s), {}; stop with SIGTERM or Ctrl-C",

@@ -173,7 +173,7 @@ pub enum Command {
         #[arg(long)]
         fix: bool,
         /// Tenants checked at once (with --all).
-        #[arg(long, value_name = "N", default_value_t = 8)]
+        #[arg(long, value_name = "N", default_value_t = 8, value_parser = fleet_cmds::at_least_one)]
         concurrency: usize,
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
@@ -353,6 +353,7 @@ pub fn init_tracing(verbose: u8) {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .without_time()
                 .with_target(false),
         )

@@ -177,10 +177,30 @@ pub async fn record_target(
         )));
     };
     let hash = sum::directory_hash(dir)?;
-    if let Some(current) = current_target(client).await?
-        && current.dir_hash == hash
-    {
-        return Ok(None);
+    if let Some(current) = current_target(client).await? {
+        if current.dir_hash == hash {
+            return Ok(None);
+        }
+        // Tenants already ran the recorded migrations: a new target may only add files.
+        for old in &current.dir.migrations {
+            match dir.get(&old.version) {
+                None => {
+                    return Err(ControlError::Invalid(format!(
+                        "{} is missing from {}, but it is part of the fleet's target {} (tenants ran it); put it back: migrations are never removed, a new one undoes what it did",
+                        old.file_name,
+                        dir.path.display(),
+                        current.version
+                    )));
+                }
+                Some(m) if m.checksum != old.checksum => {
+                    return Err(ControlError::Invalid(format!(
+                        "{} was changed after it was recorded in the fleet's target {} (recorded {}, now {}): tenants ran the recorded text, so the fleet would split. Restore the file and put the change in a new migration (`pgfleet gen NAME`)",
+                        m.file_name, current.version, old.checksum, m.checksum
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
     }
     let files: Vec<serde_json::Value> = dir
         .migrations
@@ -214,10 +234,26 @@ pub async fn record_target(
 /// # Errors
 /// Catalog errors, or stored files that are not valid migrations.
 pub async fn current_target(client: &Client) -> Result<Option<Target>, ControlError> {
+    read_target(client, None).await
+}
+
+/// A target recorded earlier (or the current one), by version.
+///
+/// # Errors
+/// Catalog errors, a stored target that does not parse.
+pub async fn target_at(client: &Client, version: &str) -> Result<Option<Target>, ControlError> {
+    read_target(client, Some(version)).await
+}
+
+async fn read_target(
+    client: &Client,
+    version: Option<&str>,
+) -> Result<Option<Target>, ControlError> {
     let row = client
         .query_opt(
-            "SELECT version, dir_hash, files::text FROM pgfleet.targets WHERE is_current",
-            &[],
+            "SELECT version, dir_hash, files::text FROM pgfleet.targets
+             WHERE CASE WHEN $1::text IS NULL THEN is_current ELSE version = $1 END",
+            &[&version],
         )
         .await
         .map_err(|e| PgError::query("reading the fleet's target", e))?;

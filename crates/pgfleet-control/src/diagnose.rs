@@ -24,8 +24,11 @@ use crate::{Control, ControlError, events};
 pub struct Drift {
     /// The tenant's key.
     pub key: String,
-    /// The target version it was compared with.
+    /// The target version it was compared with: the tenant's own version when it is behind.
     pub target: String,
+    /// The current target's version, when the tenant is behind it (`migrate --all` brings it
+    /// there; that difference is not drift).
+    pub behind: Option<String>,
     /// Steps that would bring the tenant to the target.
     pub steps: Vec<DriftStep>,
 }
@@ -86,10 +89,30 @@ fn finding(check: impl Into<String>, ok: bool, detail: impl Into<String>) -> Fin
 }
 
 impl Control {
+    /// The target a tenant is compared with: the version it was brought to when it is behind the
+    /// current target (a migration not rolled out to it yet is not drift, and a repair must not
+    /// apply it), else the current one. The second value is the current target's version when the
+    /// tenant is behind.
+    pub(crate) async fn target_for(
+        &self,
+        t: &Tenant,
+    ) -> Result<(Target, Option<String>), ControlError> {
+        let current = self.target().await?;
+        match &t.schema_version {
+            Some(v) if *v != current.version => {
+                match crate::catalog::target_at(&self.catalog(), v).await? {
+                    Some(old) => Ok((old, Some(current.version))),
+                    None => Ok((current, None)),
+                }
+            }
+            _ => Ok((current, None)),
+        }
+    }
+
     /// The full plan and the additive repair plan from the tenant to the target, both in the
     /// target's terms, and the target they were computed for.
     async fn plans(&self, t: &Tenant) -> Result<(Plan, Plan, Target), ControlError> {
-        let target = self.target().await?;
+        let (target, _) = self.target_for(t).await?;
         let in_db = self.admin(t, Some(&t.database)).await?;
         let (live, desired) = self.models_in_target_terms(t, &target, &in_db).await?;
         let full = planner::plan(&live, &desired, &PlanOptions::default());
@@ -111,7 +134,11 @@ impl Control {
     pub async fn check(&self, key: &str) -> Result<Drift, ControlError> {
         let t = self.tenant(key).await?;
         let (full, additive, target) = self.plans(&t).await?;
-        let mut d = drift(&t, &full, &additive, target.version);
+        let mut d = drift(&t, &full, &additive, target.version.clone());
+        let current = self.target().await?;
+        if current.version != target.version {
+            d.behind = Some(current.version);
+        }
         if t.mode == Mode::Schema {
             // Descriptions name the tenant's schema (the SQL stays in the target's terms).
             for s in &mut d.steps {
@@ -139,6 +166,13 @@ impl Control {
         let mut applied = Vec::new();
         for step in &additive.steps {
             let sql = pgfleet_migrate::generate::unqualify_public(&step.sql, &names);
+            // Named as the tenant sees them: a schema tenant's objects live in its schema.
+            let object = match t.mode {
+                Mode::Schema => step
+                    .description
+                    .replace("public.", &format!("{}.", t.schema)),
+                Mode::Database => step.description.clone(),
+            };
             let started = Instant::now();
             let result = if step.transactional {
                 in_db
@@ -165,18 +199,17 @@ impl Control {
                     format!("already repaired (and recorded): {}", applied.join("; "))
                 };
                 return Err(ControlError::Invalid(format!(
-                    "repairing tenant {key:?} failed at {}: {}; {done}",
-                    step.description,
+                    "repairing tenant {key:?} failed at {object}: {}; {done}",
                     pgfleet_pg::describe(&e)
                 )));
             }
             events::record(
-                self.catalog(),
+                &self.catalog(),
                 Some(&t.id),
                 Some(key),
                 "tenant.correction",
                 serde_json::json!({
-                    "object": step.description,
+                    "object": object,
                     "action": "repair",
                     "statement": sql,
                     "duration_ms": started.elapsed().as_millis() as u64,
@@ -185,7 +218,7 @@ impl Control {
             )
             .await?;
             metrics::counter!("pgfleet_corrections_total").increment(1);
-            applied.push(step.description.clone());
+            applied.push(object);
         }
         if !applied.is_empty() {
             // New tables need the role's privileges.
@@ -294,7 +327,7 @@ impl Control {
                 Err(e) => out.push(finding("drift", false, e.to_string())),
             }
         }
-        let evs = events::of_tenant(self.catalog(), &t.id, 10).await?;
+        let evs = events::of_tenant(&self.catalog(), &t.id, 10).await?;
         Ok((t, out, evs))
     }
 
@@ -323,7 +356,7 @@ impl Control {
             },
             Err(e) => out.push(finding("master key", false, e.to_string())),
         }
-        let target = crate::catalog::current_target(self.catalog()).await?;
+        let target = crate::catalog::current_target(&self.catalog()).await?;
         out.push(match &target {
             Some(t) => finding(
                 "target",
@@ -356,7 +389,7 @@ impl Control {
         }
         for s in &servers {
             let check = match self.config().master_key() {
-                Ok(k) => match crate::server::admin_url(self.catalog(), k, &s.name).await {
+                Ok(k) => match crate::server::admin_url(&self.catalog(), k, &s.name).await {
                     Ok(url) => crate::server::check_server(url.expose(), needs_vector).await,
                     Err(e) => Err(e),
                 },
@@ -452,7 +485,7 @@ impl Control {
         .await
         .map_err(|e| PgError::query("queueing the reset", e))?;
         events::record(
-            c,
+            &c,
             Some(&t.id),
             Some(key),
             "tenant.reset",
@@ -469,6 +502,7 @@ fn drift(t: &Tenant, full: &Plan, additive: &Plan, target: String) -> Drift {
     Drift {
         key: t.key.clone(),
         target,
+        behind: None,
         steps: full
             .steps
             .iter()

@@ -106,7 +106,14 @@ impl std::str::FromStr for Canary {
                     ))
                 }
             }
-            None => s.trim().parse().map(Self::Count).map_err(|_| bad()),
+            None => match s.trim().parse::<usize>() {
+                Ok(0) => Err(
+                    "a canary of 0 tenants is no canary: leave --canary out, or give at least 1"
+                        .into(),
+                ),
+                Ok(n) => Ok(Self::Count(n)),
+                Err(_) => Err(bad()),
+            },
         }
     }
 }
@@ -188,6 +195,8 @@ pub struct FleetProgress {
     pub done: usize,
     /// Tenants that failed.
     pub failed: usize,
+    /// Tenants not started (the run stopped).
+    pub not_run: usize,
     /// Since the run started.
     pub elapsed: Duration,
 }
@@ -199,22 +208,33 @@ struct Counters {
     total: usize,
     done: AtomicUsize,
     failed: AtomicUsize,
+    not_run: AtomicUsize,
     started: Instant,
     progress: ProgressFn,
 }
 
 impl Counters {
     fn finish(&self, failed: bool) {
+        self.count(failed, false);
+    }
+
+    fn count(&self, failed: bool, not_run: bool) {
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
         let failed = if failed {
             self.failed.fetch_add(1, Ordering::Relaxed) + 1
         } else {
             self.failed.load(Ordering::Relaxed)
         };
+        let not_run = if not_run {
+            self.not_run.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            self.not_run.load(Ordering::Relaxed)
+        };
         (self.progress)(FleetProgress {
             total: self.total,
             done,
             failed,
+            not_run,
             elapsed: self.started.elapsed(),
         });
     }
@@ -235,7 +255,7 @@ impl Control {
     ) -> Result<FleetMigration, ControlError> {
         let started = Instant::now();
         let target_changed = match dir {
-            Some(d) => catalog::record_target(self.catalog(), d).await?.is_some(),
+            Some(d) => catalog::record_target(&self.catalog(), d).await?.is_some(),
             None => false,
         };
         let target = Arc::new(self.target().await?);
@@ -280,6 +300,7 @@ impl Control {
             total: results.len() + todo.len(),
             done: AtomicUsize::new(results.len()),
             failed: AtomicUsize::new(0),
+            not_run: AtomicUsize::new(0),
             started,
             progress,
         });
@@ -287,6 +308,7 @@ impl Control {
             total: counters.total,
             done: results.len(),
             failed: 0,
+            not_run: 0,
             elapsed: started.elapsed(),
         });
         let canary = opts.canary.map_or(0, |c| c.of(todo.len()));
@@ -440,6 +462,25 @@ struct Runner {
     counters: Arc<Counters>,
     recorder: mpsc::UnboundedSender<TenantMigration>,
     recorder_task: tokio::task::JoinHandle<Result<(), ControlError>>,
+    /// Migrations of the target that create a schema: (version, file name).
+    creates_schema: Vec<(String, String)>,
+}
+
+/// Why one tenant's migration failed.
+#[derive(Debug)]
+struct Failure {
+    error: String,
+    /// Its migrations were applied (it is at the target) but something after them failed.
+    at_target: bool,
+}
+
+impl From<String> for Failure {
+    fn from(error: String) -> Self {
+        Self {
+            error,
+            at_target: false,
+        }
+    }
 }
 
 impl Runner {
@@ -457,6 +498,23 @@ impl Runner {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let recorder_task = tokio::spawn(record(control.clone(), target.version.clone(), rx));
+        let creates_schema = target
+            .dir
+            .migrations
+            .iter()
+            .filter(|m| {
+                m.statements().iter().any(|st| {
+                    let words: Vec<String> = st
+                        .text
+                        .split_whitespace()
+                        .take(2)
+                        .map(str::to_ascii_lowercase)
+                        .collect();
+                    words == ["create", "schema"]
+                })
+            })
+            .map(|m| (m.version.clone(), m.file_name.clone()))
+            .collect();
         Ok(Self {
             control: control.clone(),
             target,
@@ -469,6 +527,7 @@ impl Runner {
             counters,
             recorder: tx,
             recorder_task,
+            creates_schema,
         })
     }
 
@@ -478,7 +537,8 @@ impl Runner {
         // per chunk); database tenants one by one (a connection each).
         let mut chunks: HashMap<(String, String), Vec<Tenant>> = HashMap::new();
         for t in tenants {
-            if t.mode == Mode::Schema {
+            // With --verify every tenant is introspected after its migrations: one by one.
+            if t.mode == Mode::Schema && !self.opts.verify {
                 let k = (t.server.clone().unwrap_or_default(), t.database.clone());
                 let chunk = chunks.entry(k.clone()).or_default();
                 chunk.push(t);
@@ -530,7 +590,7 @@ impl Runner {
     }
 
     fn not_started(&self, t: &Tenant) -> TenantMigration {
-        self.counters.finish(false);
+        self.counters.count(false, true);
         result(
             t,
             Outcome::NotRun,
@@ -541,8 +601,32 @@ impl Runner {
         )
     }
 
+    /// A schema tenant cannot take a migration that creates a schema (its objects live in its
+    /// own schema of a shared database): refused before anything runs.
+    fn refuse_schema_creation(&self, t: &Tenant) -> Result<(), Failure> {
+        if t.mode != Mode::Schema {
+            return Ok(());
+        }
+        for (version, file) in &self.creates_schema {
+            if t.schema_version
+                .as_deref()
+                .is_none_or(|v| v < version.as_str())
+            {
+                return Err(Failure::from(format!(
+                    "{file} creates a schema, which a schema-mode tenant cannot take (its objects live in its own schema of the shared database); nothing was run. Keep schema-mode targets to objects in the default schema, or use database mode for this fleet"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Records one tenant's outcome (metrics, recorder, progress, stop flag).
-    fn finish(&self, t: &Tenant, outcome: Result<Vec<String>, String>, ms: f64) -> TenantMigration {
+    fn finish(
+        &self,
+        t: &Tenant,
+        outcome: Result<Vec<String>, Failure>,
+        ms: f64,
+    ) -> TenantMigration {
         let r = match outcome {
             Ok(applied) => {
                 let o = if applied.is_empty() {
@@ -552,18 +636,16 @@ impl Runner {
                 };
                 result(t, o, Some(self.target.version.clone()), applied, None, ms)
             }
-            Err(e) => {
+            Err(f) => {
                 if !self.opts.continue_on_error {
                     self.stop.store(true, Ordering::Relaxed);
                 }
-                result(
-                    t,
-                    Outcome::Failed,
-                    t.schema_version.clone(),
-                    Vec::new(),
-                    Some(e),
-                    ms,
-                )
+                let to = if f.at_target {
+                    Some(self.target.version.clone())
+                } else {
+                    t.schema_version.clone()
+                };
+                result(t, Outcome::Failed, to, Vec::new(), Some(f.error), ms)
             }
         };
         let outcome = match r.outcome {
@@ -607,6 +689,18 @@ impl Runner {
             return tenants.iter().map(|t| self.not_started(t)).collect();
         }
         let started = Instant::now();
+        let mut out = Vec::new();
+        let mut tenants = tenants;
+        if !self.creates_schema.is_empty() {
+            let (refused, ok): (Vec<Tenant>, Vec<Tenant>) = tenants
+                .into_iter()
+                .partition(|t| self.refuse_schema_creation(t).is_err());
+            for t in &refused {
+                let e = self.refuse_schema_creation(t).expect_err("partitioned");
+                out.push(self.finish(t, Err(e), 0.0));
+            }
+            tenants = ok;
+        }
         let batched = match self.connection(&server, &database).await {
             Ok(conn) => {
                 let r = self.batch(&conn, &database, &tenants).await;
@@ -620,12 +714,11 @@ impl Runner {
                 let ms = started.elapsed().as_secs_f64() * 1000.0;
                 return tenants
                     .iter()
-                    .map(|t| self.finish(t, Err(e.clone()), ms))
+                    .map(|t| self.finish(t, Err(Failure::from(e.clone())), ms))
                     .collect();
             }
         };
         let batch_ms = started.elapsed().as_secs_f64() * 1000.0 / tenants.len().max(1) as f64;
-        let mut out = Vec::new();
         for t in &tenants {
             match batched.get(&t.id) {
                 Some(applied) => out.push(self.finish(t, Ok(applied.clone()), batch_ms)),
@@ -815,8 +908,9 @@ impl Runner {
         }
     }
 
-    /// Migrates one tenant with the migrator; the versions applied, or the error as text.
-    async fn migrate(&self, t: &Tenant, server: &str) -> Result<Vec<String>, String> {
+    /// Migrates one tenant with the migrator; the versions applied, or why not.
+    async fn migrate(&self, t: &Tenant, server: &str) -> Result<Vec<String>, Failure> {
+        self.refuse_schema_creation(t)?;
         let conn = self.connection(server, &t.database).await?;
         let opts = MigrateOptions {
             scope: (t.mode == Mode::Schema).then(|| t.schema.clone()),
@@ -825,7 +919,12 @@ impl Runner {
         };
         let report = pgfleet_migrate::migrator::migrate_on(&conn, &self.target.dir, &opts, |_| {})
             .await
-            .map_err(|e| format!("{e:#}"))?;
+            .map_err(|e| {
+                format!("{e:#}").replace(
+                    "run `pgfleet migrate` again",
+                    "run `pgfleet migrate --all` again",
+                )
+            })?;
         if !report.applied.is_empty() && t.mode == Mode::Database {
             // What the migrations create in the tenant's schemas is covered by the default
             // privileges set at provisioning (the same admin creates it); a schema a migration
@@ -856,12 +955,15 @@ impl Runner {
                 .await
                 .map_err(|e| e.to_string())?;
             if !remaining.is_empty() {
-                return Err(format!(
-                    "verification failed: the tenant differs from target {} in {} step(s):\n{}",
-                    self.target.version,
-                    remaining.steps.len(),
-                    remaining.to_sql()
-                ));
+                return Err(Failure {
+                    error: format!(
+                        "its migrations are applied (it is at {}), but verification found it differs from the target in {} step(s) (drift from before: `pgfleet check --tenant KEY` shows it, `--fix` repairs what is additive):\n{}",
+                        self.target.version,
+                        remaining.steps.len(),
+                        remaining.to_sql()
+                    ),
+                    at_target: true,
+                });
             }
         }
         if t.mode == Mode::Schema {
@@ -947,7 +1049,7 @@ async fn flush(
         })
         .collect();
     insert_events(
-        c,
+        &c,
         "tenant.migrated",
         &migrated.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
         &migrated.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
@@ -959,10 +1061,16 @@ async fn flush(
         .iter()
         .map(|r| r.error.as_deref().unwrap_or(""))
         .collect();
+    // A tenant whose migrations were applied before something else failed is at the target.
+    let versions: Vec<Option<&str>> = failed
+        .iter()
+        .map(|r| r.to.as_deref().filter(|v| *v == target))
+        .collect();
     c.execute(
-        "UPDATE pgfleet.tenants t SET migrate_error = u.error, updated_at = now()
-         FROM unnest($1::text[], $2::text[]) AS u(id, error) WHERE t.id = u.id",
-        &[&ids, &errors],
+        "UPDATE pgfleet.tenants t SET migrate_error = u.error, schema_version = coalesce(u.version, t.schema_version),
+                updated_at = now()
+         FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, error, version) WHERE t.id = u.id",
+        &[&ids, &errors, &versions],
     )
     .await
     .map_err(q("recording tenant failures"))?;
@@ -971,7 +1079,7 @@ async fn flush(
         .map(|r| serde_json::json!({"target": target, "error": r.error}).to_string())
         .collect();
     insert_events(
-        c,
+        &c,
         "tenant.migrate_failed",
         &ids,
         &failed.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
@@ -1056,6 +1164,7 @@ impl Control {
             total: ready.len(),
             done: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
+            not_run: AtomicUsize::new(0),
             started: Instant::now(),
             progress,
         });

@@ -120,7 +120,7 @@ impl Control {
             }
         }
         events::record(
-            c,
+            &c,
             None,
             None,
             "keys.rotated",
@@ -141,7 +141,7 @@ impl Control {
         let owner = format!("tenant:{}", t.id);
         let password = crate::secrets::random_password()?;
         let sealed = self.config().master_key()?.seal(&owner, &password)?;
-        let c: &Client = self.catalog();
+        let c: &Client = &self.catalog();
         c.execute(
             "UPDATE pgfleet.tenants SET password_sealed = $2, password_key = $3, key_id = $4, updated_at = now() WHERE id = $1",
             &[&t.id, &sealed.ciphertext, &sealed.wrapped_key, &sealed.key_id],

@@ -173,7 +173,9 @@ pub struct Control {
 
 struct Inner {
     config: Config,
-    catalog: Client,
+    catalog: std::sync::RwLock<Arc<Client>>,
+    /// A background reconnection of the catalog connection is running.
+    reconnecting: std::sync::atomic::AtomicBool,
     worker: String,
     /// Target models by (server, target version), built once per process in a shadow database.
     models: tokio::sync::Mutex<HashMap<(String, String), Arc<Model>>>,
@@ -221,7 +223,8 @@ impl Control {
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
-                catalog,
+                catalog: std::sync::RwLock::new(Arc::new(catalog)),
+                reconnecting: std::sync::atomic::AtomicBool::new(false),
                 worker,
                 models: tokio::sync::Mutex::new(HashMap::new()),
                 working: std::sync::Mutex::new(Default::default()),
@@ -239,9 +242,61 @@ impl Control {
         &self.inner.config
     }
 
-    /// The shared catalog connection (single statements only; transactions use their own).
-    pub fn catalog(&self) -> &Client {
-        &self.inner.catalog
+    /// The shared catalog connection (single statements only; transactions use their own). When
+    /// the connection was lost (the catalog restarted), a reconnection starts in the background;
+    /// [`Control::ensure_catalog`] waits for one.
+    pub fn catalog(&self) -> Arc<Client> {
+        let current = self
+            .inner
+            .catalog
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if current.is_closed()
+            && !self
+                .inner
+                .reconnecting
+                .swap(true, std::sync::atomic::Ordering::AcqRel)
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let this = self.clone();
+            rt.spawn(async move {
+                let _ = this.reconnect_catalog().await;
+            });
+        }
+        current
+    }
+
+    /// Makes sure the shared catalog connection is open, reconnecting when it was lost.
+    ///
+    /// # Errors
+    /// When the catalog cannot be reached.
+    pub async fn ensure_catalog(&self) -> Result<(), ControlError> {
+        let closed = self
+            .inner
+            .catalog
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_closed();
+        if closed {
+            self.reconnect_catalog().await?;
+        }
+        Ok(())
+    }
+
+    async fn reconnect_catalog(&self) -> Result<(), ControlError> {
+        let result = self.catalog_connection().await;
+        self.inner
+            .reconnecting
+            .store(false, std::sync::atomic::Ordering::Release);
+        let client = result?;
+        tracing::info!("reconnected to the catalog");
+        *self
+            .inner
+            .catalog
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(client);
+        Ok(())
     }
 
     /// An idle connection for `key`, if one is open.
@@ -299,7 +354,7 @@ impl Control {
     ) -> Result<server::ServerCheck, ControlError> {
         let key = self.inner.config.master_key()?;
         self.check_master_key().await?;
-        let needs_vector = match catalog::current_target(self.catalog()).await? {
+        let needs_vector = match catalog::current_target(&self.catalog()).await? {
             Some(t) => t.dir.migrations.iter().any(|m| {
                 let lower = m.sql.to_ascii_lowercase();
                 lower.contains("create extension") && lower.contains("vector")
@@ -314,7 +369,7 @@ impl Control {
                 check.problems.join("\n  - ")
             )));
         }
-        server::insert(self.catalog(), key, name, url, capacity, weight, &check).await?;
+        server::insert(&self.catalog(), key, name, url, capacity, weight, &check).await?;
         Ok(check)
     }
 
@@ -323,7 +378,7 @@ impl Control {
     /// # Errors
     /// Catalog errors.
     pub async fn servers(&self) -> Result<Vec<server::ServerInfo>, ControlError> {
-        server::list(self.catalog()).await
+        server::list(&self.catalog()).await
     }
 
     /// Stops placing new tenants on a server (existing ones stay).
@@ -331,7 +386,7 @@ impl Control {
     /// # Errors
     /// Unknown server.
     pub async fn drain_server(&self, name: &str) -> Result<(), ControlError> {
-        server::set_state(self.catalog(), name, "draining").await
+        server::set_state(&self.catalog(), name, "draining").await
     }
 
     /// Places new tenants on a drained server again.
@@ -339,6 +394,6 @@ impl Control {
     /// # Errors
     /// Unknown server.
     pub async fn activate_server(&self, name: &str) -> Result<(), ControlError> {
-        server::set_state(self.catalog(), name, "active").await
+        server::set_state(&self.catalog(), name, "active").await
     }
 }

@@ -142,7 +142,7 @@ impl Control {
                     Some(r) => {
                         let t = Tenant::from_row(&r).map_err(ControlError::Invalid)?;
                         events::record(
-                            c,
+                            &c,
                             Some(&t.id),
                             Some(key),
                             "tenant.created",
@@ -181,7 +181,7 @@ impl Control {
             .await
             .map_err(q("re-queueing the provisioning"))?;
             events::record(
-                c,
+                &c,
                 Some(&tenant.id),
                 Some(key),
                 "tenant.retry",
@@ -524,7 +524,7 @@ impl Control {
                     .map_err(q("reading the tenant"))?
                     .map(|r| r.get(0));
                 events::record(
-                    c,
+                    &c,
                     Some(tenant_id),
                     key.as_deref(),
                     if give_up {
@@ -710,7 +710,7 @@ impl Control {
                 "step done"
             );
             if next == "ready" {
-                events::record(c, Some(tenant_id), Some(&t.key), "tenant.ready", serde_json::json!({"server": t.server, "database": t.database, "schema": t.schema, "version": t.schema_version, "from_spare": step == CLAIMED})).await?;
+                events::record(&c, Some(tenant_id), Some(&t.key), "tenant.ready", serde_json::json!({"server": t.server, "database": t.database, "schema": t.schema, "version": t.schema_version, "from_spare": step == CLAIMED})).await?;
             }
             failpoint(&format!("provision:after:{step}"));
             if next == "ready" {
@@ -859,7 +859,7 @@ impl Control {
             }
         }
         events::record(
-            self.catalog(),
+            &self.catalog(),
             None,
             None,
             "template.built",
@@ -934,7 +934,7 @@ impl Control {
     /// # Errors
     /// [`ControlError::NoTarget`].
     pub async fn target(&self) -> Result<Target, ControlError> {
-        catalog::current_target(self.catalog())
+        catalog::current_target(&self.catalog())
             .await?
             .ok_or(ControlError::NoTarget)
     }
@@ -963,7 +963,7 @@ impl Control {
     ) -> Result<tokio_postgres::Config, ControlError> {
         let mut keys = vec![self.config().master_key()?];
         keys.extend(self.config().previous_master_key.as_ref());
-        let url = server::admin_url_with(self.catalog(), &keys, server).await?;
+        let url = server::admin_url_with(&self.catalog(), &keys, server).await?;
         let mut config = connect::parse_url(url.expose())?;
         config.application_name("pgfleet control");
         // Migrations and DDL run with a fixed search_path, whatever the admin role's settings.
@@ -1124,7 +1124,7 @@ impl Control {
         let t = t.clone();
         let key = t.key.as_str();
         let c = self.catalog();
-        crate::directory::announce(c, key).await;
+        crate::directory::announce(&c, key).await;
         c.execute(
             "UPDATE pgfleet.tenants SET state = 'dropping', updated_at = now() WHERE id = $1",
             &[&t.id],
@@ -1177,8 +1177,8 @@ impl Control {
         c.execute("DELETE FROM pgfleet.tenants WHERE id = $1", &[&t.id])
             .await
             .map_err(q("removing the tenant"))?;
-        crate::directory::announce(c, key).await;
-        events::record(c, Some(&t.id), Some(key), "tenant.dropped", serde_json::json!({"server": t.server, "database": t.database, "schema": t.schema, "role": t.role, "mode": t.mode})).await?;
+        crate::directory::announce(&c, key).await;
+        events::record(&c, Some(&t.id), Some(key), "tenant.dropped", serde_json::json!({"server": t.server, "database": t.database, "schema": t.schema, "role": t.role, "mode": t.mode})).await?;
         Ok(t)
     }
 
@@ -1412,10 +1412,28 @@ async fn lock_down_public(in_db: &Client, role: &str) -> Result<(), ControlError
 /// shared extensions and nobody but the admin may create in it.
 pub(crate) async fn ensure_shared_database(admin: &Client, db: &str) -> Result<(), ControlError> {
     create_database_if_missing(admin, db, None, "creating the shared tenant database").await?;
-    admin
-        .batch_execute(&format!("REVOKE ALL ON DATABASE {} FROM PUBLIC", ident(db)))
+    let public_can_connect: bool = admin
+        .query_one(
+            "SELECT EXISTS (SELECT FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+                            WHERE d.datname = $1 AND a.grantee = 0)",
+            &[&db],
+        )
         .await
-        .map_err(q("locking down the shared tenant database"))?;
+        .map_err(q("reading the shared tenant database's privileges"))?
+        .get(0);
+    if public_can_connect {
+        // Once per database; concurrent ACL changes fail ("tuple concurrently updated"), so they
+        // take turns.
+        let sql = format!(
+            "BEGIN; {} REVOKE ALL ON DATABASE {} FROM PUBLIC; COMMIT;",
+            crate::spares::SHARED_ACL_LOCK_SQL,
+            ident(db)
+        );
+        if let Err(e) = admin.batch_execute(&sql).await {
+            let _ = admin.batch_execute("ROLLBACK").await;
+            return Err(PgError::query("locking down the shared tenant database", e).into());
+        }
+    }
     Ok(())
 }
 

@@ -45,6 +45,42 @@ async fn pause(shutdown: &mut watch::Receiver<bool>, d: Duration) {
     }
 }
 
+/// Retry pacing after errors: 0.5 s doubling to 30 s, and a warning only when the delay grows (so
+/// an outage logs a handful of lines, not one per attempt).
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    fn reset(&mut self) {
+        if self.failures > 0 {
+            tracing::info!("working again after {} failed attempt(s)", self.failures);
+        }
+        self.failures = 0;
+    }
+
+    fn delay(&self) -> Duration {
+        if self.failures == 0 {
+            Duration::ZERO
+        } else {
+            (Duration::from_millis(500) * 2u32.saturating_pow(self.failures - 1))
+                .min(Duration::from_secs(30))
+        }
+    }
+
+    fn warn(&mut self, what: &str, e: &ControlError) {
+        self.failures += 1;
+        if self.failures.is_power_of_two() {
+            tracing::warn!(
+                attempts = self.failures,
+                "{what}: {e} (retrying in {:?})",
+                self.delay()
+            );
+        }
+    }
+}
+
 impl Control {
     /// Stops this process from claiming new operations (work in flight finishes).
     pub fn stop_taking_work(&self) {
@@ -71,16 +107,20 @@ impl Control {
         for _ in 0..opts.queue_tasks.max(1) {
             let (c, mut stop, poll) = (self.clone(), shutdown.clone(), opts.poll);
             tasks.spawn(async move {
+                let mut backoff = Backoff::default();
                 while !*stop.borrow() {
-                    match c.run_queued(None).await {
-                        Ok(n) if n > 0 => continue,
-                        Ok(_) => {}
+                    match c.ensure_catalog().await.and(c.run_queued(None).await) {
+                        Ok(n) if n > 0 => {
+                            backoff.reset();
+                            continue;
+                        }
+                        Ok(_) => backoff.reset(),
                         Err(e) => {
                             metrics::counter!("pgfleet_catalog_errors_total").increment(1);
-                            tracing::warn!("operations queue: {e}");
+                            backoff.warn("operations queue", &e);
                         }
                     }
-                    pause(&mut stop, poll).await;
+                    pause(&mut stop, poll.max(backoff.delay())).await;
                 }
             });
         }
@@ -112,6 +152,7 @@ impl Control {
         }
         self.stop_taking_work();
         while tasks.join_next().await.is_some() {}
+        self.ensure_catalog().await?;
         let released = self
             .catalog()
             .execute(

@@ -211,8 +211,9 @@ pub fn is_healable(e: &tokio_postgres::Error) -> bool {
         .is_some_and(|d| matches!(d.code().code(), "42P01" | "42703" | "3F000"))
 }
 
-/// An idle connection: since when, the client, and its permit of the server's budget.
-type IdleConn = (Instant, Client, OwnedSemaphorePermit);
+/// An idle connection and since when. Its permit of the server's budget is held by its connection
+/// task, until the server has closed it.
+type IdleConn = (Instant, Client);
 
 /// One server's connections: its budget, and its tenants' idle connections.
 struct ServerPool {
@@ -228,14 +229,13 @@ struct ServerPool {
 }
 
 impl ServerPool {
-    fn take_idle(&self, key: &str) -> Option<(Client, OwnedSemaphorePermit)> {
+    fn take_idle(&self, key: &str) -> Option<Client> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(key)?;
-        while let Some((_, c, p)) = list.pop() {
+        while let Some((_, c)) = list.pop() {
             if !c.is_closed() {
-                return Some((c, p));
+                return Some(c);
             }
-            self.open.fetch_sub(1, Ordering::Relaxed);
         }
         None
     }
@@ -258,14 +258,7 @@ impl ServerPool {
                 Some(v)
             })
         };
-        match victim {
-            Some(v) => {
-                drop(v);
-                self.open.fetch_sub(1, Ordering::Relaxed);
-                true
-            }
-            None => false,
-        }
+        victim.is_some()
     }
 
     /// Closes idle connections older than `max`.
@@ -274,18 +267,14 @@ impl ServerPool {
         {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             for list in idle.values_mut() {
-                while list.first().is_some_and(|(t, _, _)| t.elapsed() > max) {
+                while list.first().is_some_and(|(t, _)| t.elapsed() > max) {
                     closed.push(list.remove(0));
                 }
             }
             idle.retain(|_, v| !v.is_empty());
         }
         let n = closed.len();
-        self.open.fetch_sub(n, Ordering::Relaxed);
         drop(closed);
-        if n > 0 {
-            self.changed.notify_waiters();
-        }
         n
     }
 
@@ -295,11 +284,7 @@ impl ServerPool {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
-        if let Some(list) = gone {
-            self.open.fetch_sub(list.len(), Ordering::Relaxed);
-            drop(list);
-            self.changed.notify_waiters();
-        }
+        drop(gone);
     }
 
     fn down_reason(&self) -> Option<String> {
@@ -318,8 +303,9 @@ impl ServerPool {
         *self.down.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now() + for_, why));
     }
 
-    /// A permit of the budget: free, freed by closing another tenant's idle connection, or waited
-    /// for until `deadline`. `Err` on timeout.
+    /// A permit of the budget: free, or freed by closing another tenant's idle connection (the
+    /// permit comes back once the server has closed it, so `pg_stat_activity` never shows more
+    /// than the budget), or waited for until `deadline`. `Err` on timeout.
     async fn permit(
         &self,
         key: &str,
@@ -329,18 +315,13 @@ impl ServerPool {
             if let Ok(p) = self.budget.clone().try_acquire_owned() {
                 return Ok(p);
             }
-            if self.evict_other(key) {
-                continue;
-            }
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
             if let Ok(p) = self.budget.clone().try_acquire_owned() {
                 return Ok(p);
             }
-            if self.evict_other(key) {
-                continue;
-            }
+            self.evict_other(key);
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
                 return Err(());
             }
@@ -404,7 +385,7 @@ impl<D: Directory> std::fmt::Debug for Router<D> {
 /// A pooled connection to one tenant, as its own role with its `search_path`. Dereferences to a
 /// [`tokio_postgres::Client`]; dropping it returns the connection to the pool.
 pub struct TenantClient {
-    client: Option<(Client, OwnedSemaphorePermit)>,
+    client: Option<Client>,
     entry: Arc<Entry>,
     _cap: OwnedSemaphorePermit,
 }
@@ -439,7 +420,7 @@ impl TenantClient {
 impl Deref for TenantClient {
     type Target = Client;
     fn deref(&self) -> &Client {
-        &self.client.as_ref().expect("present until drop").0
+        self.client.as_ref().expect("present until drop")
     }
 }
 
@@ -456,22 +437,21 @@ impl std::fmt::Debug for TenantClient {
 
 impl Drop for TenantClient {
     fn drop(&mut self) {
-        let Some((client, permit)) = self.client.take() else {
+        let Some(client) = self.client.take() else {
             return;
         };
         let pool = &self.entry.server;
         if client.is_closed() || self.entry.stale.load(Ordering::Relaxed) {
-            pool.open.fetch_sub(1, Ordering::Relaxed);
-            drop((client, permit));
+            drop(client); // its connection task gives the permit back once the server closed it
         } else {
             pool.idle
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .entry(self.entry.placement.key.clone())
                 .or_default()
-                .push((Instant::now(), client, permit));
+                .push((Instant::now(), client));
+            pool.changed.notify_waiters();
         }
-        pool.changed.notify_waiters();
     }
 }
 
@@ -751,27 +731,28 @@ impl<D: Directory> Router<D> {
         // Another task may have returned one meanwhile.
         if let Some(c) = pool.take_idle(&p.key) {
             drop(permit);
+            pool.changed.notify_waiters();
             return Ok(TenantClient {
                 client: Some(c),
                 entry: entry.clone(),
                 _cap: cap,
             });
         }
-        let mut config = p.config.clone();
-        config.connect_timeout(opts.connect_timeout);
-        match tokio::time::timeout(
-            opts.connect_timeout * 2,
-            config.connect(tokio_postgres::NoTls),
-        )
-        .await
-        {
+        match tokio::time::timeout(opts.connect_timeout, open(&p.config)).await {
             Ok(Ok((client, connection))) => {
+                pool.open.fetch_add(1, Ordering::Relaxed);
+                let pool = Arc::downgrade(pool);
                 tokio::spawn(async move {
                     let _ = connection.await;
+                    // The server has closed it: its backend has left pg_stat_activity.
+                    drop(permit);
+                    if let Some(pool) = pool.upgrade() {
+                        pool.open.fetch_sub(1, Ordering::Relaxed);
+                        pool.changed.notify_waiters();
+                    }
                 });
-                pool.open.fetch_add(1, Ordering::Relaxed);
                 Ok(TenantClient {
-                    client: Some((client, permit)),
+                    client: Some(client),
                     entry: entry.clone(),
                     _cap: cap,
                 })
@@ -800,7 +781,7 @@ impl<D: Directory> Router<D> {
                 }
             }
             Err(_) => {
-                let why = format!("no answer within {:?}", opts.connect_timeout * 2);
+                let why = format!("no answer within {:?}", opts.connect_timeout);
                 pool.mark_down(why.clone(), opts.down_for);
                 Err(Retry::Fail(RouterError::Unavailable {
                     key: p.key.clone(),
@@ -960,4 +941,103 @@ async fn reaper<D: Directory>(inner: Weak<Inner<D>>) {
             }
         }
     }
+}
+
+/// A connection whose future completes only when the server has closed the socket: after
+/// `Terminate`, it shuts down its side and reads until the server's end of file. The server clears
+/// the backend's `pg_stat_activity` entry before it closes the socket, so a budget permit released
+/// when this completes keeps the server's own count within the budget.
+struct ClosingStream {
+    stream: tokio::net::TcpStream,
+    shut: bool,
+}
+
+impl tokio::io::AsyncRead for ClosingStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for ClosingStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        use tokio::io::AsyncRead;
+        if !self.shut {
+            match std::pin::Pin::new(&mut self.stream).poll_shutdown(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => self.shut = true,
+            }
+        }
+        let mut scratch = [0u8; 512];
+        loop {
+            let mut buf = tokio::io::ReadBuf::new(&mut scratch);
+            match std::pin::Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => {}
+            }
+        }
+    }
+}
+
+/// A connection to the first TCP host of `config` (through [`ClosingStream`]); other hosts
+/// (Unix sockets) connect the ordinary way.
+async fn open(
+    config: &tokio_postgres::Config,
+) -> Result<
+    (
+        Client,
+        std::pin::Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send>>,
+    ),
+    tokio_postgres::Error,
+> {
+    use tokio_postgres::config::Host;
+    if let (Some(Host::Tcp(host)), Some(port)) =
+        (config.get_hosts().first(), config.get_ports().first())
+    {
+        match tokio::net::TcpStream::connect((host.as_str(), *port)).await {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                let (client, connection) = config
+                    .connect_raw(
+                        ClosingStream {
+                            stream,
+                            shut: false,
+                        },
+                        tokio_postgres::NoTls,
+                    )
+                    .await?;
+                return Ok((client, Box::pin(connection)));
+            }
+            Err(_) => {
+                // Let the driver produce its usual connection error.
+            }
+        }
+    }
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+    Ok((client, Box::pin(connection)))
 }

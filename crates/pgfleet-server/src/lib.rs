@@ -34,13 +34,13 @@ use pgfleet::control::worker::WorkerOptions;
 pub enum ServeError {
     /// The listen address cannot be bound.
     #[error(
-        "cannot listen on {addr}: {source} (pass another --listen address, or stop what uses it)"
+        "cannot listen on {addr}: {cause} (pass another --listen address, or stop what uses it)"
     )]
     Bind {
         /// The address.
         addr: SocketAddr,
         /// Why.
-        source: std::io::Error,
+        cause: String,
     },
     /// Serving HTTP failed.
     #[error("serving HTTP: {0}")]
@@ -80,6 +80,9 @@ pub fn metrics_handle() -> Result<PrometheusHandle, ServeError> {
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).map_err(|e| e.to_string())?;
             describe();
+            // Counters without labels exist from the start (at 0), not from their first event.
+            metrics::counter!("pgfleet_corrections_total").increment(0);
+            metrics::counter!("pgfleet_catalog_errors_total").increment(0);
             Ok(handle)
         })
         .clone()
@@ -137,7 +140,10 @@ fn describe() {
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {
     tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| ServeError::Bind { addr, source })
+        .map_err(|e| ServeError::Bind {
+            addr,
+            cause: e.to_string(),
+        })
 }
 
 struct AppState {
@@ -200,10 +206,15 @@ async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
             "shutting down\n".to_string(),
         );
     }
-    match tokio::time::timeout(
-        Duration::from_secs(2),
-        s.control.catalog().simple_query("SELECT 1"),
-    )
+    let c = s.control.clone();
+    match tokio::time::timeout(Duration::from_secs(2), async move {
+        c.ensure_catalog().await.map_err(|e| e.to_string())?;
+        c.catalog()
+            .simple_query("SELECT 1")
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
     .await
     {
         Ok(Ok(_)) => (StatusCode::OK, "ready\n".to_string()),

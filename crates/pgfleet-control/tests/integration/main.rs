@@ -1,6 +1,7 @@
 //! The control plane against real PostgreSQL clusters.
 
 mod diagnose;
+mod fleet;
 mod provision;
 mod servers;
 mod spares;

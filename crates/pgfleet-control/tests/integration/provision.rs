@@ -443,7 +443,7 @@ async fn database_tenants_can_be_copied_from_a_per_server_template() {
         "CREATE TABLE extra (id int PRIMARY KEY);\n",
     ));
     let dir = crate::TargetDir::new(&files);
-    pgfleet_control::catalog::record_target(c.catalog(), &dir.load())
+    pgfleet_control::catalog::record_target(&c.catalog(), &dir.load())
         .await
         .unwrap();
     let t3 = c
