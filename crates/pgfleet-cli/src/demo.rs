@@ -1,24 +1,43 @@
-//! `pgfleet demo`: the main job, end to end on the embedded PostgreSQL.
+//! `pgfleet demo`: what pgfleet is for, end to end on the embedded PostgreSQL, in under a minute.
 //!
-//! 1. install PostgreSQL 18 with pgvector into the cache (first time only);
-//! 2. start the local cluster (initialize it the first time);
-//! 3. create the database `pgfleet_demo` afresh from `examples/chat/schema.sql`;
-//! 4. store a user's documents with 384-dimensional embeddings;
-//! 5. run a cosine similarity search through the HNSW index and print the ranking.
+//! 1. install PostgreSQL 18 with pgvector into the cache (first time only) and start the local
+//!    cluster;
+//! 2. a fleet catalog (`pgfleet_demo_catalog`) whose target is `examples/chat/schema.sql`;
+//! 3. three tenants provisioned exactly once and verified: one with a database of its own, two with
+//!    schemas of their own in a shared database;
+//! 4. per tenant, through `Fleet::client`: documents with 384-dimensional embeddings stored, then a
+//!    cosine similarity search through the HNSW index (each tenant sees only its own documents);
+//! 5. a table dropped behind pgfleet's back: the next request fails, is repaired (and the
+//!    correction recorded) and retried;
+//! 6. a new migration rolled out to the fleet (`migrate --all`), then `check --all`.
 //!
 //! The embeddings come from [`toy_embedding`], a deterministic hashed bag of words: it runs
 //! anywhere without downloading a model, and texts sharing words land close together. A real
 //! application stores the output of a sentence model (e.g. all-MiniLM-L6-v2, also 384 dimensions).
+//!
+//! Each run starts afresh: the previous demo's tenants are dropped through its catalog (the demo's
+//! master key is kept in `$PGFLEET_HOME/demo-master.key`), and nothing else on the server is
+//! touched.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use pgfleet::control::config::Config;
+use pgfleet::control::fleet::FleetOptions;
+use pgfleet::control::provision::CreateOptions;
+use pgfleet::control::secrets::MasterKey;
+use pgfleet::control::tenant::Mode;
+use pgfleet::control::{Control, catalog};
 use pgfleet::embedded;
+use pgfleet::migrate::{MigrationDir, sum};
+use pgfleet::pg::connect;
+use pgfleet::{Fleet, RouterOptions};
 
 /// The bundled example schema.
 pub const CHAT_SCHEMA: &str = include_str!("../../../examples/chat/schema.sql");
-/// The database the demo (re)creates.
-pub const DEMO_DATABASE: &str = "pgfleet_demo";
 /// Dimensions of the example's embeddings.
 pub const DIMENSIONS: usize = 384;
 
@@ -93,20 +112,14 @@ pub fn vector_literal(v: &[f32]) -> String {
 ///
 /// # Errors
 /// When any step fails; the message names the step.
-pub fn run(data_dir: &Path, port: Option<u16>, schema: Option<&Path>) -> anyhow::Result<()> {
-    let schema_sql = match schema {
-        Some(p) => {
-            std::fs::read_to_string(p).with_context(|| format!("reading schema {}", p.display()))?
-        }
-        None => CHAT_SCHEMA.to_string(),
-    };
+pub fn run(data_dir: &Path, port: Option<u16>) -> anyhow::Result<()> {
+    let started = Instant::now();
     if std::env::var_os(embedded::paths::PG_BIN_ENV).is_none() {
-        eprintln!("[1/5] PostgreSQL 18 with pgvector");
+        eprintln!("[1/7] PostgreSQL 18 with pgvector, started locally");
         crate::local::ensure_postgres()?;
     } else {
-        eprintln!("[1/5] PostgreSQL from PGFLEET_PG_BIN");
+        eprintln!("[1/7] PostgreSQL from PGFLEET_PG_BIN, started locally");
     }
-    eprintln!("[2/5] Starting the local cluster in {}", data_dir.display());
     let up = embedded::up(&embedded::UpOptions {
         data_dir: data_dir.to_path_buf(),
         port,
@@ -114,92 +127,288 @@ pub fn run(data_dir: &Path, port: Option<u16>, schema: Option<&Path>) -> anyhow:
     crate::local::report_up(&up);
     up.cluster.binaries().require_pgvector()?;
     let admin_url = up.cluster.url();
-    let demo_url = up.cluster.url_for(DEMO_DATABASE);
-
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let catalog_url = up.cluster.url_for(DEMO_CATALOG);
+    let work = embedded::paths::home_dir().join("demo");
+    let migrations = work.join("migrations");
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let ranking = rt.block_on(async {
-        eprintln!("[3/5] Creating database {DEMO_DATABASE} from the chat schema");
-        let admin = connect(&admin_url).await?;
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {DEMO_DATABASE} WITH (FORCE)"))
+    rt.block_on(async {
+        let key = demo_key()?;
+        eprintln!("[2/7] A fleet catalog ({DEMO_CATALOG}) with examples/chat/schema.sql as the target");
+        forget_previous_demo(&admin_url, &catalog_url, &key).await?;
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&migrations)?;
+        std::fs::write(migrations.join("20260101000000_chat.sql"), CHAT_SCHEMA)?;
+        sum::write(&MigrationDir::load(&migrations)?)?;
+        catalog::init(&connect::parse_url(&catalog_url)?, Some(&MigrationDir::load(&migrations)?))
             .await
-            .context("dropping the previous demo database")?;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {DEMO_DATABASE}"))
-            .await
-            .context("creating the demo database")?;
-        let db = connect(&demo_url).await?;
-        db.batch_execute(&schema_sql)
-            .await
-            .map_err(|e| anyhow::anyhow!(pgfleet::pg::describe(&e)))
-            .context("loading the schema")?;
+            .context("initializing the demo catalog")?;
+        let fleet = Fleet::connect(Config::new(&catalog_url, key), RouterOptions::default()).await?;
+        let control = fleet.control();
+        control.add_server("local", &admin_url, 1000, 1).await?;
 
-        eprintln!("[4/5] Storing {} documents with {DIMENSIONS}-dimensional embeddings", DOCUMENTS.len());
-        let user_id: i64 = db
-            .query_one(
-                "INSERT INTO users (external_id, email, display_name) VALUES ($1, $2, $3) RETURNING id",
-                &[&"user-42", &"ada@example.com", &"Ada"],
-            )
-            .await
-            .context("inserting the demo user")?
-            .get(0);
-        for (title, body) in DOCUMENTS {
-            let embedding = vector_literal(&toy_embedding(&format!("{title} {body}")));
-            db.execute(
-                "INSERT INTO documents (user_id, title, body, embedding) VALUES ($1, $2, $3, $4::text::vector)",
-                &[&user_id, title, body, &embedding],
-            )
-            .await
-            .context("inserting a document")?;
+        eprintln!("[3/7] Provisioning {} tenants, exactly once each, verified against the target", TENANTS.len());
+        println!();
+        println!("  tenant  mode      lives in                              ready in");
+        for (key, mode, _) in TENANTS {
+            let t0 = Instant::now();
+            let t = fleet
+                .provision_with(key, &CreateOptions { mode: Some(*mode), server: None }, Duration::from_secs(120))
+                .await
+                .with_context(|| format!("provisioning tenant {key}"))?;
+            let place = match t.mode {
+                Mode::Database => format!("database {}", t.database),
+                Mode::Schema => format!("schema {} of {}", t.schema, t.database),
+            };
+            println!("  {key:<6}  {:<8}  {place:<36}  {:>5} ms", t.mode.as_str(), t0.elapsed().as_millis());
         }
 
-        eprintln!("[5/5] Similarity search: {QUERY:?}");
-        let query = vector_literal(&toy_embedding(QUERY));
-        // Force the HNSW index, as on a real-sized table, so the demo exercises it.
-        db.batch_execute("SET enable_seqscan = off").await?;
-        let plan: Vec<String> = db
-            .query(
-                "EXPLAIN SELECT id FROM documents ORDER BY embedding <=> $1::text::vector LIMIT 3",
-                &[&query],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        let rows = db
-            .query(
-                "SELECT title, (embedding <=> $1::text::vector)::float8 AS distance \
-                 FROM documents WHERE user_id = $2 ORDER BY embedding <=> $1::text::vector LIMIT 3",
-                &[&query, &user_id],
-            )
-            .await
-            .context("running the similarity search")?;
-        let ranking: Vec<(String, f64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-        let uses_index = plan.iter().any(|l| l.contains("documents_embedding_idx"));
-        anyhow::Ok((ranking, uses_index))
-    })?;
+        println!();
+        eprintln!("[4/7] Storing documents with embeddings and searching, per tenant, through Fleet::client");
+        println!();
+        for (key, _, docs) in TENANTS {
+            store_documents(&fleet, key, docs).await?;
+        }
+        for (key, _, _) in TENANTS {
+            let (hits, uses_index) = search(&fleet, key, QUERY).await?;
+            let best = hits.first().map(|(t, d)| format!("{t:?} (cosine distance {d:.3})")).unwrap_or_else(|| "nothing".into());
+            println!(
+                "  {key:<6}  best match for {QUERY:?}: {best}{}",
+                if uses_index { ", via the HNSW index" } else { "" }
+            );
+        }
+        println!("  (each tenant's connection is its own role with its own search_path: it sees only its own documents)");
 
-    let (ranking, uses_index) = ranking;
+        println!();
+        let victim = TENANTS[1].0;
+        eprintln!("[5/7] Dropping {victim}'s documents table behind pgfleet's back, then searching again");
+        let t = control.tenant(victim).await?;
+        let admin = connect(&up.cluster.url_for(&t.database)).await?;
+        admin
+            .batch_execute(&format!("DROP TABLE {}.documents", t.schema))
+            .await
+            .context("dropping the table")?;
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let (hits, _) = search_counting(&fleet, victim, QUERY, attempts.clone()).await?;
+        println!();
+        println!(
+            "  {victim}: the first attempt failed with relation \"documents\" does not exist; pgfleet repaired the schema and ran the request again ({} attempts, {} rows: the table is back, its rows went with the DROP)",
+            attempts.load(Ordering::SeqCst),
+            hits.len()
+        );
+        let corrections: Vec<pgfleet::control::events::Event> =
+            pgfleet::control::events::of_tenant(&control.catalog(), &t.id, 50)
+                .await?
+                .into_iter()
+                .filter(|e| e.kind == "tenant.correction")
+                .collect();
+        println!(
+            "  {} correction(s) recorded in the catalog (tenant.correction events, with the statement, the time and the error that caused them):",
+            corrections.len()
+        );
+        for e in corrections.iter().rev() {
+            println!("    - {}", e.detail["object"].as_str().unwrap_or("?"));
+        }
+
+        println!();
+        eprintln!("[6/7] Rolling out a new migration to the whole fleet: migrate --all");
+        std::fs::write(migrations.join("20260102000000_pinned_threads.sql"), ROLLOUT)?;
+        sum::write(&MigrationDir::load(&migrations)?)?;
+        let report = control
+            .migrate_all(Some(&MigrationDir::load(&migrations)?), &FleetOptions::default(), Arc::new(|_| {}))
+            .await?;
+        println!();
+        println!(
+            "  target {}: {} tenant(s) migrated, {} already up to date, {} failed, in {:.0} ms",
+            report.target, report.migrated, report.up_to_date, report.failed, report.elapsed_ms
+        );
+        anyhow::ensure!(report.failed == 0, "the rollout failed: {:?}", report.tenants);
+
+        println!();
+        eprintln!("[7/7] Checking the whole fleet for drift: check --all");
+        let check = control.check_all(false, 4, Arc::new(|_| {})).await?;
+        println!();
+        println!(
+            "  {} tenant(s) compared with target {}: {} clean, {} with drift",
+            check.total, check.target, check.clean, check.drifted
+        );
+        anyhow::ensure!(check.drifted == 0 && check.failed == 0, "drift left after the demo: {:?}", check.tenants);
+        anyhow::Ok(())
+    })?;
     println!();
-    println!("Top {} documents for {QUERY:?}:", ranking.len());
-    println!("  rank  cosine distance  title");
-    for (i, (title, distance)) in ranking.iter().enumerate() {
-        println!("  {:>4}  {distance:>15.4}  {title}", i + 1);
-    }
     println!(
-        "  (search {} the HNSW index documents_embedding_idx)",
-        if uses_index { "used" } else { "did not use" }
+        "Shown in {:.1} s: tenants provisioned exactly once and verified (database and schema mode),",
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "pooled connections as each tenant's own role, pgvector similarity search per tenant, a missing"
+    );
+    println!(
+        "table healed on the next request (and recorded), a fleet-wide migration, and a drift check."
     );
     println!();
-    println!("Database: {demo_url}");
+    println!("Look around (the demo's fleet is a fleet like any other):");
+    println!(
+        "  export PGFLEET_CATALOG_URL='{catalog_url}' PGFLEET_MASTER_KEY_FILE='{}'",
+        demo_key_file().display()
+    );
+    println!("  pgfleet tenant list; pgfleet check-user bob; pgfleet tenant show alice");
     println!(
         "The server keeps running; stop it with: pgfleet down --data-dir {}",
         up.cluster.data_dir().display()
     );
     Ok(())
+}
+
+/// The demo's catalog database.
+pub const DEMO_CATALOG: &str = "pgfleet_demo_catalog";
+
+/// A tenant of the demo: key, mode, its documents (title, body).
+type DemoTenant = (&'static str, Mode, &'static [(&'static str, &'static str)]);
+
+const TENANTS: &[DemoTenant] = &[
+    ("alice", Mode::Database, DOCUMENTS),
+    ("bob", Mode::Schema, DOCUMENTS.split_at(1).1),
+    ("carol", Mode::Schema, DOCUMENTS.split_at(4).1),
+];
+
+/// The migration the demo rolls out.
+const ROLLOUT: &str = "ALTER TABLE chat_threads ADD COLUMN pinned boolean NOT NULL DEFAULT false;
+CREATE INDEX chat_threads_pinned_idx ON chat_threads (user_id) WHERE pinned;
+";
+
+fn demo_key_file() -> std::path::PathBuf {
+    embedded::paths::home_dir().join("demo-master.key")
+}
+
+/// The demo's master key: kept between runs so the next run can drop this run's tenants.
+fn demo_key() -> anyhow::Result<MasterKey> {
+    let path = demo_key_file();
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return Ok(MasterKey::from_base64(&text)?);
+    }
+    let key = MasterKey::generate()?;
+    std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+    std::fs::write(&path, key.to_base64().expose())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(key)
+}
+
+/// Drops the previous demo run's tenants (through its catalog) and the catalog itself.
+async fn forget_previous_demo(
+    admin_url: &str,
+    catalog_url: &str,
+    key: &MasterKey,
+) -> anyhow::Result<()> {
+    let admin = connect(admin_url).await?;
+    let exists = admin
+        .query_opt(
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            &[&DEMO_CATALOG],
+        )
+        .await?
+        .is_some();
+    if exists {
+        match Control::connect(Config::new(catalog_url, key.clone())).await {
+            Ok(old) => {
+                for t in old.tenants(None).await? {
+                    old.drop_tenant(&t.key).await.with_context(|| {
+                        format!("dropping the previous demo's tenant {}", t.key)
+                    })?;
+                }
+            }
+            Err(e) => eprintln!(
+                "  (the previous demo catalog could not be opened, its tenants stay: {e})"
+            ),
+        }
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {DEMO_CATALOG} WITH (FORCE)"
+            ))
+            .await
+            .context("dropping the previous demo catalog")?;
+    }
+    Ok(())
+}
+
+async fn store_documents(fleet: &Fleet, key: &str, docs: &[(&str, &str)]) -> anyhow::Result<()> {
+    let c = fleet.client(key).await?;
+    let user_id: i64 = c
+        .query_one(
+            "INSERT INTO users (external_id, email, display_name) VALUES ($1, $2, $3) RETURNING id",
+            &[&format!("{key}-1"), &format!("{key}@example.com"), &key],
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(pgfleet::pg::describe(&e)))
+        .context("inserting the tenant's user")?
+        .get(0);
+    for (title, body) in docs {
+        let embedding = vector_literal(&toy_embedding(&format!("{title} {body}")));
+        c.execute(
+            "INSERT INTO documents (user_id, title, body, embedding) VALUES ($1, $2, $3, $4::text::vector)",
+            &[&user_id, title, body, &embedding],
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(pgfleet::pg::describe(&e)))
+        .context("inserting a document")?;
+    }
+    Ok(())
+}
+
+/// The 3 nearest documents of tenant `key` (title, cosine distance), and whether the plan uses
+/// the HNSW index.
+async fn search(
+    fleet: &Fleet,
+    key: &str,
+    query: &str,
+) -> anyhow::Result<(Vec<(String, f64)>, bool)> {
+    search_counting(fleet, key, query, Arc::new(AtomicUsize::new(0))).await
+}
+
+async fn search_counting(
+    fleet: &Fleet,
+    key: &str,
+    query: &str,
+    attempts: Arc<AtomicUsize>,
+) -> anyhow::Result<(Vec<(String, f64)>, bool)> {
+    let q = vector_literal(&toy_embedding(query));
+    let found = fleet
+        .with_tenant(key, |c| {
+            let (q, attempts) = (q.clone(), attempts.clone());
+            async move {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                // Force the HNSW index, as on a real-sized table, so the demo exercises it.
+                c.batch_execute("SET enable_seqscan = off").await?;
+                let plan: Vec<String> = c
+                    .query(
+                        "EXPLAIN SELECT id FROM documents ORDER BY embedding <=> $1::text::vector LIMIT 3",
+                        &[&q],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                let rows = c
+                    .query(
+                        "SELECT title, (embedding <=> $1::text::vector)::float8 FROM documents ORDER BY embedding <=> $1::text::vector LIMIT 3",
+                        &[&q],
+                    )
+                    .await?;
+                c.batch_execute("RESET enable_seqscan").await?;
+                Ok((
+                    rows.iter().map(|r| (r.get(0), r.get(1))).collect::<Vec<_>>(),
+                    plan.iter().any(|l| l.contains("_embedding_idx")),
+                ))
+            }
+        })
+        .await?;
+    Ok(found)
 }
 
 async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {

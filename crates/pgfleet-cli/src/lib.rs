@@ -218,8 +218,8 @@ pub enum Command {
         #[command(subcommand)]
         command: control_cmds::KeysCommand,
     },
-    /// Run the demo: set up and start the local PostgreSQL, create the chat example database,
-    /// store documents with embeddings and run a similarity search.
+    /// Run the demo: the local PostgreSQL, a fleet with the chat example as its target, tenants in
+    /// both modes, similarity search per tenant, a missing table healed, a rollout and a drift check.
     Demo {
         /// Where the cluster lives.
         #[command(flatten)]
@@ -227,9 +227,6 @@ pub enum Command {
         /// TCP port for a new cluster [default: 54320]
         #[arg(long, value_name = "N")]
         port: Option<u16>,
-        /// Schema to load instead of the bundled examples/chat/schema.sql.
-        #[arg(long, value_name = "PATH")]
-        schema: Option<PathBuf>,
     },
 }
 
@@ -330,7 +327,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up { dir, port } => local::up(&dir.resolve(), port),
         Command::Down { dir } => local::down(&dir.resolve()),
         Command::Status { dir, json } => local::status(&dir.resolve(), json),
-        Command::Demo { dir, port, schema } => demo::run(&dir.resolve(), port, schema.as_deref()),
+        Command::Demo { dir, port } => demo::run(&dir.resolve(), port),
     }
     .map(|()| ExitCode::SUCCESS)
 }
@@ -341,7 +338,8 @@ pub fn init_tracing(verbose: u8) {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::prelude::*;
     let default = match verbose {
-        0 => "warn,pgfleet=info,pgfleet_embedded=info,pgfleet_cli=info".to_string(),
+        0 => "warn,pgfleet=info,pgfleet_embedded=info,pgfleet_cli=info,pgfleet_router=warn"
+            .to_string(),
         1 => "info,pgfleet=debug,pgfleet_embedded=debug,pgfleet_cli=debug".to_string(),
         _ => "trace".to_string(),
     };

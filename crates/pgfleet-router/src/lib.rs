@@ -867,7 +867,7 @@ impl<D: Directory> Router<D> {
                 entry.repairs.fetch_add(1, Ordering::Release);
                 metrics::counter!("pgfleet_router_repairs_total", "outcome" => "repaired")
                     .increment(1);
-                tracing::warn!(
+                tracing::info!(
                     tenant = %key,
                     repaired = ?r.applied,
                     elsewhere = r.repaired_elsewhere,

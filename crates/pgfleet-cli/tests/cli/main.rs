@@ -239,18 +239,46 @@ fn bad_flags_get_usage_not_a_panic() {
 }
 
 #[test]
-fn demo_finds_the_right_document() {
+fn demo_shows_the_fleet_end_to_end_and_runs_again_from_scratch() {
     let home = Home::new("demo");
     let out = home.run(&["demo", "--port", &free_port().to_string()]);
     let text = stdout(&out);
     assert!(out.status.success(), "{}\n{}", text, stderr(&out));
-    let rank1 = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("1 "))
-        .unwrap_or_else(|| panic!("no ranking in {text}"));
-    assert!(rank1.contains("Reset your password"), "{text}");
-    assert!(text.contains("used the HNSW index"), "{text}");
-    // Running it again starts from a fresh demo database.
+    let line = |prefix: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line starting with {prefix:?} in {text}"))
+            .to_string()
+    };
+    // Provisioned in both modes.
+    assert!(line("alice ").contains("database pgfleet_t"), "{text}");
+    assert!(line("bob ").contains("of pgfleet_tenants"), "{text}");
+    // Search per tenant, each in its own documents, through the HNSW index.
+    let alice = line("alice   best match");
+    assert!(
+        alice.contains("Reset your password") && alice.contains("HNSW"),
+        "{text}"
+    );
+    assert!(
+        !line("carol   best match").contains("Reset your password"),
+        "{text}"
+    );
+    // Healed: two attempts, corrections recorded.
+    assert!(
+        line("bob: the first attempt failed").contains("(2 attempts"),
+        "{text}"
+    );
+    assert!(
+        text.contains("create table") && text.contains("correction(s) recorded"),
+        "{text}"
+    );
+    // Rolled out and clean.
+    assert!(
+        line("target 20260102000000").contains("3 tenant(s) migrated"),
+        "{text}"
+    );
+    assert!(text.contains("3 clean, 0 with drift"), "{text}");
+    // Running it again drops the previous demo's tenants and starts afresh.
     let again = home.run(&["demo"]);
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(
@@ -258,6 +286,33 @@ fn demo_finds_the_right_document() {
         "{}",
         stderr(&again)
     );
+    assert!(
+        stdout(&again).contains("3 clean, 0 with drift"),
+        "{}",
+        stdout(&again)
+    );
+    let url = text
+        .lines()
+        .find_map(|l| l.split("PGFLEET_CATALOG_URL='").nth(1))
+        .and_then(|r| r.split('\'').next())
+        .unwrap()
+        .to_string();
+    let admin = url.replace("/pgfleet_demo_catalog", "/postgres");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dbs: i64 = rt.block_on(async {
+        let c = connect(&admin).await;
+        c.query_one(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'pgfleet\\_t%' AND datname NOT LIKE 'pgfleet\\_tpl\\_%' AND datname <> 'pgfleet_tenants'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+    });
+    assert_eq!(dbs, 1, "the first run's tenant database was not dropped");
 }
 
 /// `pgfleet ARGS` with stdin closed (not a terminal).

@@ -1173,6 +1173,17 @@ fn offline_plans_stay_in_one_transaction() {
     assert_eq!(online.steps.len(), 3, "{}", online.to_sql());
 }
 
+fn additive_plan(cur: &Model, des: &Model) -> Plan {
+    plan(
+        cur,
+        des,
+        &PlanOptions {
+            additive_only: true,
+            ..PlanOptions::default()
+        },
+    )
+}
+
 #[test]
 fn additive_only_plans_only_create() {
     let cur = rich_model();
@@ -1190,13 +1201,8 @@ fn additive_only_plans_only_create() {
     let mut threads = table(&[("id", "bigint")]);
     threads.rls_enabled = true;
     des.tables.insert(qn("public.chat_threads"), threads);
-    let opts = PlanOptions {
-        additive_only: true,
-        ..PlanOptions::default()
-    };
-    let p = plan(&cur, &des, &opts);
     assert_eq!(
-        sqls(&p),
+        sqls(&additive_plan(&cur, &des)),
         [
             "CREATE TABLE public.chat_threads (\n    id bigint\n)",
             "ALTER TABLE public.users ADD COLUMN name text",
@@ -1495,4 +1501,22 @@ fn sql_standard_function_bodies_are_dropped_before_their_tables() {
     assert!(pos(&p, "DROP FUNCTION public.ids()") < pos(&p, "DROP TABLE public.items"));
     let p = plan_online(&model(), &cur);
     assert!(pos(&p, "CREATE TABLE public.items") < pos(&p, "FUNCTION public.ids()"));
+}
+
+#[test]
+fn additive_repairs_bring_the_comments_of_what_they_create_and_leave_changed_comments() {
+    let cur = rich_model();
+    let mut des = cur.clone();
+    let mut notes = table(&[("id", "bigint")]);
+    notes.comment = Some("Notes of a user.".into());
+    des.tables.insert(qn("public.notes"), notes);
+    // A changed comment on an existing table is drift a repair does not touch.
+    table_mut(&mut des, "public.users").comment = Some("Edited.".into());
+    assert_eq!(
+        sqls(&additive_plan(&cur, &des)),
+        [
+            "CREATE TABLE public.notes (\n    id bigint\n)",
+            "COMMENT ON TABLE public.notes IS 'Notes of a user.'",
+        ]
+    );
 }
