@@ -199,13 +199,12 @@ async fn warm_clients_send_nothing_but_the_application_s_statements() {
 }
 
 #[tokio::test]
-async fn a_dropped_table_is_repaired_once_for_32_tasks_in_two_processes_and_wrong_queries_are_not()
-{
+async fn a_dropped_table_is_repaired_once_for_32_tasks_in_two_routers_and_wrong_queries_are_not() {
     let cluster = TestCluster::start();
     let s = Setup::new(&[("main", cluster.url())]).await;
     let c = s.control().await;
     provision(&c, &["healme".into()], Mode::Schema, "main").await;
-    // Two routers (two processes' worth: separate catalogs sessions, separate pools).
+    // Two routers (separate catalog sessions and pools; the two-process case is below).
     let f1 = s.fleet(RouterOptions::default()).await;
     let f2 = s.fleet(RouterOptions::default()).await;
     for f in [&f1, &f2] {
@@ -447,4 +446,168 @@ async fn a_stopped_server_fails_fast_others_serve_and_rotation_and_drop_are_seen
             }
         }
     }
+}
+
+/// Run by the two-process healing test in a child process of this test binary: heals the tenant
+/// named in `PGFLEET_HEAL_CHILD` (catalog and key from the environment) with 16 tasks once the
+/// table is gone, and prints how many succeeded.
+#[tokio::test]
+async fn heal_child_process() {
+    let Ok(key) = std::env::var("PGFLEET_HEAL_CHILD") else {
+        return; // only as a child
+    };
+    let config = Config::new(
+        std::env::var("PGFLEET_CATALOG_URL").unwrap(),
+        MasterKey::from_base64(&std::env::var("PGFLEET_MASTER_KEY").unwrap()).unwrap(),
+    );
+    let fleet = Fleet::connect(config, RouterOptions::default())
+        .await
+        .unwrap();
+    fleet
+        .with_tenant(&key, |c| async move { c.simple_query("SELECT 1").await })
+        .await
+        .unwrap();
+    println!("child ready");
+    // Wait for the parent's signal file: the table has been dropped.
+    let flag = std::env::var("PGFLEET_HEAL_FLAG").unwrap();
+    while !std::path::Path::new(&flag).exists() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (f, key) = (fleet.clone(), key.clone());
+        set.spawn(async move {
+            f.with_tenant(&key, |c| async move {
+                c.query_one("SELECT count(*) FROM tags", &[]).await
+            })
+            .await
+        });
+    }
+    let mut ok = 0;
+    while let Some(r) = set.join_next().await {
+        if r.unwrap().is_ok() {
+            ok += 1;
+        }
+    }
+    println!("child ok {ok}");
+}
+
+#[tokio::test]
+async fn two_processes_heal_a_dropped_table_once() {
+    if std::env::var("PGFLEET_HEAL_CHILD").is_ok() {
+        return;
+    }
+    let cluster = TestCluster::start();
+    let s = Setup::new(&[("main", cluster.url())]).await;
+    let c = s.control().await;
+    provision(&c, &["twoproc".into()], Mode::Schema, "main").await;
+    let flag = std::env::temp_dir().join(format!("pgfleet-heal-flag-{}", std::process::id()));
+    let _ = std::fs::remove_file(&flag);
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "heal_child_process",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("PGFLEET_HEAL_CHILD", "twoproc")
+        .env("PGFLEET_CATALOG_URL", s.catalog.url())
+        .env("PGFLEET_MASTER_KEY", s.key.to_base64().expose())
+        .env("PGFLEET_HEAL_FLAG", &flag)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        use tokio::io::AsyncBufReadExt;
+        assert!(
+            out.read_line(&mut line).await.unwrap() > 0,
+            "the child process ended early"
+        );
+        if line.contains("child ready") {
+            break;
+        }
+    }
+    let fleet = s.fleet(RouterOptions::default()).await;
+    fleet
+        .with_tenant(
+            "twoproc",
+            |c| async move { c.simple_query("SELECT 1").await },
+        )
+        .await
+        .unwrap();
+    let t = c.tenant("twoproc").await.unwrap();
+    let admin = pgfleet_testkit::connect(&cluster.url_for(&t.database)).await;
+    admin
+        .batch_execute(&format!("DROP TABLE {}.tags", t.schema))
+        .await
+        .unwrap();
+    std::fs::write(&flag, b"go").unwrap();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let f = fleet.clone();
+        set.spawn(async move {
+            f.with_tenant("twoproc", |c| async move {
+                c.query_one("SELECT count(*) FROM tags", &[]).await
+            })
+            .await
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap().unwrap();
+    }
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).await.unwrap();
+    assert!(child.wait().await.unwrap().success(), "{rest}");
+    assert!(rest.contains("child ok 16"), "{rest}");
+    let _ = std::fs::remove_file(&flag);
+    let tables: i64 = c
+        .catalog()
+        .query_one(
+            "SELECT count(*) FROM pgfleet.events WHERE tenant_key = 'twoproc' AND kind = 'tenant.correction'
+               AND detail->>'object' LIKE 'create table%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 1, "the table was repaired more than once");
+}
+
+#[tokio::test]
+async fn unknown_keys_are_refused_provisioned_or_sent_to_a_configured_fallback_visibly() {
+    let cluster = TestCluster::start();
+    let s = Setup::new(&[("main", cluster.url())]).await;
+    // Provision on first use.
+    let fleet = s
+        .fleet(RouterOptions {
+            unknown: pgfleet::UnknownPolicy::Provision(Duration::from_secs(120)),
+            ..RouterOptions::default()
+        })
+        .await;
+    let client = fleet.client("first-use").await.unwrap();
+    client
+        .simple_query("SELECT count(*) FROM notes")
+        .await
+        .unwrap();
+    assert!(!client.is_fallback());
+    // A configured fallback: used, and visibly so.
+    let fallback = TestDb::named("fallback").await;
+    let fleet = s
+        .fleet(RouterOptions {
+            fallback: Some(pgfleet::pg::connect::parse_url(fallback.url()).unwrap()),
+            ..RouterOptions::default()
+        })
+        .await;
+    let client = fleet.client("stranger").await.unwrap();
+    assert!(client.is_fallback());
+    assert_eq!(client.database(), fallback.name());
+    // Known tenants are still served from their own place.
+    assert!(!fleet.client("first-use").await.unwrap().is_fallback());
+    // Without a fallback: refused.
+    let fleet = s.fleet(RouterOptions::default()).await;
+    assert!(fleet.client("stranger").await.unwrap_err().is_not_found());
 }
