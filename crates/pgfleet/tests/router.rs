@@ -305,10 +305,10 @@ async fn the_budget_holds_under_load_and_a_hot_tenant_does_not_starve_the_others
     let cluster = TestCluster::start();
     let s = Setup::new(&[("main", cluster.url())]).await;
     let c = s.control().await;
-    let keys: Vec<String> = (0..120).map(|i| format!("t{i:03}")).collect();
+    let keys: Vec<String> = (0..500).map(|i| format!("t{i:03}")).collect();
     provision(&c, &keys, Mode::Schema, "main").await;
     let opts = RouterOptions {
-        budget_per_server: 10,
+        budget_per_server: 20,
         per_tenant: 3,
         acquire_timeout: Duration::from_secs(10),
         ..RouterOptions::default()
@@ -346,8 +346,8 @@ async fn the_budget_holds_under_load_and_a_hot_tenant_does_not_starve_the_others
             Ok::<_, pgfleet::RouterError>(())
         });
     }
-    // ...while 30 tasks go round all the others.
-    for w in 0..30 {
+    // ...while 60 tasks go round all the others.
+    for w in 0..60 {
         let (f, keys) = (fleet.clone(), keys.clone());
         set.spawn(async move {
             for i in 0..40 {
@@ -368,9 +368,9 @@ async fn the_budget_holds_under_load_and_a_hot_tenant_does_not_starve_the_others
     watcher.await.unwrap();
     assert!(errors.is_empty(), "{errors:?}");
     let peak = peak.load(Ordering::SeqCst);
-    assert!(peak <= 10, "peak {peak} connections over a budget of 10");
-    assert!(peak >= 3, "the test never loaded the server ({peak})");
-    assert!(fleet.router().open_connections()["main"] <= 10);
+    assert!(peak <= 20, "peak {peak} connections over a budget of 20");
+    assert!(peak >= 10, "the test never loaded the server ({peak})");
+    assert!(fleet.router().open_connections()["main"] <= 20);
 }
 
 #[tokio::test]
