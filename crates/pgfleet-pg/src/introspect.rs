@@ -58,36 +58,16 @@ pub async fn introspect_schema(client: &tokio_postgres::Client, schema: &str) ->
         "{BEGIN}; SET LOCAL pgfleet.only_schema = {}",
         pgfleet_schema::quote::literal(schema)
     );
-    introspect_in(client, &begin, Some(schema.to_string())).await
+    introspect_with(client, &begin).await
 }
-
-tokio::task_local! {
-    /// The schema [`introspect_schema`] reads: its queries compare the namespace with a literal,
-    /// which the planner can look up by index, instead of with the setting (read per row), which
-    /// makes it join every schema's objects first. With thousands of tenant schemas in a database
-    /// that is the difference between reading one tenant and reading them all.
-    static ONLY_SCHEMA: Option<String>;
-}
-
-/// The filter every catalog query carries; `pgfleet.only_schema` empty or unset means all schemas.
-const SCHEMA_FILTER: &str =
-    "n.nspname = coalesce(nullif(current_setting('pgfleet.only_schema', true), ''), n.nspname)";
 
 async fn introspect_with(client: &tokio_postgres::Client, begin: &str) -> Result<Model> {
-    introspect_in(client, begin, None).await
-}
-
-async fn introspect_in(
-    client: &tokio_postgres::Client,
-    begin: &str,
-    only: Option<String>,
-) -> Result<Model> {
     client
         .batch_execute(begin)
         .await
         .map_err(|e| PgError::query("introspection: opening a read-only transaction", e))?;
     // The pipelined queries make a large future: box it so callers' futures stay small.
-    let result = ONLY_SCHEMA.scope(only, Box::pin(read_model(client))).await;
+    let result = Box::pin(read_model(client)).await;
     match result {
         Ok(model) => {
             client.batch_execute("COMMIT").await.map_err(|e| {
@@ -203,16 +183,8 @@ fn orphan(what: &str, name: &str, relation: &QualName) -> PgError {
 
 /// Runs one catalog query; `what` names the object kind for the error.
 async fn fetch(client: &tokio_postgres::Client, what: &str, sql: &str) -> Result<Vec<Row>> {
-    let only = ONLY_SCHEMA.try_with(Clone::clone).ok().flatten();
-    let sql = match only {
-        Some(schema) => std::borrow::Cow::Owned(sql.replace(
-            SCHEMA_FILTER,
-            &format!("n.nspname = {}", pgfleet_schema::quote::literal(&schema)),
-        )),
-        None => std::borrow::Cow::Borrowed(sql),
-    };
     client
-        .query(sql.as_ref(), &[])
+        .query(sql, &[])
         .await
         .map_err(|e| PgError::query(format!("introspection: reading {what}"), e))
 }
