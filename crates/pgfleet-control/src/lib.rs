@@ -193,6 +193,8 @@ struct Inner {
     refilling: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Set on shutdown: claim no new operations ([`Control::stop_taking_work`]).
     stopping: std::sync::atomic::AtomicBool,
+    /// Servers whose shared tenant database this process created or checked (and locked down).
+    shared_ready: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Most idle connections kept per catalog or server database.
@@ -233,6 +235,7 @@ impl Control {
                 keep_spares: std::sync::atomic::AtomicBool::new(false),
                 refilling: std::sync::Mutex::new(Default::default()),
                 stopping: std::sync::atomic::AtomicBool::new(false),
+                shared_ready: std::sync::Mutex::new(Default::default()),
             }),
         })
     }

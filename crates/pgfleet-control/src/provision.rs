@@ -481,6 +481,12 @@ impl Control {
                 .map_err(q("recording the operation"))?;
             }
             Err(e) => {
+                // Whatever failed, the shared databases are checked again next time.
+                self.inner
+                    .shared_ready
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
                 let message = format!("{:#}", anyhow_like(&e));
                 let permanent = matches!(
                     e,
@@ -585,12 +591,22 @@ impl Control {
                     ensure_role(admin.as_ref().expect("set above"), &t.role, &password).await?;
                 }
                 "database" => {
-                    if admin.is_none() {
+                    let server_name = t.server.clone().unwrap_or_default();
+                    // A schema tenant on a server whose shared database this process has already
+                    // made ready needs no admin round trips here.
+                    let shared_known = t.mode == Mode::Schema
+                        && self
+                            .inner
+                            .shared_ready
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .contains(&server_name);
+                    if admin.is_none() && !shared_known {
                         admin = Some(self.pooled_admin(&t, None).await?);
                     }
-                    let a = admin.as_ref().expect("set above");
                     match t.mode {
                         Mode::Database => {
+                            let a = admin.as_ref().expect("set above");
                             let template = if self.config().use_templates {
                                 Some(self.ensure_template(&t, a).await?)
                             } else {
@@ -598,7 +614,16 @@ impl Control {
                             };
                             create_database(a, &t.database, &t.role, template.as_deref()).await?
                         }
-                        Mode::Schema => ensure_shared_database(a, &t.database).await?,
+                        Mode::Schema if shared_known => {}
+                        Mode::Schema => {
+                            let a = admin.as_ref().expect("set above");
+                            ensure_shared_database(a, &t.database).await?;
+                            self.inner
+                                .shared_ready
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(server_name.clone());
+                        }
                     }
                     if in_db.is_none() {
                         in_db = Some(self.pooled_admin(&t, Some(&t.database)).await?);
