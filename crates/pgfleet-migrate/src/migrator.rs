@@ -384,14 +384,12 @@ pub async fn migrate_on(
             known_rows = Some(history::parse_simple_rows(&messages[first_done + 1..])?);
         }
     } else {
-        match lock::acquire(client, key, opts.lock_wait, |holder| {
-            waited_at_all = true;
-            progress(MigrateEvent::WaitingForLock {
-                holder: holder.cloned(),
-            });
-        })
-        .await?
-        {
+        // Another migrator holds it: say so now (this attempt was the first), then poll.
+        waited_at_all = true;
+        progress(MigrateEvent::WaitingForLock {
+            holder: lock::holder(client, key).await.ok().flatten(),
+        });
+        match lock::acquire(client, key, opts.lock_wait, |_| {}).await? {
             Ok(()) => {}
             Err(holder) => {
                 return Err(MigrateError::LockTimeout {
