@@ -12,18 +12,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use pgfleet::control::config::Config;
 use pgfleet::control::fleet::FleetOptions;
 use pgfleet::control::provision::CreateOptions;
-use pgfleet::control::secrets::MasterKey;
 use pgfleet::control::tenant::Mode;
-use pgfleet::control::{Control, catalog};
 use pgfleet::migrate::{MigrationDir, sum};
-use pgfleet::pg::connect;
 
 use crate::Report;
 
-const TARGET: &str = include_str!("../../../examples/chat/schema.sql");
 const MIGRATION: &str = "ALTER TABLE chat_threads ADD COLUMN priority integer NOT NULL DEFAULT 0;
 CREATE INDEX chat_threads_priority_idx ON chat_threads (priority);
 ";
@@ -39,29 +34,12 @@ CREATE INDEX chat_threads_priority_b_idx ON chat_threads (priority_b);
 pub fn run(quick: bool) -> anyhow::Result<Report> {
     let (n_schema, n_database) = if quick { (100, 10) } else { (1000, 100) };
     let mut report = Report::new("fleet", quick);
-    let cluster = pgfleet_testkit::TestCluster::start();
-    let work = cluster.root().join("bench-fleet");
-    let dir_path = work.join("migrations");
-    std::fs::create_dir_all(&dir_path)?;
-    std::fs::write(dir_path.join("20260101000000_chat.sql"), TARGET)?;
-    sum::write(&MigrationDir::load(&dir_path)?)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let catalog_url = cluster.url_for("bench_fleet_catalog");
-    let key = MasterKey::generate()?;
-    let control = rt.block_on(async {
-        catalog::init(
-            &connect::parse_url(&catalog_url)?,
-            Some(&MigrationDir::load(&dir_path)?),
-        )
-        .await?;
-        let control = Control::connect(Config::new(&catalog_url, key)).await?;
-        control
-            .add_server("local", &cluster.url(), 100_000, 1)
-            .await?;
-        anyhow::Ok(control)
-    })?;
+    let f = crate::chat_fleet::ChatFleet::start("bench_fleet")?;
+    let (cluster, rt, control, dir_path) = (&f.cluster, &f.rt, &f.control, &f.migrations);
+    let work = dir_path
+        .parent()
+        .expect("in the work directory")
+        .to_path_buf();
 
     // The fleet.
     let started = Instant::now();
@@ -98,8 +76,8 @@ pub fn run(quick: bool) -> anyhow::Result<Report> {
 
     // pgfleet: the migration rolled out.
     std::fs::write(dir_path.join("20260201000000_priority.sql"), MIGRATION)?;
-    sum::write(&MigrationDir::load(&dir_path)?)?;
-    let dir = MigrationDir::load(&dir_path)?;
+    sum::write(&MigrationDir::load(dir_path)?)?;
+    let dir = MigrationDir::load(dir_path)?;
     let opts = FleetOptions::default();
     let quiet: pgfleet::control::fleet::ProgressFn = Arc::new(|_| {});
     let cpu = || -> f64 {

@@ -15,6 +15,7 @@
 //! add it to [`BENCHMARKS`].
 #![deny(missing_docs)]
 
+pub mod chat_fleet;
 pub mod fleet;
 pub mod migrate;
 pub mod provision;

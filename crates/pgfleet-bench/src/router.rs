@@ -13,18 +13,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use pgfleet::control::config::Config;
 use pgfleet::control::provision::CreateOptions;
-use pgfleet::control::secrets::MasterKey;
 use pgfleet::control::tenant::Mode;
-use pgfleet::control::{Control, catalog};
-use pgfleet::migrate::{MigrationDir, sum};
 use pgfleet::pg::connect;
 use pgfleet::{Fleet, RouterOptions};
 
 use crate::Report;
 
-const TARGET: &str = include_str!("../../../examples/chat/schema.sql");
 /// The tables a seed-style wrapper checks on every connection.
 const REQUIRED: &[&str] = &[
     "users",
@@ -62,30 +57,8 @@ pub fn run(quick: bool) -> anyhow::Result<Report> {
         (10_000, 10_000, 40_000)
     };
     let mut report = Report::new("router", quick);
-    let cluster = pgfleet_testkit::TestCluster::start();
-    let work = cluster.root().join("bench-router");
-    let dir_path = work.join("migrations");
-    std::fs::create_dir_all(&dir_path)?;
-    std::fs::write(dir_path.join("20260101000000_chat.sql"), TARGET)?;
-    sum::write(&MigrationDir::load(&dir_path)?)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let catalog_url = cluster.url_for("bench_router_catalog");
-    let key = MasterKey::generate()?;
-    let config = Config::new(&catalog_url, key);
-    let control = rt.block_on(async {
-        catalog::init(
-            &connect::parse_url(&catalog_url)?,
-            Some(&MigrationDir::load(&dir_path)?),
-        )
-        .await?;
-        let control = Control::connect(config.clone()).await?;
-        control
-            .add_server("local", &cluster.url(), 1_000_000, 1)
-            .await?;
-        anyhow::Ok(control)
-    })?;
+    let f = crate::chat_fleet::ChatFleet::start("bench_router")?;
+    let (cluster, rt, control, config) = (&f.cluster, &f.rt, &f.control, f.config.clone());
 
     // (a) and (b): one tenant, three ways to reach it.
     let tasks = 8usize;

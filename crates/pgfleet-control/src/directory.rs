@@ -9,16 +9,11 @@ use pgfleet_router::{Placement, Repair};
 use tokio_postgres::{AsyncMessage, Client};
 
 use crate::provision::CreateOptions;
-use crate::secrets::Sealed;
 use crate::tenant::{Mode, State};
-use crate::{Control, ControlError};
+use crate::{Control, ControlError, q};
 
 /// The catalog channel on which changed tenant keys are announced (`*`: forget everything).
 pub const CHANGES_CHANNEL: &str = "pgfleet_tenant_changes";
-
-fn q(context: &str) -> impl FnOnce(tokio_postgres::Error) -> ControlError + '_ {
-    move |e| pgfleet_pg::PgError::query(context, e).into()
-}
 
 /// Tells running routers that `key` changed (best effort: they also re-read after a TTL).
 pub(crate) async fn announce(c: &Client, key: &str) {
@@ -43,29 +38,9 @@ impl Control {
         if t.state != State::Ready {
             return Ok(None);
         }
-        let row = self
-            .catalog()
-            .query_one(
-                "SELECT password_sealed, password_key, key_id FROM pgfleet.tenants WHERE id = $1",
-                &[&t.id],
-            )
-            .await
-            .map_err(q("reading the password"))?;
-        let (Some(ciphertext), Some(wrapped_key), Some(key_id)) = (
-            row.get::<_, Option<Vec<u8>>>(0),
-            row.get::<_, Option<Vec<u8>>>(1),
-            row.get::<_, Option<String>>(2),
-        ) else {
+        let Some(password) = self.tenant_password(&t).await? else {
             return Ok(None);
         };
-        let password = self.open_sealed(
-            &format!("tenant:{}", t.id),
-            &Sealed {
-                ciphertext,
-                wrapped_key,
-                key_id,
-            },
-        )?;
         let server = t.server.clone().unwrap_or_default();
         let mut config = self.server_admin_config(&server).await?;
         config

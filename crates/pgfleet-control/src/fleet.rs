@@ -33,11 +33,7 @@ use tokio_postgres::Client;
 use crate::catalog::{self, Target};
 use crate::diagnose::Drift;
 use crate::tenant::{COLUMNS, Mode, State, Tenant};
-use crate::{Control, ControlError};
-
-fn q(context: &str) -> impl FnOnce(tokio_postgres::Error) -> ControlError + '_ {
-    move |e| pgfleet_pg::PgError::query(context, e).into()
-}
+use crate::{Control, ControlError, q};
 
 /// How `migrate --all` runs.
 #[derive(Debug, Clone)]

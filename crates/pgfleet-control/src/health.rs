@@ -19,11 +19,7 @@ use tokio::sync::Semaphore;
 
 use crate::secrets::Sealed;
 use crate::tenant::{COLUMNS, Health, Mode, Tenant};
-use crate::{Control, ControlError};
-
-fn q(context: &str) -> impl FnOnce(tokio_postgres::Error) -> ControlError + '_ {
-    move |e| pgfleet_pg::PgError::query(context, e).into()
-}
+use crate::{Control, ControlError, q};
 
 /// How the health checker runs.
 #[derive(Debug, Clone)]

@@ -46,6 +46,11 @@ use tokio_postgres::Client;
 use crate::config::{Config, ConfigError};
 use crate::secrets::SecretError;
 
+/// Maps a query error to a [`ControlError`] that says what was being done (`context`).
+pub(crate) fn q(context: &str) -> impl FnOnce(tokio_postgres::Error) -> ControlError + '_ {
+    move |e| PgError::query(context, e).into()
+}
+
 /// What can go wrong in the control plane.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -33,7 +33,7 @@ use tokio_postgres::Client;
 use crate::catalog::{self, Target};
 use crate::secrets::{Sealed, Secret};
 use crate::tenant::{self, COLUMNS, Mode, State, Tenant};
-use crate::{Control, ControlError, events, server};
+use crate::{Control, ControlError, events, q, server};
 
 /// How long a claimed operation stays leased without progress.
 pub const LEASE: Duration = Duration::from_secs(60);
@@ -70,10 +70,6 @@ fn failpoint(name: &str) {
             std::thread::sleep(Duration::from_secs(3600));
         }
     }
-}
-
-fn q(context: &str) -> impl FnOnce(tokio_postgres::Error) -> ControlError + '_ {
-    move |e| PgError::query(context, e).into()
 }
 
 /// The advisory lock key of a tenant in the catalog (one worker at a time per tenant).
@@ -1207,12 +1203,11 @@ impl Control {
         Ok(t)
     }
 
-    /// A connection URL for the tenant's own role (operators only: it holds the password).
+    /// The tenant's password, opened from the catalog; `None` before the `role` step sealed one.
     ///
     /// # Errors
-    /// Unknown or not yet placed tenant; a master key that does not open the password.
-    pub async fn credentials(&self, key: &str) -> Result<Secret, ControlError> {
-        let t = self.tenant(key).await?;
+    /// Catalog errors; a master key that does not open it.
+    pub(crate) async fn tenant_password(&self, t: &Tenant) -> Result<Option<Secret>, ControlError> {
         let row = self
             .catalog()
             .query_one(
@@ -1221,24 +1216,36 @@ impl Control {
             )
             .await
             .map_err(q("reading the password"))?;
-        let (Some(ct), Some(wk), Some(kid)) = (
+        let (Some(ciphertext), Some(wrapped_key), Some(key_id)) = (
             row.get::<_, Option<Vec<u8>>>(0),
             row.get::<_, Option<Vec<u8>>>(1),
             row.get::<_, Option<String>>(2),
         ) else {
+            return Ok(None);
+        };
+        self.open_sealed(
+            &format!("tenant:{}", t.id),
+            &Sealed {
+                ciphertext,
+                wrapped_key,
+                key_id,
+            },
+        )
+        .map(Some)
+    }
+
+    /// A connection URL for the tenant's own role (operators only: it holds the password).
+    ///
+    /// # Errors
+    /// Unknown or not yet placed tenant; a master key that does not open the password.
+    pub async fn credentials(&self, key: &str) -> Result<Secret, ControlError> {
+        let t = self.tenant(key).await?;
+        let Some(password) = self.tenant_password(&t).await? else {
             return Err(ControlError::Invalid(format!(
                 "tenant {key:?} has no password yet (state {}, step {})",
                 t.state, t.step
             )));
         };
-        let password = self.open_sealed(
-            &format!("tenant:{}", t.id),
-            &Sealed {
-                ciphertext: ct,
-                wrapped_key: wk,
-                key_id: kid,
-            },
-        )?;
         let admin = self.admin_config(&t, None).await?;
         let host = admin
             .get_hosts()

@@ -25,7 +25,7 @@ use tokio_postgres::Client;
 
 use crate::catalog::Target;
 use crate::tenant::{self, Mode, State, Tenant};
-use crate::{Control, ControlError};
+use crate::{Control, ControlError, q};
 
 /// Name prefix of spare schemas.
 pub const SPARE_PREFIX: &str = "pgfleet_spare_";
@@ -46,10 +46,6 @@ pub(crate) fn marker(target: &Target) -> String {
 
 fn lock_key(name: &str) -> i64 {
     pgfleet_migrate::lock::key("pgfleet-spare", name)
-}
-
-fn q(context: &str) -> impl FnOnce(tokio_postgres::Error) -> ControlError + '_ {
-    move |e| pgfleet_pg::PgError::query(context, e).into()
 }
 
 /// A schema-mode stand-in for a spare, so the tenant code paths (connections, verification) serve it.
