@@ -1,9 +1,14 @@
 //! Introspection: reads a live database's schema into a [`Model`].
 //!
-//! One bulk catalog query per object kind (`src/sql/*.sql`, runnable by hand in `psql`), all inside
+//! One bulk catalog query per object kind (`src/sql/*.sql`), all inside
 //! one `REPEATABLE READ, READ ONLY` transaction so they see one snapshot, with `search_path` empty so
 //! `format_type` and the `pg_get_*def` functions print every name schema-qualified. The queries are
 //! sent together (pipelined on the one connection); the model is assembled from their rows.
+//!
+//! Each query reads its objects from a scope prepended to it (`src/sql/scope/`): `database.sql`
+//! (every user schema) or `schema.sql` (one schema of a shared database, found through `pg_depend`,
+//! so its cost does not grow with the number of schemas beside it). To run one by hand:
+//! `cat src/sql/scope/database.sql src/sql/tables.sql | psql`.
 //!
 //! What is left out, and why, is written at the top of each query: system schemas, everything that
 //! belongs to an extension, identity sequences, indexes that implement constraints, partition
@@ -45,7 +50,7 @@ const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL
 /// [`PgError::Catalog`] when the catalog holds something pgfleet does not understand (an unknown
 /// constraint kind, or an object whose table was not read).
 pub async fn introspect(client: &tokio_postgres::Client) -> Result<Model> {
-    introspect_with(client, BEGIN).await
+    introspect_with(client, BEGIN, &DATABASE).await
 }
 
 /// Reads only the objects of `schema` (and the database's extensions): for a tenant that is one
@@ -58,16 +63,70 @@ pub async fn introspect_schema(client: &tokio_postgres::Client, schema: &str) ->
         "{BEGIN}; SET LOCAL pgfleet.only_schema = {}",
         pgfleet_schema::quote::literal(schema)
     );
-    introspect_with(client, &begin).await
+    introspect_with(client, &begin, &SCHEMA).await
 }
 
-async fn introspect_with(client: &tokio_postgres::Client, begin: &str) -> Result<Model> {
+/// The catalog queries of every object kind that has a scope, with that scope prepended.
+struct Queries {
+    schemas: &'static str,
+    enums: &'static str,
+    domains: &'static str,
+    sequences: &'static str,
+    functions: &'static str,
+    tables: &'static str,
+    columns: &'static str,
+    constraints: &'static str,
+    indexes: &'static str,
+    triggers: &'static str,
+    policies: &'static str,
+    views: &'static str,
+}
+
+/// `src/sql/scope/<scope>.sql` followed by `src/sql/<kind>.sql`, as one literal.
+macro_rules! scoped {
+    ($scope:literal, $kind:literal) => {
+        concat!(
+            include_str!(concat!("sql/scope/", $scope, ".sql")),
+            include_str!(concat!("sql/", $kind, ".sql"))
+        )
+    };
+}
+
+macro_rules! queries {
+    ($scope:literal) => {
+        Queries {
+            schemas: scoped!($scope, "schemas"),
+            enums: scoped!($scope, "enums"),
+            domains: scoped!($scope, "domains"),
+            sequences: scoped!($scope, "sequences"),
+            functions: scoped!($scope, "functions"),
+            tables: scoped!($scope, "tables"),
+            columns: scoped!($scope, "columns"),
+            constraints: scoped!($scope, "constraints"),
+            indexes: scoped!($scope, "indexes"),
+            triggers: scoped!($scope, "triggers"),
+            policies: scoped!($scope, "policies"),
+            views: scoped!($scope, "views"),
+        }
+    };
+}
+
+/// Every user schema of the database.
+const DATABASE: Queries = queries!("database");
+/// The schema named by `pgfleet.only_schema`.
+const SCHEMA: Queries = queries!("schema");
+
+async fn introspect_with(
+    client: &tokio_postgres::Client,
+    begin: &str,
+    queries: &Queries,
+) -> Result<Model> {
     client
         .batch_execute(begin)
         .await
         .map_err(|e| PgError::query("introspection: opening a read-only transaction", e))?;
     // The pipelined queries make a large future: box it so callers' futures stay small.
-    let result = Box::pin(read_model(client)).await;
+    let result = Box::pin(read_model(client, queries)).await;
     match result {
         Ok(model) => {
             client.batch_execute("COMMIT").await.map_err(|e| {
@@ -84,7 +143,7 @@ async fn introspect_with(client: &tokio_postgres::Client, begin: &str) -> Result
 }
 
 /// Runs every query (pipelined) and assembles the model.
-async fn read_model(client: &tokio_postgres::Client) -> Result<Model> {
+async fn read_model(client: &tokio_postgres::Client, q: &Queries) -> Result<Model> {
     let (
         server_version,
         schemas,
@@ -102,19 +161,19 @@ async fn read_model(client: &tokio_postgres::Client) -> Result<Model> {
         views,
     ) = tokio::try_join!(
         objects::server_version(client),
-        objects::schemas(client),
+        objects::schemas(client, q),
         objects::extensions(client),
-        objects::enums(client),
-        objects::domains(client),
-        objects::sequences(client),
-        objects::functions(client),
-        relations::tables(client),
-        relations::columns(client),
-        relations::constraints(client),
-        relations::indexes(client),
-        relations::triggers(client),
-        relations::policies(client),
-        relations::views(client),
+        objects::enums(client, q),
+        objects::domains(client, q),
+        objects::sequences(client, q),
+        objects::functions(client, q),
+        relations::tables(client, q),
+        relations::columns(client, q),
+        relations::constraints(client, q),
+        relations::indexes(client, q),
+        relations::triggers(client, q),
+        relations::policies(client, q),
+        relations::views(client, q),
     )?;
 
     let mut model = Model {

@@ -1,7 +1,7 @@
 //! pgfleet's PostgreSQL driver: reads a live schema into a [`pgfleet_schema::Model`]
 //! ([`introspect`]), loads a desired schema into a scratch shadow database ([`shadow`]), and applies
-//! plans safely ([`apply`]). Catalog queries live in `src/sql/*.sql`, loaded with `include_str!`, so
-//! they can be read and run by hand.
+//! plans safely ([`apply`]). Catalog queries live in `src/sql/*.sql`, loaded with `include_str!`
+//! behind a scope from `src/sql/scope/`, so they can be read and run by hand.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {

@@ -6,7 +6,7 @@ use pgfleet_schema::model::{
 };
 use tokio_postgres::Client;
 
-use super::{fetch, get, qual_name, zip_arrays};
+use super::{Queries, fetch, get, qual_name, zip_arrays};
 use crate::{PgError, Result};
 
 /// `server_version_num`, e.g. 180006.
@@ -21,9 +21,9 @@ pub(super) async fn server_version(client: &Client) -> Result<u32> {
 }
 
 /// User schemas with their comments.
-pub(super) async fn schemas(client: &Client) -> Result<Vec<(String, Namespace)>> {
+pub(super) async fn schemas(client: &Client, q: &Queries) -> Result<Vec<(String, Namespace)>> {
     const WHAT: &str = "schemas";
-    fetch(client, WHAT, include_str!("../sql/schemas.sql"))
+    fetch(client, WHAT, q.schemas)
         .await?
         .iter()
         .map(|row| {
@@ -57,9 +57,9 @@ pub(super) async fn extensions(client: &Client) -> Result<Vec<(String, Extension
 }
 
 /// Enum types.
-pub(super) async fn enums(client: &Client) -> Result<Vec<(QualName, EnumType)>> {
+pub(super) async fn enums(client: &Client, q: &Queries) -> Result<Vec<(QualName, EnumType)>> {
     const WHAT: &str = "enum types";
-    fetch(client, WHAT, include_str!("../sql/enums.sql"))
+    fetch(client, WHAT, q.enums)
         .await?
         .iter()
         .map(|row| {
@@ -75,9 +75,9 @@ pub(super) async fn enums(client: &Client) -> Result<Vec<(QualName, EnumType)>> 
 }
 
 /// Domains with their CHECK constraints.
-pub(super) async fn domains(client: &Client) -> Result<Vec<(QualName, Domain)>> {
+pub(super) async fn domains(client: &Client, q: &Queries) -> Result<Vec<(QualName, Domain)>> {
     const WHAT: &str = "domains";
-    fetch(client, WHAT, include_str!("../sql/domains.sql"))
+    fetch(client, WHAT, q.domains)
         .await?
         .iter()
         .map(|row| {
@@ -99,9 +99,9 @@ pub(super) async fn domains(client: &Client) -> Result<Vec<(QualName, Domain)>> 
 }
 
 /// Sequences (not those of identity columns), with the column that owns them.
-pub(super) async fn sequences(client: &Client) -> Result<Vec<(QualName, Sequence)>> {
+pub(super) async fn sequences(client: &Client, q: &Queries) -> Result<Vec<(QualName, Sequence)>> {
     const WHAT: &str = "sequences";
-    fetch(client, WHAT, include_str!("../sql/sequences.sql"))
+    fetch(client, WHAT, q.sequences)
         .await?
         .iter()
         .map(|row| {
@@ -130,9 +130,9 @@ pub(super) async fn sequences(client: &Client) -> Result<Vec<(QualName, Sequence
 }
 
 /// Functions and procedures.
-pub(super) async fn functions(client: &Client) -> Result<Vec<(FunctionId, Function)>> {
+pub(super) async fn functions(client: &Client, q: &Queries) -> Result<Vec<(FunctionId, Function)>> {
     const WHAT: &str = "functions";
-    fetch(client, WHAT, include_str!("../sql/functions.sql"))
+    fetch(client, WHAT, q.functions)
         .await?
         .iter()
         .map(|row| {

@@ -11,16 +11,16 @@ use pgfleet_schema::model::{
 };
 use tokio_postgres::Client;
 
-use super::{fetch, get, qual_name, zip_arrays};
+use super::{Queries, fetch, get, qual_name, zip_arrays};
 use crate::{PgError, Result};
 
 /// A part of a relation: the relation's name, the part's name, the part.
 type Part<T> = (QualName, String, T);
 
 /// Tables, without their parts.
-pub(super) async fn tables(client: &Client) -> Result<Vec<(QualName, Table)>> {
+pub(super) async fn tables(client: &Client, q: &Queries) -> Result<Vec<(QualName, Table)>> {
     const WHAT: &str = "tables";
-    fetch(client, WHAT, include_str!("../sql/tables.sql"))
+    fetch(client, WHAT, q.tables)
         .await?
         .iter()
         .map(|row| {
@@ -58,9 +58,9 @@ pub(super) async fn tables(client: &Client) -> Result<Vec<(QualName, Table)>> {
 }
 
 /// Table columns.
-pub(super) async fn columns(client: &Client) -> Result<Vec<Part<Column>>> {
+pub(super) async fn columns(client: &Client, q: &Queries) -> Result<Vec<Part<Column>>> {
     const WHAT: &str = "columns";
-    fetch(client, WHAT, include_str!("../sql/columns.sql"))
+    fetch(client, WHAT, q.columns)
         .await?
         .iter()
         .map(|row| {
@@ -106,9 +106,9 @@ pub(super) async fn columns(client: &Client) -> Result<Vec<Part<Column>>> {
 }
 
 /// Table constraints (not NOT NULL).
-pub(super) async fn constraints(client: &Client) -> Result<Vec<Part<Constraint>>> {
+pub(super) async fn constraints(client: &Client, q: &Queries) -> Result<Vec<Part<Constraint>>> {
     const WHAT: &str = "constraints";
-    fetch(client, WHAT, include_str!("../sql/constraints.sql"))
+    fetch(client, WHAT, q.constraints)
         .await?
         .iter()
         .map(|row| {
@@ -150,9 +150,9 @@ pub(super) async fn constraints(client: &Client) -> Result<Vec<Part<Constraint>>
 }
 
 /// Indexes of tables and materialized views (not those implementing constraints).
-pub(super) async fn indexes(client: &Client) -> Result<Vec<Part<Index>>> {
+pub(super) async fn indexes(client: &Client, q: &Queries) -> Result<Vec<Part<Index>>> {
     const WHAT: &str = "indexes";
-    fetch(client, WHAT, include_str!("../sql/indexes.sql"))
+    fetch(client, WHAT, q.indexes)
         .await?
         .iter()
         .map(|row| {
@@ -170,9 +170,9 @@ pub(super) async fn indexes(client: &Client) -> Result<Vec<Part<Index>>> {
 }
 
 /// Table triggers (not internal ones, not partition clones).
-pub(super) async fn triggers(client: &Client) -> Result<Vec<Part<Trigger>>> {
+pub(super) async fn triggers(client: &Client, q: &Queries) -> Result<Vec<Part<Trigger>>> {
     const WHAT: &str = "triggers";
-    fetch(client, WHAT, include_str!("../sql/triggers.sql"))
+    fetch(client, WHAT, q.triggers)
         .await?
         .iter()
         .map(|row| {
@@ -190,9 +190,9 @@ pub(super) async fn triggers(client: &Client) -> Result<Vec<Part<Trigger>>> {
 }
 
 /// Row-level security policies.
-pub(super) async fn policies(client: &Client) -> Result<Vec<Part<Policy>>> {
+pub(super) async fn policies(client: &Client, q: &Queries) -> Result<Vec<Part<Policy>>> {
     const WHAT: &str = "policies";
-    fetch(client, WHAT, include_str!("../sql/policies.sql"))
+    fetch(client, WHAT, q.policies)
         .await?
         .iter()
         .map(|row| {
@@ -228,9 +228,9 @@ pub(super) async fn policies(client: &Client) -> Result<Vec<Part<Policy>>> {
 }
 
 /// Views and materialized views, without indexes.
-pub(super) async fn views(client: &Client) -> Result<Vec<(QualName, View)>> {
+pub(super) async fn views(client: &Client, q: &Queries) -> Result<Vec<(QualName, View)>> {
     const WHAT: &str = "views";
-    fetch(client, WHAT, include_str!("../sql/views.sql"))
+    fetch(client, WHAT, q.views)
         .await?
         .iter()
         .map(|row| {

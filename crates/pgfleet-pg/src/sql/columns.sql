@@ -25,8 +25,9 @@ SELECT n.nspname::text AS schema,
             THEN pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(co.collname)
        END AS collation,
        ds.description AS comment
-FROM pg_catalog.pg_attribute a
-JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+FROM scope_rel
+JOIN pg_catalog.pg_class c ON c.oid = scope_rel.oid
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
 -- An identity column's sequence; its options are reported only when they are not the defaults for
@@ -56,7 +57,6 @@ LEFT JOIN pg_catalog.pg_description ds
 WHERE c.relkind IN ('r', 'p')
   AND a.attnum > 0 AND NOT a.attisdropped
   AND (a.attislocal OR NOT c.relispartition)
-  AND n.nspname !~ '^pg_' AND n.nspname NOT IN ('information_schema', 'pgfleet_migrate') AND n.nspname = coalesce(nullif(current_setting('pgfleet.only_schema', true), ''), n.nspname)
   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
                   WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
                     AND d.objid = c.oid AND d.deptype = 'e')

@@ -12,8 +12,9 @@ SELECT n.nspname::text AS schema,
        fn.nspname::text AS ref_schema,
        fc.relname::text AS ref_name,
        ds.description AS comment
-FROM pg_catalog.pg_constraint k
-JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+FROM scope_rel
+JOIN pg_catalog.pg_class c ON c.oid = scope_rel.oid
+JOIN pg_catalog.pg_constraint k ON k.conrelid = c.oid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_catalog.pg_class fc ON k.contype = 'f' AND fc.oid = k.confrelid
 LEFT JOIN pg_catalog.pg_namespace fn ON fn.oid = fc.relnamespace
@@ -22,7 +23,6 @@ LEFT JOIN pg_catalog.pg_description ds
 WHERE k.contype IN ('p', 'u', 'c', 'x', 'f')
   AND k.conislocal AND k.conparentid = 0
   AND c.relkind IN ('r', 'p')
-  AND n.nspname !~ '^pg_' AND n.nspname NOT IN ('information_schema', 'pgfleet_migrate') AND n.nspname = coalesce(nullif(current_setting('pgfleet.only_schema', true), ''), n.nspname)
   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
                   WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
                     AND d.objid = c.oid AND d.deptype = 'e')

@@ -13,7 +13,7 @@ LEFT JOIN LATERAL (
 LEFT JOIN pg_catalog.pg_description ds
        ON ds.objoid = t.oid AND ds.classoid = 'pg_catalog.pg_type'::pg_catalog.regclass AND ds.objsubid = 0
 WHERE t.typtype = 'e'
-  AND n.nspname !~ '^pg_' AND n.nspname NOT IN ('information_schema', 'pgfleet_migrate') AND n.nspname = coalesce(nullif(current_setting('pgfleet.only_schema', true), ''), n.nspname)
+  AND t.oid IN (SELECT oid FROM scope_type)
   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
                   WHERE d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass
                     AND d.objid = t.oid AND d.deptype = 'e')

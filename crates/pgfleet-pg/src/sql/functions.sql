@@ -12,7 +12,7 @@ JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 LEFT JOIN pg_catalog.pg_description ds
        ON ds.objoid = p.oid AND ds.classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND ds.objsubid = 0
 WHERE p.prokind IN ('f', 'p')
-  AND n.nspname !~ '^pg_' AND n.nspname NOT IN ('information_schema', 'pgfleet_migrate') AND n.nspname = coalesce(nullif(current_setting('pgfleet.only_schema', true), ''), n.nspname)
+  AND p.oid IN (SELECT oid FROM scope_proc)
   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
                   WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
                     AND d.objid = p.oid AND d.deptype IN ('e', 'i'))

@@ -7,9 +7,10 @@ SELECT n.nspname::text AS schema,
        pg_catalog.pg_get_indexdef(x.indexrelid) AS definition,
        x.indisvalid AS valid,
        ds.description AS comment
-FROM pg_catalog.pg_index x
+FROM scope_rel
+JOIN pg_catalog.pg_class c ON c.oid = scope_rel.oid
+JOIN pg_catalog.pg_index x ON x.indrelid = c.oid
 JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
-JOIN pg_catalog.pg_class c ON c.oid = x.indrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_catalog.pg_description ds
        ON ds.objoid = i.oid AND ds.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND ds.objsubid = 0
@@ -18,7 +19,6 @@ WHERE c.relkind IN ('r', 'p', 'm')
                   WHERE k.conrelid = x.indrelid AND k.conindid = x.indexrelid
                     AND k.contype IN ('p', 'u', 'x'))
   AND NOT EXISTS (SELECT FROM pg_catalog.pg_inherits h WHERE h.inhrelid = x.indexrelid)
-  AND n.nspname !~ '^pg_' AND n.nspname NOT IN ('information_schema', 'pgfleet_migrate') AND n.nspname = coalesce(nullif(current_setting('pgfleet.only_schema', true), ''), n.nspname)
   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
                   WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
                     AND d.objid = c.oid AND d.deptype = 'e')

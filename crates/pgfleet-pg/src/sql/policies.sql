@@ -9,13 +9,13 @@ SELECT n.nspname::text AS schema,
        pg_catalog.pg_get_expr(p.polqual, p.polrelid) AS using_expr,
        pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) AS with_check,
        ds.description AS comment
-FROM pg_catalog.pg_policy p
-JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+FROM scope_rel
+JOIN pg_catalog.pg_class c ON c.oid = scope_rel.oid
+JOIN pg_catalog.pg_policy p ON p.polrelid = c.oid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_catalog.pg_description ds
        ON ds.objoid = p.oid AND ds.classoid = 'pg_catalog.pg_policy'::pg_catalog.regclass AND ds.objsubid = 0
 WHERE c.relkind IN ('r', 'p')
-  AND n.nspname !~ '^pg_' AND n.nspname NOT IN ('information_schema', 'pgfleet_migrate') AND n.nspname = coalesce(nullif(current_setting('pgfleet.only_schema', true), ''), n.nspname)
   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
                   WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
                     AND d.objid = c.oid AND d.deptype = 'e')

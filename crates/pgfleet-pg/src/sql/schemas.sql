@@ -4,7 +4,7 @@ SELECT n.nspname::text AS name,
 FROM pg_catalog.pg_namespace n
 LEFT JOIN pg_catalog.pg_description ds
        ON ds.objoid = n.oid AND ds.classoid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND ds.objsubid = 0
-WHERE n.nspname !~ '^pg_' AND n.nspname NOT IN ('information_schema', 'pgfleet_migrate') AND n.nspname = coalesce(nullif(current_setting('pgfleet.only_schema', true), ''), n.nspname)
+WHERE n.oid IN (SELECT oid FROM scope_ns)
   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
                   WHERE d.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
                     AND d.objid = n.oid AND d.deptype = 'e')

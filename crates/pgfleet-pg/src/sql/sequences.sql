@@ -13,8 +13,9 @@ SELECT n.nspname::text AS schema,
        o.name AS owner_table,
        o.column AS owner_column,
        ds.description AS comment
-FROM pg_catalog.pg_sequence s
-JOIN pg_catalog.pg_class c ON c.oid = s.seqrelid
+FROM scope_rel
+JOIN pg_catalog.pg_class c ON c.oid = scope_rel.oid
+JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN LATERAL (
     SELECT tn.nspname::text AS schema, tc.relname::text AS name, a.attname::text AS column
@@ -29,8 +30,7 @@ LEFT JOIN LATERAL (
 ) o ON true
 LEFT JOIN pg_catalog.pg_description ds
        ON ds.objoid = c.oid AND ds.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND ds.objsubid = 0
-WHERE n.nspname !~ '^pg_' AND n.nspname NOT IN ('information_schema', 'pgfleet_migrate') AND n.nspname = coalesce(nullif(current_setting('pgfleet.only_schema', true), ''), n.nspname)
-  AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
+WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
                   WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid
                     AND (d.deptype = 'e'
                          OR (d.deptype = 'i' AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass

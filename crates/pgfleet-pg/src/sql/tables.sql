@@ -10,7 +10,8 @@ SELECT n.nspname::text AS schema,
        c.relrowsecurity AS rls_enabled,
        c.relforcerowsecurity AS rls_forced,
        ds.description AS comment
-FROM pg_catalog.pg_class c
+FROM scope_rel
+JOIN pg_catalog.pg_class c ON c.oid = scope_rel.oid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_catalog.pg_inherits i ON c.relispartition AND i.inhrelid = c.oid
 LEFT JOIN pg_catalog.pg_class pc ON pc.oid = i.inhparent
@@ -18,7 +19,6 @@ LEFT JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
 LEFT JOIN pg_catalog.pg_description ds
        ON ds.objoid = c.oid AND ds.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND ds.objsubid = 0
 WHERE c.relkind IN ('r', 'p')
-  AND n.nspname !~ '^pg_' AND n.nspname NOT IN ('information_schema', 'pgfleet_migrate') AND n.nspname = coalesce(nullif(current_setting('pgfleet.only_schema', true), ''), n.nspname)
   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
                   WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
                     AND d.objid = c.oid AND d.deptype = 'e')

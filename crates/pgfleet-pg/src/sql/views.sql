@@ -13,7 +13,8 @@ SELECT n.nspname::text AS schema,
        COALESCE(dep.schemas, '{}') AS dep_schemas,
        COALESCE(dep.names, '{}') AS dep_names,
        ds.description AS comment
-FROM pg_catalog.pg_class c
+FROM scope_rel
+JOIN pg_catalog.pg_class c ON c.oid = scope_rel.oid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN LATERAL (
     SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum) AS names,
@@ -42,7 +43,6 @@ LEFT JOIN LATERAL (
 LEFT JOIN pg_catalog.pg_description ds
        ON ds.objoid = c.oid AND ds.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND ds.objsubid = 0
 WHERE c.relkind IN ('v', 'm')
-  AND n.nspname !~ '^pg_' AND n.nspname NOT IN ('information_schema', 'pgfleet_migrate') AND n.nspname = coalesce(nullif(current_setting('pgfleet.only_schema', true), ''), n.nspname)
   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
                   WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
                     AND d.objid = c.oid AND d.deptype = 'e')

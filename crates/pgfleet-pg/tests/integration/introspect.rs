@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use pgfleet_embedded::{BinSource, PgBinaries};
-use pgfleet_pg::introspect::introspect;
+use pgfleet_pg::introspect::{introspect, introspect_schema};
 use pgfleet_schema::model::{
     Column, ConstraintKind, Domain, EnumType, Function, FunctionId, Identity, Index, PartitionOf,
     Policy, Sequence, Table, TableKind, Trigger,
@@ -962,6 +962,47 @@ async fn the_same_schema_reads_the_same_in_two_databases() {
     let (_b, second) = introspect_new(&shifted).await;
     assert_same(&first, &second);
     assert_eq!(first, second);
+}
+
+/// Reading one schema alone (a tenant of a shared database) gives exactly that schema's part of
+/// the whole database's model. The one-schema queries find objects through `pg_depend`, or, for
+/// `public` (created by initdb), through the catalogs as the whole-database queries do: both ways
+/// must agree with the whole read, for every kind of object.
+async fn check_each_schema_alone(client: &tokio_postgres::Client, whole: &Model) {
+    let names: Vec<&String> = whole.schemas.keys().collect();
+    assert_eq!(names, ["My \"Schema\"", "app", "public"]);
+    for schema in names {
+        let alone = introspect_schema(client, schema)
+            .await
+            .unwrap_or_else(|e| panic!("introspect schema {schema}: {e}"));
+        let mut part = whole.clone();
+        part.schemas.retain(|name, _| name == schema);
+        part.enums.retain(|name, _| &name.schema == schema);
+        part.domains.retain(|name, _| &name.schema == schema);
+        part.sequences.retain(|name, _| &name.schema == schema);
+        part.tables.retain(|name, _| &name.schema == schema);
+        part.views.retain(|name, _| &name.schema == schema);
+        part.functions.retain(|id, _| &id.name.schema == schema);
+        assert!(!part.tables.is_empty(), "{schema} has tables");
+        assert_same(&alone, &part);
+        assert_eq!(alone, part, "{schema}");
+    }
+}
+
+#[tokio::test]
+async fn one_schema_reads_as_its_part_of_the_whole_database() {
+    let (db, whole) = introspect_new(&[CORE, INVALID_INDEX, PARTITIONS, HOSTILE, VECTOR]).await;
+    check_each_schema_alone(&db.connect().await, &whole).await;
+}
+
+/// The same on PostgreSQL 15.
+#[tokio::test]
+async fn one_schema_reads_as_its_part_of_the_whole_database_on_postgres_15() {
+    let pg15 = pg15();
+    let client = pgfleet_testkit::connect(&pg15.url()).await;
+    apply(&client, &[CORE, INVALID_INDEX, PARTITIONS, HOSTILE]).await;
+    let whole = introspect(&client).await.expect("introspect PostgreSQL 15");
+    check_each_schema_alone(&client, &whole).await;
 }
 
 /// A throwaway cluster of the machine's PostgreSQL 15 (`scripts/bootstrap.sh --with-pg15` installs it).
