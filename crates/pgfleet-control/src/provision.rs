@@ -1344,7 +1344,7 @@ pub(crate) async fn ensure_role(
 ) -> Result<(), ControlError> {
     let verifier = crate::secrets::scram_verifier(password, crate::secrets::SCRAM_ITERATIONS)?;
     let create = format!(
-        "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION PASSWORD {}",
+        "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION PASSWORD {}",
         ident(role),
         literal(&verifier)
     );
@@ -1440,26 +1440,34 @@ async fn lock_down_public(in_db: &Client, role: &str) -> Result<(), ControlError
     Ok(())
 }
 
-/// The shared database of schema-mode tenants on a server: no `PUBLIC` connect; `public` holds the
-/// shared extensions and nobody but the admin may create in it.
+/// The shared database of schema-mode tenants on a server: no `PUBLIC` connect, `CONNECT,
+/// TEMPORARY` for the group role of its tenants ([`tenant::SHARED_GROUP_ROLE`], created here);
+/// `public` holds the shared extensions and nobody but the admin may create in it.
 pub(crate) async fn ensure_shared_database(admin: &Client, db: &str) -> Result<(), ControlError> {
     create_database_if_missing(admin, db, None, "creating the shared tenant database").await?;
-    let public_can_connect: bool = admin
+    let ready: bool = admin
         .query_one(
-            "SELECT EXISTS (SELECT FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
-                            WHERE d.datname = $1 AND a.grantee = 0)",
-            &[&db],
+            "SELECT NOT EXISTS (SELECT FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+                                WHERE d.datname = $1 AND a.grantee = 0)
+                    AND CASE WHEN EXISTS (SELECT FROM pg_roles r WHERE r.rolname = $2)
+                             THEN has_database_privilege($2, $1, 'CONNECT, TEMPORARY') ELSE false END",
+            &[&db, &tenant::SHARED_GROUP_ROLE],
         )
         .await
         .map_err(q("reading the shared tenant database's privileges"))?
         .get(0);
-    if public_can_connect {
+    if !ready {
         // Once per database; concurrent ACL changes fail ("tuple concurrently updated"), so they
-        // take turns.
+        // take turns. Two processes may race to create the group role: the loser finds it.
         let sql = format!(
-            "BEGIN; {} REVOKE ALL ON DATABASE {} FROM PUBLIC; COMMIT;",
-            crate::spares::SHARED_ACL_LOCK_SQL,
-            ident(db)
+            "BEGIN; {lock} \
+             DO $$ BEGIN CREATE ROLE {g} NOLOGIN; \
+                   EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$; \
+             REVOKE ALL ON DATABASE {db} FROM PUBLIC; \
+             GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {g}; COMMIT;",
+            lock = crate::spares::SHARED_ACL_LOCK_SQL,
+            g = ident(tenant::SHARED_GROUP_ROLE),
+            db = ident(db)
         );
         if let Err(e) = admin.batch_execute(&sql).await {
             let _ = admin.batch_execute("ROLLBACK").await;

@@ -75,8 +75,10 @@ fn pseudo_tenant(server: &str, schema: &str) -> Tenant {
 /// target's extensions installed once in the shared `public` schema.
 pub(crate) fn prepare_schema_sql(schema: &str, target: &Target) -> String {
     let mut sql = format!(
-        "REVOKE ALL ON SCHEMA public FROM PUBLIC; CREATE SCHEMA IF NOT EXISTS {s}; REVOKE ALL ON SCHEMA {s} FROM PUBLIC;",
+        "REVOKE ALL ON SCHEMA public FROM PUBLIC; GRANT USAGE ON SCHEMA public TO {g}; \
+         CREATE SCHEMA IF NOT EXISTS {s}; REVOKE ALL ON SCHEMA {s} FROM PUBLIC;",
         s = ident(schema),
+        g = ident(tenant::SHARED_GROUP_ROLE),
     );
     for ext in crate::provision::target_extensions(target) {
         sql.push_str(&format!(
@@ -87,13 +89,14 @@ pub(crate) fn prepare_schema_sql(schema: &str, target: &Target) -> String {
     sql
 }
 
-/// SQL that lets a tenant's role into its schema (and the shared database), nothing more.
+/// SQL that lets a tenant's role into its schema, and into the shared database and its `public`
+/// schema through membership of [`tenant::SHARED_GROUP_ROLE`] (which needs `INHERIT`), nothing more.
 pub(crate) fn role_access_sql(schema: &str, role: &str) -> String {
     format!(
-        "GRANT USAGE ON SCHEMA {s} TO {r}; GRANT USAGE ON SCHEMA public TO {r}; GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {r};",
+        "GRANT USAGE ON SCHEMA {s} TO {r}; ALTER ROLE {r} INHERIT; GRANT {g} TO {r};",
         s = ident(schema),
         r = ident(role),
-        db = ident(tenant::SHARED_DATABASE),
+        g = ident(tenant::SHARED_GROUP_ROLE),
     )
 }
 
