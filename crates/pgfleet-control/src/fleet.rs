@@ -31,6 +31,10 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_postgres::Client;
 
 use crate::catalog::{self, Target};
+
+/// The first key of a rollout's session advisory lock (the second is its id): held by the process
+/// that runs it, so a `running` rollout whose lock is free was abandoned by a dead process.
+const ROLLOUT_LOCK_CLASS: i32 = 0x7066_6c72;
 use crate::diagnose::Drift;
 use crate::tenant::{COLUMNS, Mode, State, Tenant};
 use crate::{Control, ControlError, q};
@@ -256,19 +260,37 @@ impl Control {
         };
         let target = Arc::new(self.target().await?);
         let (ready, not_ready) = self.fleet_tenants(&opts.tenants).await?;
+        // Rollouts whose process died (their lock is free) are marked abandoned. The new row is
+        // locked on this process's lock session by the statement that inserts it, so no other
+        // process ever sees it running and unlocked.
+        self.on_lock_session(
+            "WITH dead AS (
+                 SELECT id FROM pgfleet.rollouts
+                 WHERE CASE WHEN state = 'running' AND owner <> $2
+                            THEN pg_try_advisory_lock($1::int4, (id % 2147483647)::int4) ELSE false END)
+             UPDATE pgfleet.rollouts r SET state = 'abandoned', finished_at = now()
+             FROM dead WHERE r.id = dead.id
+             RETURNING pg_advisory_unlock($1, (r.id % 2147483647)::int4)",
+            &[&ROLLOUT_LOCK_CLASS, &self.inner.worker],
+            "marking abandoned rollouts",
+        )
+        .await?;
         let rollout: i64 = self
-            .catalog()
-            .query_one(
-                "INSERT INTO pgfleet.rollouts (target, owner, total) VALUES ($1, $2, $3) RETURNING id",
+            .on_lock_session(
+                "INSERT INTO pgfleet.rollouts (target, owner, total) VALUES ($2, $3, $4)
+                 RETURNING id, pg_try_advisory_lock($1::int4, (id % 2147483647)::int4)",
                 &[
+                    &ROLLOUT_LOCK_CLASS,
                     &target.version,
                     &self.inner.worker,
                     &((ready.len() + not_ready.len()) as i32),
                 ],
+                "recording the rollout",
             )
-            .await
-            .map_err(q("recording the rollout"))?
-            .get(0);
+            .await?
+            .first()
+            .map(|r| r.get(0))
+            .ok_or_else(|| ControlError::Invalid("recording the rollout: no row".into()))?;
         let mut results: Vec<TenantMigration> = not_ready
             .into_iter()
             .map(|t| {
@@ -373,6 +395,12 @@ impl Control {
             )
             .await
             .map_err(q("recording the rollout"))?;
+        self.on_lock_session(
+            "SELECT pg_advisory_unlock($1::int4, ($2::int8 % 2147483647)::int4)",
+            &[&ROLLOUT_LOCK_CLASS, &rollout],
+            "recording the rollout",
+        )
+        .await?;
         Ok(report)
     }
 

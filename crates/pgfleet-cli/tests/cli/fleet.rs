@@ -335,6 +335,22 @@ CREATE INDEX notes_pinned ON notes (id) WHERE pinned;
         300,
         "{r}"
     );
+    // The killed run's rollout row is marked abandoned by the re-run, whose own row is done.
+    let rollouts: Vec<(i64, String)> = catalog
+        .query(
+            "SELECT id, state FROM pgfleet.rollouts ORDER BY id DESC LIMIT 2",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(rollouts[0].0, r["rollout"].as_i64().unwrap(), "{r}");
+    assert_eq!(
+        [rollouts[0].1.as_str(), rollouts[1].1.as_str()],
+        ["done", "abandoned"]
+    );
     assert!(r["up_to_date"].as_u64().unwrap() >= at_target as u64, "{r}");
     let behind: i64 = catalog
         .query_one(

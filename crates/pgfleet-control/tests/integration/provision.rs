@@ -209,6 +209,32 @@ async fn schema_tenants_share_a_database_but_not_their_data() {
             .get::<_, i64>(0),
         0
     );
+    // Its role has DML on every table and view, the serial's sequence and the function (granted
+    // object by object, found through pg_depend).
+    cb.batch_execute(
+        "INSERT INTO notes (body, embedding, mood) VALUES ('b', '[1,0,0]', 'happy'); \
+         INSERT INTO tags (note_id, name) SELECT id, 'x' FROM notes",
+    )
+    .await
+    .unwrap();
+    let row = cb
+        .query_one(
+            "SELECT (SELECT count(*) FROM happy_notes), note_count(), \
+                    has_sequence_privilege('tags_id_seq', 'USAGE, SELECT, UPDATE'), \
+                    has_table_privilege('tags', 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, bool>(2),
+            row.get::<_, bool>(3)
+        ),
+        (1, 1, true, true)
+    );
     let err = cb
         .query_one(&format!("SELECT count(*) FROM {}.notes", a.schema), &[])
         .await
@@ -558,13 +584,13 @@ async fn an_older_catalog_is_refused_until_init_upgrades_it() {
     .await
     .unwrap_err();
     assert!(
-        err.to_string().contains("20261126000000") && err.to_string().contains("pgfleet init"),
+        err.to_string().contains("20261126000001") && err.to_string().contains("pgfleet init"),
         "{err}"
     );
     let report = pgfleet_control::catalog::init(&url, None).await.unwrap();
     assert_eq!(
         report.catalog_migrations,
-        ["20261125000001", "20261126000000"]
+        ["20261125000001", "20261126000000", "20261126000001"]
     );
     pgfleet_control::Control::connect(pgfleet_control::config::Config::new(db.url(), key))
         .await
