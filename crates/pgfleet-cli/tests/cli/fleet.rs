@@ -585,17 +585,25 @@ async fn two_serve_processes_run_each_operation_once_check_health_and_export_met
         .unwrap()
         .get(0);
     assert_eq!(done, 24);
-    // Each process counts only what it ran: together, 24.
-    let (ma, mb) = (
-        parse_prometheus(&a.get("/metrics").1),
-        parse_prometheus(&b.get("/metrics").1),
-    );
+    // Each process counts only what it ran: together, 24 (a counter moves just after the
+    // catalog says done, so give it a moment).
     let done = |m: &[(String, f64)]| {
         sample(
             m,
             "pgfleet_operations_total",
             &[("kind", "provision"), ("outcome", "done")],
         )
+    };
+    let started = Instant::now();
+    let (ma, mb) = loop {
+        let (ma, mb) = (
+            parse_prometheus(&a.get("/metrics").1),
+            parse_prometheus(&b.get("/metrics").1),
+        );
+        if done(&ma) + done(&mb) >= 24.0 || started.elapsed() > Duration::from_secs(5) {
+            break (ma, mb);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(done(&ma) + done(&mb), 24.0);
     assert_eq!(
