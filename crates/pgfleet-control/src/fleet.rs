@@ -260,21 +260,9 @@ impl Control {
         };
         let target = Arc::new(self.target().await?);
         let (ready, not_ready) = self.fleet_tenants(&opts.tenants).await?;
-        // Rollouts whose process died (their lock is free) are marked abandoned. The new row is
-        // locked on this process's lock session by the statement that inserts it, so no other
-        // process ever sees it running and unlocked.
-        self.on_lock_session(
-            "WITH dead AS (
-                 SELECT id FROM pgfleet.rollouts
-                 WHERE CASE WHEN state = 'running' AND owner <> $2
-                            THEN pg_try_advisory_lock($1::int4, (id % 2147483647)::int4) ELSE false END)
-             UPDATE pgfleet.rollouts r SET state = 'abandoned', finished_at = now()
-             FROM dead WHERE r.id = dead.id
-             RETURNING pg_advisory_unlock($1, (r.id % 2147483647)::int4)",
-            &[&ROLLOUT_LOCK_CLASS, &self.inner.worker],
-            "marking abandoned rollouts",
-        )
-        .await?;
+        self.abandon_dead_rollouts().await?;
+        // The new row is locked on this process's lock session by the statement that inserts it,
+        // so no other process ever sees it running and unlocked.
         let rollout: i64 = self
             .on_lock_session(
                 "INSERT INTO pgfleet.rollouts (target, owner, total) VALUES ($2, $3, $4)
@@ -291,6 +279,114 @@ impl Control {
             .first()
             .map(|r| r.get(0))
             .ok_or_else(|| ControlError::Invalid("recording the rollout: no row".into()))?;
+        let outcome = self
+            .run_rollout(
+                rollout,
+                started,
+                target_changed,
+                target,
+                ready,
+                not_ready,
+                opts,
+                progress,
+            )
+            .await;
+        // Whatever happened, the row gets its end state and the lock goes.
+        let recorded = match &outcome {
+            Ok(report) => self
+                .catalog()
+                .execute(
+                    "UPDATE pgfleet.rollouts SET finished_at = now(), state = CASE WHEN $2 > 0 OR $6 > 0 THEN 'failed' ELSE 'done' END,
+                            failed = $2, migrated = $3, up_to_date = $4, not_run = $5
+                     WHERE id = $1",
+                    &[
+                        &rollout,
+                        &(report.failed as i32),
+                        &(report.migrated as i32),
+                        &(report.up_to_date as i32),
+                        &(report.not_run as i32),
+                        &i32::from(report.stopped.is_some()),
+                    ],
+                )
+                .await
+                .map_err(q("recording the rollout")),
+            Err(_) => self
+                .catalog()
+                .execute(
+                    "UPDATE pgfleet.rollouts SET finished_at = now(), state = 'failed' WHERE id = $1",
+                    &[&rollout],
+                )
+                .await
+                .map_err(q("recording the rollout")),
+        };
+        let unlocked = self
+            .on_lock_session(
+                "SELECT pg_advisory_unlock($1::int4, ($2::int8 % 2147483647)::int4)",
+                &[&ROLLOUT_LOCK_CLASS, &rollout],
+                "recording the rollout",
+            )
+            .await;
+        let report = outcome?;
+        recorded?;
+        unlocked?;
+        Ok(report)
+    }
+
+    /// Marks `running` rollouts whose process died (their lock is free) `abandoned`. Rows locked
+    /// by this very session (a rollout running in this process: advisory locks are reentrant) are
+    /// skipped; a row that finished meanwhile keeps its state.
+    async fn abandon_dead_rollouts(&self) -> Result<(), ControlError> {
+        let locked: Vec<i64> = self
+            .on_lock_session(
+                "SELECT id FROM pgfleet.rollouts r
+                 WHERE CASE WHEN r.state = 'running'
+                             AND NOT EXISTS (SELECT FROM pg_locks l
+                                             WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid()
+                                               AND l.classid = $1::int4::oid
+                                               AND l.objid = (r.id % 2147483647)::int4::oid
+                                               AND l.objsubid = 2)
+                            THEN pg_try_advisory_lock($1::int4, (r.id % 2147483647)::int4)
+                            ELSE false END",
+                &[&ROLLOUT_LOCK_CLASS],
+                "looking for abandoned rollouts",
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if locked.is_empty() {
+            return Ok(());
+        }
+        let marked = self
+            .on_lock_session(
+                "UPDATE pgfleet.rollouts SET state = 'abandoned', finished_at = now()
+                 WHERE id = ANY($1) AND state = 'running' RETURNING id",
+                &[&locked],
+                "marking abandoned rollouts",
+            )
+            .await;
+        self.on_lock_session(
+            "SELECT pg_advisory_unlock($1::int4, (id % 2147483647)::int4) FROM unnest($2::int8[]) AS id",
+            &[&ROLLOUT_LOCK_CLASS, &locked],
+            "marking abandoned rollouts",
+        )
+        .await?;
+        marked.map(|_| ())
+    }
+
+    /// The body of [`Self::migrate_all`] once its rollout row exists.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_rollout(
+        &self,
+        rollout: i64,
+        started: Instant,
+        target_changed: bool,
+        target: Arc<Target>,
+        ready: Vec<Tenant>,
+        not_ready: Vec<Tenant>,
+        opts: &FleetOptions,
+        progress: ProgressFn,
+    ) -> Result<FleetMigration, ControlError> {
         let mut results: Vec<TenantMigration> = not_ready
             .into_iter()
             .map(|t| {
@@ -379,28 +475,6 @@ impl Control {
             elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
             tenants: results,
         };
-        self.catalog()
-            .execute(
-                "UPDATE pgfleet.rollouts SET finished_at = now(), state = CASE WHEN $2 > 0 OR $6 > 0 THEN 'failed' ELSE 'done' END,
-                        failed = $2, migrated = $3, up_to_date = $4, not_run = $5
-                 WHERE id = $1",
-                &[
-                    &rollout,
-                    &(report.failed as i32),
-                    &(report.migrated as i32),
-                    &(report.up_to_date as i32),
-                    &(report.not_run as i32),
-                    &i32::from(report.stopped.is_some()),
-                ],
-            )
-            .await
-            .map_err(q("recording the rollout"))?;
-        self.on_lock_session(
-            "SELECT pg_advisory_unlock($1::int4, ($2::int8 % 2147483647)::int4)",
-            &[&ROLLOUT_LOCK_CLASS, &rollout],
-            "recording the rollout",
-        )
-        .await?;
         Ok(report)
     }
 

@@ -1467,7 +1467,8 @@ pub(crate) async fn ensure_shared_database(admin: &Client, db: &str) -> Result<(
             "SELECT NOT EXISTS (SELECT FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
                                 WHERE d.datname = $1 AND a.grantee = 0)
                     AND CASE WHEN EXISTS (SELECT FROM pg_roles r WHERE r.rolname = $2)
-                             THEN has_database_privilege($2, $1, 'CONNECT, TEMPORARY') ELSE false END",
+                             THEN has_database_privilege($2, $1, 'CONNECT')
+                                  AND has_database_privilege($2, $1, 'TEMPORARY') ELSE false END",
             &[&db, &tenant::SHARED_GROUP_ROLE],
         )
         .await
@@ -1563,9 +1564,8 @@ pub(crate) async fn user_schemas(in_db: &Client) -> Result<Vec<String>, ControlE
 ///
 /// The objects are named one by one, found through their dependency on their schema (`pg_depend`
 /// is indexed by it): `GRANT … ON ALL TABLES IN SCHEMA` scans all of `pg_class`, about 120 ms per
-/// statement beside 3,000 tenant schemas. Schemas initdb created (`public`, whose objects record no
-/// such dependency before PostgreSQL 14) use `ALL … IN SCHEMA`: they live in databases of their own.
-/// Default privileges come first, so a table created meanwhile is covered one way or the other.
+/// statement beside 3,000 tenant schemas. Default privileges come first, so a table created
+/// meanwhile is covered one way or the other.
 pub(crate) async fn grant_dml(
     in_db: &Client,
     schemas: &[String],
@@ -1587,8 +1587,7 @@ pub(crate) async fn grant_dml(
         .map_err(q("granting the tenant's role its privileges"))?;
     let rows = in_db
         .query(
-            "SELECT n.nspname::text AS schema, n.oid < 16384 AS initdb,
-                    ARRAY(SELECT format('%I.%I', n.nspname, c.relname) FROM pg_depend d
+            "SELECT ARRAY(SELECT format('%I.%I', n.nspname, c.relname) FROM pg_depend d
                           JOIN pg_class c ON c.oid = d.objid
                           WHERE d.refclassid = 'pg_namespace'::regclass AND d.refobjid = n.oid
                             AND d.refobjsubid = 0 AND d.classid = 'pg_class'::regclass
@@ -1613,16 +1612,6 @@ pub(crate) async fn grant_dml(
         .map_err(q("listing the objects to grant on"))?;
     let mut sql = String::new();
     for row in &rows {
-        let schema: String = row.get("schema");
-        if row.get::<_, bool>("initdb") {
-            let s = ident(&schema);
-            sql.push_str(&format!(
-                "GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA {s} TO {r}; \
-                 GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {s} TO {r}; \
-                 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {s} TO {r}; "
-            ));
-            continue;
-        }
         let tables: Vec<String> = row.get("tables");
         let sequences: Vec<String> = row.get("sequences");
         let functions: Vec<String> = row.get("functions");

@@ -90,13 +90,19 @@ pub(crate) fn prepare_schema_sql(schema: &str, target: &Target) -> String {
 }
 
 /// SQL that lets a tenant's role into its schema, and into the shared database and its `public`
-/// schema through membership of [`tenant::SHARED_GROUP_ROLE`] (which needs `INHERIT`), nothing more.
+/// schema through membership of [`tenant::SHARED_GROUP_ROLE`], nothing more. Membership needs
+/// `INHERIT`; on PostgreSQL 16+ it comes without `SET` (a tenant cannot act as the group, e.g. to
+/// own a large object every other tenant could then reach). `USAGE` on `public` is granted to the
+/// group here too (one ACL entry, whoever granted it first), for spares built before the group.
 pub(crate) fn role_access_sql(schema: &str, role: &str) -> String {
+    let (r, g) = (ident(role), ident(tenant::SHARED_GROUP_ROLE));
     format!(
-        "GRANT USAGE ON SCHEMA {s} TO {r}; ALTER ROLE {r} INHERIT; GRANT {g} TO {r};",
+        "GRANT USAGE ON SCHEMA {s} TO {r}; GRANT USAGE ON SCHEMA public TO {g}; ALTER ROLE {r} INHERIT; \
+         DO $$ BEGIN IF current_setting('server_version_num')::int >= 160000 THEN EXECUTE {with_options}; \
+         ELSE EXECUTE {plain}; END IF; END $$;",
         s = ident(schema),
-        r = ident(role),
-        g = ident(tenant::SHARED_GROUP_ROLE),
+        with_options = literal(&format!("GRANT {g} TO {r} WITH INHERIT TRUE, SET FALSE")),
+        plain = literal(&format!("GRANT {g} TO {r}")),
     )
 }
 

@@ -240,6 +240,13 @@ async fn schema_tenants_share_a_database_but_not_their_data() {
         .await
         .unwrap_err();
     assert_eq!(err.as_db_error().unwrap().code().code(), "42501", "{err}");
+    // The group role that lets schema tenants into the shared database cannot be acted as
+    // (PostgreSQL 16+: membership without SET).
+    let err = cb
+        .batch_execute("SET ROLE pgfleet_schema_tenants")
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "42501", "{err}");
     let err = cb
         .batch_execute("CREATE TABLE public.sneaky (id int)")
         .await

@@ -965,9 +965,9 @@ async fn the_same_schema_reads_the_same_in_two_databases() {
 }
 
 /// Reading one schema alone (a tenant of a shared database) gives exactly that schema's part of
-/// the whole database's model. The one-schema queries find objects through `pg_depend`, or, for
-/// `public` (created by initdb), through the catalogs as the whole-database queries do: both ways
-/// must agree with the whole read, for every kind of object.
+/// the whole database's model. The one-schema queries find objects through `pg_depend`, the
+/// whole-database ones through the catalogs: both must agree, for every kind of object, in a
+/// created schema and in `public` (created by initdb).
 async fn check_each_schema_alone(client: &tokio_postgres::Client, whole: &Model) {
     let names: Vec<&String> = whole.schemas.keys().collect();
     assert_eq!(names, ["My \"Schema\"", "app", "public"]);

@@ -2,10 +2,9 @@
 -- database). Prepended to the queries of src/sql/ instead of database.sql. The objects are found
 -- through their dependency on the schema: pg_depend is indexed by the object depended on, while
 -- pg_class, pg_type and pg_proc have no index on the schema alone, so reading one schema costs
--- the same beside 10 or 10,000 others. Every relation, type and function records that dependency,
--- except in a schema initdb created (OID below 16384, FirstNormalObjectId: public, pinned before
--- PostgreSQL 14), read by scanning the catalog instead. Indexes, constraints, triggers and
--- policies are read through their table.
+-- the same beside 10 or 10,000 others. Every relation, type and function records that dependency
+-- (initdb pins only the pg_* schemas, never public, so it holds there too). Indexes, constraints,
+-- triggers and policies are read through their table.
 WITH scope_ns AS (
     SELECT n.oid FROM pg_catalog.pg_namespace n
     WHERE n.nspname = pg_catalog.current_setting('pgfleet.only_schema')
@@ -15,26 +14,14 @@ WITH scope_ns AS (
     WHERE d.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
       AND d.refobjid = (SELECT oid FROM scope_ns) AND d.refobjsubid = 0
       AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype = 'n'
-      AND (SELECT oid FROM scope_ns) >= 16384
-    UNION ALL
-    SELECT c.oid FROM pg_catalog.pg_class c
-    WHERE c.relnamespace = (SELECT oid FROM scope_ns) AND (SELECT oid FROM scope_ns) < 16384
 ), scope_type AS (
     SELECT d.objid AS oid FROM pg_catalog.pg_depend d
     WHERE d.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
       AND d.refobjid = (SELECT oid FROM scope_ns) AND d.refobjsubid = 0
       AND d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.deptype = 'n'
-      AND (SELECT oid FROM scope_ns) >= 16384
-    UNION ALL
-    SELECT t.oid FROM pg_catalog.pg_type t
-    WHERE t.typnamespace = (SELECT oid FROM scope_ns) AND (SELECT oid FROM scope_ns) < 16384
 ), scope_proc AS (
     SELECT d.objid AS oid FROM pg_catalog.pg_depend d
     WHERE d.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
       AND d.refobjid = (SELECT oid FROM scope_ns) AND d.refobjsubid = 0
       AND d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.deptype = 'n'
-      AND (SELECT oid FROM scope_ns) >= 16384
-    UNION ALL
-    SELECT p.oid FROM pg_catalog.pg_proc p
-    WHERE p.pronamespace = (SELECT oid FROM scope_ns) AND (SELECT oid FROM scope_ns) < 16384
 )
