@@ -119,11 +119,23 @@ pub fn run(quick: bool) -> anyhow::Result<Report> {
         r.failed
     );
     let t = Instant::now();
-    let r = rt.block_on(control.migrate_all(Some(&dir), &opts, quiet))?;
+    let r = rt.block_on(control.migrate_all(Some(&dir), &opts, quiet.clone()))?;
     let noop_s = t.elapsed().as_secs_f64();
     anyhow::ensure!(
         r.up_to_date == n_schema + n_database,
         "no-op run migrated something"
+    );
+    // Drift check of the whole fleet (before the loop below changes the tenants).
+    let t = Instant::now();
+    let checked = rt.block_on(control.check_all(false, 8, quiet))?;
+    let check_s = t.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        checked.tenants.len() == n_schema + n_database
+            && checked
+                .tenants
+                .iter()
+                .all(|t| t.drift.as_ref().is_some_and(|d| d.is_clean())),
+        "check --all found errors or drift"
     );
 
     // The baseline: a sequential shell loop, one psql process per tenant.
@@ -179,6 +191,12 @@ pub fn run(quick: bool) -> anyhow::Result<Report> {
         &format!("no-op migrate --all, {case}"),
         "wall time",
         noop_s,
+        "s",
+    );
+    report.push(
+        &format!("check --all (concurrency 8), {case}"),
+        "wall time",
+        check_s,
         "s",
     );
     report.ratio("speedup_vs_psql_loop", loop_s / fleet_s);

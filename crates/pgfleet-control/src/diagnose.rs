@@ -113,8 +113,10 @@ impl Control {
     /// target's terms, and the target they were computed for.
     async fn plans(&self, t: &Tenant) -> Result<(Plan, Plan, Target), ControlError> {
         let (target, _) = self.target_for(t).await?;
-        let in_db = self.admin(t, Some(&t.database)).await?;
+        // Schema tenants of one shared database reuse connections (a fleet check reads thousands).
+        let in_db = self.pooled_admin(t, Some(&t.database)).await?;
         let (live, desired) = self.models_in_target_terms(t, &target, &in_db).await?;
+        self.pool_admin(t, Some(&t.database), in_db);
         let full = planner::plan(&live, &desired, &PlanOptions::default());
         let additive = planner::plan(
             &live,

@@ -73,6 +73,15 @@ fn failpoint(name: &str) {
 }
 
 /// The advisory lock key of a tenant in the catalog (one worker at a time per tenant).
+/// The idle-pool key of admin connections to `database` (or the admin URL's own) on `t`'s server.
+fn admin_pool_key(t: &Tenant, database: Option<&str>) -> String {
+    format!(
+        "{}/{}",
+        t.server.as_deref().unwrap_or_default(),
+        database.unwrap_or_default()
+    )
+}
+
 fn tenant_lock(id: &str) -> i64 {
     pgfleet_migrate::lock::key("pgfleet-tenant", id)
 }
@@ -771,19 +780,23 @@ impl Control {
 
     /// An admin connection to the tenant's server (`database`: its own or the shared one; `None`:
     /// the server URL's database), reusing an idle one.
-    async fn pooled_admin(
+    pub(crate) async fn pooled_admin(
         &self,
         t: &Tenant,
         database: Option<&str>,
     ) -> Result<Client, ControlError> {
-        let key = format!(
-            "{}/{}",
-            t.server.as_deref().unwrap_or_default(),
-            database.unwrap_or_default()
-        );
-        match self.take_idle(&key) {
+        match self.take_idle(&admin_pool_key(t, database)) {
             Some(c) => Ok(c),
             None => self.admin(t, database).await,
+        }
+    }
+
+    /// Hands back a connection from [`Self::pooled_admin`] that ended cleanly (no transaction
+    /// open). Only connections to a schema tenant's shared database are kept: a tenant's own
+    /// database is not used by the next tenant.
+    pub(crate) fn pool_admin(&self, t: &Tenant, database: Option<&str>, client: Client) {
+        if t.mode == Mode::Schema {
+            self.put_idle(&admin_pool_key(t, database), client);
         }
     }
 
