@@ -762,16 +762,14 @@ impl Control {
             failpoint(&format!("provision:after:{step}"));
             if next == "ready" {
                 // Clean end: the server connections go back for the next tenant.
-                let server = t.server.clone().unwrap_or_default();
                 if let Some(a) = admin.take() {
-                    self.put_idle(&format!("{server}/"), a);
+                    self.pool_admin(&t, None, a);
                 }
-                // A tenant's own database is not used by the next tenant: only the shared one is kept.
-                if let Some(d) = in_db.take()
-                    && t.mode == Mode::Schema
-                {
-                    self.put_idle(&format!("{server}/{}", t.database), d);
-                    self.spawn_refill(&server);
+                if let Some(d) = in_db.take() {
+                    self.pool_admin(&t, Some(&t.database), d);
+                    if t.mode == Mode::Schema {
+                        self.spawn_refill(t.server.as_deref().unwrap_or_default());
+                    }
                 }
                 return Ok(());
             }
@@ -792,10 +790,10 @@ impl Control {
     }
 
     /// Hands back a connection from [`Self::pooled_admin`] that ended cleanly (no transaction
-    /// open). Only connections to a schema tenant's shared database are kept: a tenant's own
-    /// database is not used by the next tenant.
+    /// open). Connections to the server URL's database and to the shared database of schema
+    /// tenants are kept; a database-mode tenant's own database is not used by the next tenant.
     pub(crate) fn pool_admin(&self, t: &Tenant, database: Option<&str>, client: Client) {
-        if t.mode == Mode::Schema {
+        if database.is_none() || t.mode == Mode::Schema {
             self.put_idle(&admin_pool_key(t, database), client);
         }
     }
@@ -1598,54 +1596,46 @@ pub(crate) async fn grant_dml(
         .batch_execute(&sql)
         .await
         .map_err(q("granting the tenant's role its privileges"))?;
+    // Each object of the schemas, by what it is granted as.
     let rows = in_db
         .query(
-            "SELECT ARRAY(SELECT format('%I.%I', n.nspname, c.relname) FROM pg_depend d
-                          JOIN pg_class c ON c.oid = d.objid
-                          WHERE d.refclassid = 'pg_namespace'::regclass AND d.refobjid = n.oid
-                            AND d.refobjsubid = 0 AND d.classid = 'pg_class'::regclass
-                            AND d.deptype = 'n' AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-                          ORDER BY 1) AS tables,
-                    ARRAY(SELECT format('%I.%I', n.nspname, c.relname) FROM pg_depend d
-                          JOIN pg_class c ON c.oid = d.objid
-                          WHERE d.refclassid = 'pg_namespace'::regclass AND d.refobjid = n.oid
-                            AND d.refobjsubid = 0 AND d.classid = 'pg_class'::regclass
-                            AND d.deptype = 'n' AND c.relkind = 'S'
-                          ORDER BY 1) AS sequences,
-                    ARRAY(SELECT p.oid::regprocedure::text FROM pg_depend d
-                          JOIN pg_proc p ON p.oid = d.objid
-                          WHERE d.refclassid = 'pg_namespace'::regclass AND d.refobjid = n.oid
-                            AND d.refobjsubid = 0 AND d.classid = 'pg_proc'::regclass
-                            AND d.deptype = 'n' AND p.prokind IN ('f', 'a', 'w')
-                          ORDER BY 1) AS functions
-             FROM pg_namespace n WHERE n.nspname = ANY($1)",
+            "SELECT CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, format('%I.%I', n.nspname, c.relname)
+             FROM pg_namespace n
+             JOIN pg_depend d ON d.refclassid = 'pg_namespace'::regclass AND d.refobjid = n.oid AND d.refobjsubid = 0
+                             AND d.classid = 'pg_class'::regclass AND d.deptype = 'n'
+             JOIN pg_class c ON c.oid = d.objid AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+             WHERE n.nspname = ANY($1)
+             UNION ALL
+             SELECT 'ROUTINE', p.oid::regprocedure::text
+             FROM pg_namespace n
+             JOIN pg_depend d ON d.refclassid = 'pg_namespace'::regclass AND d.refobjid = n.oid AND d.refobjsubid = 0
+                             AND d.classid = 'pg_proc'::regclass AND d.deptype = 'n'
+             JOIN pg_proc p ON p.oid = d.objid AND p.prokind IN ('f', 'a', 'w')
+             WHERE n.nspname = ANY($1)
+             ORDER BY 1, 2",
             &[&schemas],
         )
         .await
         .map_err(q("listing the objects to grant on"))?;
-    let mut sql = String::new();
+    let mut by_kind: Vec<(String, Vec<String>)> = Vec::new();
     for row in &rows {
-        let tables: Vec<String> = row.get("tables");
-        let sequences: Vec<String> = row.get("sequences");
-        let functions: Vec<String> = row.get("functions");
-        if !tables.is_empty() {
-            sql.push_str(&format!(
-                "GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON TABLE {} TO {r}; ",
-                tables.join(", ")
-            ));
+        let (kind, name): (String, String) = (row.get(0), row.get(1));
+        match by_kind.last_mut() {
+            Some((k, names)) if *k == kind => names.push(name),
+            _ => by_kind.push((kind, vec![name])),
         }
-        if !sequences.is_empty() {
-            sql.push_str(&format!(
-                "GRANT USAGE, SELECT, UPDATE ON SEQUENCE {} TO {r}; ",
-                sequences.join(", ")
-            ));
-        }
-        if !functions.is_empty() {
-            sql.push_str(&format!(
-                "GRANT EXECUTE ON ROUTINE {} TO {r}; ",
-                functions.join(", ")
-            ));
-        }
+    }
+    let mut sql = String::new();
+    for (kind, names) in by_kind {
+        let privileges = match kind.as_str() {
+            "TABLE" => "SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER",
+            "SEQUENCE" => "USAGE, SELECT, UPDATE",
+            _ => "EXECUTE",
+        };
+        sql.push_str(&format!(
+            "GRANT {privileges} ON {kind} {} TO {r}; ",
+            names.join(", ")
+        ));
     }
     if !sql.is_empty() {
         in_db

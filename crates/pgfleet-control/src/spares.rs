@@ -75,10 +75,8 @@ fn pseudo_tenant(server: &str, schema: &str) -> Tenant {
 /// target's extensions installed once in the shared `public` schema.
 pub(crate) fn prepare_schema_sql(schema: &str, target: &Target) -> String {
     let mut sql = format!(
-        "REVOKE ALL ON SCHEMA public FROM PUBLIC; GRANT USAGE ON SCHEMA public TO {g}; \
-         CREATE SCHEMA IF NOT EXISTS {s}; REVOKE ALL ON SCHEMA {s} FROM PUBLIC;",
+        "REVOKE ALL ON SCHEMA public FROM PUBLIC; CREATE SCHEMA IF NOT EXISTS {s}; REVOKE ALL ON SCHEMA {s} FROM PUBLIC;",
         s = ident(schema),
-        g = ident(tenant::SHARED_GROUP_ROLE),
     );
     for ext in crate::provision::target_extensions(target) {
         sql.push_str(&format!(
@@ -93,7 +91,7 @@ pub(crate) fn prepare_schema_sql(schema: &str, target: &Target) -> String {
 /// schema through membership of [`tenant::SHARED_GROUP_ROLE`], nothing more. Membership needs
 /// `INHERIT`; on PostgreSQL 16+ it comes without `SET` (a tenant cannot act as the group, e.g. to
 /// own a large object every other tenant could then reach). `USAGE` on `public` is granted to the
-/// group here too (one ACL entry, whoever granted it first), for spares built before the group.
+/// group here, with each tenant (one ACL entry however often it is granted).
 pub(crate) fn role_access_sql(schema: &str, role: &str) -> String {
     let (r, g) = (ident(role), ident(tenant::SHARED_GROUP_ROLE));
     format!(
