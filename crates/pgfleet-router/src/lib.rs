@@ -306,24 +306,31 @@ impl ServerPool {
     /// A permit of the budget: free, or freed by closing another tenant's idle connection (the
     /// permit comes back once the server has closed it, so `pg_stat_activity` never shows more
     /// than the budget), or waited for until `deadline`. `Err` on timeout.
+    ///
+    /// Waiters queue on the semaphore, first come first served: a freed permit goes to the
+    /// longest waiter, so no tenant loses every race to the others (a CI run saw a hot tenant time
+    /// out after 10 s when every waiter was woken to race for each permit). A waiter closes
+    /// another tenant's idle connection when it starts waiting and whenever the pool changes.
     async fn permit(
         &self,
         key: &str,
         deadline: tokio::time::Instant,
     ) -> Result<OwnedSemaphorePermit, ()> {
+        if let Ok(p) = self.budget.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        let acquire = self.budget.clone().acquire_owned();
+        tokio::pin!(acquire);
         loop {
-            if let Ok(p) = self.budget.clone().try_acquire_owned() {
-                return Ok(p);
-            }
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if let Ok(p) = self.budget.clone().try_acquire_owned() {
-                return Ok(p);
-            }
             self.evict_other(key);
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return Err(());
+            tokio::select! {
+                biased;
+                p = &mut acquire => return Ok(p.expect("the budget is never closed")),
+                () = &mut changed => {}
+                () = tokio::time::sleep_until(deadline) => return Err(()),
             }
         }
     }
