@@ -308,12 +308,28 @@ pub fn check_all(
         OutputFormat::Table => print_check(&report),
     }
     eprintln!(
-        "{} tenant(s) checked against target {}: {} clean, {} with drift ({} destructive difference(s)){}{}",
+        "{} tenant(s) checked against target {}: {} clean, {} with drift ({} destructive difference(s)){}{}{}{}",
         report.total,
         report.target,
         report.clean,
         report.drifted,
         report.destructive,
+        if report.behind > 0 {
+            format!(
+                ", {} behind the target (pending migrations: run `pgfleet migrate --all`)",
+                report.behind
+            )
+        } else {
+            String::new()
+        },
+        if report.critical > 0 {
+            format!(
+                ", {} with CRITICAL security findings (`pgfleet check --all --fix` takes away what their roles must not hold)",
+                report.critical
+            )
+        } else {
+            String::new()
+        },
         if fix {
             format!(", {} repaired", report.repaired)
         } else {
@@ -330,7 +346,7 @@ pub fn check_all(
         "{} tenant(s) could not be checked",
         report.failed
     );
-    Ok(report.drifted > 0)
+    Ok(report.clean < report.total)
 }
 
 fn print_check(r: &FleetCheck) {
@@ -358,6 +374,23 @@ pub fn print_drift(key: &str, drift: &Drift, say_clean: bool) {
         if say_clean {
             println!("{key}: clean");
         }
+        return;
+    }
+    if let Some(current) = &drift.behind {
+        println!(
+            "{key}: behind the target: at {}, target {current} (pending migrations: run `pgfleet migrate --all`)",
+            drift.target
+        );
+    }
+    for f in &drift.security {
+        println!(
+            "{key}: {} {} ({})",
+            if f.critical { "CRITICAL:" } else { "warning:" },
+            f.what,
+            f.fix
+        );
+    }
+    if drift.steps.is_empty() {
         return;
     }
     println!(

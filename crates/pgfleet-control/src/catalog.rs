@@ -34,6 +34,10 @@ pub fn catalog_migrations() -> MigrationDir {
                 "20261126000001_rollout_abandoned.sql".to_string(),
                 include_str!("catalog/migrations/20261126000001_rollout_abandoned.sql").to_string(),
             ),
+            (
+                "20261204000000_owner_roles.sql".to_string(),
+                include_str!("catalog/migrations/20261204000000_owner_roles.sql").to_string(),
+            ),
         ],
     )
     .expect("the catalog migrations compiled into pgfleet are valid")

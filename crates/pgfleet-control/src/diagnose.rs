@@ -16,8 +16,9 @@ use pgfleet_schema::{Hazard, Plan};
 use serde::Serialize;
 
 use crate::catalog::Target;
+use crate::security::SecurityFinding;
 use crate::tenant::{Mode, State, Tenant};
-use crate::{Control, ControlError, events};
+use crate::{Control, ControlError, events, q};
 
 /// Drift of one tenant.
 #[derive(Debug, Clone, Serialize)]
@@ -31,6 +32,9 @@ pub struct Drift {
     pub behind: Option<String>,
     /// Steps that would bring the tenant to the target.
     pub steps: Vec<DriftStep>,
+    /// What the tenant's role holds that it must not (critical), and objects not handed to the
+    /// fleet's owner role yet (see [`crate::security`]).
+    pub security: Vec<SecurityFinding>,
 }
 
 /// One difference.
@@ -49,9 +53,19 @@ pub struct DriftStep {
 }
 
 impl Drift {
-    /// No difference.
+    /// No difference, nothing the role must not hold, and not behind the current target.
     pub fn is_clean(&self) -> bool {
-        self.steps.is_empty()
+        self.steps.is_empty() && self.security.is_empty() && self.behind.is_none()
+    }
+
+    /// Behind the current target: pending migrations (`migrate --all`), not drift.
+    pub fn is_behind(&self) -> bool {
+        self.behind.is_some()
+    }
+
+    /// Critical security findings: the tenant can, or could, act beyond its own role.
+    pub fn critical(&self) -> usize {
+        self.security.iter().filter(|f| f.critical).count()
     }
 
     /// Differences `--fix` does not repair.
@@ -110,12 +124,17 @@ impl Control {
     }
 
     /// The full plan and the additive repair plan from the tenant to the target, both in the
-    /// target's terms, and the target they were computed for.
-    async fn plans(&self, t: &Tenant) -> Result<(Plan, Plan, Target), ControlError> {
+    /// target's terms, the target they were computed for, and the security findings.
+    async fn plans(
+        &self,
+        t: &Tenant,
+    ) -> Result<(Plan, Plan, Target, Vec<SecurityFinding>), ControlError> {
         let (target, _) = self.target_for(t).await?;
         // Schema tenants of one shared database reuse connections (a fleet check reads thousands).
         let in_db = self.pooled_admin(t, Some(&t.database)).await?;
         let (live, desired) = self.models_in_target_terms(t, &target, &in_db).await?;
+        let expected = self.target_model(t, &target).await?;
+        let security = self.security_findings(t, &in_db, &expected).await?;
         self.pool_admin(t, Some(&t.database), in_db);
         let full = planner::plan(&live, &desired, &PlanOptions::default());
         let additive = planner::plan(
@@ -126,7 +145,7 @@ impl Control {
                 ..PlanOptions::default()
             },
         );
-        Ok((full, additive, target))
+        Ok((full, additive, target, security))
     }
 
     /// Drift of tenant `key` against the target.
@@ -135,8 +154,9 @@ impl Control {
     /// Unknown tenant, unreachable server.
     pub async fn check(&self, key: &str) -> Result<Drift, ControlError> {
         let t = self.tenant(key).await?;
-        let (full, additive, target) = self.plans(&t).await?;
+        let (full, additive, target, security) = self.plans(&t).await?;
         let mut d = drift(&t, &full, &additive, target.version.clone());
+        d.security = security;
         let current = self.target().await?;
         if current.version != target.version {
             d.behind = Some(current.version);
@@ -150,88 +170,150 @@ impl Control {
         Ok(d)
     }
 
-    /// Applies the additive part of the drift of `key`, records each step as a correction, and
-    /// returns what is left.
+    /// Repairs tenant `key`: first takes away what its role must not hold and the triggers that are
+    /// not the target's ([`Control::secure`], as the admin), then applies the additive part of its
+    /// drift as the fleet's owner role, in one transaction when every step allows one, and restores
+    /// its role's access (the role itself, when it was dropped behind pgfleet's back). Every change
+    /// is recorded as a correction. Returns what is left.
     ///
     /// # Errors
-    /// Unknown tenant, unreachable server, a repair statement that fails (the error names it).
+    /// Unknown tenant, unreachable server, a repair statement that fails (the error names it; a
+    /// repair in one transaction leaves nothing half-done).
     pub async fn fix(&self, key: &str, reason: &str) -> Result<Repair, ControlError> {
         let t = self.tenant(key).await?;
-        let (_, additive, target) = self.plans(&t).await?;
+        let (target, _) = self.target_for(&t).await?;
         let desired = self.target_model(&t, &target).await?;
+        let mut applied = self.restore_access(&t, reason).await?;
+        applied.extend(self.secure(&t, &desired, reason).await?);
+        let (_, additive, _, _) = self.plans(&t).await?;
         let names = pgfleet_migrate::generate::public_object_names(&desired);
-        let in_db = self.admin(&t, Some(&t.database)).await?;
+        let server = t.server.clone().unwrap_or_default();
         let search_path = match t.mode {
             Mode::Database => "public".to_string(),
             Mode::Schema => format!("{}, public", pgfleet_schema::quote::ident(&t.schema)),
         };
-        let mut applied = Vec::new();
-        for step in &additive.steps {
-            let sql = pgfleet_migrate::generate::unqualify_public(&step.sql, &names);
-            // Named as the tenant sees them: a schema tenant's objects live in its schema.
-            let object = match t.mode {
-                Mode::Schema => step
-                    .description
-                    .replace("public.", &format!("{}.", t.schema)),
-                Mode::Database => step.description.clone(),
-            };
+        if !additive.is_empty() {
+            if additive
+                .steps
+                .iter()
+                .any(|s| s.sql.starts_with("CREATE EXTENSION"))
+            {
+                // Extensions are the admin's; the steps below then find them.
+                let in_db = self.admin(&t, Some(&t.database)).await?;
+                let schema = (t.mode == Mode::Schema).then_some("public");
+                crate::provision::create_untrusted_extensions(&in_db, &target, schema).await?;
+            }
+            // The target's SQL runs as the fleet's owner role, never as the admin.
+            let as_owner = self.owner_connection(&server, &t.database).await?;
+            let steps: Vec<(String, String, bool)> = additive
+                .steps
+                .iter()
+                .map(|step| {
+                    let sql = pgfleet_migrate::generate::unqualify_public(&step.sql, &names);
+                    let sql = if sql.starts_with("CREATE EXTENSION ")
+                        && !sql.contains(" IF NOT EXISTS ")
+                    {
+                        sql.replacen("CREATE EXTENSION ", "CREATE EXTENSION IF NOT EXISTS ", 1)
+                    } else {
+                        sql
+                    };
+                    // Named as the tenant sees them: a schema tenant's objects live in its schema.
+                    let object = match t.mode {
+                        Mode::Schema => step
+                            .description
+                            .replace("public.", &format!("{}.", t.schema)),
+                        Mode::Database => step.description.clone(),
+                    };
+                    (object, sql, step.transactional)
+                })
+                .collect();
             let started = Instant::now();
-            let result = if step.transactional {
-                in_db
+            let repaired = if steps.iter().all(|(_, _, tx)| *tx) {
+                // All or nothing: a step that fails leaves no half-repaired tenant behind.
+                let body: String = steps
+                    .iter()
+                    .map(|(_, sql, _)| format!("{sql};\n"))
+                    .collect();
+                match as_owner
                     .batch_execute(&format!(
-                        "BEGIN; SET LOCAL search_path = {search_path}; {sql}; COMMIT;"
+                        "BEGIN; SET LOCAL search_path = {search_path};\n{body}COMMIT;"
                     ))
                     .await
+                {
+                    Ok(()) => steps
+                        .iter()
+                        .map(|(o, sql, _)| (o.clone(), sql.clone(), started.elapsed()))
+                        .collect(),
+                    Err(e) => {
+                        let _ = as_owner.batch_execute("ROLLBACK").await;
+                        return Err(repair_failed(key, &steps, &e, &[]));
+                    }
+                }
             } else {
-                // CREATE INDEX CONCURRENTLY and friends refuse any transaction block, including the
-                // implicit one of a multi-statement query: set the path first, on its own.
-                match in_db
+                // CREATE INDEX CONCURRENTLY and friends refuse any transaction block, including
+                // the implicit one of a multi-statement query: one by one, the path set first.
+                as_owner
                     .batch_execute(&format!("SET search_path = {search_path}"))
                     .await
-                {
-                    Ok(()) => in_db.batch_execute(&sql).await,
-                    Err(e) => Err(e),
+                    .map_err(q("setting the tenant's search_path"))?;
+                let mut done = Vec::new();
+                for (object, sql, _) in &steps {
+                    let one = Instant::now();
+                    if let Err(e) = as_owner.batch_execute(sql).await {
+                        let _ = as_owner.batch_execute("ROLLBACK").await;
+                        let names: Vec<String> = done
+                            .iter()
+                            .map(|(o, _, _): &(String, String, std::time::Duration)| o.clone())
+                            .collect();
+                        self.record_corrections(&t, &done, reason).await?;
+                        return Err(repair_failed(key, &steps, &e, &names));
+                    }
+                    done.push((object.clone(), sql.clone(), one.elapsed()));
                 }
+                done
             };
-            if let Err(e) = result {
-                let _ = in_db.batch_execute("ROLLBACK").await;
-                let done = if applied.is_empty() {
-                    "nothing was repaired".to_string()
-                } else {
-                    format!("already repaired (and recorded): {}", applied.join("; "))
-                };
-                return Err(ControlError::Invalid(format!(
-                    "repairing tenant {key:?} failed at {object}: {}; {done}",
-                    pgfleet_pg::describe(&e)
-                )));
+            self.record_corrections(&t, &repaired, reason).await?;
+            applied.extend(repaired.into_iter().map(|(o, _, _)| o));
+            if t.mode == Mode::Schema {
+                self.put_owner_connection(&server, &t.database, as_owner);
             }
+            // New tables need the role's privileges.
+            let in_db = self.admin(&t, Some(&t.database)).await?;
+            let schemas = match t.mode {
+                Mode::Database => crate::provision::user_schemas(&in_db).await?,
+                Mode::Schema => vec![t.schema.clone()],
+            };
+            let owner = self.owner(&server).await?.role;
+            crate::provision::grant_dml(&in_db, &schemas, &t.role, &owner).await?;
+        }
+        let remaining = self.check(key).await?;
+        Ok(Repair { applied, remaining })
+    }
+
+    async fn record_corrections(
+        &self,
+        t: &Tenant,
+        done: &[(String, String, std::time::Duration)],
+        reason: &str,
+    ) -> Result<(), ControlError> {
+        for (object, sql, took) in done {
             events::record(
                 &self.catalog(),
                 Some(&t.id),
-                Some(key),
+                Some(&t.key),
                 "tenant.correction",
                 serde_json::json!({
                     "object": object,
                     "action": "repair",
                     "statement": sql,
-                    "duration_ms": started.elapsed().as_millis() as u64,
+                    "duration_ms": took.as_millis() as u64,
                     "reason": reason,
                 }),
             )
             .await?;
             metrics::counter!("pgfleet_corrections_total").increment(1);
-            applied.push(object);
         }
-        if !applied.is_empty() {
-            // New tables need the role's privileges.
-            let schemas = match t.mode {
-                Mode::Database => crate::provision::user_schemas(&in_db).await?,
-                Mode::Schema => vec![t.schema.clone()],
-            };
-            crate::provision::grant_dml(&in_db, &schemas, &t.role).await?;
-        }
-        let remaining = self.check(key).await?;
-        Ok(Repair { applied, remaining })
+        Ok(())
     }
 
     /// One tenant end to end: placement, state, login as its own role, version, drift, events.
@@ -315,17 +397,30 @@ impl Control {
                 ),
             ));
             match self.check(key).await {
-                Ok(d) if d.is_clean() => out.push(finding("drift", true, "none: the tenant matches the target")),
-                Ok(d) => out.push(finding(
-                    "drift",
-                    false,
-                    format!(
-                        "{} difference(s), {} repairable with `pgfleet check --tenant KEY --fix`: {}",
-                        d.steps.len(),
-                        d.steps.len() - d.unrepairable(),
-                        d.steps.iter().map(|s| s.description.as_str()).collect::<Vec<_>>().join("; ")
-                    ),
-                )),
+                Ok(d) => {
+                    out.push(finding(
+                        "security",
+                        d.critical() == 0,
+                        if d.security.is_empty() {
+                            "its role holds nothing it must not; the fleet's owner role owns its objects".to_string()
+                        } else {
+                            d.security
+                                .iter()
+                                .map(|f| format!("{}{} ({})", if f.critical { "CRITICAL: " } else { "" }, f.what, f.fix))
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        },
+                    ));
+                    if d.steps.is_empty() {
+                        out.push(finding(
+                            "drift",
+                            true,
+                            "none: the tenant matches the target",
+                        ));
+                    } else {
+                        out.push(drift_finding(&d));
+                    }
+                }
                 Err(e) => out.push(finding("drift", false, e.to_string())),
             }
         }
@@ -414,6 +509,15 @@ impl Control {
                 Err(e) => out.push(finding(format!("server {}", s.name), false, e.to_string())),
             }
         }
+        for s in &servers {
+            // An unreachable server was reported above.
+            if out
+                .iter()
+                .any(|f| f.check == format!("server {}", s.name) && f.ok)
+            {
+                out.push(self.validate_roles(&s.name).await);
+            }
+        }
         let failed = self.tenants(Some(State::Failed)).await?;
         out.push(finding(
             "tenants",
@@ -429,6 +533,70 @@ impl Control {
             },
         ));
         Ok(out)
+    }
+
+    /// The `roles` finding of one server: tenant roles (and the fleet's owner role) with a
+    /// server-level attribute or a membership they must not have (critical).
+    async fn validate_roles(&self, server: &str) -> Finding {
+        let check = format!("roles on {server}");
+        let result = async {
+            let roles: Vec<String> = self
+                .catalog()
+                .query(
+                    "SELECT role_name FROM pgfleet.tenants WHERE server = $1
+                     UNION ALL SELECT role_name FROM pgfleet.server_owners WHERE server = $1",
+                    &[&server],
+                )
+                .await
+                .map_err(q("listing the server's tenant roles"))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let config = self.server_admin_config(server).await?;
+            let admin = connect::connect(&config).await?;
+            let rows = admin
+                .query(
+                    "SELECT r.rolname::text,
+                            concat_ws(', ', CASE WHEN r.rolsuper THEN 'SUPERUSER' END, CASE WHEN r.rolcreaterole THEN 'CREATEROLE' END,
+                                      CASE WHEN r.rolcreatedb THEN 'CREATEDB' END, CASE WHEN r.rolreplication THEN 'REPLICATION' END,
+                                      CASE WHEN r.rolbypassrls THEN 'BYPASSRLS' END,
+                                      (SELECT 'member of ' || string_agg(g.rolname, ', ') FROM pg_catalog.pg_auth_members m
+                                       JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
+                                       WHERE m.member = r.oid AND g.rolname <> $2))
+                     FROM pg_catalog.pg_roles r
+                     WHERE r.rolname = ANY($1)
+                       AND (r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication OR r.rolbypassrls
+                            OR EXISTS (SELECT FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
+                                       WHERE m.member = r.oid AND g.rolname <> $2))
+                     ORDER BY 1",
+                    &[&roles, &crate::tenant::SHARED_GROUP_ROLE],
+                )
+                .await
+                .map_err(q("reading the server's tenant roles"))?;
+            Ok::<_, ControlError>((roles.len(), rows))
+        }
+        .await;
+        match result {
+            Ok((n, rows)) if rows.is_empty() => finding(
+                check,
+                true,
+                format!(
+                    "{n} role(s) of the fleet: none with a server-level right or a membership it must not have"
+                ),
+            ),
+            Ok((_, rows)) => finding(
+                check,
+                false,
+                format!(
+                    "CRITICAL: {}; `pgfleet check --all --fix` takes it away (for a tenant role)",
+                    rows.iter()
+                        .map(|r| format!("{} has {}", r.get::<_, String>(0), r.get::<_, String>(1)))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            ),
+            Err(e) => finding(check, false, e.to_string()),
+        }
     }
 
     /// Re-creates one tenant's database (or schema) from the target: destructive, its data is lost.
@@ -498,6 +666,65 @@ impl Control {
     }
 }
 
+/// The `drift` finding of `check-user` for a tenant that differs from the target.
+fn drift_finding(d: &Drift) -> Finding {
+    finding(
+        "drift",
+        false,
+        format!(
+            "{} difference(s), {} repairable with `pgfleet check --tenant KEY --fix`: {}",
+            d.steps.len(),
+            d.steps.len() - d.unrepairable(),
+            d.steps
+                .iter()
+                .map(|s| s.description.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    )
+}
+
+/// The error of a repair step that failed: which, why, what to do, and what was repaired before it.
+fn repair_failed(
+    key: &str,
+    steps: &[(String, String, bool)],
+    e: &tokio_postgres::Error,
+    done: &[String],
+) -> ControlError {
+    let message = e
+        .as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_default();
+    // In one transaction, PostgreSQL's error names the statement by its position only: find the
+    // step by the object named in the message when it can.
+    let failed = steps
+        .iter()
+        .find(|(_, sql, _)| {
+            e.as_db_error().and_then(|d| d.position()).is_none()
+                && message.split('"').nth(1).is_some_and(|n| sql.contains(n))
+        })
+        .or(steps.get(done.len()))
+        .map(|(o, _, _)| o.as_str())
+        .unwrap_or("a repair step");
+    let taken = e
+        .as_db_error()
+        .is_some_and(|d| matches!(d.code().code(), "42P07" | "42710"));
+    let hint = if taken {
+        " (another object already has a name the target needs: was a table renamed? Rename or drop that object, e.g. `ALTER INDEX … RENAME TO …`, then run the repair again)"
+    } else {
+        ""
+    };
+    let done = if done.is_empty() {
+        "nothing was repaired".to_string()
+    } else {
+        format!("already repaired (and recorded): {}", done.join("; "))
+    };
+    ControlError::Invalid(format!(
+        "repairing tenant {key:?} failed at {failed}: {}{hint}; {done}",
+        pgfleet_pg::describe(e)
+    ))
+}
+
 fn drift(t: &Tenant, full: &Plan, additive: &Plan, target: String) -> Drift {
     let repairable: std::collections::BTreeSet<&str> =
         additive.steps.iter().map(|s| s.sql.as_str()).collect();
@@ -512,10 +739,13 @@ fn drift(t: &Tenant, full: &Plan, additive: &Plan, target: String) -> Drift {
                 description: s.description.clone(),
                 sql: s.sql.clone(),
                 hazards: s.hazards.clone(),
-                repairable: repairable.contains(s.sql.as_str())
+                // Triggers that are not the target's are dropped by the repair (`secure`).
+                repairable: (repairable.contains(s.sql.as_str())
+                    || s.sql.starts_with("DROP TRIGGER "))
                     && !s.hazards.contains(&Hazard::DataLoss),
                 destructive: s.hazards.contains(&Hazard::DataLoss),
             })
             .collect(),
+        security: Vec::new(),
     }
 }

@@ -591,7 +591,11 @@ impl Runner {
         let mut configs = HashMap::new();
         let mut per_server = HashMap::new();
         for s in control.servers().await? {
-            configs.insert(s.name.clone(), control.server_admin_config(&s.name).await?);
+            // Migrations run as the fleet's owner role, never as the admin.
+            configs.insert(
+                s.name.clone(),
+                control.owner_config(&s.name, "postgres").await?,
+            );
             per_server.insert(s.name, Arc::new(Semaphore::new(opts.per_server.max(1))));
         }
         let (tx, rx) = mpsc::unbounded_channel();
@@ -801,6 +805,25 @@ impl Runner {
         }
         let batched = match self.connection(&server, &database).await {
             Ok(conn) => {
+                // Tenants whose role holds what it must not (or whose objects the owner role does
+                // not own yet) are secured first, one by one; a failure there is theirs.
+                let mut ready = Vec::new();
+                for t in tenants.drain(..) {
+                    match self.secure_if_needed(&conn, &t).await {
+                        Ok(()) => ready.push(t),
+                        Err(e) => out.push(self.finish(&t, Err(e), 0.0)),
+                    }
+                }
+                tenants = ready;
+                if let Err(e) = self.extensions_ready(&conn, &server, &database).await {
+                    let ms = started.elapsed().as_secs_f64() * 1000.0;
+                    out.extend(
+                        tenants
+                            .iter()
+                            .map(|t| self.finish(t, Err(Failure::from(e.clone())), ms)),
+                    );
+                    return out;
+                }
                 let r = self.batch(&conn, &database, &tenants).await;
                 self.put_back(&server, &database, conn, r.is_ok());
                 r.unwrap_or_else(|e| {
@@ -1006,10 +1029,64 @@ impl Runner {
         }
     }
 
+    /// Secures tenant `t` ([`Control::secure`]) when what its role holds, or who owns its objects,
+    /// says it needs it: checked on `conn` (any connection to its database) in one query.
+    async fn secure_if_needed(&self, conn: &Client, t: &Tenant) -> Result<(), Failure> {
+        let needs = self
+            .control
+            .needs_securing(conn, t)
+            .await
+            .map_err(|e| format!("checking what the tenant's role holds: {e}"))?;
+        if !needs {
+            return Ok(());
+        }
+        let secured = async {
+            let (target, _) = self.control.target_for(t).await?;
+            let expected = self.control.target_model(t, &target).await?;
+            self.control
+                .secure(t, &expected, "pgfleet migrate --all")
+                .await
+        }
+        .await;
+        secured.map(|_| ()).map_err(|e| {
+            Failure::from(format!(
+                "securing the tenant before its migrations failed (nothing was migrated): {e}"
+            ))
+        })
+    }
+
+    /// Makes sure the extensions the target needs and only the admin may create exist in
+    /// `database` (checked on `conn`, created by the admin when missing).
+    async fn extensions_ready(
+        &self,
+        conn: &Client,
+        server: &str,
+        database: &str,
+    ) -> Result<(), String> {
+        let missing = crate::provision::missing_untrusted_extensions(conn, &self.target)
+            .await
+            .map_err(|e| e.to_string())?;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let admin = async {
+            let mut config = self.control.server_admin_config(server).await?;
+            config.dbname(database);
+            let admin = pgfleet_pg::connect::connect(&config).await?;
+            let schema = (database == crate::tenant::SHARED_DATABASE).then_some("public");
+            crate::provision::create_untrusted_extensions(&admin, &self.target, schema).await
+        };
+        admin
+            .await
+            .map_err(|e| format!("creating the extensions {}: {e}", missing.join(", ")))
+    }
+
     /// Migrates one tenant with the migrator; the versions applied, or why not.
     async fn migrate(&self, t: &Tenant, server: &str) -> Result<Vec<String>, Failure> {
         self.refuse_schema_creation(t)?;
         let conn = self.connection(server, &t.database).await?;
+        self.secure_if_needed(&conn, t).await?;
+        self.extensions_ready(&conn, server, &t.database).await?;
         let opts = MigrateOptions {
             scope: (t.mode == Mode::Schema).then(|| t.schema.clone()),
             lock_wait: self.opts.lock_wait,
@@ -1041,7 +1118,12 @@ impl Runner {
                 .map(|r| r.get(0))
                 .collect();
             if !ungranted.is_empty() {
-                crate::provision::grant_dml(&conn, &ungranted, &t.role)
+                let owner = conn
+                    .query_one("SELECT current_user::text", &[])
+                    .await
+                    .map_err(|e| pgfleet_pg::describe(&e))?
+                    .get::<_, String>(0);
+                crate::provision::grant_dml(&conn, &ungranted, &t.role, &owner)
                     .await
                     .map_err(|e| e.to_string())?;
             }
@@ -1230,10 +1312,14 @@ pub struct FleetCheck {
     pub target: String,
     /// Tenants checked.
     pub total: usize,
-    /// Tenants without drift (after repairs).
+    /// Tenants at the target without drift or security findings (after repairs).
     pub clean: usize,
-    /// Tenants with drift left.
+    /// Tenants behind the current target: migrations pending (`migrate --all`), not drift.
+    pub behind: usize,
+    /// Tenants with drift or security findings left.
     pub drifted: usize,
+    /// Tenants with critical security findings left (see [`crate::security`]).
+    pub critical: usize,
     /// Tenants repaired (with `fix`).
     pub repaired: usize,
     /// Differences left that would lose data to fix (extra tables or columns).
@@ -1308,7 +1394,11 @@ impl Control {
             }
         }
         tenants.sort_by(|a, b| a.key.cmp(&b.key));
-        let drifted = |t: &&TenantCheck| t.drift.as_ref().is_some_and(|d| !d.is_clean());
+        let drifted = |t: &&TenantCheck| {
+            t.drift
+                .as_ref()
+                .is_some_and(|d| !d.steps.is_empty() || !d.security.is_empty())
+        };
         Ok(FleetCheck {
             target: target.version,
             total: tenants.len(),
@@ -1316,7 +1406,15 @@ impl Control {
                 .iter()
                 .filter(|t| t.drift.as_ref().is_some_and(Drift::is_clean))
                 .count(),
+            behind: tenants
+                .iter()
+                .filter(|t| t.drift.as_ref().is_some_and(Drift::is_behind))
+                .count(),
             drifted: tenants.iter().filter(drifted).count(),
+            critical: tenants
+                .iter()
+                .filter(|t| t.drift.as_ref().is_some_and(|d| d.critical() > 0))
+                .count(),
             repaired: tenants.iter().filter(|t| !t.repaired.is_empty()).count(),
             destructive: tenants
                 .iter()

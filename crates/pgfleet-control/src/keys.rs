@@ -37,7 +37,8 @@ impl Control {
         let rows = self
             .catalog()
             .query(
-                "SELECT key_id FROM pgfleet.servers UNION SELECT key_id FROM pgfleet.tenants WHERE key_id IS NOT NULL ORDER BY 1",
+                "SELECT key_id FROM pgfleet.servers UNION SELECT key_id FROM pgfleet.tenants WHERE key_id IS NOT NULL
+                 UNION SELECT key_id FROM pgfleet.server_owners ORDER BY 1",
                 &[],
             )
             .await
@@ -91,6 +92,13 @@ impl Control {
         for (table, id_col, ct, wk, owner_prefix) in [
             ("servers", "name", "url_sealed", "url_key", "server"),
             ("tenants", "id", "password_sealed", "password_key", "tenant"),
+            (
+                "server_owners",
+                "server",
+                "password_sealed",
+                "password_key",
+                "server-owner",
+            ),
         ] {
             let rows = c
                 .query(
@@ -151,6 +159,9 @@ impl Control {
         if t.server.is_some() {
             let admin = self.admin(&t, None).await?;
             crate::provision::ensure_role(&admin, &t.role, &password).await?;
+            // A role that was dropped behind pgfleet's back comes back without its grants.
+            self.restore_access(&t, "pgfleet tenant rotate-password")
+                .await?;
         }
         crate::directory::announce(c, key).await;
         events::record(

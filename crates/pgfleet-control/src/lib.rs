@@ -29,8 +29,10 @@ pub mod events;
 pub mod fleet;
 pub mod health;
 pub mod keys;
+mod owner;
 pub mod provision;
 pub mod secrets;
+pub mod security;
 pub mod server;
 pub mod spares;
 pub mod tenant;
@@ -200,6 +202,8 @@ struct Inner {
     stopping: std::sync::atomic::AtomicBool,
     /// Servers whose shared tenant database this process created or checked (and locked down).
     shared_ready: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The fleet's owner role of each server this process made sure of ([`owner`]).
+    owners: std::sync::Mutex<HashMap<String, owner::Owner>>,
 }
 
 /// Most idle connections kept per catalog or server database.
@@ -241,6 +245,7 @@ impl Control {
                 refilling: std::sync::Mutex::new(Default::default()),
                 stopping: std::sync::atomic::AtomicBool::new(false),
                 shared_ready: std::sync::Mutex::new(Default::default()),
+                owners: std::sync::Mutex::new(HashMap::new()),
             }),
         })
     }

@@ -620,6 +620,11 @@ impl Control {
                     if admin.is_none() && !shared_known {
                         admin = Some(self.pooled_admin(&t, None).await?);
                     }
+                    let owner = self.owner(&server_name).await?.role;
+                    if target.is_none() {
+                        target = Some(self.target().await?);
+                    }
+                    let tg = target.as_ref().expect("set above");
                     match t.mode {
                         Mode::Database => {
                             let a = admin.as_ref().expect("set above");
@@ -628,17 +633,13 @@ impl Control {
                             } else {
                                 None
                             };
-                            create_database(a, &t.database, &t.role, template.as_deref()).await?
+                            create_database(a, &t.database, &t.role, &owner, template.as_deref())
+                                .await?
                         }
                         Mode::Schema if shared_known => {}
                         Mode::Schema => {
                             let a = admin.as_ref().expect("set above");
-                            ensure_shared_database(a, &t.database).await?;
-                            self.inner
-                                .shared_ready
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .insert(server_name.clone());
+                            ensure_shared_database(a, &t.database, &owner).await?;
                         }
                     }
                     if in_db.is_none() {
@@ -646,13 +647,17 @@ impl Control {
                     }
                     let d = in_db.as_ref().expect("set above");
                     match t.mode {
-                        Mode::Database => lock_down_public(d, &t.role).await?,
+                        Mode::Database => lock_down_public(d, Some(&t.role), &owner, tg).await?,
                         Mode::Schema => {
-                            if target.is_none() {
-                                target = Some(self.target().await?);
+                            if !shared_known {
+                                prepare_shared_database(d, &owner).await?;
+                                self.inner
+                                    .shared_ready
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .insert(server_name.clone());
                             }
-                            let tg = target.as_ref().expect("set above");
-                            if crate::spares::claim(d, &t, tg).await? {
+                            if crate::spares::claim(d, &t, tg, &owner).await? {
                                 c.execute(
                                     "UPDATE pgfleet.tenants SET schema_version = $2 WHERE id = $1",
                                     &[&tenant_id, &tg.version],
@@ -661,7 +666,7 @@ impl Control {
                                 .map_err(q("recording the version"))?;
                                 next_override = Some(CLAIMED);
                             } else {
-                                create_tenant_schema(d, &t.schema, &t.role, tg).await?
+                                create_tenant_schema(d, &t.schema, &t.role, &owner, tg).await?
                             }
                         }
                     }
@@ -671,20 +676,17 @@ impl Control {
                         target = Some(self.target().await?);
                     }
                     let tg = target.as_ref().expect("set above");
-                    if in_db.is_none() {
-                        in_db = Some(self.pooled_admin(&t, Some(&t.database)).await?);
-                    }
+                    // The target's SQL runs as the fleet's owner role, never as the admin.
+                    let server_name = t.server.clone().unwrap_or_default();
+                    let conn = self.owner_connection(&server_name, &t.database).await?;
                     let opts = pgfleet_migrate::MigrateOptions {
                         scope: (t.mode == Mode::Schema).then(|| t.schema.clone()),
                         ..Default::default()
                     };
-                    pgfleet_migrate::migrator::migrate_on(
-                        in_db.as_ref().expect("set above"),
-                        &tg.dir,
-                        &opts,
-                        |_| {},
-                    )
-                    .await?;
+                    pgfleet_migrate::migrator::migrate_on(&conn, &tg.dir, &opts, |_| {}).await?;
+                    if t.mode == Mode::Schema {
+                        self.put_owner_connection(&server_name, &t.database, conn);
+                    }
                     c.execute(
                         "UPDATE pgfleet.tenants SET schema_version = $2 WHERE id = $1",
                         &[&tenant_id, &tg.version],
@@ -701,7 +703,11 @@ impl Control {
                         Mode::Database => user_schemas(d).await?,
                         Mode::Schema => vec![t.schema.clone()],
                     };
-                    grant_dml(d, &schemas, &t.role).await?;
+                    let owner = self
+                        .owner(t.server.as_deref().unwrap_or_default())
+                        .await?
+                        .role;
+                    grant_dml(d, &schemas, &t.role, &owner).await?;
                 }
                 "verify" => {
                     if target.is_none() {
@@ -812,7 +818,15 @@ impl Control {
             .collect();
         // Named after this catalog too: fleets that share a server keep their own templates.
         let fleet = self.fleet_id();
-        let hash: String = hash.chars().take(6).collect();
+        let server = t.server.clone().unwrap_or_default();
+        let owner = self.owner(&server).await?.role;
+        // The owner role is part of the name: templates whose objects the admin owns (built by
+        // pgfleet before the owner role existed) are not used, and are dropped below.
+        let hash: String = pgfleet_migrate::dir::checksum(format!("{hash}:{owner}").as_bytes())
+            .trim_start_matches("sha256:")
+            .chars()
+            .take(6)
+            .collect();
         let name = format!("pgfleet_tpl_{fleet}_{}_{hash}", target.version);
         let ready: bool = admin
             .query_one(
@@ -838,8 +852,22 @@ impl Control {
             .await
             .map_err(q("creating the template database"))?;
         let built = async {
-            let config = self.admin_config(t, Some(&building)).await?;
+            admin
+                .batch_execute(&format!(
+                    "REVOKE ALL ON DATABASE {b} FROM PUBLIC; GRANT CONNECT, CREATE ON DATABASE {b} TO {o}",
+                    b = ident(&building),
+                    o = ident(&owner)
+                ))
+                .await
+                .map_err(q("preparing the template database"))?;
             {
+                let config = self.admin_config(t, Some(&building)).await?;
+                let in_tpl = pgfleet_migrate::migrator::connect_dedicated(&config).await?;
+                lock_down_public(&in_tpl, None, &owner, &target).await?;
+            }
+            {
+                // The target's SQL runs as the fleet's owner role: the copies' objects are its.
+                let config = self.owner_config(&server, &building).await?;
                 let client = pgfleet_migrate::migrator::connect_dedicated(&config).await?;
                 pgfleet_migrate::migrator::migrate_on(
                     &client,
@@ -919,7 +947,7 @@ impl Control {
     }
 
     /// A short id of this fleet (its catalog's location), for names on shared servers.
-    fn fleet_id(&self) -> String {
+    pub(crate) fn fleet_id(&self) -> String {
         let url = connect::parse_url(&self.config().catalog_url)
             .map(|c| connect::describe_target(&c))
             .unwrap_or_default();
@@ -1015,8 +1043,9 @@ impl Control {
         let url = server::admin_url_with(&self.catalog(), &keys, server).await?;
         let mut config = connect::parse_url(url.expose())?;
         config.application_name("pgfleet control");
-        // Migrations and DDL run with a fixed search_path, whatever the admin role's settings.
-        config.options("-c search_path=public");
+        // The admin resolves nothing outside pg_catalog, whatever the admin role's settings say:
+        // no object another role created can stand in for a built-in in its session.
+        config.options("-c search_path=pg_catalog");
         Ok(config)
     }
 
@@ -1041,7 +1070,9 @@ impl Control {
             return Ok(m.clone());
         }
         // Stored in the catalog by whichever process built it first, per PostgreSQL major.
-        let config = self.admin_config(t, None).await?;
+        let mut config = self.admin_config(t, None).await?;
+        // The target's files are replayed as migrations run: objects land in `public`.
+        config.options("-c search_path=public");
         let admin = connect::connect(&config).await?;
         let major: i32 = admin
             .query_one(
@@ -1372,7 +1403,7 @@ pub(crate) async fn ensure_role(
 ) -> Result<(), ControlError> {
     let verifier = crate::secrets::scram_verifier(password, crate::secrets::SCRAM_ITERATIONS)?;
     let create = format!(
-        "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION PASSWORD {}",
+        "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION NOBYPASSRLS PASSWORD {}",
         ident(role),
         literal(&verifier)
     );
@@ -1442,60 +1473,153 @@ async fn create_database(
     admin: &Client,
     db: &str,
     role: &str,
+    owner: &str,
     template: Option<&str>,
 ) -> Result<(), ControlError> {
     create_database_if_missing(admin, db, template, "creating the tenant's database").await?;
     admin
-        .batch_execute(&format!(
-            "REVOKE ALL ON DATABASE {db} FROM PUBLIC; GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role}",
-            db = ident(db),
-            role = ident(role)
-        ))
+        .batch_execute(&database_access_sql(db, role, owner))
         .await
         .map_err(q("locking down the tenant's database"))?;
     Ok(())
 }
 
-/// In a tenant's own database: nobody but the admin may create in `public`; the role may use it.
-async fn lock_down_public(in_db: &Client, role: &str) -> Result<(), ControlError> {
-    in_db
-        .batch_execute(&format!(
-            "REVOKE ALL ON SCHEMA public FROM PUBLIC; GRANT USAGE ON SCHEMA public TO {}",
+/// A tenant's own database: nothing for `PUBLIC` (no `CONNECT`, no `TEMPORARY`), `CONNECT` (only)
+/// for the tenant's role, `CONNECT` and `CREATE` for the fleet's owner role (it runs the migrations).
+pub(crate) fn database_access_sql(db: &str, role: &str, owner: &str) -> String {
+    format!(
+        "REVOKE ALL ON DATABASE {db} FROM PUBLIC; REVOKE ALL ON DATABASE {db} FROM {role}; \
+         GRANT CONNECT ON DATABASE {db} TO {role}; GRANT CONNECT, CREATE ON DATABASE {db} TO {owner}",
+        db = ident(db),
+        role = ident(role),
+        owner = ident(owner)
+    )
+}
+
+/// In a tenant's own database (or a template): nobody may create in `public` but the fleet's owner
+/// role; the tenant's role may use it. The untrusted extensions the target creates are created
+/// here by the admin, since the owner role may not.
+async fn lock_down_public(
+    in_db: &Client,
+    role: Option<&str>,
+    owner: &str,
+    target: &Target,
+) -> Result<(), ControlError> {
+    let mut sql = format!(
+        "REVOKE ALL ON SCHEMA public FROM PUBLIC; GRANT USAGE, CREATE ON SCHEMA public TO {};",
+        ident(owner)
+    );
+    if let Some(role) = role {
+        sql.push_str(&format!(
+            " GRANT USAGE ON SCHEMA public TO {};",
             ident(role)
-        ))
+        ));
+    }
+    in_db
+        .batch_execute(&sql)
         .await
         .map_err(q("locking down the public schema"))?;
+    create_untrusted_extensions(in_db, target, None).await
+}
+
+/// Creates the extensions the target creates that only a superuser may create (pgvector, …), so
+/// that the migrations, run by the owner role, find them (their `CREATE EXTENSION` runs as `IF NOT
+/// EXISTS`). Trusted extensions are left to the migrations. `schema`: where to create them
+/// (`None`: where the statement says, else `public`).
+pub(crate) async fn create_untrusted_extensions(
+    in_db: &Client,
+    target: &Target,
+    schema: Option<&str>,
+) -> Result<(), ControlError> {
+    let wanted = target_extensions(target);
+    let mut sql = String::new();
+    for name in missing_untrusted_extensions(in_db, target).await? {
+        let at = schema
+            .map(str::to_string)
+            .or_else(|| {
+                wanted
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .and_then(|(_, s)| s.clone())
+            })
+            .unwrap_or_else(|| "public".to_string());
+        sql.push_str(&format!(
+            "CREATE EXTENSION IF NOT EXISTS {} SCHEMA {}; ",
+            ident(&name),
+            ident(&at)
+        ));
+    }
+    if !sql.is_empty() {
+        in_db
+            .batch_execute(&sql)
+            .await
+            .map_err(q("creating the target's extensions"))?;
+    }
     Ok(())
 }
 
-/// The shared database of schema-mode tenants on a server: no `PUBLIC` connect, `CONNECT,
-/// TEMPORARY` for the group role of its tenants ([`tenant::SHARED_GROUP_ROLE`], created here);
-/// `public` holds the shared extensions and nobody but the admin may create in it.
-pub(crate) async fn ensure_shared_database(admin: &Client, db: &str) -> Result<(), ControlError> {
+/// The extensions the target creates that are missing in the database of `conn` and that only a
+/// superuser may create (any role may ask).
+pub(crate) async fn missing_untrusted_extensions(
+    conn: &Client,
+    target: &Target,
+) -> Result<Vec<String>, ControlError> {
+    let wanted = target_extensions(target);
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<&str> = wanted.iter().map(|(n, _)| n.as_str()).collect();
+    let rows = conn
+        .query(
+            "SELECT a.name::text FROM pg_catalog.pg_available_extensions a
+             JOIN pg_catalog.pg_available_extension_versions v ON v.name = a.name AND v.version = a.default_version
+             WHERE a.name = ANY($1) AND NOT v.trusted
+               AND NOT EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname = a.name)",
+            &[&names],
+        )
+        .await
+        .map_err(q("looking up the target's extensions"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The shared database of schema-mode tenants on a server: no `PUBLIC` access, `CONNECT` (only)
+/// for the group role of its tenants ([`tenant::SHARED_GROUP_ROLE`], created here) and for the
+/// fleet's owner role; `public` holds the shared extensions and nobody but the admin may create in
+/// it.
+pub(crate) async fn ensure_shared_database(
+    admin: &Client,
+    db: &str,
+    owner: &str,
+) -> Result<(), ControlError> {
     create_database_if_missing(admin, db, None, "creating the shared tenant database").await?;
     let ready: bool = admin
         .query_one(
-            "SELECT NOT EXISTS (SELECT FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+            "SELECT NOT EXISTS (SELECT FROM pg_catalog.pg_database d,
+                                       pg_catalog.aclexplode(coalesce(d.datacl, pg_catalog.acldefault('d', d.datdba))) a
                                 WHERE d.datname = $1 AND a.grantee = 0)
-                    AND CASE WHEN EXISTS (SELECT FROM pg_roles r WHERE r.rolname = $2)
-                             THEN has_database_privilege($2, $1, 'CONNECT')
-                                  AND has_database_privilege($2, $1, 'TEMPORARY') ELSE false END",
-            &[&db, &tenant::SHARED_GROUP_ROLE],
+                    AND CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = $2)
+                             THEN pg_catalog.has_database_privilege($2, $1, 'CONNECT')
+                                  AND NOT pg_catalog.has_database_privilege($2, $1, 'TEMPORARY')
+                                  AND NOT pg_catalog.has_database_privilege($2, $1, 'CREATE') ELSE false END
+                    AND pg_catalog.has_database_privilege($3, $1, 'CONNECT')",
+            &[&db, &tenant::SHARED_GROUP_ROLE, &owner],
         )
         .await
         .map_err(q("reading the shared tenant database's privileges"))?
         .get(0);
     if !ready {
         // Once per database; concurrent ACL changes fail ("tuple concurrently updated"), so they
-        // take turns. Two processes may race to create the group role: the loser finds it.
+        // take turns. Two processes may race to create the group role: the loser finds it. Older
+        // pgfleet versions granted the group TEMPORARY: taken away here.
         let sql = format!(
             "BEGIN; {lock} \
              DO $$ BEGIN CREATE ROLE {g} NOLOGIN; \
                    EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$; \
-             REVOKE ALL ON DATABASE {db} FROM PUBLIC; \
-             GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {g}; COMMIT;",
+             REVOKE ALL ON DATABASE {db} FROM PUBLIC; REVOKE ALL ON DATABASE {db} FROM {g}; \
+             GRANT CONNECT ON DATABASE {db} TO {g}; GRANT CONNECT ON DATABASE {db} TO {o}; COMMIT;",
             lock = crate::spares::SHARED_ACL_LOCK_SQL,
             g = ident(tenant::SHARED_GROUP_ROLE),
+            o = ident(owner),
             db = ident(db)
         );
         if let Err(e) = admin.batch_execute(&sql).await {
@@ -1506,12 +1630,36 @@ pub(crate) async fn ensure_shared_database(admin: &Client, db: &str) -> Result<(
     Ok(())
 }
 
-/// A schema-mode tenant: its schema (owned by the admin), `USAGE` for its role only; extensions the
-/// target creates are installed once in the shared `public` schema, so every tenant schema uses them.
+/// Inside the shared database, as the admin: the migration history (shared by the schemas of every
+/// fleet on the server, so the admin owns it) usable by the fleet's owner role, and `public` (where
+/// the extensions live) usable by it.
+pub(crate) async fn prepare_shared_database(
+    in_db: &Client,
+    owner: &str,
+) -> Result<(), ControlError> {
+    pgfleet_migrate::history::ensure(in_db).await?;
+    let o = ident(owner);
+    let sql = format!(
+        "BEGIN; {lock} REVOKE ALL ON SCHEMA public FROM PUBLIC; GRANT USAGE ON SCHEMA public TO {o}; \
+         GRANT USAGE ON SCHEMA pgfleet_migrate TO {o}; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON pgfleet_migrate.history TO {o}; COMMIT;",
+        lock = crate::spares::SHARED_ACL_LOCK_SQL,
+    );
+    if let Err(e) = in_db.batch_execute(&sql).await {
+        let _ = in_db.batch_execute("ROLLBACK").await;
+        return Err(PgError::query("preparing the shared tenant database", e).into());
+    }
+    Ok(())
+}
+
+/// A schema-mode tenant: its schema (owned by the fleet's owner role), `USAGE` for its role only;
+/// extensions the target creates are installed once in the shared `public` schema, so every tenant
+/// schema uses them.
 async fn create_tenant_schema(
     in_db: &Client,
     schema: &str,
     role: &str,
+    owner: &str,
     target: &Target,
 ) -> Result<(), ControlError> {
     // GRANT/REVOKE on the shared database and `public`, and CREATE EXTENSION, fail with "tuple
@@ -1519,7 +1667,7 @@ async fn create_tenant_schema(
     let sql = format!(
         "BEGIN; {} {} {} COMMIT;",
         crate::spares::SHARED_ACL_LOCK_SQL,
-        crate::spares::prepare_schema_sql(schema, target),
+        crate::spares::prepare_schema_sql(schema, owner, target),
         crate::spares::role_access_sql(schema, role)
     );
     if let Err(e) = in_db.batch_execute(&sql).await {
@@ -1529,9 +1677,10 @@ async fn create_tenant_schema(
     Ok(())
 }
 
-/// Extensions the target creates (`CREATE EXTENSION [IF NOT EXISTS] name`).
-pub(crate) fn target_extensions(target: &Target) -> Vec<String> {
-    let mut out = Vec::new();
+/// Extensions the target creates (`CREATE EXTENSION [IF NOT EXISTS] name [WITH] [SCHEMA s]`), with
+/// the schema the statement names.
+pub(crate) fn target_extensions(target: &Target) -> Vec<(String, Option<String>)> {
+    let mut out: Vec<(String, Option<String>)> = Vec::new();
     for m in &target.dir.migrations {
         for stmt in m.statements() {
             let words: Vec<String> = stmt
@@ -1543,15 +1692,20 @@ pub(crate) fn target_extensions(target: &Target) -> Vec<String> {
                 })
                 .collect();
             if words.len() >= 3 && words[0] == "create" && words[1] == "extension" {
-                let name = if words.get(2).map(String::as_str) == Some("if") {
-                    words.get(5)
+                let at = if words.get(2).map(String::as_str) == Some("if") {
+                    5
                 } else {
-                    words.get(2)
+                    2
                 };
-                if let Some(n) = name
-                    && !out.contains(n)
+                let schema = words
+                    .iter()
+                    .skip(at + 1)
+                    .position(|w| w == "schema")
+                    .and_then(|i| words.get(at + 2 + i).cloned());
+                if let Some(n) = words.get(at)
+                    && !out.iter().any(|(o, _)| o == n)
                 {
-                    out.push(n.clone());
+                    out.push((n.clone(), schema));
                 }
             }
         }
@@ -1562,8 +1716,8 @@ pub(crate) fn target_extensions(target: &Target) -> Vec<String> {
 pub(crate) async fn user_schemas(in_db: &Client) -> Result<Vec<String>, ControlError> {
     let rows = in_db
         .query(
-            "SELECT nspname::text FROM pg_namespace n WHERE nspname !~ '^pg_' AND nspname NOT IN ('information_schema', 'pgfleet_migrate')
-               AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid AND d.deptype = 'e')",
+            "SELECT nspname::text FROM pg_catalog.pg_namespace n WHERE nspname !~ '^pg_' AND nspname NOT IN ('information_schema', 'pgfleet_migrate')
+               AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND d.objid = n.oid AND d.deptype = 'e')",
             &[],
         )
         .await
@@ -1571,7 +1725,12 @@ pub(crate) async fn user_schemas(in_db: &Client) -> Result<Vec<String>, ControlE
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// DML on everything in `schemas` (and on what the admin creates there later), never DDL.
+/// Table privileges of a tenant's role: DML, never `TRIGGER` (a trigger runs in the session of
+/// whoever writes the table) and never DDL.
+pub(crate) const TABLE_PRIVILEGES: &str = "SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES";
+
+/// DML on everything in `schemas` (and on what the fleet's owner role `owner` creates there later,
+/// through default privileges), never DDL, never `TRIGGER`.
 ///
 /// The objects are named one by one, found through their dependency on their schema (`pg_depend`
 /// is indexed by it): `GRANT … ON ALL TABLES IN SCHEMA` scans all of `pg_class`, about 120 ms per
@@ -1581,15 +1740,16 @@ pub(crate) async fn grant_dml(
     in_db: &Client,
     schemas: &[String],
     role: &str,
+    owner: &str,
 ) -> Result<(), ControlError> {
-    let r = ident(role);
+    let (r, o) = (ident(role), ident(owner));
     let mut sql = String::new();
     for s in schemas {
         let s = ident(s);
         sql.push_str(&format!(
             "GRANT USAGE ON SCHEMA {s} TO {r}; \
-             ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON TABLES TO {r}; \
-             ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {r}; "
+             ALTER DEFAULT PRIVILEGES FOR ROLE {o} IN SCHEMA {s} GRANT {TABLE_PRIVILEGES} ON TABLES TO {r}; \
+             ALTER DEFAULT PRIVILEGES FOR ROLE {o} IN SCHEMA {s} GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {r}; "
         ));
     }
     in_db
@@ -1599,18 +1759,18 @@ pub(crate) async fn grant_dml(
     // Each object of the schemas, by what it is granted as.
     let rows = in_db
         .query(
-            "SELECT CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, format('%I.%I', n.nspname, c.relname)
-             FROM pg_namespace n
-             JOIN pg_depend d ON d.refclassid = 'pg_namespace'::regclass AND d.refobjid = n.oid AND d.refobjsubid = 0
-                             AND d.classid = 'pg_class'::regclass AND d.deptype = 'n'
-             JOIN pg_class c ON c.oid = d.objid AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+            "SELECT CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, pg_catalog.format('%I.%I', n.nspname, c.relname)
+             FROM pg_catalog.pg_namespace n
+             JOIN pg_catalog.pg_depend d ON d.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND d.refobjid = n.oid AND d.refobjsubid = 0
+                             AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype = 'n'
+             JOIN pg_catalog.pg_class c ON c.oid = d.objid AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
              WHERE n.nspname = ANY($1)
              UNION ALL
-             SELECT 'ROUTINE', p.oid::regprocedure::text
-             FROM pg_namespace n
-             JOIN pg_depend d ON d.refclassid = 'pg_namespace'::regclass AND d.refobjid = n.oid AND d.refobjsubid = 0
-                             AND d.classid = 'pg_proc'::regclass AND d.deptype = 'n'
-             JOIN pg_proc p ON p.oid = d.objid AND p.prokind IN ('f', 'a', 'w')
+             SELECT 'ROUTINE', p.oid::pg_catalog.regprocedure::text
+             FROM pg_catalog.pg_namespace n
+             JOIN pg_catalog.pg_depend d ON d.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND d.refobjid = n.oid AND d.refobjsubid = 0
+                             AND d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.deptype = 'n'
+             JOIN pg_catalog.pg_proc p ON p.oid = d.objid AND p.prokind IN ('f', 'a', 'w')
              WHERE n.nspname = ANY($1)
              ORDER BY 1, 2",
             &[&schemas],
@@ -1628,7 +1788,7 @@ pub(crate) async fn grant_dml(
     let mut sql = String::new();
     for (kind, names) in by_kind {
         let privileges = match kind.as_str() {
-            "TABLE" => "SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER",
+            "TABLE" => TABLE_PRIVILEGES,
             "SEQUENCE" => "USAGE, SELECT, UPDATE",
             _ => "EXECUTE",
         };

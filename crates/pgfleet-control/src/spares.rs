@@ -71,14 +71,17 @@ fn pseudo_tenant(server: &str, schema: &str) -> Tenant {
     }
 }
 
-/// SQL that creates a tenant (or spare) schema owned by the admin, closed to `PUBLIC`, with the
-/// target's extensions installed once in the shared `public` schema.
-pub(crate) fn prepare_schema_sql(schema: &str, target: &Target) -> String {
+/// SQL that creates a tenant (or spare) schema owned by the fleet's owner role, closed to
+/// `PUBLIC`, with the target's extensions installed (by the admin) once in the shared `public`
+/// schema.
+pub(crate) fn prepare_schema_sql(schema: &str, owner: &str, target: &Target) -> String {
     let mut sql = format!(
-        "REVOKE ALL ON SCHEMA public FROM PUBLIC; CREATE SCHEMA IF NOT EXISTS {s}; REVOKE ALL ON SCHEMA {s} FROM PUBLIC;",
+        "REVOKE ALL ON SCHEMA public FROM PUBLIC; CREATE SCHEMA IF NOT EXISTS {s} AUTHORIZATION {o}; \
+         REVOKE ALL ON SCHEMA {s} FROM PUBLIC;",
         s = ident(schema),
+        o = ident(owner),
     );
-    for ext in crate::provision::target_extensions(target) {
+    for (ext, _) in crate::provision::target_extensions(target) {
         sql.push_str(&format!(
             " CREATE EXTENSION IF NOT EXISTS {} SCHEMA public;",
             ident(&ext)
@@ -104,21 +107,24 @@ pub(crate) fn role_access_sql(schema: &str, role: &str) -> String {
     )
 }
 
-/// Claims a verified spare of `target` for the tenant `t` (its schema must not exist yet): rename,
-/// history moved, role access granted, in one transaction. `false` when no spare could be claimed.
+/// Claims a verified spare of `target` built by this fleet (its owner role `owner` owns it) for
+/// the tenant `t` (its schema must not exist yet): rename, history moved, role access granted, in
+/// one transaction. `false` when no spare could be claimed.
 pub(crate) async fn claim(
     in_db: &Client,
     t: &Tenant,
     target: &Target,
+    owner: &str,
 ) -> Result<bool, ControlError> {
     let mark = marker(target);
     let candidates = in_db
         .query(
-            "SELECT n.nspname::text FROM pg_namespace n
-             WHERE n.nspname LIKE 'pgfleet\\_spare\\_%' AND obj_description(n.oid, 'pg_namespace') = $1
-               AND NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = $2)
+            "SELECT n.nspname::text FROM pg_catalog.pg_namespace n
+             WHERE n.nspname LIKE 'pgfleet\\_spare\\_%' AND pg_catalog.obj_description(n.oid, 'pg_namespace') = $1
+               AND n.nspowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $3)
+               AND NOT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = $2)
              ORDER BY n.oid LIMIT 4",
-            &[&mark, &t.schema],
+            &[&mark, &t.schema, &owner],
         )
         .await
         .map_err(q("looking for a spare schema"))?;
@@ -169,7 +175,7 @@ async fn claim_one(
     // A new snapshot, taken after the lock: still there, still a spare of this target?
     let still: bool = in_db
         .query_one(
-            "SELECT EXISTS (SELECT FROM pg_namespace n WHERE n.nspname = $1 AND obj_description(n.oid, 'pg_namespace') = $2)",
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace n WHERE n.nspname = $1 AND pg_catalog.obj_description(n.oid, 'pg_namespace') = $2)",
             &[&spare, &mark],
         )
         .await
@@ -249,11 +255,14 @@ impl Control {
         let want = self.config().spare_schemas;
         let target = self.target().await?;
         let base = pseudo_tenant(server, "");
+        let owner = self.owner(server).await?.role;
         {
             let admin = self.admin(&base, None).await?;
-            crate::provision::ensure_shared_database(&admin, tenant::SHARED_DATABASE).await?;
+            crate::provision::ensure_shared_database(&admin, tenant::SHARED_DATABASE, &owner)
+                .await?;
         }
         let conn = self.admin(&base, Some(tenant::SHARED_DATABASE)).await?;
+        crate::provision::prepare_shared_database(&conn, &owner).await?;
         let busy_key = pgfleet_migrate::lock::key("pgfleet-spares", server);
         let got: bool = conn
             .query_one("SELECT pg_try_advisory_lock($1)", &[&busy_key])
@@ -263,7 +272,7 @@ impl Control {
         if !got {
             return Ok(0);
         }
-        let result = self.refill_on(&conn, server, &target, want).await;
+        let result = self.refill_on(&conn, server, &target, want, &owner).await;
         let _ = conn
             .query_one("SELECT pg_advisory_unlock($1)", &[&busy_key])
             .await;
@@ -276,20 +285,23 @@ impl Control {
         server: &str,
         target: &Target,
         want: usize,
+        owner: &str,
     ) -> Result<usize, ControlError> {
         let mark = marker(target);
+        // This fleet's spares, and those of no fleet's owner role (built before owner roles existed).
         let rows = conn
             .query(
-                "SELECT nspname::text, coalesce(obj_description(oid, 'pg_namespace'), '') FROM pg_namespace
-                 WHERE nspname LIKE 'pgfleet\\_spare\\_%'",
-                &[],
+                "SELECT n.nspname::text, coalesce(pg_catalog.obj_description(n.oid, 'pg_namespace'), ''), r.rolname = $1
+                 FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+                 WHERE n.nspname LIKE 'pgfleet\\_spare\\_%' AND (r.rolname = $1 OR r.rolname NOT LIKE 'pgfleet\\_owner\\_%')",
+                &[&owner],
             )
             .await
             .map_err(q("listing spare schemas"))?;
         let mut have = 0;
         for r in rows {
-            let (name, comment): (String, String) = (r.get(0), r.get(1));
-            if comment == mark {
+            let (name, comment, ours): (String, String, bool) = (r.get(0), r.get(1), r.get(2));
+            if ours && comment == mark {
                 have += 1;
             } else {
                 drop_spare(conn, &name).await?;
@@ -297,7 +309,7 @@ impl Control {
         }
         let mut built = 0;
         while have + built < want {
-            self.build_spare(conn, server, target).await?;
+            self.build_spare(conn, server, target, owner).await?;
             built += 1;
         }
         Ok(built)
@@ -308,6 +320,7 @@ impl Control {
         conn: &Client,
         server: &str,
         target: &Target,
+        owner: &str,
     ) -> Result<(), ControlError> {
         let name = format!(
             "{SPARE_PREFIX}{}",
@@ -319,7 +332,7 @@ impl Control {
         conn.query_one("SELECT pg_advisory_lock($1)", &[&lock_key(&name)])
             .await
             .map_err(q("locking a new spare schema"))?;
-        let result = self.build_locked(conn, server, target, &name).await;
+        let result = self.build_locked(conn, server, target, &name, owner).await;
         if result.is_err() {
             let _ = conn.batch_execute("ROLLBACK").await;
             let _ = drop_spare_locked(conn, &name).await;
@@ -336,10 +349,11 @@ impl Control {
         server: &str,
         target: &Target,
         name: &str,
+        owner: &str,
     ) -> Result<(), ControlError> {
         conn.batch_execute(&format!(
             "BEGIN; {SHARED_ACL_LOCK_SQL} {} COMMIT;",
-            prepare_schema_sql(name, target)
+            prepare_schema_sql(name, owner, target)
         ))
         .await
         .map_err(q("creating a spare schema"))?;
@@ -347,7 +361,12 @@ impl Control {
             scope: Some(name.to_string()),
             ..Default::default()
         };
-        pgfleet_migrate::migrator::migrate_on(conn, &target.dir, &opts, |_| {}).await?;
+        // The target's SQL runs as the fleet's owner role.
+        let as_owner = self
+            .owner_connection(server, tenant::SHARED_DATABASE)
+            .await?;
+        pgfleet_migrate::migrator::migrate_on(&as_owner, &target.dir, &opts, |_| {}).await?;
+        self.put_owner_connection(server, tenant::SHARED_DATABASE, as_owner);
         let spare = pseudo_tenant(server, name);
         let (live, desired) = self.models_in_target_terms(&spare, target, conn).await?;
         let remaining = pgfleet_schema::planner::plan(&live, &desired, &Default::default());

@@ -656,6 +656,64 @@ async fn record_adopted(client: &Client, scope: &str, m: &Migration) -> Result<(
     Ok(())
 }
 
+/// The text a statement of a migration runs as: itself, except that `CREATE EXTENSION name`
+/// becomes `CREATE EXTENSION IF NOT EXISTS name`. Extensions only a superuser may create are
+/// created before the migrations by whoever may (pgfleet's fleet migrations run as a role that may
+/// not), and a migration that creates one must then find it there rather than fail. The file and
+/// its checksum stay as written.
+pub fn executable(statement: &str) -> std::borrow::Cow<'_, str> {
+    let code_start = skip_comments(statement);
+    let rest = &statement[code_start..];
+    let mut words = rest.split_whitespace();
+    let (Some(a), Some(b), Some(c)) = (words.next(), words.next(), words.next()) else {
+        return statement.into();
+    };
+    if !a.eq_ignore_ascii_case("create")
+        || !b.eq_ignore_ascii_case("extension")
+        || c.eq_ignore_ascii_case("if")
+    {
+        return statement.into();
+    }
+    // Insert after the word EXTENSION.
+    let at = code_start + rest.find(b).unwrap_or(0) + b.len();
+    format!("{} IF NOT EXISTS{}", &statement[..at], &statement[at..]).into()
+}
+
+/// The byte offset of the first character of `sql` that is not whitespace or a comment.
+fn skip_comments(sql: &str) -> usize {
+    let mut i = 0;
+    let b = sql.as_bytes();
+    loop {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if b[i..].starts_with(b"--") {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+        } else if b[i..].starts_with(b"/*") {
+            // Nested block comments, as PostgreSQL reads them.
+            let mut depth = 0;
+            while i < b.len() {
+                if b[i..].starts_with(b"/*") {
+                    depth += 1;
+                    i += 2;
+                } else if b[i..].starts_with(b"*/") {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+        } else {
+            return i;
+        }
+    }
+}
+
 /// One transaction: every statement, then the history row, then COMMIT.
 fn record_sql(scope: &str, m: &Migration) -> String {
     format!(
@@ -678,7 +736,7 @@ fn record_sql(scope: &str, m: &Migration) -> String {
 pub fn transaction_sql(scope: &str, m: &Migration) -> String {
     let mut batch = format!("BEGIN;{}\n", search_path_sql(scope));
     for stmt in m.statements() {
-        batch.push_str(stmt.text);
+        batch.push_str(&executable(stmt.text));
         batch.push_str(";\n");
     }
     batch.push_str(&record_sql(scope, m));
@@ -740,9 +798,9 @@ async fn run_transactional(
     for (i, stmt) in statements.iter().enumerate() {
         let first = i == 0;
         let text = if first {
-            format!("{prefix}{};", stmt.text)
+            format!("{prefix}{};", executable(stmt.text))
         } else {
-            format!("{};", stmt.text)
+            format!("{};", executable(stmt.text))
         };
         if let Err(e) = client.batch_execute(&text).await {
             let _ = client.batch_execute("ROLLBACK").await;
@@ -890,7 +948,7 @@ async fn no_transaction_statements(
             literal(&m.version)
         );
         // In one implicit transaction with its progress row when PostgreSQL allows it.
-        let together = format!("{};\n{record}", stmt.text);
+        let together = format!("{};\n{record}", executable(stmt.text));
         let Err(e) = client.batch_execute(&together).await else {
             continue;
         };
@@ -1100,6 +1158,29 @@ mod tests {
             ),
         ]);
         assert!(batchable(&d2, &[applied(&d2.migrations[0])]).is_none());
+    }
+
+    #[test]
+    fn creating_an_extension_runs_as_if_not_exists_and_nothing_else_changes() {
+        assert_eq!(
+            executable("CREATE EXTENSION vector"),
+            "CREATE EXTENSION IF NOT EXISTS vector"
+        );
+        assert_eq!(
+            executable(
+                "-- embeddings\n/* a /* nested */ note */ create  extension \"vector\" with schema public"
+            ),
+            "-- embeddings\n/* a /* nested */ note */ create  extension IF NOT EXISTS \"vector\" with schema public"
+        );
+        for same in [
+            "CREATE EXTENSION IF NOT EXISTS vector",
+            "CREATE TABLE extension (id int)",
+            "ALTER EXTENSION vector UPDATE",
+            "create",
+            "",
+        ] {
+            assert_eq!(executable(same), same);
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod diagnose;
 mod fleet;
 mod provision;
+mod security;
 mod servers;
 mod spares;
 

@@ -399,8 +399,8 @@ async fn master_keys_rotate_without_downtime_and_passwords_rotate() {
     assert_eq!(both.credentials("rot").await.unwrap(), old_url);
     assert_eq!(
         both.rotate_keys().await.unwrap(),
-        2,
-        "one server URL and one tenant password"
+        3,
+        "one server URL, the server's owner-role password and one tenant password"
     );
     assert_eq!(both.rotate_keys().await.unwrap(), 0, "idempotent");
     // Now the new key alone opens everything, and the old one nothing.
@@ -597,7 +597,12 @@ async fn an_older_catalog_is_refused_until_init_upgrades_it() {
     let report = pgfleet_control::catalog::init(&url, None).await.unwrap();
     assert_eq!(
         report.catalog_migrations,
-        ["20261125000001", "20261126000000", "20261126000001"]
+        [
+            "20261125000001",
+            "20261126000000",
+            "20261126000001",
+            "20261204000000"
+        ]
     );
     pgfleet_control::Control::connect(pgfleet_control::config::Config::new(db.url(), key))
         .await
