@@ -41,7 +41,8 @@ pub struct GenArgs {
     )]
     pub dev_url: Option<String>,
     /// Hazards you accept in the new migration, comma-separated, or `all`. data_loss and
-    /// breaking_change are refused without consent; other hazards are written as comments.
+    /// breaking_change are refused without consent; other hazards (may_fail, table_rewrite, …) are
+    /// written as comments.
     #[arg(long, value_name = "LIST", default_value = "")]
     pub allow_hazards: String,
     /// Plan blocking DDL instead of CREATE INDEX CONCURRENTLY / NOT VALID + VALIDATE.

@@ -126,9 +126,9 @@ fn summary(plan: &Plan) -> String {
 /// Flags of `apply` beyond the target.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ApplyFlags {
-    /// Hazards you accept, comma-separated (data_loss, table_rewrite, long_lock, index_build,
-    /// validation_scan, breaking_change), or `all`. A plan with any other hazard is refused before
-    /// anything changes.
+    /// Hazards you accept, comma-separated (data_loss, may_fail, table_rewrite, long_lock,
+    /// index_build, validation_scan, breaking_change), or `all`. A plan with any other hazard is
+    /// refused before anything changes.
     #[arg(long, value_name = "LIST", default_value = "")]
     pub allow_hazards: String,
     /// Do not ask for confirmation (required when stdin is not a terminal).

@@ -127,8 +127,9 @@ impl Default for GenOptions {
     }
 }
 
-/// Hazards `gen` refuses to write without consent. Others (index builds, rewrites, long locks) are
-/// written as comments for review.
+/// Hazards `gen` refuses to write without consent. Others (index builds, rewrites, long locks,
+/// conversions that may fail) are written as comments for review: a `may_fail` step loses nothing,
+/// the migration fails and rolls back on a database holding a value that does not fit.
 pub const NEEDS_CONSENT: [Hazard; 2] = [Hazard::DataLoss, Hazard::BreakingChange];
 
 /// The migrations of `dir` as a schema source, in version order.

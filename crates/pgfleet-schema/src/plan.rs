@@ -14,8 +14,14 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Hazard {
-    /// Drops data: a table, column, schema, sequence, type, enum value, extension.
+    /// Drops data (a table, column, schema, sequence, type, extension), or converts stored values
+    /// in a way that can change them without an error (a narrower length, scale or precision,
+    /// float to integer, dropping a time zone, …; and any type conversion pgfleet does not know).
     DataLoss,
+    /// Converts stored values in a way that fails on a value that does not fit (text to integer,
+    /// bigint to integer, removing an enum label that rows use, narrowing a sequence's range):
+    /// PostgreSQL raises an error, the transaction is rolled back, nothing is lost.
+    MayFail,
     /// Rewrites a whole table (e.g. a column type change): slow and locked for its duration.
     TableRewrite,
     /// Holds a strong lock for longer than a moment (e.g. `SET NOT NULL` scans under ACCESS EXCLUSIVE).
@@ -31,8 +37,9 @@ pub enum Hazard {
 
 impl Hazard {
     /// Every hazard, in a stable order.
-    pub const ALL: [Hazard; 6] = [
+    pub const ALL: [Hazard; 7] = [
         Hazard::DataLoss,
+        Hazard::MayFail,
         Hazard::TableRewrite,
         Hazard::LongLock,
         Hazard::IndexBuild,
@@ -44,6 +51,7 @@ impl Hazard {
     pub fn name(self) -> &'static str {
         match self {
             Hazard::DataLoss => "data_loss",
+            Hazard::MayFail => "may_fail",
             Hazard::TableRewrite => "table_rewrite",
             Hazard::LongLock => "long_lock",
             Hazard::IndexBuild => "index_build",
@@ -62,7 +70,7 @@ impl fmt::Display for Hazard {
 /// An unknown hazard name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown hazard {0:?}; known hazards: data_loss, table_rewrite, long_lock, index_build, validation_scan, breaking_change (or `all`)"
+    "unknown hazard {0:?}; known hazards: data_loss, may_fail, table_rewrite, long_lock, index_build, validation_scan, breaking_change (or `all`)"
 )]
 pub struct UnknownHazard(pub String);
 
@@ -164,9 +172,25 @@ mod tests {
 
     #[test]
     fn hazard_lists_parse() {
-        assert_eq!(parse_hazard_list("all").unwrap().len(), 6);
+        assert_eq!(parse_hazard_list("all").unwrap().len(), 7);
         let set = parse_hazard_list("data_loss, index_build").unwrap();
         assert!(set.contains(&Hazard::DataLoss) && set.contains(&Hazard::IndexBuild));
+        assert_eq!(
+            parse_hazard_list("may_fail").unwrap(),
+            [Hazard::MayFail].into_iter().collect()
+        );
+        for h in Hazard::ALL {
+            assert_eq!(h.name().parse::<Hazard>(), Ok(h));
+            assert_eq!(
+                serde_json::to_string(&h).unwrap(),
+                format!("\"{}\"", h.name()),
+                "the JSON name is the stable name"
+            );
+            assert!(
+                UnknownHazard(String::new()).to_string().contains(h.name()),
+                "the error lists {h}"
+            );
+        }
         let err = parse_hazard_list("data_loss,oops").unwrap_err();
         assert!(err.to_string().contains("\"oops\""), "{err}");
         assert!(parse_hazard_list("").unwrap().is_empty());

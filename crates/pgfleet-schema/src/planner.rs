@@ -27,6 +27,7 @@
 //! comment steps of part 3 each follow a non-transactional step). The executor should set
 //! `check_function_bodies = off` (functions are created before the tables their bodies use).
 
+mod conversion;
 mod lower;
 mod order;
 mod render;

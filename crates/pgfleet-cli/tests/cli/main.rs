@@ -548,3 +548,132 @@ async fn apply_refuses_destructive_plans_without_consent_and_changes_nothing() {
         stderr(&out)
     );
 }
+
+/// The review's case: `text` → `varchar(3)` was planned with only `table_rewrite, long_lock` and
+/// applied as `USING email::varchar(3)`, which turned `longer-email@example.com` into `lon`.
+#[tokio::test]
+async fn apply_refuses_type_changes_that_lose_or_may_fail_and_never_truncates() {
+    let db = pgfleet_testkit::TestDb::new().await;
+    let c = db.connect().await;
+    c.batch_execute(
+        "CREATE TABLE users (id int, email text, n text);
+         INSERT INTO users VALUES (1, 'longer-email@example.com', 'x12');",
+    )
+    .await
+    .unwrap();
+    let home = Home::new("types");
+    let narrow = write_schema(
+        &home.dir,
+        "narrow.sql",
+        "CREATE TABLE users (id int, email varchar(3), n text);",
+    );
+    let narrow = narrow.to_str().unwrap();
+    async fn email(c: &tokio_postgres::Client) -> String {
+        c.query_one("SELECT email FROM users", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    let out = pgfleet(&["plan", "--db", db.url(), "--schema", narrow]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(
+            "-- hazards: data_loss, table_rewrite, long_lock\nALTER TABLE public.users ALTER COLUMN email TYPE character varying(3);"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    let out = pgfleet(&[
+        "apply",
+        "--db",
+        db.url(),
+        "--schema",
+        narrow,
+        "--allow-hazards",
+        "table_rewrite,long_lock,index_build",
+        "--yes",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("hazards you did not allow: data_loss"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(email(&c).await, "longer-email@example.com");
+    // With consent, PostgreSQL's own conversion refuses the long value instead of truncating it.
+    let out = pgfleet(&[
+        "apply",
+        "--db",
+        db.url(),
+        "--schema",
+        narrow,
+        "--allow-hazards",
+        "all",
+        "--yes",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("value too long for type character varying(3)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(email(&c).await, "longer-email@example.com");
+
+    // text → integer can only fail: may_fail, refused without consent like every hazard.
+    let parse = write_schema(
+        &home.dir,
+        "parse.sql",
+        "CREATE TABLE users (id int, email text, n integer);",
+    );
+    let parse = parse.to_str().unwrap();
+    let allow = "table_rewrite,long_lock";
+    let out = pgfleet(&[
+        "apply",
+        "--db",
+        db.url(),
+        "--schema",
+        parse,
+        "--allow-hazards",
+        allow,
+        "--yes",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("hazards you did not allow: may_fail")
+            && stderr(&out).contains("--allow-hazards may_fail"),
+        "{}",
+        stderr(&out)
+    );
+    let allow = "may_fail,table_rewrite,long_lock";
+    let out = pgfleet(&[
+        "apply",
+        "--db",
+        db.url(),
+        "--schema",
+        parse,
+        "--allow-hazards",
+        allow,
+        "--yes",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "'x12' is no integer");
+    assert!(stderr(&out).contains("rolled back"), "{}", stderr(&out));
+    c.batch_execute("UPDATE users SET n = '12'").await.unwrap();
+    let out = pgfleet(&[
+        "apply",
+        "--db",
+        db.url(),
+        "--schema",
+        parse,
+        "--allow-hazards",
+        allow,
+        "--yes",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let n: i32 = c
+        .query_one("SELECT n FROM users", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 12);
+}

@@ -133,6 +133,44 @@ async fn gen_refuses_data_loss_without_consent_and_writes_nothing() {
 }
 
 #[tokio::test]
+async fn gen_refuses_a_narrowing_type_change_and_writes_one_that_may_fail_with_a_comment() {
+    let db = TestDb::new().await;
+    let dev = pgfleet_pg::connect::parse_url(db.admin_url()).unwrap();
+    let dir = Dir::new("gentypes");
+    let v1 = SchemaSource::from_sql("schema.sql", SCHEMA_V1);
+    generate::generate(&dev, &dir.load(), &v1, "init", &at(1_798_761_599))
+        .await
+        .unwrap();
+    // text → varchar(3) may cut values: data_loss, refused without consent.
+    let narrow = SchemaSource::from_sql(
+        "schema.sql",
+        "CREATE TABLE users (id bigint PRIMARY KEY, email varchar(3) NOT NULL);\n",
+    );
+    let err = generate::generate(&dev, &dir.load(), &narrow, "narrow", &at(1_798_761_700))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, GenError::Refused { refused, .. } if refused == &[Hazard::DataLoss]),
+        "{err}"
+    );
+    assert_eq!(dir.load().migrations.len(), 1);
+    // bigint → integer fails on a value out of range, loses nothing: written, with its hazard.
+    let smaller = SchemaSource::from_sql(
+        "schema.sql",
+        "CREATE TABLE users (id integer PRIMARY KEY, email text NOT NULL);\n",
+    );
+    let out = generate::generate(&dev, &dir.load(), &smaller, "smaller", &at(1_798_761_800))
+        .await
+        .unwrap();
+    assert!(matches!(out, GenOutcome::Written { .. }));
+    let text = &MigrationDir::load(dir.path()).unwrap().migrations[1].sql;
+    assert!(
+        text.contains("may_fail") && text.contains("ALTER COLUMN id TYPE integer;"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn gen_refuses_an_edited_directory_and_reports_replay_errors_with_the_file() {
     let db = TestDb::new().await;
     let dev = pgfleet_pg::connect::parse_url(db.admin_url()).unwrap();

@@ -1,4 +1,5 @@
 mod converge;
+mod conversions;
 mod introspect;
 mod proptests;
 mod robust;

@@ -1,5 +1,6 @@
 //! Lowering: each [`Change`] becomes one or more steps, each placed in a [`Phase`].
 
+use super::conversion::{self, Class, Conversion, Using};
 use super::render::{
     self, NEW_INDEX_SUFFIX, OLD_TYPE_SUFFIX, column_def, column_name, function_ref, sibling,
     temp_name,
@@ -12,7 +13,9 @@ use crate::model::{
 use crate::plan::{Hazard, Step};
 use crate::quote::{ident, literal};
 
-use Hazard::{BreakingChange, DataLoss, IndexBuild, LongLock, TableRewrite, ValidationScan};
+use Hazard::{
+    BreakingChange, DataLoss, IndexBuild, LongLock, MayFail, TableRewrite, ValidationScan,
+};
 
 /// A step inside the transaction.
 fn tx(description: String, sql: String, hazards: &[Hazard]) -> Step {
@@ -170,17 +173,15 @@ impl Ctx<'_> {
                 );
             }
             Change::ReplaceEnum {
-                name,
-                labels,
-                removed,
-                uses,
+                name, labels, uses, ..
             } => {
                 let create = vec![tx(
                     format!("create enum {name} with its new labels"),
                     create_enum(name, labels),
                     &[],
                 )];
-                self.swap_type(out, name, true, create, !removed.is_empty(), uses);
+                // Rows holding a removed label make their column's conversion fail (`may_fail`).
+                self.swap_type(out, name, true, create, uses);
             }
             Change::DropEnum { name } => out.push(
                 Phase::DropTypes,
@@ -199,7 +200,7 @@ impl Ctx<'_> {
             }
             Change::ReplaceDomain { name, domain, uses } => {
                 let create = domain_steps(name, domain, true);
-                self.swap_type(out, name, false, create, false, uses);
+                self.swap_type(out, name, false, create, uses);
             }
             Change::AlterDomainDefault { name, default } => {
                 let (desc, sql) = match default {
@@ -280,19 +281,26 @@ impl Ctx<'_> {
                     &[],
                 ),
             ),
-            Change::AlterSequence { name, sequence } => out.push(
-                Phase::CreateSequences,
-                0,
-                0,
-                tx(
-                    format!("alter sequence {name}"),
-                    format!(
-                        "ALTER SEQUENCE {name} {}",
-                        render::sequence_options(sequence)
+            Change::AlterSequence { name, sequence } => {
+                // A narrower range (a smaller type, a lower MAXVALUE, a higher MINVALUE) fails when
+                // the sequence's current value is outside it; it never changes the value.
+                let narrower = self.cur.sequences.get(name).is_none_or(|c| {
+                    sequence.min_value > c.min_value || sequence.max_value < c.max_value
+                });
+                out.push(
+                    Phase::CreateSequences,
+                    0,
+                    0,
+                    tx(
+                        format!("alter sequence {name}"),
+                        format!(
+                            "ALTER SEQUENCE {name} {}",
+                            render::sequence_options(sequence)
+                        ),
+                        if narrower { &[MayFail] } else { &[] },
                     ),
-                    &[],
-                ),
-            ),
+                )
+            }
             Change::AlterSequenceOwner { name, owned_by } => {
                 self.sequence_owner(out, name, owned_by.as_ref())
             }
@@ -633,13 +641,19 @@ impl Ctx<'_> {
                         if *options_changed {
                             actions.push(render::set_identity_options(options));
                         }
+                        let hazards: &[Hazard] =
+                            if *options_changed && self.identity_range_narrows(table, column) {
+                                &[MayFail]
+                            } else {
+                                &[]
+                            };
                         self.column_step(
                             out,
                             table,
                             col_rank::SET_IDENTITY,
                             format!("change identity of column {col}"),
                             format!("ALTER COLUMN {} {}", ident(column), actions.join(" ")),
-                            &[],
+                            hazards,
                         );
                     }
                 }
@@ -877,6 +891,23 @@ impl Ctx<'_> {
         );
     }
 
+    /// True when the range of an identity column's sequence gets narrower (a lower maximum, a
+    /// higher minimum): `ALTER SEQUENCE` fails when the current value is outside the new range.
+    fn identity_range_narrows(&self, table: &QualName, column: &str) -> bool {
+        let range = |m: &crate::model::Model| {
+            m.tables
+                .get(table)
+                .and_then(|t| t.columns.get(column))
+                .map(|c| identity_range(&c.data_type, &c.identity_options))
+        };
+        match (range(self.cur), range(self.des)) {
+            (Some((cur_min, cur_max)), Some((des_min, des_max))) => {
+                des_min > cur_min || des_max < cur_max
+            }
+            _ => true,
+        }
+    }
+
     fn column_step(
         &self,
         out: &mut Staged,
@@ -940,35 +971,47 @@ impl Ctx<'_> {
             }
             None => {}
         }
-        let generated = des.is_some_and(|d| d.generated.is_some());
-        if type_changed && !generated {
-            action.push_str(&format!(" USING {}::{data_type}", ident(column)));
-        }
-        let (desc, hazards): (String, &[Hazard]) = if type_changed {
+        let (desc, hazards) = if type_changed {
+            // What the conversion does to the stored values; a column we know nothing about is
+            // converted with an explicit cast and counted as losing values.
+            let conversion = match cur {
+                Some(c) => conversion::conversion(self.cur, &c.data_type, self.des, data_type),
+                None => Conversion {
+                    class: Class::LosesValues,
+                    using: Using::Cast,
+                },
+            };
+            // A generated column takes no USING: its expression is converted.
+            if des.is_none_or(|d| d.generated.is_none()) {
+                action.push_str(&conversion.using_clause(&ident(column), data_type));
+            }
+            let mut hazards: Vec<Hazard> = conversion.class.hazard().into_iter().collect();
+            hazards.extend([TableRewrite, LongLock]);
             (
                 format!(
                     "change type of column {} to {data_type}",
                     column_name(table, column)
                 ),
-                &[TableRewrite, LongLock],
+                hazards,
             )
         } else {
             (
                 format!("change collation of column {}", column_name(table, column)),
-                &[LongLock],
+                vec![LongLock],
             )
         };
-        self.column_step(out, table, col_rank::TYPE, desc, action, hazards);
+        self.column_step(out, table, col_rank::TYPE, desc, action, &hazards);
     }
 
-    /// Rename the old type away, create the new one, convert the columns, drop the old one.
+    /// Rename the old type away, create the new one, convert the columns, drop the old one. Each
+    /// conversion carries the hazard of its [`conversion`]: an enum losing labels may fail, a
+    /// domain's new base type is classified like a column type change.
     fn swap_type(
         &self,
         out: &mut Staged,
         name: &QualName,
         is_enum: bool,
         create: Vec<Step>,
-        loses_values: bool,
         uses: &[TypeUse],
     ) {
         let (phase, drop_phase, keyword, kind) = if is_enum {
@@ -1007,11 +1050,17 @@ impl Ctx<'_> {
                     ),
                 );
             }
-            let using = match (u.generated, is_enum) {
-                (true, _) => String::new(),
-                (false, true) => format!(" USING {col}::text{arr}::{name}{arr}"),
-                (false, false) => format!(" USING {col}::{name}{arr}"),
+            // The same name on both sides: the old enum's labels (or the old domain's base type)
+            // come from the current model, the new ones from the desired model.
+            let type_name = format!("{name}{arr}");
+            let conversion = conversion::conversion(self.cur, &type_name, self.des, &type_name);
+            let using = if u.generated {
+                String::new()
+            } else {
+                conversion.using_clause(&col, &type_name)
             };
+            let mut hazards: Vec<Hazard> = conversion.class.hazard().into_iter().collect();
+            hazards.extend([TableRewrite, LongLock]);
             out.push(
                 Phase::ConvertColumns,
                 rank,
@@ -1019,10 +1068,10 @@ impl Ctx<'_> {
                 tx(
                     format!("convert column {col_desc} to the new {kind} {name}"),
                     format!(
-                        "ALTER TABLE {} ALTER COLUMN {col} TYPE {name}{arr}{using}",
+                        "ALTER TABLE {} ALTER COLUMN {col} TYPE {type_name}{using}",
                         u.table
                     ),
-                    &[TableRewrite, LongLock],
+                    &hazards,
                 ),
             );
             if let Some(d) = &u.default {
@@ -1042,10 +1091,11 @@ impl Ctx<'_> {
             drop_phase,
             0,
             0,
+            // No values are left in it: every column was converted (or the plan failed there).
             tx(
                 format!("drop the old {kind} {old}"),
                 format!("DROP {keyword} {old}"),
-                if loses_values { &[DataLoss] } else { &[] },
+                &[],
             ),
         );
     }
@@ -1343,6 +1393,24 @@ impl Ctx<'_> {
                 &[],
             ),
         );
+    }
+}
+
+/// The values an identity column's sequence may take: its MINVALUE and MAXVALUE, or their defaults
+/// for the column's type and direction.
+fn identity_range(data_type: &str, o: &IdentityOptions) -> (i64, i64) {
+    let type_max = match data_type {
+        "smallint" => i64::from(i16::MAX),
+        "integer" => i64::from(i32::MAX),
+        _ => i64::MAX,
+    };
+    if o.increment > 0 {
+        (o.min_value.unwrap_or(1), o.max_value.unwrap_or(type_max))
+    } else {
+        (
+            o.min_value.unwrap_or(-type_max - 1),
+            o.max_value.unwrap_or(-1),
+        )
     }
 }
 

@@ -276,12 +276,122 @@ fn type_change_rewrites_the_table() {
         .unwrap()
         .data_type = "bigint".into();
     let p = plan_online(&cur, &des);
+    // integer → bigint has an implicit cast: PostgreSQL converts on its own, nothing can be lost.
     assert_eq!(
         sqls(&p),
-        ["ALTER TABLE public.t ALTER COLUMN n TYPE bigint USING n::bigint"]
+        ["ALTER TABLE public.t ALTER COLUMN n TYPE bigint"]
     );
-    assert!(p.steps[0].hazards.contains(&Hazard::TableRewrite));
-    assert!(p.steps[0].hazards.contains(&Hazard::LongLock));
+    assert_eq!(p.steps[0].hazards, [Hazard::TableRewrite, Hazard::LongLock]);
+}
+
+/// The type change of column `v` from `from` to `to`: its SQL and hazards.
+fn type_change(from: &str, to: &str) -> (String, Vec<Hazard>) {
+    let mut cur = model();
+    cur.enums
+        .insert(qn("public.mood"), enum_type(&["happy", "sad"]));
+    cur.enums
+        .insert(qn("public.other_mood"), enum_type(&["happy"]));
+    cur.tables.insert(qn("public.t"), table(&[("v", from)]));
+    let mut des = cur.clone();
+    table_mut(&mut des, "public.t")
+        .columns
+        .get_mut("v")
+        .unwrap()
+        .data_type = to.into();
+    let p = plan_online(&cur, &des);
+    assert_eq!(p.steps.len(), 1, "{}", p.to_sql());
+    (p.steps[0].sql.clone(), p.steps[0].hazards.clone())
+}
+
+#[test]
+fn type_changes_carry_what_they_do_to_the_values_and_let_postgres_convert_when_it_can() {
+    use Hazard::{DataLoss, LongLock, MayFail, TableRewrite};
+    let alter = "ALTER TABLE public.t ALTER COLUMN v TYPE";
+    #[rustfmt::skip]
+    let cases: &[(&str, &str, &str, &[Hazard])] = &[
+        // The review's case: an assignment cast, which errors on a long value instead of
+        // truncating it, but still cuts trailing spaces beyond the length silently.
+        ("text", "character varying(3)", "character varying(3)", &[DataLoss, TableRewrite, LongLock]),
+        ("character varying(10)", "character varying(3)", "character varying(3)", &[DataLoss, TableRewrite, LongLock]),
+        ("character(10)", "character(3)", "character(3)", &[MayFail, TableRewrite, LongLock]),
+        ("character varying(3)", "text", "text", &[TableRewrite, LongLock]),
+        ("timestamp with time zone", "date", "date", &[DataLoss, TableRewrite, LongLock]),
+        ("numeric(10,2)", "numeric(10,0)", "numeric(10,0)", &[DataLoss, TableRewrite, LongLock]),
+        ("double precision", "integer", "integer", &[DataLoss, TableRewrite, LongLock]),
+        ("json", "jsonb", "jsonb", &[DataLoss, TableRewrite, LongLock]),
+        ("bigint", "integer", "integer", &[MayFail, TableRewrite, LongLock]),
+        // No assignment cast: an explicit one, which fails on a value that does not parse.
+        ("text", "integer", "integer USING v::integer", &[MayFail, TableRewrite, LongLock]),
+        ("text", "uuid", "uuid USING v::uuid", &[MayFail, TableRewrite, LongLock]),
+        ("text", "public.mood", "public.mood USING v::public.mood", &[MayFail, TableRewrite, LongLock]),
+        // Between enums: through text.
+        ("public.mood", "public.other_mood", "public.other_mood USING v::text::public.other_mood", &[MayFail, TableRewrite, LongLock]),
+        ("public.other_mood[]", "public.mood[]", "public.mood[] USING v::text[]::public.mood[]", &[TableRewrite, LongLock]),
+        // Unknown: the old explicit cast, and assumed to lose values.
+        ("public.vector(3)", "public.vector(4)", "public.vector(4) USING v::public.vector(4)", &[DataLoss, TableRewrite, LongLock]),
+    ];
+    for (from, to, sql, hazards) in cases {
+        let (got_sql, got_hazards) = type_change(from, to);
+        assert_eq!(got_sql, format!("{alter} {sql}"), "{from} -> {to}");
+        assert_eq!(&got_hazards, hazards, "{from} -> {to}");
+    }
+}
+
+#[test]
+fn a_generated_column_changes_type_without_using_but_with_its_hazard() {
+    let mut t = table(&[("a", "text"), ("g", "text")]);
+    t.columns.get_mut("g").unwrap().generated = Some("upper(a)".into());
+    let cur = with_table(model(), "public.t", t);
+    let mut des = cur.clone();
+    table_mut(&mut des, "public.t")
+        .columns
+        .get_mut("g")
+        .unwrap()
+        .data_type = "character varying(3)".into();
+    let p = plan_online(&cur, &des);
+    assert_eq!(
+        sqls(&p),
+        ["ALTER TABLE public.t ALTER COLUMN g TYPE character varying(3)"]
+    );
+    assert!(p.steps[0].hazards.contains(&Hazard::DataLoss));
+}
+
+#[test]
+fn narrowing_a_sequence_or_identity_range_may_fail() {
+    let mut cur = model();
+    cur.sequences.insert(qn("public.s"), sequence());
+    let mut des = cur.clone();
+    let s = des.sequences.get_mut(&qn("public.s")).unwrap();
+    s.data_type = "integer".into();
+    s.max_value = i64::from(i32::MAX);
+    let p = plan_online(&cur, &des);
+    assert_eq!(step(&p, "ALTER SEQUENCE").hazards, [Hazard::MayFail]);
+    // Wider again: nothing can fail.
+    let p = plan_online(&des, &cur);
+    assert!(step(&p, "ALTER SEQUENCE").hazards.is_empty());
+    // A cache change alone: nothing.
+    let mut cached = cur.clone();
+    cached.sequences.get_mut(&qn("public.s")).unwrap().cache = 10;
+    assert!(
+        step(&plan_online(&cur, &cached), "ALTER SEQUENCE")
+            .hazards
+            .is_empty()
+    );
+
+    let mut t = table(&[("id", "bigint")]);
+    t.columns.get_mut("id").unwrap().identity = Some(Identity::Always);
+    let cur = with_table(model(), "public.t", t);
+    let mut des = cur.clone();
+    table_mut(&mut des, "public.t")
+        .columns
+        .get_mut("id")
+        .unwrap()
+        .identity_options
+        .max_value = Some(1000);
+    let p = plan_online(&cur, &des);
+    assert_eq!(step(&p, "SET MAXVALUE 1000").hazards, [Hazard::MayFail]);
+    let p = plan_online(&des, &cur);
+    assert!(step(&p, "SET NO MAXVALUE").hazards.is_empty());
 }
 
 #[test]
@@ -304,7 +414,7 @@ fn column_steps_undo_before_they_set() {
         sqls(&p),
         [
             "ALTER TABLE public.t ALTER COLUMN id DROP DEFAULT",
-            "ALTER TABLE public.t ALTER COLUMN id TYPE bigint USING id::bigint",
+            "ALTER TABLE public.t ALTER COLUMN id TYPE bigint",
             "ALTER TABLE public.t ALTER COLUMN id SET NOT NULL",
             "ALTER TABLE public.t ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY",
             "SELECT pg_catalog.setval(d.objid::pg_catalog.regclass, s.v) \
@@ -321,10 +431,15 @@ fn column_steps_undo_before_they_set() {
         sqls(&p),
         [
             "ALTER TABLE public.t ALTER COLUMN id DROP IDENTITY",
-            "ALTER TABLE public.t ALTER COLUMN id TYPE integer USING id::integer",
+            "ALTER TABLE public.t ALTER COLUMN id TYPE integer",
             "ALTER TABLE public.t ALTER COLUMN id DROP NOT NULL",
             "ALTER TABLE public.t ALTER COLUMN id SET DEFAULT nextval('public.s'::regclass)",
         ]
+    );
+    // bigint → integer: an assignment cast, which fails on a value out of range.
+    assert_eq!(
+        step(&p, "TYPE integer").hazards,
+        [Hazard::MayFail, Hazard::TableRewrite, Hazard::LongLock]
     );
 }
 
@@ -683,13 +798,25 @@ fn enum_value_removal_swaps_the_type() {
             "DROP TYPE public.mood_pgfleet_old",
         ]
     );
-    assert!(
-        step(&p, "TYPE public.mood USING")
-            .hazards
-            .contains(&Hazard::TableRewrite)
-    );
-    assert!(step(&p, "DROP TYPE").hazards.contains(&Hazard::DataLoss));
+    // A row holding the removed label `meh` makes the conversion fail; nothing is lost: the old
+    // type holds no values once its columns are converted.
+    for needle in ["TYPE public.mood USING", "TYPE public.mood[] USING"] {
+        assert_eq!(
+            step(&p, needle).hazards,
+            [Hazard::MayFail, Hazard::TableRewrite, Hazard::LongLock],
+            "{needle}"
+        );
+    }
+    assert!(step(&p, "DROP TYPE").hazards.is_empty());
     assert!(p.steps.iter().all(|s| s.transactional));
+    // Reordering keeps every label: nothing can fail.
+    des.enums
+        .insert(qn("public.mood"), enum_type(&["meh", "sad", "happy"]));
+    let p = plan_online(&cur, &des);
+    assert_eq!(
+        step(&p, "TYPE public.mood USING").hazards,
+        [Hazard::TableRewrite, Hazard::LongLock]
+    );
 }
 
 #[test]
@@ -732,7 +859,7 @@ fn view_is_recreated_when_its_table_column_type_changes() {
         [
             "DROP VIEW public.w",
             "DROP VIEW public.v",
-            "ALTER TABLE public.t ALTER COLUMN n TYPE bigint USING n::bigint",
+            "ALTER TABLE public.t ALTER COLUMN n TYPE bigint",
             "CREATE VIEW public.v AS\nSELECT id, n FROM public.t",
             "CREATE VIEW public.w AS\nSELECT n FROM public.v",
         ]
@@ -1115,9 +1242,44 @@ fn domains_are_altered_in_place_or_swapped() {
         [
             "ALTER DOMAIN public.posint RENAME TO posint_pgfleet_old",
             "CREATE DOMAIN public.posint AS bigint CONSTRAINT pos CHECK ((VALUE > 0))",
-            "ALTER TABLE public.t ALTER COLUMN n TYPE public.posint USING n::public.posint",
+            "ALTER TABLE public.t ALTER COLUMN n TYPE public.posint",
             "DROP DOMAIN public.posint_pgfleet_old",
         ]
+    );
+    // integer → bigint loses nothing, but the domain's check runs on every value again.
+    assert_eq!(
+        step(&p, "ALTER TABLE").hazards,
+        [Hazard::MayFail, Hazard::TableRewrite, Hazard::LongLock]
+    );
+    // A base type that rounds: data_loss; one with no assignment cast: an explicit cast.
+    let mut des = cur.clone();
+    des.domains.get_mut(&qn("public.posint")).unwrap().base_type = "numeric(3,0)".into();
+    let mut from_numeric = cur.clone();
+    from_numeric
+        .domains
+        .get_mut(&qn("public.posint"))
+        .unwrap()
+        .base_type = "numeric(5,2)".into();
+    let p = plan_online(&from_numeric, &des);
+    assert_eq!(
+        step(&p, "ALTER TABLE").sql,
+        "ALTER TABLE public.t ALTER COLUMN n TYPE public.posint"
+    );
+    assert!(step(&p, "ALTER TABLE").hazards.contains(&Hazard::DataLoss));
+    let mut from_text = cur.clone();
+    from_text
+        .domains
+        .get_mut(&qn("public.posint"))
+        .unwrap()
+        .base_type = "text".into();
+    let p = plan_online(&from_text, &cur);
+    assert_eq!(
+        step(&p, "ALTER TABLE").sql,
+        "ALTER TABLE public.t ALTER COLUMN n TYPE public.posint USING n::public.posint"
+    );
+    assert_eq!(
+        step(&p, "ALTER TABLE").hazards,
+        [Hazard::MayFail, Hazard::TableRewrite, Hazard::LongLock]
     );
 }
 
