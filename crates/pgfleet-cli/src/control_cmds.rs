@@ -218,6 +218,17 @@ pub fn init(args: &ControlArgs, migrations: Option<&Path>) -> anyhow::Result<()>
     if report.created_database {
         eprintln!("Created the catalog database: {where_}");
     }
+    if !report.revoked_from_public.is_empty() {
+        eprintln!(
+            "Closed the catalog database to PUBLIC (took away {}): only pgfleet's own role may connect to it, not tenant roles",
+            report.revoked_from_public.join(", ")
+        );
+    }
+    if let Some(why) = &report.public_left {
+        eprintln!(
+            "warning: PUBLIC may still connect to the catalog database, so tenant roles on that server could read the fleet's announcements: {why}"
+        );
+    }
     if report.catalog_migrations.is_empty() {
         eprintln!("Catalog is up to date: {where_}");
     } else {

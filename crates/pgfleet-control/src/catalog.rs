@@ -38,6 +38,10 @@ pub fn catalog_migrations() -> MigrationDir {
                 "20261204000000_owner_roles.sql".to_string(),
                 include_str!("catalog/migrations/20261204000000_owner_roles.sql").to_string(),
             ),
+            (
+                "20261204000001_validated_targets.sql".to_string(),
+                include_str!("catalog/migrations/20261204000001_validated_targets.sql").to_string(),
+            ),
         ],
     )
     .expect("the catalog migrations compiled into pgfleet are valid")
@@ -54,6 +58,12 @@ pub struct InitReport {
     pub new_target: Option<String>,
     /// The current target version.
     pub target: Option<String>,
+    /// Rights `PUBLIC` held on the catalog database and `init` took away (tenant roles live on
+    /// the same servers: nobody but pgfleet's own role may connect to the catalog).
+    pub revoked_from_public: Vec<String>,
+    /// Why rights of `PUBLIC` on the catalog database could not be taken away (then `validate`
+    /// reports them until someone who may revokes them).
+    pub public_left: Option<String>,
 }
 
 /// Connects to the catalog database, creating it (on the same server, through its `postgres`
@@ -106,30 +116,50 @@ pub async fn init(
         |_| {},
     )
     .await?;
-    // Tenant roles live on the same servers: nobody but the catalog's own role connects to it.
-    if created_database
-        && let Err(e) = client
-            .batch_execute(&format!(
-                "REVOKE ALL ON DATABASE {} FROM PUBLIC",
-                pgfleet_schema::quote::ident(url.get_dbname().unwrap_or("pgfleet"))
-            ))
-            .await
-    {
-        tracing::warn!(
-            "could not revoke CONNECT on the catalog database from PUBLIC: {}",
-            pgfleet_pg::describe(&e)
-        );
-    }
     let mut out = InitReport {
         created_database,
         catalog_migrations: report.applied,
         ..InitReport::default()
     };
+    // Tenant roles live on the same servers: nobody but the catalog's own role may connect to it
+    // (a tenant that could would LISTEN to the fleet's announcements). A database created before
+    // `init` keeps PostgreSQL's default `PUBLIC` CONNECT and TEMPORARY: taken away here too.
+    out.revoked_from_public = public_rights(&client).await?;
+    if !out.revoked_from_public.is_empty() {
+        if let Err(e) = client
+            .batch_execute("DO $$ BEGIN EXECUTE format('REVOKE ALL ON DATABASE %I FROM PUBLIC', current_database()); END $$")
+            .await
+        {
+            out.public_left = Some(format!(
+                "{} (the catalog's role must own the database to revoke them; run `REVOKE ALL ON DATABASE … FROM PUBLIC` as its owner)",
+                pgfleet_pg::describe(&e)
+            ));
+            out.revoked_from_public.clear();
+        }
+    }
     if let Some(dir) = target {
-        out.new_target = record_target(&client, dir).await?;
+        out.new_target = record_target(&client, dir, url).await?;
     }
     out.target = current_target(&client).await?.map(|t| t.version);
     Ok(out)
+}
+
+/// The rights `PUBLIC` holds on the catalog database (e.g. `CONNECT`, `TEMPORARY`): none, after
+/// `init`.
+///
+/// # Errors
+/// Query errors.
+pub async fn public_rights(client: &Client) -> Result<Vec<String>, ControlError> {
+    let rows = client
+        .query(
+            "SELECT a.privilege_type::text FROM pg_catalog.pg_database d,
+                    pg_catalog.aclexplode(coalesce(d.datacl, pg_catalog.acldefault('d', d.datdba))) a
+             WHERE d.datname = pg_catalog.current_database() AND a.grantee = 0 ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(|e| PgError::query("reading the catalog database's privileges", e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// Checks that the catalog exists and is at this build's version.
@@ -170,13 +200,22 @@ pub struct Target {
     pub dir: MigrationDir,
 }
 
-/// Records `dir` as the current target unless it already is. Returns the new version when it changed.
+/// Records `dir` as the current target unless it already is, after validating it: its migrations
+/// are replayed in a shadow database on the server of `dev` (so a migration that cannot run never
+/// becomes the target; the model built there is kept for that server's PostgreSQL major). Returns
+/// the new version when it changed.
+///
+/// A recorded migration may be changed or removed only while no tenant has applied it (a rollout
+/// that failed everywhere can be fixed by recording the corrected directory); once a tenant ran it,
+/// the fleet would split, so that is refused.
 ///
 /// # Errors
-/// Catalog errors; an empty directory.
+/// Catalog errors; an empty directory; a migration that fails in the shadow database (with its
+/// file and line); a change to a migration a tenant ran.
 pub async fn record_target(
     client: &Client,
     dir: &MigrationDir,
+    dev: &PgConfig,
 ) -> Result<Option<String>, ControlError> {
     let Some(version) = dir.latest() else {
         return Err(ControlError::Invalid(format!(
@@ -185,31 +224,53 @@ pub async fn record_target(
         )));
     };
     let hash = sum::directory_hash(dir)?;
-    if let Some(current) = current_target(client).await? {
-        if current.dir_hash == hash {
-            return Ok(None);
-        }
-        // Tenants already ran the recorded migrations: a new target may only add files.
+    let current = current_target(client).await?;
+    if let Some(current) = &current
+        && current.dir_hash == hash
+    {
+        return Ok(None);
+    }
+    if let Some(current) = &current {
+        // Tenants that ran a recorded migration ran its recorded text: it may change only while
+        // none has (its version is newer than every tenant's).
+        let newest_applied: Option<String> = client
+            .query_one("SELECT max(schema_version) FROM pgfleet.tenants", &[])
+            .await
+            .map_err(|e| PgError::query("reading the tenants' versions", e))?
+            .get(0);
+        let applied = |v: &str| newest_applied.as_deref().is_some_and(|n| n >= v);
         for old in &current.dir.migrations {
             match dir.get(&old.version) {
-                None => {
+                None if applied(&old.version) => {
                     return Err(ControlError::Invalid(format!(
-                        "{} is missing from {}, but it is part of the fleet's target {} (tenants ran it); put it back: migrations are never removed, a new one undoes what it did",
+                        "{} is missing from {}, but it is part of the fleet's target {} and tenants ran it; put it back: migrations are never removed, a new one undoes what it did",
                         old.file_name,
                         dir.path.display(),
                         current.version
                     )));
                 }
-                Some(m) if m.checksum != old.checksum => {
+                Some(m) if m.checksum != old.checksum && applied(&old.version) => {
                     return Err(ControlError::Invalid(format!(
                         "{} was changed after it was recorded in the fleet's target {} (recorded {}, now {}): tenants ran the recorded text, so the fleet would split. Restore the file and put the change in a new migration (`pgfleet gen NAME`)",
                         m.file_name, current.version, old.checksum, m.checksum
                     )));
                 }
-                Some(_) => {}
+                _ => {}
             }
         }
     }
+    // Validated before it is recorded: replayed from nothing in a shadow database.
+    let mut dev = dev.clone();
+    dev.options("-c search_path=public");
+    let model =
+        pgfleet_pg::shadow::desired_model(&dev, &pgfleet_migrate::generate::replay_source(dir))
+            .await
+            .map_err(|e| ControlError::InvalidTarget {
+                version: version.to_string(),
+                error: Box::new(e),
+            })?;
+    let model_json = serde_json::to_string(&model)
+        .map_err(|e| ControlError::Invalid(format!("serializing the target model: {e}")))?;
     let files: Vec<serde_json::Value> = dir
         .migrations
         .iter()
@@ -219,22 +280,54 @@ pub async fn record_target(
         .collect();
     let files = serde_json::Value::Array(files).to_string();
     // One multi-statement query is one transaction: the old target stops being current and the
-    // new one starts in the same commit (the partial unique index allows one current target).
+    // new one starts in the same commit (the partial unique index allows one current target). A
+    // version recorded before with other files (a corrected migration) loses its stored models.
     use pgfleet_schema::quote::literal;
     let sql = format!(
         "UPDATE pgfleet.targets SET is_current = false WHERE is_current AND version <> {v};
-         INSERT INTO pgfleet.targets (version, dir_hash, files, is_current) VALUES ({v}, {h}, {f}::jsonb, true)
-           ON CONFLICT (version) DO UPDATE SET dir_hash = EXCLUDED.dir_hash, files = EXCLUDED.files, is_current = true;
-         INSERT INTO pgfleet.events (kind, detail) VALUES ('target.recorded', jsonb_build_object('version', {v}::text, 'dir_hash', {h}::text));",
+         DELETE FROM pgfleet.target_models m USING pgfleet.targets t
+           WHERE m.version = t.version AND t.version = {v} AND t.dir_hash <> {h};
+         INSERT INTO pgfleet.targets (version, dir_hash, files, is_current, validated) VALUES ({v}, {h}, {f}::jsonb, true, true)
+           ON CONFLICT (version) DO UPDATE SET dir_hash = EXCLUDED.dir_hash, files = EXCLUDED.files, is_current = true, validated = true;
+         INSERT INTO pgfleet.target_models (version, pg_major, model) VALUES ({v}, {major}, {m}::jsonb)
+           ON CONFLICT (version, pg_major) DO NOTHING;
+         INSERT INTO pgfleet.events (kind, detail) VALUES ('target.recorded', jsonb_build_object('version', {v}::text, 'dir_hash', {h}::text, 'replaced', {replaced}));",
         v = literal(version),
         h = literal(&hash),
         f = literal(&files),
+        m = literal(&model_json),
+        major = model.server_version / 10000,
+        replaced = current
+            .as_ref()
+            .is_some_and(|c| c.dir.migrations.iter().any(|o| dir.get(&o.version).is_none_or(|m| m.checksum != o.checksum))),
     );
     client
-        .batch_execute(&sql)
+        .batch_execute(&format!("BEGIN; {sql} COMMIT;"))
         .await
         .map_err(|e| PgError::query("recording the fleet's target", e))?;
     Ok(Some(version.to_string()))
+}
+
+/// The target new tenants are provisioned to: the newest validated one (the current target, once
+/// recorded by this pgfleet; a catalog from before validation may hold a current target that never
+/// ran anywhere).
+///
+/// # Errors
+/// Catalog errors.
+pub async fn provisioning_target(client: &Client) -> Result<Option<Target>, ControlError> {
+    let version: Option<String> = client
+        .query_opt(
+            "SELECT version FROM pgfleet.targets WHERE validated OR is_current
+             ORDER BY validated DESC, is_current DESC, version DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .map_err(|e| PgError::query("reading the fleet's target", e))?
+        .map(|r| r.get(0));
+    match version {
+        Some(v) => read_target(client, Some(&v)).await,
+        None => Ok(None),
+    }
 }
 
 /// The current target, if one was recorded.

@@ -442,6 +442,22 @@ impl Control {
                 connect::redact(&self.config().catalog_url)
             ),
         )];
+        out.push(match crate::catalog::public_rights(&self.catalog()).await {
+            Ok(rights) if rights.is_empty() => finding(
+                "catalog access",
+                true,
+                "closed to PUBLIC: tenant roles cannot connect to the catalog database",
+            ),
+            Ok(rights) => finding(
+                "catalog access",
+                false,
+                format!(
+                    "PUBLIC holds {} on the catalog database: any role of its server (tenant roles too) may connect and listen to the fleet's announcements; run `pgfleet init` (as the database's owner) or `REVOKE ALL ON DATABASE … FROM PUBLIC`",
+                    rights.join(", ")
+                ),
+            ),
+            Err(e) => finding("catalog access", false, e.to_string()),
+        });
         match self.config().master_key() {
             Ok(k) => match self.check_master_key().await {
                 Ok(()) => out.push(finding(

@@ -255,7 +255,17 @@ impl Control {
     ) -> Result<FleetMigration, ControlError> {
         let started = Instant::now();
         let target_changed = match dir {
-            Some(d) => catalog::record_target(&self.catalog(), d).await?.is_some(),
+            Some(d) => {
+                // Validated on a server of the fleet (its PostgreSQL and extensions), else on the
+                // catalog's.
+                let dev = match self.servers().await?.first() {
+                    Some(s) => self.server_admin_config(&s.name).await?,
+                    None => pgfleet_pg::connect::parse_url(&self.config().catalog_url)?,
+                };
+                catalog::record_target(&self.catalog(), d, &dev)
+                    .await?
+                    .is_some()
+            }
             None => false,
         };
         let target = Arc::new(self.target().await?);

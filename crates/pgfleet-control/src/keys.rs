@@ -163,7 +163,7 @@ impl Control {
             self.restore_access(&t, "pgfleet tenant rotate-password")
                 .await?;
         }
-        crate::directory::announce(c, key).await;
+        crate::directory::announce(c, &t.id).await;
         events::record(
             c,
             Some(&t.id),

@@ -78,6 +78,18 @@ pub enum ControlError {
     /// Building the target model in a shadow database failed.
     #[error("building the target model")]
     Shadow(#[source] Box<pgfleet_pg::shadow::ShadowError>),
+    /// A target's migrations do not run from nothing (replayed in a shadow database before it is
+    /// recorded): it was not recorded.
+    #[error(
+        "the migrations of target {version} do not run from an empty database, so they were not recorded as the fleet's target (nothing changed); fix the migration and run the command again"
+    )]
+    InvalidTarget {
+        /// The target's version.
+        version: String,
+        /// What failed, with file and line.
+        #[source]
+        error: Box<pgfleet_pg::shadow::ShadowError>,
+    },
     /// The catalog does not exist or is older than this pgfleet.
     #[error("the catalog is not initialized ({0}); run `pgfleet init --migrations DIR`")]
     NotInitialized(String),
@@ -184,7 +196,8 @@ struct Inner {
     /// A background reconnection of the catalog connection is running.
     reconnecting: std::sync::atomic::AtomicBool,
     worker: String,
-    /// Target models by (server, target version), built once per process in a shadow database.
+    /// Target models by (server, target version and hash), built once per process in a shadow
+    /// database (a version whose migrations were corrected before any tenant ran them is another).
     models: tokio::sync::Mutex<HashMap<(String, String), Arc<Model>>>,
     /// Tenants a task of this process works on (advisory locks are per session and re-entrant, so
     /// tasks of one process exclude each other here).

@@ -622,7 +622,7 @@ impl Control {
                     }
                     let owner = self.owner(&server_name).await?.role;
                     if target.is_none() {
-                        target = Some(self.target().await?);
+                        target = Some(self.provisioning_target().await?);
                     }
                     let tg = target.as_ref().expect("set above");
                     match t.mode {
@@ -673,7 +673,7 @@ impl Control {
                 }
                 "migrate" => {
                     if target.is_none() {
-                        target = Some(self.target().await?);
+                        target = Some(self.provisioning_target().await?);
                     }
                     let tg = target.as_ref().expect("set above");
                     // The target's SQL runs as the fleet's owner role, never as the admin.
@@ -711,7 +711,7 @@ impl Control {
                 }
                 "verify" => {
                     if target.is_none() {
-                        target = Some(self.target().await?);
+                        target = Some(self.provisioning_target().await?);
                     }
                     let tg = target.as_ref().expect("set above");
                     if in_db.is_none() {
@@ -809,7 +809,7 @@ impl Control {
     /// connections disallowed, so no session ever holds it open. Templates of older targets are
     /// dropped when a new one is built.
     async fn ensure_template(&self, t: &Tenant, admin: &Client) -> Result<String, ControlError> {
-        let target = self.target().await?;
+        let target = self.provisioning_target().await?;
         let hash: String = target
             .dir_hash
             .trim_start_matches("sha256:")
@@ -1016,6 +1016,17 @@ impl Control {
             .ok_or(ControlError::NoTarget)
     }
 
+    /// The target new tenants (and spares and templates) are built to: the newest validated one
+    /// ([`catalog::provisioning_target`]).
+    ///
+    /// # Errors
+    /// [`ControlError::NoTarget`].
+    pub async fn provisioning_target(&self) -> Result<Target, ControlError> {
+        catalog::provisioning_target(&self.catalog())
+            .await?
+            .ok_or(ControlError::NoTarget)
+    }
+
     /// The admin connection config for the tenant's server, on `database` (or the server URL's).
     async fn admin_config(
         &self,
@@ -1064,7 +1075,7 @@ impl Control {
         target: &Target,
     ) -> Result<Arc<Model>, ControlError> {
         let server = t.server.clone().unwrap_or_default();
-        let cache_key = (server, target.version.clone());
+        let cache_key = (server, format!("{} {}", target.version, target.dir_hash));
         let mut models = self.inner.models.lock().await;
         if let Some(m) = models.get(&cache_key) {
             return Ok(m.clone());
@@ -1187,7 +1198,24 @@ impl Control {
     /// Unknown tenant; the server cannot be reached (nothing is removed from the catalog then).
     pub async fn drop_tenant(&self, key: &str) -> Result<Tenant, ControlError> {
         let t = self.tenant(key).await?;
-        let result = self.drop_tenant_objects(&t).await;
+        // What can fail before anything changes fails first: a master key that does not open the
+        // catalog's secrets (the tenant would be left `dropping` with nothing dropped).
+        self.check_master_key().await?;
+        if t.server.is_some() {
+            self.admin_config(&t, None).await?;
+        }
+        // One drop of a tenant at a time: concurrent drops of one key wait, then find it gone.
+        let lock = self.catalog_connection().await?;
+        let k = pgfleet_migrate::lock::key("pgfleet-drop", &t.id);
+        lock.execute("SELECT pg_advisory_lock($1)", &[&k])
+            .await
+            .map_err(q("locking the tenant for its drop"))?;
+        let result = match self.find(key).await {
+            Ok(Some(now)) if now.id == t.id => self.drop_tenant_objects(&now).await,
+            // Dropped meanwhile (by a concurrent drop): done.
+            Ok(_) => Ok(t.clone()),
+            Err(e) => Err(e),
+        };
         if let Err(e) = &result {
             let _ = self
                 .catalog()
@@ -1197,6 +1225,7 @@ impl Control {
                 )
                 .await;
         }
+        let _ = lock.execute("SELECT pg_advisory_unlock($1)", &[&k]).await;
         result
     }
 
@@ -1204,7 +1233,7 @@ impl Control {
         let t = t.clone();
         let key = t.key.as_str();
         let c = self.catalog();
-        crate::directory::announce(&c, key).await;
+        crate::directory::announce(&c, &t.id).await;
         c.execute(
             "UPDATE pgfleet.tenants SET state = 'dropping', updated_at = now() WHERE id = $1",
             &[&t.id],
@@ -1257,7 +1286,7 @@ impl Control {
         c.execute("DELETE FROM pgfleet.tenants WHERE id = $1", &[&t.id])
             .await
             .map_err(q("removing the tenant"))?;
-        crate::directory::announce(&c, key).await;
+        crate::directory::announce(&c, &t.id).await;
         events::record(&c, Some(&t.id), Some(key), "tenant.dropped", serde_json::json!({"server": t.server, "database": t.database, "schema": t.schema, "role": t.role, "mode": t.mode})).await?;
         Ok(t)
     }

@@ -253,7 +253,7 @@ impl Control {
     /// and reported).
     pub async fn refill_spares(&self, server: &str) -> Result<usize, ControlError> {
         let want = self.config().spare_schemas;
-        let target = self.target().await?;
+        let target = self.provisioning_target().await?;
         let base = pseudo_tenant(server, "");
         let owner = self.owner(server).await?.role;
         {

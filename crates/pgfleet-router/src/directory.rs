@@ -73,9 +73,11 @@ pub trait Directory: Send + Sync + 'static {
         seen_at: SystemTime,
     ) -> impl Future<Output = Result<Repair, String>> + Send;
 
-    /// Keys whose placement or credentials changed (moved, dropped, password rotated), as they are
-    /// announced; the router forgets them. `None` when the directory cannot announce changes (the
-    /// router then relies on its TTL alone).
+    /// Tenant ids ([`Placement::tenant_id`]) whose placement or credentials changed (moved,
+    /// dropped, password rotated), as they are announced, or `*` for all; the router forgets the
+    /// keys placed there. Ids, not keys: the announcements travel through the catalog database,
+    /// and keys are the application's user ids. `None` when the directory cannot announce changes
+    /// (the router then relies on its TTL alone).
     fn changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
         None
     }

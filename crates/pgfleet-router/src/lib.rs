@@ -477,21 +477,19 @@ impl<D: Directory> Router<D> {
         tokio::spawn(reaper(weak.clone()));
         if let Some(mut rx) = changes {
             tokio::spawn(async move {
-                while let Some(key) = rx.recv().await {
+                while let Some(id) = rx.recv().await {
                     let Some(inner) = weak.upgrade() else { return };
-                    if key == "*" {
-                        let keys: Vec<String> = inner
-                            .tenants
-                            .read()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .keys()
-                            .cloned()
-                            .collect();
-                        for k in keys {
-                            forget(&inner, &k);
-                        }
-                    } else {
-                        forget(&inner, &key);
+                    // Announcements name tenant ids (never keys): forget the keys placed there.
+                    let keys: Vec<String> = inner
+                        .tenants
+                        .read()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .iter()
+                        .filter(|(_, e)| id == "*" || e.placement.tenant_id == id)
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    for k in keys {
+                        forget(&inner, &k);
                     }
                 }
             });

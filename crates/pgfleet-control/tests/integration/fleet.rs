@@ -34,6 +34,12 @@ fn with(extra: &[(&'static str, &'static str)]) -> TargetDir {
 #[tokio::test]
 async fn a_target_that_edits_or_drops_a_recorded_migration_is_refused() {
     let f = Fleet::new().await;
+    // Once a tenant ran the recorded migrations (before that, they may be corrected: see
+    // targets.rs).
+    f.control
+        .provision("ran-them", &CreateOptions::default(), WAIT)
+        .await
+        .unwrap();
     let edited = TargetDir::new(&[
         TARGET[0],
         (
@@ -41,19 +47,13 @@ async fn a_target_that_edits_or_drops_a_recorded_migration_is_refused() {
             "CREATE TABLE tags (id serial PRIMARY KEY, name text NOT NULL DEFAULT 'x');",
         ),
     ]);
-    let err = pgfleet_control::catalog::record_target(&f.control.catalog(), &edited.load())
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = f.record(&edited.load()).await.unwrap_err().to_string();
     assert!(
         err.contains("20260102000000_more.sql was changed") && err.contains("new migration"),
         "{err}"
     );
     let dropped = TargetDir::new(&[TARGET[0]]);
-    let err = pgfleet_control::catalog::record_target(&f.control.catalog(), &dropped.load())
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = f.record(&dropped.load()).await.unwrap_err().to_string();
     assert!(err.contains("20260102000000_more.sql is missing"), "{err}");
     assert_eq!(f.control.target().await.unwrap().version, "20260102000000");
 }
@@ -70,9 +70,7 @@ async fn a_tenant_behind_the_target_is_not_drift_and_is_not_repaired_forward() {
         "20260103000000_labels.sql",
         "CREATE TABLE labels (id bigint PRIMARY KEY, name text NOT NULL);",
     )]);
-    pgfleet_control::catalog::record_target(&f.control.catalog(), &next.load())
-        .await
-        .unwrap();
+    f.record(&next.load()).await.unwrap();
     let d = f.control.check("behind").await.unwrap();
     // Behind is its own state: no drift, but not clean either (migrations are pending).
     assert!(d.steps.is_empty() && d.security.is_empty(), "{d:?}");

@@ -6,6 +6,7 @@ mod provision;
 mod security;
 mod servers;
 mod spares;
+mod targets;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -111,6 +112,15 @@ impl Fleet {
             key,
             _target: target,
         }
+    }
+
+    /// Records `dir` as the fleet's target (validated on the test cluster).
+    pub async fn record(
+        &self,
+        dir: &MigrationDir,
+    ) -> Result<Option<String>, pgfleet_control::ControlError> {
+        let dev = pgfleet_pg::connect::parse_url(self.catalog.admin_url()).unwrap();
+        catalog::record_target(&self.control.catalog(), dir, &dev).await
     }
 
     /// Drops every tenant (their databases and roles live on shared clusters).

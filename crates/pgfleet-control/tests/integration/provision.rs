@@ -476,9 +476,7 @@ async fn database_tenants_can_be_copied_from_a_per_server_template() {
         "CREATE TABLE extra (id int PRIMARY KEY);\n",
     ));
     let dir = crate::TargetDir::new(&files);
-    pgfleet_control::catalog::record_target(&c.catalog(), &dir.load())
-        .await
-        .unwrap();
+    f.record(&dir.load()).await.unwrap();
     let t3 = c
         .provision("tpl-c", &CreateOptions::default(), WAIT)
         .await
@@ -601,7 +599,8 @@ async fn an_older_catalog_is_refused_until_init_upgrades_it() {
             "20261125000001",
             "20261126000000",
             "20261126000001",
-            "20261204000000"
+            "20261204000000",
+            "20261204000001"
         ]
     );
     pgfleet_control::Control::connect(pgfleet_control::config::Config::new(db.url(), key))
@@ -673,4 +672,46 @@ async fn a_failed_drop_leaves_a_clear_state_and_finishes_when_run_again() {
     x.restart();
     f.control.drop_tenant("going").await.unwrap();
     assert!(f.control.find("going").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_drop_with_the_wrong_key_changes_nothing_and_concurrent_drops_all_succeed() {
+    let f = Fleet::new().await;
+    f.control
+        .provision("keep-me", &CreateOptions::default(), WAIT)
+        .await
+        .unwrap();
+    let mut cfg = f.control.config().clone();
+    cfg.set_master_key(pgfleet_control::secrets::MasterKey::generate().unwrap());
+    let wrong = pgfleet_control::Control::connect(cfg).await.unwrap();
+    let err = wrong.drop_tenant("keep-me").await.unwrap_err();
+    assert!(matches!(err, ControlError::WrongKey { .. }), "{err}");
+    let t = f.control.tenant("keep-me").await.unwrap();
+    assert_eq!((t.state, t.last_error), (State::Ready, None));
+    // The tenant can be created again (it was never `dropping`) and dropped with the right key.
+    f.control
+        .provision("keep-me", &CreateOptions::default(), WAIT)
+        .await
+        .unwrap();
+    // Three drops of one key at once: all succeed, one of them did it.
+    let drops: Vec<_> = (0..3)
+        .map(|_| {
+            let c = f.control.clone();
+            tokio::spawn(async move { c.drop_tenant("keep-me").await })
+        })
+        .collect();
+    for d in drops {
+        d.await.unwrap().unwrap();
+    }
+    assert!(f.control.find("keep-me").await.unwrap().is_none());
+    let c = f.catalog.connect().await;
+    let tombstones: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pgfleet.events WHERE kind = 'tenant.dropped' AND tenant_key = 'keep-me'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tombstones, 1);
 }

@@ -239,9 +239,7 @@ async fn the_attack_through_migrate_all(mode: Mode) {
         ));
         TargetDir::new(&files)
     };
-    pgfleet_control::catalog::record_target(&f.control.catalog(), &next.load())
-        .await
-        .unwrap();
+    f.record(&next.load()).await.unwrap();
     let report = f
         .control
         .migrate_all(None, &FleetOptions::default(), quiet())
@@ -394,9 +392,7 @@ async fn the_targets_sql_never_runs_as_a_superuser() {
     ];
     let target = TargetDir::new(&files);
     let f = Fleet::new().await;
-    pgfleet_control::catalog::record_target(&f.control.catalog(), &target.load())
-        .await
-        .unwrap();
+    f.record(&target.load()).await.unwrap();
     f.control.keep_spares(false);
     // Spares (built by the owner role) for the schema path.
     f.control.refill_spares("main").await.unwrap();
@@ -445,9 +441,7 @@ async fn the_targets_sql_never_runs_as_a_superuser() {
          CREATE TABLE extra (id int PRIMARY KEY);",
     ));
     let next = TargetDir::new(&files);
-    pgfleet_control::catalog::record_target(&f.control.catalog(), &next.load())
-        .await
-        .unwrap();
+    f.record(&next.load()).await.unwrap();
     let report = f
         .control
         .migrate_all(None, &FleetOptions::default(), quiet())
@@ -625,5 +619,86 @@ async fn a_repair_blocked_by_a_renamed_table_says_why_and_leaves_nothing_half_do
         .unwrap();
     let r = f.control.fix("renamed", "test").await.unwrap();
     assert!(r.applied.iter().any(|a| a.contains("tags")), "{r:?}");
+    f.cleanup().await;
+}
+
+/// The catalog database is closed to tenant roles, also when it was created before `init`
+/// (PostgreSQL gives `PUBLIC` CONNECT and TEMPORARY on a new database); `validate` reports a
+/// catalog open to `PUBLIC`; change announcements carry tenant ids, never keys.
+#[tokio::test]
+async fn the_catalog_is_closed_to_tenants_and_announcements_carry_no_keys() {
+    // A catalog database created beforehand (the common case): init closes it.
+    let db = pgfleet_testkit::TestDb::new().await;
+    let url = pgfleet_pg::connect::parse_url(db.url()).unwrap();
+    let report = pgfleet_control::catalog::init(&url, None).await.unwrap();
+    assert_eq!(report.revoked_from_public, ["CONNECT", "TEMPORARY"]);
+    let again = pgfleet_control::catalog::init(&url, None).await.unwrap();
+    assert!(again.revoked_from_public.is_empty(), "{again:?}");
+    drop(db);
+
+    let f = Fleet::new().await;
+    let ok = f.control.validate().await.unwrap();
+    assert!(
+        ok.iter().any(|x| x.check == "catalog access" && x.ok),
+        "{ok:?}"
+    );
+    let t = f
+        .control
+        .provision("secret-key@example.com", &opts(Mode::Schema), WAIT)
+        .await
+        .unwrap();
+    // The tenant's own role cannot reach the catalog database.
+    let creds = f.control.credentials(&t.key).await.unwrap();
+    let catalog_db = f.catalog.name().to_string();
+    let into_catalog = format!(
+        "{}/{catalog_db}",
+        creds
+            .expose()
+            .split('?')
+            .next()
+            .unwrap()
+            .rsplit_once('/')
+            .unwrap()
+            .0
+    );
+    let err = try_connect(&into_catalog).await.unwrap_err();
+    assert!(err.contains("permission denied for database"), "{err}");
+    // Announcements: listen as pgfleet does, rotate the tenant's password, read the payload.
+    let (client, mut conn) = pgfleet_pg::connect::parse_url(f.catalog.url())
+        .unwrap()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(m)) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = m {
+                let _ = tx.send(n.payload().to_string());
+            }
+        }
+    });
+    client
+        .batch_execute("LISTEN pgfleet_tenant_changes")
+        .await
+        .unwrap();
+    f.control.rotate_password(&t.key).await.unwrap();
+    let payload = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(payload, t.id);
+    // validate reports a catalog opened to PUBLIC again.
+    f.catalog
+        .connect()
+        .await
+        .batch_execute(&format!("GRANT CONNECT ON DATABASE {catalog_db} TO PUBLIC"))
+        .await
+        .unwrap();
+    let open = f.control.validate().await.unwrap();
+    assert!(
+        open.iter()
+            .any(|x| x.check == "catalog access" && !x.ok && x.detail.contains("CONNECT")),
+        "{open:?}"
+    );
     f.cleanup().await;
 }

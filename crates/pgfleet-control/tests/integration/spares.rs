@@ -172,9 +172,7 @@ async fn schema_tenants_claim_verified_spares_and_stale_or_unfinished_spares_are
         "ALTER TABLE notes ADD COLUMN pinned boolean NOT NULL DEFAULT false;",
     ));
     let dir = TargetDir::new(&files);
-    pgfleet_control::catalog::record_target(&f.control.catalog(), &dir.load())
-        .await
-        .unwrap();
+    f.record(&dir.load()).await.unwrap();
     let new_target = f.control.target().await.unwrap();
     let t = f
         .control
