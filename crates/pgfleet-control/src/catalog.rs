@@ -125,17 +125,16 @@ pub async fn init(
     // (a tenant that could would LISTEN to the fleet's announcements). A database created before
     // `init` keeps PostgreSQL's default `PUBLIC` CONNECT and TEMPORARY: taken away here too.
     out.revoked_from_public = public_rights(&client).await?;
-    if !out.revoked_from_public.is_empty() {
-        if let Err(e) = client
+    if !out.revoked_from_public.is_empty()
+        && let Err(e) = client
             .batch_execute("DO $$ BEGIN EXECUTE format('REVOKE ALL ON DATABASE %I FROM PUBLIC', current_database()); END $$")
             .await
-        {
-            out.public_left = Some(format!(
-                "{} (the catalog's role must own the database to revoke them; run `REVOKE ALL ON DATABASE … FROM PUBLIC` as its owner)",
-                pgfleet_pg::describe(&e)
-            ));
-            out.revoked_from_public.clear();
-        }
+    {
+        out.public_left = Some(format!(
+            "{} (the catalog's role must own the database to revoke them; run `REVOKE ALL ON DATABASE … FROM PUBLIC` as its owner)",
+            pgfleet_pg::describe(&e)
+        ));
+        out.revoked_from_public.clear();
     }
     if let Some(dir) = target {
         out.new_target = record_target(&client, dir, url).await?;
