@@ -125,16 +125,23 @@ pub async fn init(
     // (a tenant that could would LISTEN to the fleet's announcements). A database created before
     // `init` keeps PostgreSQL's default `PUBLIC` CONNECT and TEMPORARY: taken away here too.
     out.revoked_from_public = public_rights(&client).await?;
-    if !out.revoked_from_public.is_empty()
-        && let Err(e) = client
+    if !out.revoked_from_public.is_empty() {
+        // A role that does not own the database gets a warning, not an error: read them again.
+        let revoked = client
             .batch_execute("DO $$ BEGIN EXECUTE format('REVOKE ALL ON DATABASE %I FROM PUBLIC', current_database()); END $$")
-            .await
-    {
-        out.public_left = Some(format!(
-            "{} (the catalog's role must own the database to revoke them; run `REVOKE ALL ON DATABASE … FROM PUBLIC` as its owner)",
-            pgfleet_pg::describe(&e)
-        ));
-        out.revoked_from_public.clear();
+            .await;
+        let left = public_rights(&client).await?;
+        if !left.is_empty() {
+            out.public_left = Some(format!(
+                "PUBLIC keeps {}{} (the catalog's role must own the database to revoke them; run `REVOKE ALL ON DATABASE … FROM PUBLIC` as its owner)",
+                left.join(", "),
+                revoked
+                    .err()
+                    .map(|e| format!(": {}", pgfleet_pg::describe(&e)))
+                    .unwrap_or_default()
+            ));
+            out.revoked_from_public.retain(|r| !left.contains(r));
+        }
     }
     if let Some(dir) = target {
         out.new_target = record_target(&client, dir, url).await?;
