@@ -22,7 +22,9 @@
 pub mod apply;
 pub mod connect;
 mod error;
+pub mod extensions;
 pub mod introspect;
+mod lex;
 pub mod shadow;
 pub mod source;
 pub mod split;
