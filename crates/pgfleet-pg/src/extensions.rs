@@ -29,7 +29,7 @@ use std::borrow::Cow;
 
 use pgfleet_schema::quote;
 
-use crate::lex;
+use crate::lex::{self, Token};
 
 /// A `CREATE EXTENSION` statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +165,19 @@ pub(crate) fn insert_if_not_exists_at(stmt: &str, words: &[&str]) -> Option<usiz
     Some(t[words.len() - 1].end)
 }
 
+/// Where `IF NOT EXISTS` goes in a `CREATE SCHEMA name …` statement creating one of `schemas`.
+pub(crate) fn create_schema_at(stmt: &str, schemas: &[String]) -> Option<usize> {
+    let at = insert_if_not_exists_at(stmt, &["create", "schema"])?;
+    let t: Vec<Token<'_>> = lex::tokens(stmt);
+    let name = t.get(2).filter(|tok| !tok.is("authorization"))?.name()?;
+    // `CREATE SCHEMA s CREATE TABLE …` cannot be IF NOT EXISTS; leave it as written.
+    let elements = t
+        .iter()
+        .skip(3)
+        .any(|tok| tok.is("create") || tok.is("grant"));
+    (schemas.contains(&name) && !elements).then_some(at)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +258,25 @@ mod tests {
             idempotent_sql("CREATE TABLE t (id int);"),
             Cow::Borrowed(_)
         ));
+    }
+
+    #[test]
+    fn finds_create_schema_of_given_schemas() {
+        let ext = vec!["ext".to_string()];
+        assert_eq!(create_schema_at("CREATE SCHEMA ext", &ext), Some(13));
+        assert_eq!(create_schema_at("create schema \"ext\"", &ext), Some(13));
+        assert_eq!(create_schema_at("CREATE SCHEMA other", &ext), None);
+        assert_eq!(
+            create_schema_at("CREATE SCHEMA IF NOT EXISTS ext", &ext),
+            None
+        );
+        assert_eq!(
+            create_schema_at("CREATE SCHEMA ext CREATE TABLE t (id int)", &ext),
+            None
+        );
+        assert_eq!(
+            create_schema_at("CREATE SCHEMA AUTHORIZATION ext", &ext),
+            None
+        );
     }
 }

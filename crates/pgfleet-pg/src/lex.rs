@@ -1,6 +1,6 @@
 //! The tokens of one SQL statement, enough to recognize what kind of statement it is: key words,
 //! names, string constants and punctuation, with comments and whitespace skipped. Used by
-//! [`crate::extensions`] on the statements of [`crate::split`]. It is not a
+//! [`crate::guard`] and [`crate::extensions`] on the statements of [`crate::split`]. It is not a
 //! parser: it never decides what PostgreSQL will run, only what a statement starts with.
 
 /// What a token is.
