@@ -2,3 +2,4 @@ mod converge;
 mod introspect;
 mod proptests;
 mod robust;
+mod sandbox;
