@@ -115,6 +115,53 @@ pub fn parse_create_extension(stmt: &str) -> Option<CreateExtension> {
     Some(e)
 }
 
+/// A `COMMENT ON EXTENSION name IS …` statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommentOnExtension {
+    /// The extension.
+    pub name: String,
+    /// The comment; `None` for `IS NULL`.
+    pub comment: Option<String>,
+}
+
+impl CommentOnExtension {
+    /// The statement as pgfleet runs it, every name quoted.
+    pub fn to_sql(&self) -> String {
+        format!(
+            "COMMENT ON EXTENSION {} IS {}",
+            quote::ident(&self.name),
+            self.comment
+                .as_deref()
+                .map_or_else(|| "NULL".to_string(), quote::literal)
+        )
+    }
+}
+
+/// Reads one statement: `Some` for `COMMENT ON EXTENSION name IS 'text'` (or a dollar-quoted text,
+/// or `NULL`). Only the extension's owner may run it: `gen` writes one after each `CREATE
+/// EXTENSION` (the comment the extension ships), so a role that did not create the extension
+/// cannot replay such a migration as it is.
+pub fn parse_comment_on_extension(stmt: &str) -> Option<CommentOnExtension> {
+    let t = lex::tokens(stmt);
+    if !(t.len() == 6
+        && t[0].is("comment")
+        && t[1].is("on")
+        && t[2].is("extension")
+        && t[4].is("is"))
+    {
+        return None;
+    }
+    let comment = if t[5].is("null") {
+        None
+    } else {
+        Some(t[5].string()?)
+    };
+    Some(CommentOnExtension {
+        name: t[3].name()?,
+        comment,
+    })
+}
+
 /// `stmt` with `IF NOT EXISTS` after `CREATE EXTENSION` when it is a `CREATE EXTENSION` statement
 /// without it; any other statement unchanged. Everything else (`WITH SCHEMA`, `VERSION`,
 /// `CASCADE`, comments) is kept as written.
@@ -218,6 +265,36 @@ mod tests {
         assert_eq!(parse_create_extension("CREATE EXTENSION x FOO"), None);
         assert_eq!(
             parse_create_extension("CREATE TABLE extension (x int)"),
+            None
+        );
+    }
+
+    #[test]
+    fn reads_comments_on_extensions() {
+        let c = parse_comment_on_extension(
+            "COMMENT ON EXTENSION vector IS 'vector data type and ivfflat and hnsw access methods'",
+        )
+        .unwrap();
+        assert_eq!(c.name, "vector");
+        assert_eq!(
+            c.to_sql(),
+            "COMMENT ON EXTENSION vector IS 'vector data type and ivfflat and hnsw access methods'"
+        );
+        let c = parse_comment_on_extension("comment on extension \"X\" is $$it's$$").unwrap();
+        assert_eq!((c.name.as_str(), c.comment.as_deref()), ("X", Some("it's")));
+        assert_eq!(c.to_sql(), "COMMENT ON EXTENSION \"X\" IS 'it''s'");
+        let c = parse_comment_on_extension("COMMENT ON EXTENSION vector IS NULL").unwrap();
+        assert_eq!(c.to_sql(), "COMMENT ON EXTENSION vector IS NULL");
+        assert_eq!(
+            parse_comment_on_extension("COMMENT ON EXTENSION v IS E'x'"),
+            None
+        );
+        assert_eq!(
+            parse_comment_on_extension("COMMENT ON TABLE v IS 'x'"),
+            None
+        );
+        assert_eq!(
+            parse_comment_on_extension("COMMENT ON EXTENSION v IS 'x' || 'y'"),
             None
         );
     }

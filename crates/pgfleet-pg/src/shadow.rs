@@ -41,7 +41,7 @@ use tokio_postgres::{Client, Config};
 
 use crate::connect::{connect, describe_target};
 use crate::error::describe;
-use crate::extensions::{self, CreateExtension};
+use crate::extensions::{self, CommentOnExtension, CreateExtension};
 use crate::source::{SchemaSource, SourceFile, line_col};
 use crate::{PgError, guard, introspect};
 
@@ -173,12 +173,13 @@ pub async fn desired_model(
     let admin = connect(dev).await?;
     sweep_stale(&admin).await;
     check_untrusted(&admin, &created, opts).await?;
+    let created = AdminExtensions::new(source, created, opts);
     let server = ServerFacts::read(&admin).await?;
     let sandbox = Sandbox::new()?;
     // Armed until the explicit cleanup below ran: drops the database and role if this future is
     // dropped half-way.
     let mut cleanup = CleanupOnDrop(Some((dev.clone(), sandbox.name.clone())));
-    let outcome = run_in_sandbox(dev, &admin, &server, &sandbox, source, opts, &created).await;
+    let outcome = run_in_sandbox(dev, &admin, &server, &sandbox, source, &created).await;
     let admin = if admin.is_closed() {
         connect(dev).await.ok()
     } else {
@@ -354,12 +355,11 @@ async fn run_in_sandbox(
     server: &ServerFacts,
     sandbox: &Sandbox,
     source: &SchemaSource,
-    opts: &ShadowOptions,
-    created: &[(&Path, CreateExtension)],
+    created: &AdminExtensions<'_>,
 ) -> Outcome {
     let prepared = async {
         sandbox.create(admin, server).await?;
-        let schemas = prepare_database(dev, server, sandbox, opts, created).await?;
+        let schemas = prepare_database(dev, server, sandbox, created).await?;
         Ok::<_, ShadowError>(schemas)
     }
     .await;
@@ -372,7 +372,7 @@ async fn run_in_sandbox(
         .iter()
         .map(|f| SourceFile {
             path: f.path.clone(),
-            sql: replay_sql(&f.sql, &schemas),
+            sql: replay_sql(&f.sql, &schemas, &created.names),
         })
         .collect();
     let login = sandbox.login(dev);
@@ -391,22 +391,63 @@ async fn run_in_sandbox(
     }
 }
 
+/// The extensions pgfleet creates as the admin: the allowed ones the files create, and the
+/// comments the files set on them (only their owner, the admin, may).
+struct AdminExtensions<'a> {
+    /// Their names.
+    names: Vec<String>,
+    /// The `CREATE EXTENSION` statements, in file order.
+    creates: Vec<(&'a Path, CreateExtension)>,
+    /// The `COMMENT ON EXTENSION` statements on them, with their lines, in file order.
+    comments: Vec<(&'a Path, usize, CommentOnExtension)>,
+}
+
+impl<'a> AdminExtensions<'a> {
+    fn new(
+        source: &'a SchemaSource,
+        created: Vec<(&'a Path, CreateExtension)>,
+        opts: &ShadowOptions,
+    ) -> Self {
+        let creates: Vec<(&Path, CreateExtension)> = created
+            .into_iter()
+            .filter(|(_, e)| opts.allows(&e.name))
+            .collect();
+        let mut names: Vec<String> = Vec::new();
+        for (_, e) in &creates {
+            if !names.contains(&e.name) {
+                names.push(e.name.clone());
+            }
+        }
+        let mut comments = Vec::new();
+        for f in &source.files {
+            for st in crate::split::statements(&f.sql) {
+                if let Some(c) = extensions::parse_comment_on_extension(st.text)
+                    && names.contains(&c.name)
+                {
+                    comments.push((f.path.as_path(), st.line, c));
+                }
+            }
+        }
+        Self {
+            names,
+            creates,
+            comments,
+        }
+    }
+}
+
 /// As the admin, in the fresh shadow database, before the role ran anything: gives the role
-/// `public` before PostgreSQL 16, and creates the allowed extensions (and the schemas they are
-/// created in, owned by the role). Returns the schemas it created.
+/// `public` before PostgreSQL 16, creates the allowed extensions (and the schemas they are
+/// created in, owned by the role) and sets the files' comments on them. Returns the schemas it
+/// created.
 async fn prepare_database(
     dev: &Config,
     server: &ServerFacts,
     sandbox: &Sandbox,
-    opts: &ShadowOptions,
-    created: &[(&Path, CreateExtension)],
+    created: &AdminExtensions<'_>,
 ) -> Result<Vec<String>, ShadowError> {
-    let allowed: Vec<&(&Path, CreateExtension)> = created
-        .iter()
-        .filter(|(_, e)| opts.allows(&e.name))
-        .collect();
     let own_public = server.version_num < 160000;
-    if allowed.is_empty() && !own_public {
+    if created.creates.is_empty() && !own_public {
         return Ok(Vec::new());
     }
     let mut config = dev.clone();
@@ -428,7 +469,7 @@ async fn prepare_database(
             })?;
     }
     let mut schemas: Vec<String> = Vec::new();
-    for (path, ext) in allowed {
+    for (path, ext) in &created.creates {
         if let Some(s) = ext.schema.as_ref().filter(|s| *s != "public")
             && !schemas.contains(s)
         {
@@ -454,18 +495,41 @@ async fn prepare_database(
             .await
             .map_err(|e| statement_error(path, ext.line, &e))?;
     }
+    for (path, line, comment) in &created.comments {
+        db.execute(&comment.to_sql(), &[])
+            .await
+            .map_err(|e| statement_error(path, *line, &e))?;
+    }
     Ok(schemas)
 }
 
 /// The file's SQL as the role runs it: `CREATE EXTENSION` made idempotent (the admin may have
-/// created it), `CREATE SCHEMA` too for the schemas the admin created for extensions. Lines do not
-/// move.
-fn replay_sql(sql: &str, schemas: &[String]) -> String {
-    extensions::insert_if_not_exists(sql, |stmt| {
-        extensions::insert_if_not_exists_at(stmt, &["create", "extension"])
-            .or_else(|| extensions::create_schema_at(stmt, schemas))
-    })
-    .into_owned()
+/// created it), `CREATE SCHEMA` too for the schemas the admin created for extensions, and
+/// `COMMENT ON EXTENSION` on the admin's extensions replaced by `SELECT NULL` (the admin ran it).
+/// Lines do not move.
+fn replay_sql(sql: &str, schemas: &[String], admin_extensions: &[String]) -> String {
+    let mut out = String::with_capacity(sql.len() + 64);
+    let mut copied = 0;
+    for stmt in crate::split::statements(sql) {
+        let start = stmt.text.as_ptr() as usize - sql.as_ptr() as usize;
+        if extensions::parse_comment_on_extension(stmt.text)
+            .is_some_and(|c| admin_extensions.contains(&c.name))
+        {
+            out.push_str(&sql[copied..start]);
+            out.push_str("SELECT NULL");
+            out.push_str(&"\n".repeat(stmt.text.matches('\n').count()));
+            copied = start + stmt.text.len();
+        } else if let Some(at) =
+            extensions::insert_if_not_exists_at(stmt.text, &["create", "extension"])
+                .or_else(|| extensions::create_schema_at(stmt.text, schemas))
+        {
+            out.push_str(&sql[copied..start + at]);
+            out.push_str(" IF NOT EXISTS");
+            copied = start + at;
+        }
+    }
+    out.push_str(&sql[copied..]);
+    out
 }
 
 /// Refuses, before anything is created, an extension a file creates that is neither allowed nor
@@ -721,6 +785,14 @@ fn hint(db: &tokio_postgres::error::DbError) -> Option<String> {
             "schema files are replayed by an unprivileged role, which may only create trusted extensions; pgfleet creates the extensions you allow itself: pass --allow-extension {name} (or add it to PGFLEET_ALLOWED_EXTENSIONS)"
         ));
     }
+    if let Some(name) = msg
+        .strip_prefix("must be owner of extension ")
+        .map(|r| r.trim_matches('"'))
+    {
+        return Some(format!(
+            "pgfleet created extension {name} itself, as the dev server's role, because it is allowed; the role that replays schema files may not alter, move or drop it (comments on it are set by pgfleet)"
+        ));
+    }
     if db.code().code() == "42501" {
         let theirs = db.hint().map(|h| format!("{h}; ")).unwrap_or_default();
         return Some(format!(
@@ -787,11 +859,12 @@ mod tests {
 
     #[test]
     fn replayed_sql_keeps_its_lines() {
-        let sql =
-            "CREATE SCHEMA ext;\nCREATE EXTENSION vector WITH SCHEMA ext;\nCREATE SCHEMA app;\n";
+        let sql = "CREATE SCHEMA ext;\nCREATE EXTENSION vector WITH SCHEMA ext;\nCOMMENT ON EXTENSION vector\n  IS 'v';\nCOMMENT ON EXTENSION pg_trgm IS 't';\nCREATE SCHEMA app;\n";
+        let replayed = replay_sql(sql, &["ext".to_string()], &["vector".to_string()]);
         assert_eq!(
-            replay_sql(sql, &["ext".to_string()]),
-            "CREATE SCHEMA IF NOT EXISTS ext;\nCREATE EXTENSION IF NOT EXISTS vector WITH SCHEMA ext;\nCREATE SCHEMA app;\n"
+            replayed,
+            "CREATE SCHEMA IF NOT EXISTS ext;\nCREATE EXTENSION IF NOT EXISTS vector WITH SCHEMA ext;\nSELECT NULL\n;\nCOMMENT ON EXTENSION pg_trgm IS 't';\nCREATE SCHEMA app;\n"
         );
+        assert_eq!(replayed.lines().count(), sql.lines().count());
     }
 }

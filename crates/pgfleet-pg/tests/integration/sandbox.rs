@@ -343,6 +343,43 @@ async fn create_extension_vector_builds_the_same_model_as_when_run_as_a_superuse
     }
 }
 
+/// `gen` writes `COMMENT ON EXTENSION` after each new extension, which only the extension's owner
+/// may run: for the extensions pgfleet created, pgfleet sets the comment itself.
+#[tokio::test]
+async fn comments_on_extensions_pgfleet_created_are_set_by_pgfleet() {
+    let db = TestDb::new().await;
+    let sql = "CREATE EXTENSION IF NOT EXISTS vector WITH SCHEMA public;\n\
+               COMMENT ON EXTENSION vector IS 'embeddings, see docs/vectors.md';\n\
+               CREATE TABLE docs (id int, e public.vector(3));\n";
+    let sandboxed = build(&dev(&db), "20260101000000_init.sql", sql)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let target = TestDb::named("comment_superuser").await;
+    let client = target.connect().await;
+    client.batch_execute(sql).await.unwrap();
+    let as_superuser = introspect::introspect(&client).await.unwrap();
+    assert_eq!(
+        sandboxed.extensions["vector"].comment.as_deref(),
+        Some("embeddings, see docs/vectors.md")
+    );
+    assert_models_equal(&sandboxed, &as_superuser);
+
+    // Anything else on it is the owner's: the error says why.
+    let msg = build(
+        &dev(&db),
+        "s.sql",
+        "CREATE EXTENSION vector;\nALTER EXTENSION vector UPDATE;\n",
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        msg.starts_with("s.sql:2:1: ERROR: must be owner of extension vector")
+            && msg.contains("pgfleet created extension vector itself"),
+        "{msg}"
+    );
+}
+
 #[tokio::test]
 async fn an_untrusted_extension_must_be_allowed_and_trusted_ones_need_not() {
     let db = TestDb::new().await;
