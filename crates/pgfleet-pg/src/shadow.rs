@@ -17,8 +17,10 @@
 //!    the admin in the fresh database before any file runs ([`crate::extensions`]).
 //!
 //! Then pgfleet **logs in as the role** (the dev URL's host and port, the role's password: a `SET
-//! ROLE` in the admin's session could be undone by the files), replays the files with their
-//! `CREATE EXTENSION` statements made idempotent, and introspects in that session. The database and
+//! ROLE` in the admin's session could be undone by the files), takes the role's `LOGIN` away (its
+//! session goes on; a file that changes the role's own password cannot log in with it elsewhere),
+//! replays the files with their `CREATE EXTENSION` statements made idempotent, and introspects in
+//! that session. The database and
 //! the role are dropped afterwards in every case: on success, on error, when the replay panics,
 //! and (best effort, on the current runtime) when the future is dropped. What a killed process left
 //! behind is dropped by the next run on that server after 15 minutes ([`sweep_stale`]).
@@ -375,12 +377,22 @@ async fn run_in_sandbox(
             sql: replay_sql(&f.sql, &schemas, &created.names),
         })
         .collect();
-    let login = sandbox.login(dev);
-    let role = sandbox.name.clone();
+    let client = match log_in(sandbox, dev).await {
+        Ok(c) => c,
+        Err(e) => return Outcome::Done(Err(e)),
+    };
+    // Logged in: no other login as the role, whatever the files do to its password (a role may
+    // change its own). Only a role with CREATEROLE can give it LOGIN back.
+    let no_login = format!("ALTER ROLE {} NOLOGIN", quote::ident(&sandbox.name));
+    if let Err(e) = admin.batch_execute(&no_login).await {
+        return Outcome::Done(Err(
+            PgError::query("locking the shadow role's login", e).into()
+        ));
+    }
     // On a task of its own, so a panic while replaying or introspecting is caught here and the
     // sandbox still dropped.
     let mut task = AbortOnDrop(tokio::spawn(async move {
-        replay_and_introspect(&login, &role, &files).await
+        replay_and_introspect(client, &files).await
     }));
     match (&mut task.0).await {
         Ok(result) => Outcome::Done(result),
@@ -628,7 +640,7 @@ async fn sweep_stale(admin: &Client) {
     let Ok(rows) = admin
         .query(
             "SELECT rolname::text FROM pg_catalog.pg_roles \
-             WHERE rolname LIKE 'pgfleet\\_shadow\\_%' AND rolcanlogin AND NOT rolsuper",
+             WHERE rolname LIKE 'pgfleet\\_shadow\\_%' AND NOT rolsuper",
             &[],
         )
         .await
@@ -652,21 +664,22 @@ async fn sweep_stale(admin: &Client) {
     }
 }
 
-/// Logs in as the sandbox role, replays the files and introspects, in that one session.
-async fn replay_and_introspect(
-    login: &Config,
-    role: &str,
-    files: &[SourceFile],
-) -> Result<Model, ShadowError> {
-    let client = connect(login).await.map_err(|e| match e {
+/// Logs in as the sandbox role to its database.
+async fn log_in(sandbox: &Sandbox, dev: &Config) -> Result<Client, ShadowError> {
+    let login = sandbox.login(dev);
+    connect(&login).await.map_err(|e| match e {
         PgError::Connect { reason, .. } => ShadowError::Server(PgError::Connect {
-            target: describe_target(login),
+            target: describe_target(&login),
             reason: format!(
-                "{reason}; pgfleet replays schema files logged in as a throwaway role ({role}) with a password, over the dev URL's host and port: the server's pg_hba.conf must accept password logins (scram-sha-256 or md5) there for any role"
+                "{reason}; pgfleet replays schema files logged in as a throwaway role with a password, over the dev URL's host and port: the server's pg_hba.conf must accept password logins (scram-sha-256 or md5) there for any role"
             ),
         }),
         other => ShadowError::Server(other),
-    })?;
+    })
+}
+
+/// Replays the files and introspects, in the session of the sandbox role.
+async fn replay_and_introspect(client: Client, files: &[SourceFile]) -> Result<Model, ShadowError> {
     for file in files {
         if let Err(batch_err) = client.batch_execute(&file.sql).await {
             // The batch ran in one implicit transaction, so nothing of this file is left. Run it

@@ -259,7 +259,7 @@ async fn attacks_the_filter_cannot_see_fail_on_permissions_and_change_nothing() 
 async fn files_run_as_a_throwaway_role_that_owns_the_shadow_database_and_nothing_else() {
     let db = TestDb::new().await;
     let sql = "DO $$ BEGIN RAISE EXCEPTION 'as:%:%:%', current_user, session_user, (
-                 SELECT concat_ws(',', r.rolsuper, r.rolinherit, r.rolcreaterole, r.rolcreatedb,
+                 SELECT concat_ws(',', r.rolcanlogin, r.rolsuper, r.rolinherit, r.rolcreaterole, r.rolcreatedb,
                                   r.rolreplication, r.rolbypassrls, r.rolconnlimit,
                                   (SELECT count(*) FROM pg_auth_members m WHERE m.member = r.oid),
                                   (SELECT pg_get_userbyid(datdba) = current_user FROM pg_database
@@ -287,8 +287,8 @@ async fn files_run_as_a_throwaway_role_that_owns_the_shadow_database_and_nothing
         "logged in as the role, not switched to it"
     );
     assert!(
-        attrs == "f,f,f,f,f,f,1,0,t,t,t,f,f",
-        "not superuser, no inherit, createrole, createdb, replication or bypassrls, one connection, \
+        attrs == "f,f,f,f,f,f,f,1,0,t,t,t,f,f",
+        "no further login, not superuser, no inherit, createrole, createdb, replication or bypassrls, one connection, \
          no membership, owns the shadow database (named like it) and public: {attrs}"
     );
     let admin = db.connect().await;
@@ -304,6 +304,43 @@ async fn files_run_as_a_throwaway_role_that_owns_the_shadow_database_and_nothing
         left, 0,
         "{current} and its database are dropped after a failure"
     );
+}
+
+/// Any role may change its own password; once pgfleet's session is logged in, the role has no
+/// LOGIN, so a file that set a password it knows cannot log in with it from elsewhere.
+#[tokio::test]
+async fn a_file_that_sets_the_roles_own_password_cannot_log_in_with_it() {
+    let db = TestDb::new().await;
+    let marker = format!("marker_{}", suffix());
+    let sql = format!(
+        "BEGIN;\n\
+         DO $$ BEGIN EXECUTE format('ALTER ROLE %I PASSWORD %L', current_user, 'known'); END $$;\n\
+         COMMIT;\n\
+         SELECT pg_sleep(3) /* {marker} */;\n"
+    );
+    let config = dev(&db);
+    let run = tokio::spawn(async move { build(&config, "s.sql", &sql).await.map(|_| ()) });
+    let admin = db.connect().await;
+    let started = std::time::Instant::now();
+    let role: String = loop {
+        let row = admin
+            .query_opt(
+                "SELECT usename::text FROM pg_stat_activity WHERE query LIKE '%' || $1 || '%' AND usename LIKE 'pgfleet\\_shadow\\_%'",
+                &[&marker],
+            )
+            .await
+            .unwrap();
+        if let Some(r) = row {
+            break r.get(0);
+        }
+        assert!(started.elapsed().as_secs() < 30, "the replay never started");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let mut login = dev(&db);
+    login.user(&role).password("known").dbname("postgres");
+    let err = connect::connect(&login).await.unwrap_err().to_string();
+    assert!(err.contains("is not permitted to log in"), "{err}");
+    run.await.unwrap().unwrap();
 }
 
 const VECTOR_SCHEMA: &str = "CREATE EXTENSION vector;
@@ -469,7 +506,8 @@ async fn no_shadow_role_or_database_is_left_and_old_leftovers_are_swept() {
         assert_eq!(leftovers(&admin).await, Vec::<String>::new(), "after {sql}");
     }
 
-    // What a killed run left (a role owning its database), a recent one (maybe a run going on),
+    // What a killed run left (a role owning its database; NOLOGIN once pgfleet's session was in),
+    // a recent one (maybe a run going on),
     // and someone else's role that only looks like pgfleet's.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -478,7 +516,7 @@ async fn no_shadow_role_or_database_is_left_and_old_leftovers_are_swept() {
     let stale = "pgfleet_shadow_1000_0123456789ab";
     let recent = format!("pgfleet_shadow_{now}_0123456789ab");
     for sql in [
-        format!("CREATE ROLE {stale} LOGIN"),
+        format!("CREATE ROLE {stale} NOLOGIN"),
         format!("CREATE DATABASE {stale} OWNER {stale}"),
         format!("CREATE ROLE {recent} LOGIN"),
         format!("CREATE DATABASE {recent} OWNER {recent}"),
