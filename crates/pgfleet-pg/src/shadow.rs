@@ -6,13 +6,16 @@
 //! pgfleet creates, as that role (the *admin*):
 //!
 //! 1. a throwaway role `pgfleet_shadow_<unix time>_<random>`: `LOGIN NOSUPERUSER NOCREATEDB
-//!    NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT CONNECTION LIMIT 1`, valid for one hour, with
-//!    the SCRAM verifier of a random password (the password itself never reaches the server); it is
-//!    a member of no role;
+//!    NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT CONNECTION LIMIT 1` (`INHERIT` on PostgreSQL
+//!    15, see 2.), valid for one hour, with the SCRAM verifier of a random password (the password
+//!    itself never reaches the server); it is a member of no role;
 //! 2. a database of the same name from `template0`, **owned by that role**, `CONNECT` revoked from
-//!    `PUBLIC`. On PostgreSQL 16+ its `public` schema belongs to `pg_database_owner`, i.e. the role;
-//!    before 16 the role is made the owner of `public` (on 15 a `NOINHERIT` owner does not get the
-//!    rights of `pg_database_owner`; on 13/14 `public` belongs to the bootstrap superuser);
+//!    `PUBLIC`. Its `public` schema belongs to `pg_database_owner`, whose rights the database owner
+//!    has: on 16+ always, on 15 only through inheritance, which is why the role is `INHERIT` there
+//!    (it is a member of no role, so that is all it inherits; a dev role that is not a superuser
+//!    could not hand `public` over instead). On 13/14 `public` belongs to the bootstrap superuser:
+//!    a superuser admin makes the role its owner; otherwise the role relies on `PUBLIC`'s default
+//!    `CREATE` there;
 //! 3. the extensions the files create that are in [`ShadowOptions::allowed_extensions`], created by
 //!    the admin in the fresh database before any file runs ([`crate::extensions`]).
 //!
@@ -277,10 +280,17 @@ impl Sandbox {
         let role = quote::ident(&self.name);
         let verifier = postgres_protocol::password::scram_sha_256(self.password.as_bytes());
         let q = |context: &'static str| move |e: tokio_postgres::Error| PgError::query(context, e);
+        // On 15 the owner of a database gets the rights of pg_database_owner (owner of public)
+        // only by inheriting them; from 16 on without.
+        let inherit = if (150000..160000).contains(&server.version_num) {
+            "INHERIT"
+        } else {
+            "NOINHERIT"
+        };
         admin
             .batch_execute(&format!(
                 "CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS \
-                 NOINHERIT CONNECTION LIMIT 1 VALID UNTIL {} PASSWORD {}",
+                 {inherit} CONNECTION LIMIT 1 VALID UNTIL {} PASSWORD {}",
                 quote::literal(&server.valid_until),
                 quote::literal(&verifier)
             ))
@@ -449,7 +459,7 @@ impl<'a> AdminExtensions<'a> {
 }
 
 /// As the admin, in the fresh shadow database, before the role ran anything: gives the role
-/// `public` before PostgreSQL 16, creates the allowed extensions (and the schemas they are
+/// `public` on PostgreSQL 13/14 (superuser admin), creates the allowed extensions (and the schemas they are
 /// created in, owned by the role) and sets the files' comments on them. Returns the schemas it
 /// created.
 async fn prepare_database(
@@ -458,7 +468,7 @@ async fn prepare_database(
     sandbox: &Sandbox,
     created: &AdminExtensions<'_>,
 ) -> Result<Vec<String>, ShadowError> {
-    let own_public = server.version_num < 160000;
+    let own_public = server.version_num < 150000 && server.superuser;
     if created.creates.is_empty() && !own_public {
         return Ok(Vec::new());
     }
@@ -467,15 +477,13 @@ async fn prepare_database(
     let db = connect(&config).await?;
     let role = quote::ident(&sandbox.name);
     if own_public {
-        // From 16 on, the database owner holds the rights of `public`'s owner, pg_database_owner.
-        // Before, `public` belongs to the bootstrap superuser (13, 14) or to pg_database_owner
-        // (15), whose rights a NOINHERIT role does not get: the role is made its owner instead,
-        // which is what it amounts to on 16+.
+        // Before 15, `public` belongs to the bootstrap superuser: the role is made its owner, as
+        // the database owner effectively is from 15 on (through pg_database_owner).
         db.batch_execute(&format!("ALTER SCHEMA public OWNER TO {role}"))
             .await
             .map_err(|e| {
                 PgError::query(
-                    "giving schema public of the shadow database to the shadow role (PostgreSQL before 16)",
+                    "giving schema public of the shadow database to the shadow role (PostgreSQL 13/14)",
                     e,
                 )
             })?;

@@ -589,3 +589,32 @@ async fn a_dev_role_with_createdb_and_createrole_is_enough() {
         .await
         .unwrap_or_else(|e| panic!("{}", pgfleet_pg::describe(&e)));
 }
+
+/// On PostgreSQL 15 the owner of a new database gets the rights of `public`'s owner
+/// (`pg_database_owner`) only through inheritance, and a dev role that is not a superuser cannot
+/// hand `public` over: both kinds of dev role must still work.
+#[tokio::test]
+async fn postgres_15_works_with_a_superuser_and_a_createdb_createrole_dev_role() {
+    let pg15 = crate::introspect::pg15();
+    let db = TestDb::on(&pg15, "pg15_sandbox").await;
+    let sql = "CREATE EXTENSION citext;\nCOMMENT ON SCHEMA public IS 'app';\n\
+               CREATE TABLE users (id int PRIMARY KEY, email citext);";
+    let model = build(&dev(&db), "schema.sql", sql)
+        .await
+        .unwrap_or_else(|e| panic!("superuser: {e}"));
+    assert!(model.extensions.contains_key("citext"));
+    let admin = db.connect().await;
+    admin
+        .batch_execute("CREATE ROLE dev_admin LOGIN CREATEDB CREATEROLE PASSWORD 'dev-pw'")
+        .await
+        .unwrap();
+    let mut dev_role = dev(&db);
+    dev_role
+        .user("dev_admin")
+        .password("dev-pw")
+        .dbname("postgres");
+    let as_dev_role = build(&dev_role, "schema.sql", sql)
+        .await
+        .unwrap_or_else(|e| panic!("CREATEDB CREATEROLE role: {e}"));
+    assert_models_equal(&as_dev_role, &model);
+}
