@@ -11,7 +11,7 @@ use pgfleet::migrate::generate::{self, GenOptions, GenOutcome};
 use pgfleet::migrate::import::{self, Tool};
 use pgfleet::migrate::migrator::{self, MigrateEvent, MigrateOptions, Status};
 use pgfleet::migrate::{MigrationDir, sum};
-use pgfleet::pg::{connect, source::SchemaSource};
+use pgfleet::pg::{connect, shadow::ShadowOptions, source::SchemaSource};
 use pgfleet::schema::plan::parse_hazard_list;
 
 use crate::schema_cmds::parse_duration;
@@ -31,8 +31,8 @@ pub struct GenArgs {
     /// The migrations directory.
     #[arg(long, value_name = "DIR", default_value = "migrations")]
     pub migrations: PathBuf,
-    /// Server for the scratch shadow databases (the role needs CREATEDB) [default: the local
-    /// PostgreSQL started by `pgfleet up`]
+    /// Server for the scratch shadow databases (the role needs CREATEDB and CREATEROLE) [default:
+    /// the local PostgreSQL started by `pgfleet up`]
     #[arg(
         long,
         value_name = "URL",
@@ -48,6 +48,9 @@ pub struct GenArgs {
     /// Plan blocking DDL instead of CREATE INDEX CONCURRENTLY / NOT VALID + VALIDATE.
     #[arg(long)]
     pub offline: bool,
+    /// Extensions pgfleet may create for the schema and migration files.
+    #[command(flatten)]
+    pub extensions: crate::schema_cmds::ExtensionArgs,
 }
 
 /// `pgfleet migrate` flags (without a subcommand: apply pending migrations).
@@ -172,7 +175,7 @@ fn dev_url(flag: Option<&str>) -> anyhow::Result<String> {
         return Ok(url);
     }
     anyhow::bail!(
-        "gen needs a scratch PostgreSQL for its shadow databases: pass --dev-url URL (a server where the role may CREATE DATABASE; use the same major version and extensions as production), or start the local one with `pgfleet up`"
+        "gen needs a scratch PostgreSQL for its shadow databases: pass --dev-url URL (a server where the role may create databases and roles; use the same major version and extensions as production), or start the local one with `pgfleet up`"
     )
 }
 
@@ -187,9 +190,10 @@ pub fn generate(a: &GenArgs) -> anyhow::Result<bool> {
     let dir = load_verified(&a.migrations)?;
     let schema = SchemaSource::load(&a.schema)?;
     let dev = connect::parse_url(&dev_url(a.dev_url.as_deref())?)?;
+    let shadow = ShadowOptions::default().allow(&a.extensions.allow_extension);
     let rt = runtime()?;
     if a.check {
-        let plan = rt.block_on(generate::diff(&dev, &dir, &schema, !a.offline))?;
+        let plan = rt.block_on(generate::diff(&dev, &dir, &schema, !a.offline, &shadow))?;
         if plan.is_empty() {
             eprintln!(
                 "In sync: {} produce {} ({} migration(s))",
@@ -213,6 +217,7 @@ pub fn generate(a: &GenArgs) -> anyhow::Result<bool> {
         online: !a.offline,
         allow_hazards: parse_hazard_list(&a.allow_hazards)?,
         now: std::time::SystemTime::now(),
+        shadow,
     };
     match rt.block_on(generate::generate(&dev, &dir, &schema, name, &opts))? {
         GenOutcome::UpToDate => eprintln!(

@@ -12,7 +12,8 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::runtime;
-use pgfleet::pg::{apply, connect, introspect, shadow, source::SchemaSource};
+use pgfleet::pg::shadow::{self, ShadowOptions};
+use pgfleet::pg::{apply, connect, introspect, source::SchemaSource};
 use pgfleet::schema::planner::{self, PlanOptions};
 use pgfleet::schema::{Hazard, Model, Plan, plan::parse_hazard_list};
 
@@ -39,12 +40,32 @@ pub struct Target {
     /// The desired schema: a .sql file, or a directory of .sql files applied in name order.
     #[arg(long, value_name = "PATH")]
     pub schema: PathBuf,
-    /// Server for the scratch shadow database [default: the server of --db; the role needs CREATEDB]
+    /// Server for the scratch shadow database [default: the server of --db; the role needs
+    /// CREATEDB and CREATEROLE]
     #[arg(long, value_name = "URL", hide_env_values = true)]
     pub dev_url: Option<String>,
     /// Build indexes and add constraints with blocking DDL instead of CONCURRENTLY / NOT VALID.
     #[arg(long)]
     pub offline: bool,
+    /// Extensions pgfleet may create for the schema files.
+    #[command(flatten)]
+    pub extensions: ExtensionArgs,
+}
+
+/// Which extensions pgfleet creates itself in shadow databases (`plan`, `apply`, `gen`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ExtensionArgs {
+    /// An untrusted extension pgfleet may create itself, as the dev server's role, when a schema
+    /// file says CREATE EXTENSION NAME (schema files run as an unprivileged role, which may only
+    /// create trusted extensions). Repeatable, or comma-separated. Always allowed: vector, and for
+    /// plan and apply the extensions installed in --db.
+    #[arg(
+        long = "allow-extension",
+        value_name = "NAME",
+        env = "PGFLEET_ALLOWED_EXTENSIONS",
+        value_delimiter = ','
+    )]
+    pub allow_extension: Vec<String>,
 }
 
 /// What `plan` and `apply` compute first.
@@ -62,7 +83,14 @@ async fn compute(t: &Target) -> anyhow::Result<Planned> {
         None => target.clone(),
     };
     let client = connect::connect(&target).await?;
-    let desired = shadow::desired_model(&dev, &source)
+    // The shadow database may install what the database being planned already has.
+    let installed = shadow::installed_extensions(&client)
+        .await
+        .context("listing the extensions installed in --db")?;
+    let shadow_opts = ShadowOptions::default()
+        .allow(installed)
+        .allow(&t.extensions.allow_extension);
+    let desired = shadow::desired_model(&dev, &source, &shadow_opts)
         .await
         .context("building the desired schema")?;
     let current = introspect::introspect(&client)

@@ -1110,6 +1110,7 @@ impl Control {
                 let m = shadow::desired_model(
                     &config,
                     &pgfleet_migrate::generate::replay_source(&target.dir),
+                    &shadow::ShadowOptions::default(),
                 )
                 .await?;
                 let json = serde_json::to_string(&m).map_err(|e| {

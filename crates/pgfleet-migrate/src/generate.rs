@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use pgfleet_pg::shadow::{self, ShadowError};
+use pgfleet_pg::shadow::{self, ShadowError, ShadowOptions};
 use pgfleet_pg::source::{SchemaSource, SourceFile};
 use pgfleet_schema::planner::{self, PlanOptions};
 use pgfleet_schema::{Hazard, Plan};
@@ -115,6 +115,8 @@ pub struct GenOptions {
     pub allow_hazards: BTreeSet<Hazard>,
     /// The time that names the new version.
     pub now: SystemTime,
+    /// How the shadow databases are built (which extensions pgfleet may create for the files).
+    pub shadow: ShadowOptions,
 }
 
 impl Default for GenOptions {
@@ -123,6 +125,7 @@ impl Default for GenOptions {
             online: true,
             allow_hazards: BTreeSet::new(),
             now: SystemTime::now(),
+            shadow: ShadowOptions::default(),
         }
     }
 }
@@ -132,7 +135,9 @@ impl Default for GenOptions {
 /// the migration fails and rolls back on a database holding a value that does not fit.
 pub const NEEDS_CONSENT: [Hazard; 2] = [Hazard::DataLoss, Hazard::BreakingChange];
 
-/// The migrations of `dir` as a schema source, in version order.
+/// The migrations of `dir` as a schema source, in version order. Pass it to
+/// [`shadow::desired_model`], which refuses server-level statements in it
+/// ([`pgfleet_pg::guard`]) and replays it as an unprivileged role.
 pub fn replay_source(dir: &MigrationDir) -> SchemaSource {
     SchemaSource {
         files: dir
@@ -149,14 +154,16 @@ pub fn replay_source(dir: &MigrationDir) -> SchemaSource {
 /// The plan from the replayed migrations of `dir` to `schema`, built on the dev server `dev`.
 ///
 /// # Errors
-/// [`GenError::Replay`], [`GenError::Desired`] (with file:line of the SQL error).
+/// [`GenError::Replay`], [`GenError::Desired`] (with file:line of the SQL error, or of a refused
+/// server-level statement).
 pub async fn diff(
     dev: &Config,
     dir: &MigrationDir,
     schema: &SchemaSource,
     online: bool,
+    shadow: &ShadowOptions,
 ) -> Result<Plan, GenError> {
-    Ok(diff_models(dev, dir, schema, online).await?.0)
+    Ok(diff_models(dev, dir, schema, online, shadow).await?.0)
 }
 
 /// The plan, and the names of the user objects in schema `public` on either side.
@@ -165,11 +172,12 @@ async fn diff_models(
     dir: &MigrationDir,
     schema: &SchemaSource,
     online: bool,
+    opts: &ShadowOptions,
 ) -> Result<(Plan, BTreeSet<String>), GenError> {
-    let current = shadow::desired_model(dev, &replay_source(dir))
+    let current = shadow::desired_model(dev, &replay_source(dir), opts)
         .await
         .map_err(GenError::Replay)?;
-    let desired = shadow::desired_model(dev, schema)
+    let desired = shadow::desired_model(dev, schema, opts)
         .await
         .map_err(GenError::Desired)?;
     let plan = planner::plan(
@@ -290,7 +298,7 @@ pub async fn generate(
         return Err(GenError::BadName(name.to_string()));
     }
     sum::verify(dir)?;
-    let (plan, names) = diff_models(dev, dir, schema, opts.online).await?;
+    let (plan, names) = diff_models(dev, dir, schema, opts.online, &opts.shadow).await?;
     if plan.is_empty() {
         return Ok(GenOutcome::UpToDate);
     }
@@ -335,7 +343,7 @@ pub async fn generate(
     }
     let check = async {
         let new_dir = MigrationDir::load(&dir.path)?;
-        let remaining = diff(dev, &new_dir, schema, opts.online).await?;
+        let remaining = diff(dev, &new_dir, schema, opts.online, &opts.shadow).await?;
         if !remaining.is_empty() {
             return Err(GenError::NotConverged(remaining));
         }

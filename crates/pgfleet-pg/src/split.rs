@@ -1,9 +1,11 @@
 //! Splitting SQL text into statements, the way psql does: semicolons end statements except inside
 //! quotes, dollar quotes, comments, parentheses and `BEGIN ATOMIC … END` bodies.
 //!
-//! pgfleet runs schema files as one batch (PostgreSQL parses them); the splitter is only used to say
-//! *where* an error happened when PostgreSQL reports no position (e.g. "relation already exists").
-//! A statement it splits wrongly only makes that location less precise.
+//! pgfleet runs schema files as one batch (PostgreSQL parses them). The splitter says *where* an
+//! error happened when PostgreSQL reports no position (e.g. "relation already exists"), and gives
+//! [`crate::guard`] and [`crate::extensions`] the statements they look at. A statement it splits
+//! wrongly makes a location less precise, or lets a server-level statement past the guard's clear
+//! error: the unprivileged role that replays schema files still stops it (see [`crate::shadow`]).
 
 /// A statement of a SQL text: its text and the 1-based line it starts on.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 mod control;
 mod fleet;
 mod migrate;
+mod sandbox;
 
 use pgfleet_testkit::{binaries, connect, free_port};
 

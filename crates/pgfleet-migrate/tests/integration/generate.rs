@@ -46,7 +46,7 @@ async fn gen_writes_migrations_that_reproduce_the_schema_and_then_has_nothing_to
     // An index on an existing table is built concurrently, in a file of its own.
     let v2 = SchemaSource::from_sql("schema.sql", SCHEMA_V2);
     assert!(
-        !generate::diff(&dev, &dir.load(), &v2, true)
+        !generate::diff(&dev, &dir.load(), &v2, true, &Default::default())
             .await
             .unwrap()
             .is_empty(),
@@ -77,7 +77,7 @@ async fn gen_writes_migrations_that_reproduce_the_schema_and_then_has_nothing_to
         "{texts:#?}"
     );
     assert!(
-        generate::diff(&dev, &dir.load(), &v2, true)
+        generate::diff(&dev, &dir.load(), &v2, true, &Default::default())
             .await
             .unwrap()
             .is_empty()
@@ -87,7 +87,9 @@ async fn gen_writes_migrations_that_reproduce_the_schema_and_then_has_nothing_to
     migrate_ok(&db, &dir).await;
     let client = db.connect().await;
     let live = pgfleet_pg::introspect::introspect(&client).await.unwrap();
-    let want = pgfleet_pg::shadow::desired_model(&dev, &v2).await.unwrap();
+    let want = pgfleet_pg::shadow::desired_model(&dev, &v2, &Default::default())
+        .await
+        .unwrap();
     let rest = pgfleet_schema::planner::plan(&live, &want, &Default::default());
     assert!(rest.is_empty(), "{}", rest.to_sql());
 }

@@ -10,9 +10,13 @@ use pgfleet_testkit::TestDb;
 /// The desired model of `sql`, built in a shadow database on the test cluster.
 pub async fn desired(db: &TestDb, sql: &str) -> Model {
     let config = connect::parse_url(db.admin_url()).unwrap();
-    shadow::desired_model(&config, &SchemaSource::from_sql("desired.sql", sql))
-        .await
-        .unwrap_or_else(|e| panic!("desired schema failed: {e}"))
+    shadow::desired_model(
+        &config,
+        &SchemaSource::from_sql("desired.sql", sql),
+        &Default::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("desired schema failed: {e}"))
 }
 
 /// Brings `db` (already at some state) to `sql`; asserts convergence; returns the plan it applied.
@@ -499,7 +503,7 @@ async fn schema_sql_errors_name_file_line_and_message() {
         "schema.sql",
         "CREATE TABLE a (id int);\n\nCREATE TABLE b (id innt);\n",
     );
-    let err = shadow::desired_model(&config, &source)
+    let err = shadow::desired_model(&config, &source, &Default::default())
         .await
         .unwrap_err()
         .to_string();
@@ -622,20 +626,28 @@ async fn errors_without_a_position_still_name_their_line() {
     let db = TestDb::new().await;
     let config = connect::parse_url(db.admin_url()).unwrap();
     let sql = "-- users\nCREATE TABLE a (id int);\n\nCREATE TABLE a (id int);\n";
-    let err = shadow::desired_model(&config, &SchemaSource::from_sql("dup.sql", sql))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = shadow::desired_model(
+        &config,
+        &SchemaSource::from_sql("dup.sql", sql),
+        &Default::default(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(
         err.starts_with("dup.sql:4:1: ERROR: relation \"a\" already exists"),
         "{err}"
     );
 
     let sql = "CREATE TABLE a (id int);\nCREATE TABLE b (a_id int REFERENCES a (id));\n";
-    let err = shadow::desired_model(&config, &SchemaSource::from_sql("fk.sql", sql))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = shadow::desired_model(
+        &config,
+        &SchemaSource::from_sql("fk.sql", sql),
+        &Default::default(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(err.starts_with("fk.sql:2:"), "{err}");
     assert!(
         err.contains("no unique constraint matching given keys"),

@@ -3,3 +3,4 @@ mod conversions;
 mod introspect;
 mod proptests;
 mod robust;
+mod sandbox;

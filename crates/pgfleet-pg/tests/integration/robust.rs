@@ -53,6 +53,7 @@ async fn stale_shadow_databases_left_by_a_killed_run_are_dropped() {
     shadow::desired_model(
         &config,
         &SchemaSource::from_sql("s.sql", "CREATE TABLE t (id int);"),
+        &Default::default(),
     )
     .await
     .unwrap();
