@@ -213,7 +213,8 @@ pub fn init(args: &ControlArgs, migrations: Option<&Path>) -> anyhow::Result<()>
         None
     };
     let url = connect::parse_url(&cfg.catalog_url)?;
-    let report = runtime()?.block_on(catalog::init(&url, target.as_ref()))?;
+    let shadow = pgfleet::pg::shadow::ShadowOptions::default().allow(&cfg.allowed_extensions);
+    let report = runtime()?.block_on(catalog::init_with(&url, target.as_ref(), &shadow))?;
     let where_ = connect::redact(&cfg.catalog_url);
     if report.created_database {
         eprintln!("Created the catalog database: {where_}");

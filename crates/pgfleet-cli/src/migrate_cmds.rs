@@ -323,6 +323,7 @@ fn run(r: &RunArgs) -> anyhow::Result<()> {
         allow_changed: r.allow_changed.iter().cloned().collect::<BTreeSet<_>>(),
         allow_out_of_order: r.allow_out_of_order,
         lock_wait: r.lock_wait,
+        extensions_created: false,
     };
     let started = std::time::Instant::now();
     let report = runtime()?.block_on(migrator::migrate(

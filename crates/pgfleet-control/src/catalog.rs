@@ -97,13 +97,28 @@ pub async fn connect_catalog(url: &PgConfig, create: bool) -> Result<(Client, bo
     }
 }
 
-/// Creates or upgrades the catalog and, when `target` is given, records it as the fleet's target.
+/// Creates or upgrades the catalog and, when `target` is given, records it as the fleet's target
+/// ([`record_target`]: validated on the catalog's server first, allowing only `vector` among the
+/// untrusted extensions; [`init_with`] allows others).
 ///
 /// # Errors
-/// Connection and migration errors; a target directory that does not match its `pgfleet.sum`.
+/// Connection and migration errors; a target directory that does not match its `pgfleet.sum`; a
+/// target that does not run ([`ControlError::InvalidTarget`]).
 pub async fn init(
     url: &PgConfig,
     target: Option<&MigrationDir>,
+) -> Result<InitReport, ControlError> {
+    init_with(url, target, &pgfleet_pg::shadow::ShadowOptions::default()).await
+}
+
+/// As [`init`], with the options of the target's validation replay (`Config::allowed_extensions`).
+///
+/// # Errors
+/// As [`init`].
+pub async fn init_with(
+    url: &PgConfig,
+    target: Option<&MigrationDir>,
+    shadow: &pgfleet_pg::shadow::ShadowOptions,
 ) -> Result<InitReport, ControlError> {
     if let Some(dir) = target {
         sum::verify(dir)?;
@@ -144,7 +159,7 @@ pub async fn init(
         }
     }
     if let Some(dir) = target {
-        out.new_target = record_target(&client, dir, url).await?;
+        out.new_target = record_target(&client, dir, url, shadow).await?;
     }
     out.target = current_target(&client).await?.map(|t| t.version);
     Ok(out)
@@ -222,6 +237,7 @@ pub async fn record_target(
     client: &Client,
     dir: &MigrationDir,
     dev: &PgConfig,
+    shadow: &pgfleet_pg::shadow::ShadowOptions,
 ) -> Result<Option<String>, ControlError> {
     let Some(version) = dir.latest() else {
         return Err(ControlError::Invalid(format!(
@@ -268,13 +284,17 @@ pub async fn record_target(
     // Validated before it is recorded: replayed from nothing in a shadow database.
     let mut dev = dev.clone();
     dev.options("-c search_path=public");
-    let model =
-        pgfleet_pg::shadow::desired_model(&dev, &pgfleet_migrate::generate::replay_source(dir))
-            .await
-            .map_err(|e| ControlError::InvalidTarget {
-                version: version.to_string(),
-                error: Box::new(e),
-            })?;
+    let source = pgfleet_migrate::generate::replay_source(dir);
+    let invalid = |e| ControlError::InvalidTarget {
+        version: version.to_string(),
+        error: Box::new(e),
+    };
+    // Server-level statements are refused before anything runs (file:line); the sandbox of the
+    // replay is the actual protection.
+    pgfleet_pg::guard::check_source(&source).map_err(invalid)?;
+    let model = pgfleet_pg::shadow::desired_model(&dev, &source, shadow)
+        .await
+        .map_err(invalid)?;
     let model_json = serde_json::to_string(&model)
         .map_err(|e| ControlError::Invalid(format!("serializing the target model: {e}")))?;
     let files: Vec<serde_json::Value> = dir

@@ -169,6 +169,11 @@ pub struct Config {
     /// Spare schemas kept per server for schema-mode tenants by processes that keep them
     /// (`PGFLEET_SPARE_SCHEMAS`, default 4; 0 turns building them off). See [`crate::spares`].
     pub spare_schemas: usize,
+    /// Untrusted extensions the fleet's target may create (`PGFLEET_ALLOWED_EXTENSIONS`,
+    /// comma-separated, besides `vector`, which is always allowed): pgfleet creates them itself, as
+    /// the admin, when it replays the target in a shadow database and before tenants' migrations.
+    /// Trusted extensions need no allowance.
+    pub allowed_extensions: Vec<String>,
     /// The key secrets were sealed with before a rotation (`PGFLEET_PREVIOUS_MASTER_KEY` or
     /// `PGFLEET_PREVIOUS_MASTER_KEY_FILE`): still opens rows `pgfleet keys rotate` has not re-wrapped.
     pub previous_master_key: Option<MasterKey>,
@@ -247,6 +252,14 @@ impl Config {
                     reason: format!("expected a number of schemas (0 or more), got {v:?}"),
                 })?,
             },
+            allowed_extensions: var("PGFLEET_ALLOWED_EXTENSIONS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
             master_key,
         })
     }
@@ -262,6 +275,7 @@ impl Config {
             previous_master_key: None,
             use_templates: true,
             spare_schemas: DEFAULT_SPARE_SCHEMAS,
+            allowed_extensions: Vec::new(),
             master_key: Ok(master_key),
         }
     }

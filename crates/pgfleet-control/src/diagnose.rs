@@ -193,15 +193,11 @@ impl Control {
             Mode::Schema => format!("{}, public", pgfleet_schema::quote::ident(&t.schema)),
         };
         if !additive.is_empty() {
-            if additive
-                .steps
-                .iter()
-                .any(|s| s.sql.starts_with("CREATE EXTENSION"))
-            {
+            if additive.steps.iter().any(|s| s.sql.contains(" EXTENSION ")) {
                 // Extensions are the admin's; the steps below then find them.
                 let in_db = self.admin(&t, Some(&t.database)).await?;
                 let schema = (t.mode == Mode::Schema).then_some("public");
-                crate::provision::create_untrusted_extensions(&in_db, &target, schema).await?;
+                crate::extensions::create(&in_db, &target, schema).await?;
             }
             // The target's SQL runs as the fleet's owner role, never as the admin.
             let as_owner = self.owner_connection(&server, &t.database).await?;
@@ -210,13 +206,7 @@ impl Control {
                 .iter()
                 .map(|step| {
                     let sql = pgfleet_migrate::generate::unqualify_public(&step.sql, &names);
-                    let sql = if sql.starts_with("CREATE EXTENSION ")
-                        && !sql.contains(" IF NOT EXISTS ")
-                    {
-                        sql.replacen("CREATE EXTENSION ", "CREATE EXTENSION IF NOT EXISTS ", 1)
-                    } else {
-                        sql
-                    };
+                    let sql = pgfleet_migrate::migrator::executable(&sql, true).into_owned();
                     // Named as the tenant sees them: a schema tenant's objects live in its schema.
                     let object = match t.mode {
                         Mode::Schema => step

@@ -262,7 +262,7 @@ impl Control {
                     Some(s) => self.server_admin_config(&s.name).await?,
                     None => pgfleet_pg::connect::parse_url(&self.config().catalog_url)?,
                 };
-                catalog::record_target(&self.catalog(), d, &dev)
+                catalog::record_target(&self.catalog(), d, &dev, &self.shadow_options())
                     .await?
                     .is_some()
             }
@@ -817,9 +817,24 @@ impl Runner {
             Ok(conn) => {
                 // Tenants whose role holds what it must not (or whose objects the owner role does
                 // not own yet) are secured first, one by one; a failure there is theirs.
+                let all: Vec<&Tenant> = tenants.iter().collect();
+                let needing = match self.control.needing_security(&conn, &all).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        let e = format!("checking what the tenants' roles hold: {e}");
+                        return tenants
+                            .iter()
+                            .map(|t| self.finish(t, Err(Failure::from(e.clone())), 0.0))
+                            .collect();
+                    }
+                };
                 let mut ready = Vec::new();
                 for t in tenants.drain(..) {
-                    match self.secure_if_needed(&conn, &t).await {
+                    if !needing.contains(&t.role) {
+                        ready.push(t);
+                        continue;
+                    }
+                    match self.secure(&t).await {
                         Ok(()) => ready.push(t),
                         Err(e) => out.push(self.finish(&t, Err(e), 0.0)),
                     }
@@ -962,7 +977,9 @@ impl Runner {
                 continue;
             }
             for m in &pending {
-                sql.push_str(&pgfleet_migrate::migrator::transaction_sql(&t.schema, m));
+                sql.push_str(&pgfleet_migrate::migrator::transaction_sql(
+                    &t.schema, m, true,
+                ));
             }
             in_batch.push((
                 t,
@@ -1044,12 +1061,17 @@ impl Runner {
     async fn secure_if_needed(&self, conn: &Client, t: &Tenant) -> Result<(), Failure> {
         let needs = self
             .control
-            .needs_securing(conn, t)
+            .needing_security(conn, &[t])
             .await
             .map_err(|e| format!("checking what the tenant's role holds: {e}"))?;
-        if !needs {
+        if needs.is_empty() {
             return Ok(());
         }
+        self.secure(t).await
+    }
+
+    /// Secures tenant `t` against the target model of its own version.
+    async fn secure(&self, t: &Tenant) -> Result<(), Failure> {
         let secured = async {
             let (target, _) = self.control.target_for(t).await?;
             let expected = self.control.target_model(t, &target).await?;
@@ -1073,7 +1095,7 @@ impl Runner {
         server: &str,
         database: &str,
     ) -> Result<(), String> {
-        let missing = crate::provision::missing_untrusted_extensions(conn, &self.target)
+        let missing = crate::extensions::missing(conn, &self.target)
             .await
             .map_err(|e| e.to_string())?;
         if missing.is_empty() {
@@ -1084,7 +1106,7 @@ impl Runner {
             config.dbname(database);
             let admin = pgfleet_pg::connect::connect(&config).await?;
             let schema = (database == crate::tenant::SHARED_DATABASE).then_some("public");
-            crate::provision::create_untrusted_extensions(&admin, &self.target, schema).await
+            crate::extensions::create(&admin, &self.target, schema).await
         };
         admin
             .await
@@ -1100,6 +1122,7 @@ impl Runner {
         let opts = MigrateOptions {
             scope: (t.mode == Mode::Schema).then(|| t.schema.clone()),
             lock_wait: self.opts.lock_wait,
+            extensions_created: true,
             ..Default::default()
         };
         let report = pgfleet_migrate::migrator::migrate_on(&conn, &self.target.dir, &opts, |_| {})

@@ -26,6 +26,7 @@ pub mod config;
 pub mod diagnose;
 pub mod directory;
 pub mod events;
+mod extensions;
 pub mod fleet;
 pub mod health;
 pub mod keys;
@@ -217,6 +218,8 @@ struct Inner {
     shared_ready: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The fleet's owner role of each server this process made sure of ([`owner`]).
     owners: std::sync::Mutex<HashMap<String, owner::Owner>>,
+    /// Held while one task of this process makes sure of an owner role.
+    owner_lock: tokio::sync::Mutex<()>,
 }
 
 /// Most idle connections kept per catalog or server database.
@@ -259,6 +262,7 @@ impl Control {
                 stopping: std::sync::atomic::AtomicBool::new(false),
                 shared_ready: std::sync::Mutex::new(Default::default()),
                 owners: std::sync::Mutex::new(HashMap::new()),
+                owner_lock: tokio::sync::Mutex::new(()),
             }),
         })
     }

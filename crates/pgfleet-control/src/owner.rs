@@ -57,14 +57,41 @@ impl Control {
         {
             return Ok(o.clone());
         }
+        // One task of this process makes sure of it; the others wait and find it cached.
+        let _creating = self.inner.owner_lock.lock().await;
+        if let Some(o) = self
+            .inner
+            .owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(server)
+        {
+            return Ok(o.clone());
+        }
         let owner = self.sealed_owner(server).await?;
         let config = self.server_admin_config(server).await?;
-        let admin = match self.take_idle(&format!("{server}/")) {
-            Some(c) => c,
-            None => pgfleet_pg::connect::connect(&config).await?,
+        // A login that works needs nothing more (other processes set the role up already).
+        let mut login = config.clone();
+        login
+            .user(&owner.role)
+            .password(owner.password.expose())
+            .application_name("pgfleet owner");
+        let works = match pgfleet_pg::connect::connect(&login).await {
+            Ok(_) => true,
+            // The role exists and the password is right, but its database is not for it.
+            Err(pgfleet_pg::PgError::Connect { reason, .. }) => {
+                reason.contains("permission denied for database")
+            }
+            Err(_) => false,
         };
-        ensure_owner_role(&admin, &owner).await?;
-        self.put_idle(&format!("{server}/"), admin);
+        if !works {
+            let admin = match self.take_idle(&format!("{server}/")) {
+                Some(c) => c,
+                None => pgfleet_pg::connect::connect(&config).await?,
+            };
+            ensure_owner_role(&admin, &owner).await?;
+            self.put_idle(&format!("{server}/"), admin);
+        }
         self.inner
             .owners
             .lock()
@@ -179,24 +206,35 @@ async fn ensure_owner_role(admin: &Client, owner: &Owner) -> Result<(), ControlE
         crate::secrets::scram_verifier(&owner.password, crate::secrets::SCRAM_ITERATIONS)?;
     let attributes =
         "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS";
-    let create = format!(
-        "CREATE ROLE {} {attributes} PASSWORD {}",
-        ident(&owner.role),
-        literal(&verifier)
-    );
-    match admin.batch_execute(&create).await {
-        Ok(()) => {}
-        Err(e) if e.as_db_error().is_some_and(|d| d.code().code() == "42710") => {
-            admin
-                .batch_execute(&format!(
-                    "ALTER ROLE {} {attributes} PASSWORD {}",
-                    ident(&owner.role),
-                    literal(&verifier)
-                ))
-                .await
-                .map_err(q("setting the owner role's password"))?;
+    // Another process may create or alter it at the same moment ("tuple concurrently updated",
+    // a unique violation on the name): a few tries.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let create = format!(
+            "DO $$ BEGIN
+                 IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {name_lit}) THEN
+                     ALTER ROLE {name} {attributes} PASSWORD {verifier};
+                 ELSE
+                     CREATE ROLE {name} {attributes} PASSWORD {verifier};
+                 END IF;
+             END $$",
+            name = ident(&owner.role),
+            name_lit = literal(&owner.role),
+            verifier = literal(&verifier)
+        );
+        match admin.batch_execute(&create).await {
+            Ok(()) => break,
+            Err(e)
+                if tries < 5
+                    && e.as_db_error().is_some_and(|d| {
+                        matches!(d.code().code(), "XX000" | "23505" | "42710" | "40001")
+                    }) =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20 * tries)).await;
+            }
+            Err(e) => return Err(PgError::query("creating the fleet's owner role", e).into()),
         }
-        Err(e) => return Err(PgError::query("creating the fleet's owner role", e).into()),
     }
     let superuser: bool = admin
         .query_one(

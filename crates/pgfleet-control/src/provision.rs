@@ -681,6 +681,7 @@ impl Control {
                     let conn = self.owner_connection(&server_name, &t.database).await?;
                     let opts = pgfleet_migrate::MigrateOptions {
                         scope: (t.mode == Mode::Schema).then(|| t.schema.clone()),
+                        extensions_created: true,
                         ..Default::default()
                     };
                     pgfleet_migrate::migrator::migrate_on(&conn, &tg.dir, &opts, |_| {}).await?;
@@ -869,13 +870,12 @@ impl Control {
                 // The target's SQL runs as the fleet's owner role: the copies' objects are its.
                 let config = self.owner_config(&server, &building).await?;
                 let client = pgfleet_migrate::migrator::connect_dedicated(&config).await?;
-                pgfleet_migrate::migrator::migrate_on(
-                    &client,
-                    &target.dir,
-                    &Default::default(),
-                    |_| {},
-                )
-                .await?;
+                let opts = pgfleet_migrate::MigrateOptions {
+                    extensions_created: true,
+                    ..Default::default()
+                };
+                pgfleet_migrate::migrator::migrate_on(&client, &target.dir, &opts, |_| {})
+                    .await?;
             }
             retry_in_use(
                 admin,
@@ -1006,6 +1006,12 @@ impl Control {
         Ok(password)
     }
 
+    /// The options of this fleet's shadow replays: the untrusted extensions its target may create
+    /// (`Config::allowed_extensions`, and `vector`).
+    pub(crate) fn shadow_options(&self) -> shadow::ShadowOptions {
+        shadow::ShadowOptions::default().allow(&self.config().allowed_extensions)
+    }
+
     /// The fleet's current target.
     ///
     /// # Errors
@@ -1110,7 +1116,7 @@ impl Control {
                 let m = shadow::desired_model(
                     &config,
                     &pgfleet_migrate::generate::replay_source(&target.dir),
-                    &shadow::ShadowOptions::default(),
+                    &self.shadow_options(),
                 )
                 .await?;
                 let json = serde_json::to_string(&m).map_err(|e| {
@@ -1527,8 +1533,8 @@ pub(crate) fn database_access_sql(db: &str, role: &str, owner: &str) -> String {
 }
 
 /// In a tenant's own database (or a template): nobody may create in `public` but the fleet's owner
-/// role; the tenant's role may use it. The untrusted extensions the target creates are created
-/// here by the admin, since the owner role may not.
+/// role; the tenant's role may use it. The extensions the target creates are created here by the
+/// admin ([`crate::extensions`]).
 async fn lock_down_public(
     in_db: &Client,
     role: Option<&str>,
@@ -1549,67 +1555,7 @@ async fn lock_down_public(
         .batch_execute(&sql)
         .await
         .map_err(q("locking down the public schema"))?;
-    create_untrusted_extensions(in_db, target, None).await
-}
-
-/// Creates the extensions the target creates that only a superuser may create (pgvector, …), so
-/// that the migrations, run by the owner role, find them (their `CREATE EXTENSION` runs as `IF NOT
-/// EXISTS`). Trusted extensions are left to the migrations. `schema`: where to create them
-/// (`None`: where the statement says, else `public`).
-pub(crate) async fn create_untrusted_extensions(
-    in_db: &Client,
-    target: &Target,
-    schema: Option<&str>,
-) -> Result<(), ControlError> {
-    let wanted = target_extensions(target);
-    let mut sql = String::new();
-    for name in missing_untrusted_extensions(in_db, target).await? {
-        let at = schema
-            .map(str::to_string)
-            .or_else(|| {
-                wanted
-                    .iter()
-                    .find(|(n, _)| *n == name)
-                    .and_then(|(_, s)| s.clone())
-            })
-            .unwrap_or_else(|| "public".to_string());
-        sql.push_str(&format!(
-            "CREATE EXTENSION IF NOT EXISTS {} SCHEMA {}; ",
-            ident(&name),
-            ident(&at)
-        ));
-    }
-    if !sql.is_empty() {
-        in_db
-            .batch_execute(&sql)
-            .await
-            .map_err(q("creating the target's extensions"))?;
-    }
-    Ok(())
-}
-
-/// The extensions the target creates that are missing in the database of `conn` and that only a
-/// superuser may create (any role may ask).
-pub(crate) async fn missing_untrusted_extensions(
-    conn: &Client,
-    target: &Target,
-) -> Result<Vec<String>, ControlError> {
-    let wanted = target_extensions(target);
-    if wanted.is_empty() {
-        return Ok(Vec::new());
-    }
-    let names: Vec<&str> = wanted.iter().map(|(n, _)| n.as_str()).collect();
-    let rows = conn
-        .query(
-            "SELECT a.name::text FROM pg_catalog.pg_available_extensions a
-             JOIN pg_catalog.pg_available_extension_versions v ON v.name = a.name AND v.version = a.default_version
-             WHERE a.name = ANY($1) AND NOT v.trusted
-               AND NOT EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname = a.name)",
-            &[&names],
-        )
-        .await
-        .map_err(q("looking up the target's extensions"))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    crate::extensions::create(in_db, target, None).await
 }
 
 /// The shared database of schema-mode tenants on a server: no `PUBLIC` access, `CONNECT` (only)
@@ -1705,42 +1651,6 @@ async fn create_tenant_schema(
         return Err(PgError::query("creating the tenant's schema", e).into());
     }
     Ok(())
-}
-
-/// Extensions the target creates (`CREATE EXTENSION [IF NOT EXISTS] name [WITH] [SCHEMA s]`), with
-/// the schema the statement names.
-pub(crate) fn target_extensions(target: &Target) -> Vec<(String, Option<String>)> {
-    let mut out: Vec<(String, Option<String>)> = Vec::new();
-    for m in &target.dir.migrations {
-        for stmt in m.statements() {
-            let words: Vec<String> = stmt
-                .text
-                .split_whitespace()
-                .map(|w| {
-                    w.trim_matches(|c| c == '"' || c == ';')
-                        .to_ascii_lowercase()
-                })
-                .collect();
-            if words.len() >= 3 && words[0] == "create" && words[1] == "extension" {
-                let at = if words.get(2).map(String::as_str) == Some("if") {
-                    5
-                } else {
-                    2
-                };
-                let schema = words
-                    .iter()
-                    .skip(at + 1)
-                    .position(|w| w == "schema")
-                    .and_then(|i| words.get(at + 2 + i).cloned());
-                if let Some(n) = words.get(at)
-                    && !out.iter().any(|(o, _)| o == n)
-                {
-                    out.push((n.clone(), schema));
-                }
-            }
-        }
-    }
-    out
 }
 
 pub(crate) async fn user_schemas(in_db: &Client) -> Result<Vec<String>, ControlError> {

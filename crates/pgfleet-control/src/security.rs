@@ -333,32 +333,45 @@ impl Control {
         Ok(findings_of(t, &held, &foreign, &not_owned, &owner))
     }
 
-    /// Whether [`Control::secure`] has something to do for `t`: one query on a connection to its
-    /// database (any role may run it). Triggers are not compared with the target here: without
-    /// `TRIGGER` privileges and ownership, a tenant cannot have attached any since it was secured.
+    /// Which of `tenants` (all of one database) [`Control::secure`] has something to do for: one
+    /// query on a connection to their database (any role may run it), for a whole chunk of schema
+    /// tenants. Triggers are not compared with the target here: without `TRIGGER` privileges and
+    /// ownership, a tenant cannot have attached any since it was secured. Returns their roles.
     ///
     /// # Errors
     /// Query errors.
-    pub(crate) async fn needs_securing(
+    pub(crate) async fn needing_security(
         &self,
         in_db: &Client,
-        t: &Tenant,
-    ) -> Result<bool, ControlError> {
-        let server = t.server.as_deref().unwrap_or_default();
+        tenants: &[&Tenant],
+    ) -> Result<std::collections::HashSet<String>, ControlError> {
+        let Some(first) = tenants.first() else {
+            return Ok(Default::default());
+        };
+        let server = first.server.as_deref().unwrap_or_default();
         let owner = self.owner(server).await?.role;
-        let h = held(in_db, t).await?;
-        if !h.role_exists {
-            return Ok(false);
-        }
-        let bad = !h.attributes.is_empty()
-            || !h.member_of.is_empty()
-            || !h.settings.is_empty()
-            || !h.trigger_on.is_empty()
-            || h.temporary
-            || h.create_database
-            || !h.create_in.is_empty()
-            || h.owns > 0;
-        Ok(bad || !not_owned(in_db, t, &owner).await?.is_empty())
+        let roles: Vec<&str> = tenants.iter().map(|t| t.role.as_str()).collect();
+        let schemas: Vec<Option<&str>> = tenants
+            .iter()
+            .map(|t| (t.mode == Mode::Schema).then_some(t.schema.as_str()))
+            .collect();
+        let group = if first.mode == Mode::Schema {
+            SHARED_GROUP_ROLE
+        } else {
+            ""
+        };
+        let rows = in_db
+            .query(
+                include_str!("security/needs.sql"),
+                &[&roles, &schemas, &owner, &group],
+            )
+            .await
+            .map_err(q("reading what the tenants' roles hold"))?;
+        Ok(rows
+            .iter()
+            .filter(|r| r.get::<_, Option<bool>>(1).unwrap_or(false))
+            .map(|r| r.get(0))
+            .collect())
     }
 
     /// Takes away from tenant `t` everything [`Control::security_findings`] reports, as the admin, in

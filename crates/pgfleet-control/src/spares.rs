@@ -81,11 +81,12 @@ pub(crate) fn prepare_schema_sql(schema: &str, owner: &str, target: &Target) -> 
         s = ident(schema),
         o = ident(owner),
     );
-    for (ext, _) in crate::provision::target_extensions(target) {
-        sql.push_str(&format!(
-            " CREATE EXTENSION IF NOT EXISTS {} SCHEMA public;",
-            ident(&ext)
-        ));
+    for mut ext in crate::extensions::created(target) {
+        // Schema tenants share the extensions of the database: in `public`, once.
+        ext.schema = Some("public".into());
+        sql.push(' ');
+        sql.push_str(&ext.to_sql());
+        sql.push(';');
     }
     sql
 }
@@ -359,6 +360,7 @@ impl Control {
         .map_err(q("creating a spare schema"))?;
         let opts = MigrateOptions {
             scope: Some(name.to_string()),
+            extensions_created: true,
             ..Default::default()
         };
         // The target's SQL runs as the fleet's owner role.

@@ -43,6 +43,11 @@ pub struct MigrateOptions {
     pub allow_out_of_order: bool,
     /// How long to wait for another migrator to finish.
     pub lock_wait: Duration,
+    /// The extensions the migrations create exist already, created (with their comments) by a
+    /// role that may: `CREATE EXTENSION` runs as `IF NOT EXISTS` and `COMMENT ON EXTENSION` is
+    /// skipped (see [`executable`]). pgfleet's fleet migrations set it: they run as a role that
+    /// may not create untrusted extensions nor comment on extensions it does not own.
+    pub extensions_created: bool,
 }
 
 impl Default for MigrateOptions {
@@ -54,6 +59,7 @@ impl Default for MigrateOptions {
             allow_changed: BTreeSet::new(),
             allow_out_of_order: false,
             lock_wait: Duration::from_secs(15 * 60),
+            extensions_created: false,
         }
     }
 }
@@ -511,14 +517,23 @@ async fn locked(
                 file: m.file_name.clone(),
                 resume_at: (row.is_some()).then_some(resume + 1),
             });
-            run_no_transaction(client, scope, m, resume, row.is_some(), progress).await?;
+            run_no_transaction(
+                client,
+                scope,
+                m,
+                resume,
+                row.is_some(),
+                opts.extensions_created,
+                progress,
+            )
+            .await?;
         } else {
             progress(MigrateEvent::Started {
                 version: m.version.clone(),
                 file: m.file_name.clone(),
                 resume_at: None,
             });
-            run_transactional(client, scope, m).await?;
+            run_transactional(client, scope, m, opts.extensions_created).await?;
         }
         progress(MigrateEvent::Applied {
             version: m.version.clone(),
@@ -656,62 +671,20 @@ async fn record_adopted(client: &Client, scope: &str, m: &Migration) -> Result<(
     Ok(())
 }
 
-/// The text a statement of a migration runs as: itself, except that `CREATE EXTENSION name`
-/// becomes `CREATE EXTENSION IF NOT EXISTS name`. Extensions only a superuser may create are
-/// created before the migrations by whoever may (pgfleet's fleet migrations run as a role that may
-/// not), and a migration that creates one must then find it there rather than fail. The file and
-/// its checksum stay as written.
-pub fn executable(statement: &str) -> std::borrow::Cow<'_, str> {
-    let code_start = skip_comments(statement);
-    let rest = &statement[code_start..];
-    let mut words = rest.split_whitespace();
-    let (Some(a), Some(b), Some(c)) = (words.next(), words.next(), words.next()) else {
-        return statement.into();
-    };
-    if !a.eq_ignore_ascii_case("create")
-        || !b.eq_ignore_ascii_case("extension")
-        || c.eq_ignore_ascii_case("if")
-    {
+/// The text a statement of a migration runs as. Statements run as written, except when the
+/// extensions were created beforehand by a role that may ([`MigrateOptions::extensions_created`]:
+/// pgfleet's fleet migrations run as a role that may not create untrusted extensions): then
+/// `CREATE EXTENSION name` runs as `CREATE EXTENSION IF NOT EXISTS name` and `COMMENT ON EXTENSION`
+/// (only an extension's owner may run it; whoever created the extensions ran those comments too)
+/// as `SELECT NULL`. The file and its checksum stay as written.
+pub fn executable(statement: &str, extensions_created: bool) -> std::borrow::Cow<'_, str> {
+    if !extensions_created {
         return statement.into();
     }
-    // Insert after the word EXTENSION.
-    let at = code_start + rest.find(b).unwrap_or(0) + b.len();
-    format!("{} IF NOT EXISTS{}", &statement[..at], &statement[at..]).into()
-}
-
-/// The byte offset of the first character of `sql` that is not whitespace or a comment.
-fn skip_comments(sql: &str) -> usize {
-    let mut i = 0;
-    let b = sql.as_bytes();
-    loop {
-        while i < b.len() && b[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        if b[i..].starts_with(b"--") {
-            while i < b.len() && b[i] != b'\n' {
-                i += 1;
-            }
-        } else if b[i..].starts_with(b"/*") {
-            // Nested block comments, as PostgreSQL reads them.
-            let mut depth = 0;
-            while i < b.len() {
-                if b[i..].starts_with(b"/*") {
-                    depth += 1;
-                    i += 2;
-                } else if b[i..].starts_with(b"*/") {
-                    depth -= 1;
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    i += 1;
-                }
-            }
-        } else {
-            return i;
-        }
+    if pgfleet_pg::extensions::parse_comment_on_extension(statement).is_some() {
+        return "SELECT NULL".into();
     }
+    pgfleet_pg::extensions::idempotent_create_extension(statement)
 }
 
 /// One transaction: every statement, then the history row, then COMMIT.
@@ -733,10 +706,10 @@ fn record_sql(scope: &str, m: &Migration) -> String {
 /// A transactional migration of `scope` as one SQL text: `BEGIN`, the fixed `search_path`, its
 /// statements, its history row, `COMMIT`. Several of them (of several scopes) can be sent as one
 /// batch: each commits on its own, and the first failure stops the batch.
-pub fn transaction_sql(scope: &str, m: &Migration) -> String {
+pub fn transaction_sql(scope: &str, m: &Migration, extensions_created: bool) -> String {
     let mut batch = format!("BEGIN;{}\n", search_path_sql(scope));
     for stmt in m.statements() {
-        batch.push_str(&executable(stmt.text));
+        batch.push_str(&executable(stmt.text, extensions_created));
         batch.push_str(";\n");
     }
     batch.push_str(&record_sql(scope, m));
@@ -776,6 +749,7 @@ async fn run_transactional(
     client: &Client,
     scope: &str,
     m: &Migration,
+    extensions_created: bool,
 ) -> Result<(), MigrateError> {
     let statements = m.statements();
     let prefix = format!("BEGIN;{}\n", search_path_sql(scope));
@@ -785,7 +759,7 @@ async fn run_transactional(
     }
     // The whole migration and its history row in one round trip.
     if client
-        .batch_execute(&transaction_sql(scope, m))
+        .batch_execute(&transaction_sql(scope, m, extensions_created))
         .await
         .is_ok()
     {
@@ -798,9 +772,9 @@ async fn run_transactional(
     for (i, stmt) in statements.iter().enumerate() {
         let first = i == 0;
         let text = if first {
-            format!("{prefix}{};", executable(stmt.text))
+            format!("{prefix}{};", executable(stmt.text, extensions_created))
         } else {
-            format!("{};", executable(stmt.text))
+            format!("{};", executable(stmt.text, extensions_created))
         };
         if let Err(e) = client.batch_execute(&text).await {
             let _ = client.batch_execute("ROLLBACK").await;
@@ -866,6 +840,7 @@ async fn run_no_transaction(
     m: &Migration,
     resume: usize,
     resuming: bool,
+    extensions_created: bool,
     progress: &mut impl FnMut(MigrateEvent),
 ) -> Result<(), MigrateError> {
     let started = Instant::now();
@@ -887,8 +862,16 @@ async fn run_no_transaction(
             .await
             .map_err(|e| PgError::query("setting search_path", e))?;
     }
-    let result =
-        no_transaction_statements(client, scope, m, &statements, resume, resuming, progress).await;
+    let result = no_transaction_statements(
+        client,
+        scope,
+        m,
+        resume,
+        resuming,
+        extensions_created,
+        progress,
+    )
+    .await;
     if !scope.is_empty() {
         let _ = client.batch_execute("RESET search_path").await;
     }
@@ -917,11 +900,12 @@ async fn no_transaction_statements(
     client: &Client,
     scope: &str,
     m: &Migration,
-    statements: &[pgfleet_pg::split::Statement<'_>],
     resume: usize,
     resuming: bool,
+    extensions_created: bool,
     progress: &mut impl FnMut(MigrateEvent),
 ) -> Result<(), MigrateError> {
+    let statements = &m.statements();
     if resuming {
         // An interrupted or failed CREATE INDEX CONCURRENTLY leaves an INVALID index that would make
         // the re-run fail ("already exists") or be skipped (IF NOT EXISTS). Drop those nobody builds.
@@ -948,7 +932,7 @@ async fn no_transaction_statements(
             literal(&m.version)
         );
         // In one implicit transaction with its progress row when PostgreSQL allows it.
-        let together = format!("{};\n{record}", executable(stmt.text));
+        let together = format!("{};\n{record}", executable(stmt.text, extensions_created));
         let Err(e) = client.batch_execute(&together).await else {
             continue;
         };
@@ -1161,25 +1145,25 @@ mod tests {
     }
 
     #[test]
-    fn creating_an_extension_runs_as_if_not_exists_and_nothing_else_changes() {
+    fn extension_statements_change_only_when_the_extensions_were_created_beforehand() {
         assert_eq!(
-            executable("CREATE EXTENSION vector"),
+            executable("CREATE EXTENSION vector", false),
+            "CREATE EXTENSION vector"
+        );
+        assert_eq!(
+            executable("CREATE EXTENSION vector", true),
             "CREATE EXTENSION IF NOT EXISTS vector"
         );
         assert_eq!(
-            executable(
-                "-- embeddings\n/* a /* nested */ note */ create  extension \"vector\" with schema public"
-            ),
-            "-- embeddings\n/* a /* nested */ note */ create  extension IF NOT EXISTS \"vector\" with schema public"
+            executable("COMMENT ON EXTENSION vector IS 'v'", true),
+            "SELECT NULL"
         );
         for same in [
             "CREATE EXTENSION IF NOT EXISTS vector",
             "CREATE TABLE extension (id int)",
-            "ALTER EXTENSION vector UPDATE",
-            "create",
-            "",
+            "COMMENT ON TABLE t IS 'x'",
         ] {
-            assert_eq!(executable(same), same);
+            assert_eq!(executable(same, true), same);
         }
     }
 
@@ -1189,7 +1173,7 @@ mod tests {
             "20260101000000_a.sql",
             "CREATE TABLE a (id int);\nCREATE INDEX a_i ON a (id);",
         )]);
-        let sql = transaction_sql("t1'x", &d.migrations[0]);
+        let sql = transaction_sql("t1'x", &d.migrations[0], false);
         assert!(
             sql.starts_with("BEGIN;SET LOCAL search_path = \"t1'x\", public;"),
             "{sql}"
@@ -1200,7 +1184,7 @@ mod tests {
         assert!(sql.contains("VALUES ('t1''x', '20260101000000'"), "{sql}");
         assert!(sql.trim_end().ends_with("COMMIT;"));
         assert_eq!(
-            transaction_sql("", &d.migrations[0]).lines().next(),
+            transaction_sql("", &d.migrations[0], false).lines().next(),
             Some("BEGIN;")
         );
     }

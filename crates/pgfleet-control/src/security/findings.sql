@@ -1,7 +1,8 @@
 -- What one tenant's role holds that it must not, read in the tenant's database (the shared one for
 -- a schema tenant). $1 the tenant's role, $2 its schemas (NULL: every schema of the database, for a
--- database tenant), $3 the one role the tenant role may be a member of ('' for none). Objects are found through their dependency on their schema (pg_depend is indexed
--- by it), so a tenant beside thousands of others costs the same.
+-- database tenant), $3 the one role the tenant role may be a member of ('' for none). Objects
+-- are found through their dependency on their schema (pg_depend is indexed by it), so a tenant
+-- beside thousands of others costs the same.
 WITH r AS (
     SELECT oid, rolname, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls
     FROM pg_catalog.pg_roles WHERE rolname = $1
@@ -36,8 +37,16 @@ SELECT
          THEN pg_catalog.has_database_privilege($1, pg_catalog.current_database(), 'TEMPORARY') END AS temporary,
     CASE WHEN EXISTS (SELECT FROM r)
          THEN pg_catalog.has_database_privilege($1, pg_catalog.current_database(), 'CREATE') END AS create_database,
+    -- Schemas it may create in: its own, public, and those whose ACL names it or its group
+    -- (pg_shdepend records every role an ACL names, indexed by the role: no scan of thousands of
+    -- schemas). A schema open to PUBLIC is one of its own or public, or reported by validate.
     ARRAY(SELECT n.nspname::text FROM pg_catalog.pg_namespace n
-          WHERE EXISTS (SELECT FROM r) AND n.nspname !~ '^pg_toast'
+          WHERE EXISTS (SELECT FROM r)
+            AND (n.oid IN (SELECT oid FROM scope_ns) OR n.nspname = 'public'
+                 OR n.oid IN (SELECT sd.objid FROM pg_catalog.pg_shdepend sd JOIN pg_catalog.pg_roles a ON a.oid = sd.refobjid
+                              WHERE sd.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND a.rolname IN ($1, $3)
+                                AND sd.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                                AND sd.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())))
             AND pg_catalog.has_schema_privilege($1, n.oid, 'CREATE') ORDER BY 1) AS create_in,
     ARRAY(SELECT pg_catalog.format('%I.%I', s.nspname, s.relname) FROM scope_rel s
           WHERE EXISTS (SELECT FROM r) AND s.relkind IN ('r', 'p', 'v', 'm', 'f')

@@ -120,7 +120,13 @@ impl Fleet {
         dir: &MigrationDir,
     ) -> Result<Option<String>, pgfleet_control::ControlError> {
         let dev = pgfleet_pg::connect::parse_url(self.catalog.admin_url()).unwrap();
-        catalog::record_target(&self.control.catalog(), dir, &dev).await
+        catalog::record_target(
+            &self.control.catalog(),
+            dir,
+            &dev,
+            &pgfleet_pg::shadow::ShadowOptions::default(),
+        )
+        .await
     }
 
     /// Drops every tenant (their databases and roles live on shared clusters).
