@@ -676,17 +676,41 @@ impl Control {
                         target = Some(self.provisioning_target().await?);
                     }
                     let tg = target.as_ref().expect("set above");
+                    if in_db.is_none() {
+                        in_db = Some(self.pooled_admin(&t, Some(&t.database)).await?);
+                    }
+                    let d = in_db.as_ref().expect("set above");
+                    // A copy of the template carries the target's history: nothing to run, no
+                    // connection of the owner role to open.
+                    let scope = if t.mode == Mode::Schema {
+                        t.schema.as_str()
+                    } else {
+                        ""
+                    };
+                    let at_target = pgfleet_migrate::history::exists(d).await?
+                        && pgfleet_migrate::migrator::batchable(
+                            &tg.dir,
+                            &pgfleet_migrate::history::read(d, scope).await?,
+                        )
+                        .is_some_and(|pending| pending.is_empty());
                     // The target's SQL runs as the fleet's owner role, never as the admin.
                     let server_name = t.server.clone().unwrap_or_default();
-                    let conn = self.owner_connection(&server_name, &t.database).await?;
-                    let opts = pgfleet_migrate::MigrateOptions {
-                        scope: (t.mode == Mode::Schema).then(|| t.schema.clone()),
-                        extensions_created: true,
-                        ..Default::default()
+                    let conn = if at_target {
+                        None
+                    } else {
+                        Some(self.owner_connection(&server_name, &t.database).await?)
                     };
-                    pgfleet_migrate::migrator::migrate_on(&conn, &tg.dir, &opts, |_| {}).await?;
-                    if t.mode == Mode::Schema {
-                        self.put_owner_connection(&server_name, &t.database, conn);
+                    if let Some(conn) = conn {
+                        let opts = pgfleet_migrate::MigrateOptions {
+                            scope: (t.mode == Mode::Schema).then(|| t.schema.clone()),
+                            extensions_created: true,
+                            ..Default::default()
+                        };
+                        pgfleet_migrate::migrator::migrate_on(&conn, &tg.dir, &opts, |_| {})
+                            .await?;
+                        if t.mode == Mode::Schema {
+                            self.put_owner_connection(&server_name, &t.database, conn);
+                        }
                     }
                     c.execute(
                         "UPDATE pgfleet.tenants SET schema_version = $2 WHERE id = $1",
