@@ -424,6 +424,85 @@ async fn passwords_never_show_up_in_output_logs_or_the_server_log() {
     }
 }
 
+/// The review's case: a password in the query string (`?password=`) or quoted in a key=value
+/// string was printed in errors, and stored in clear as a server's display URL.
+#[tokio::test]
+async fn passwords_in_any_connection_string_form_never_reach_the_output() {
+    let server = pgfleet_testkit::shared();
+    let env = Env::new("ctl-urls", &server.url()).await;
+    let closed = pgfleet_testkit::free_port();
+    let bad = [
+        "postgres://u:Other2PW@h/db?password=Other2PW&badopt=1".to_string(),
+        "postgres://u@h/db?sslmode=disable&password=Other2PW&badopt=1".to_string(),
+        "host=h password='Other 2PW' user=u badopt=1".to_string(),
+        "host=h password = Other\\ 2PW badopt=1".to_string(),
+        format!("host=127.0.0.1 port={closed} password='Other 2PW' user=u connect_timeout=2"),
+        format!("postgres://u:Other2PW@127.0.0.1:{closed}/db?password=Other2PW&connect_timeout=2"),
+    ];
+    let mut outputs = Vec::new();
+    for url in &bad {
+        for args in [
+            &["tenant", "list", "--catalog-url", url][..],
+            &["validate", "--catalog-url", url],
+            &["init", "--catalog-url", url],
+            &["plan", "--db", url, "--schema", "/dev/null"],
+            &["server", "add", "bad", "--url", url],
+        ] {
+            let out = env.run(args);
+            // The arguments hold the password: name the command by its first two words only.
+            let what = args[..2].join(" ");
+            assert_ne!(out.status.code(), Some(0), "{what}: {}", stdout(&out));
+            outputs.push(format!("{what}\n{}{}", stdout(&out), stderr(&out)));
+        }
+    }
+    // A server whose admin password is in the query string: recorded, and shown without it.
+    let admin_password = server.cluster().password().to_string();
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/postgres?password={admin_password}",
+        server.port()
+    );
+    let out = env.ok(&["server", "add", "q", "--url", &url]);
+    outputs.push(format!("server add q\n{}{}", stdout(&out), stderr(&out)));
+    for args in [
+        &["server", "list"][..],
+        &["server", "list", "--format", "json"],
+        &["validate"],
+    ] {
+        let out = env.run(args);
+        outputs.push(format!("{args:?}\n{}{}", stdout(&out), stderr(&out)));
+    }
+    for o in &outputs {
+        for secret in ["Other2PW", "Other 2PW", "2PW", admin_password.as_str()] {
+            assert!(!o.contains(secret), "{secret:?} appears in:\n{o}");
+        }
+    }
+    assert!(
+        outputs
+            .iter()
+            .any(|o| o.contains("unknown option `badopt`")),
+        "the parse error still says what is wrong: {outputs:#?}"
+    );
+    assert!(
+        outputs.iter().any(|o| o.contains("password=***")),
+        "{outputs:#?}"
+    );
+    let cat = env.catalog.connect().await;
+    for table in ["servers", "events"] {
+        let text: String = cat
+            .query_one(
+                &format!("SELECT coalesce(string_agg(t::text, ' '), '') FROM pgfleet.{table} t"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(
+            !text.contains(&admin_password),
+            "the password appears in pgfleet.{table}: {text}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn tables_escape_control_characters_and_a_closed_stdout_ends_quietly() {
     let server = TestCluster::start();
