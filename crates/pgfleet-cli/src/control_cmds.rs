@@ -239,7 +239,9 @@ pub fn init(args: &ControlArgs, migrations: Option<&Path>) -> anyhow::Result<()>
     Ok(())
 }
 
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+/// Creates `path` (it must not exist) with mode 0600 from the start and writes `text`: the key
+/// files pgfleet creates pass its own check that a key file is private.
+pub(crate) fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()

@@ -503,6 +503,127 @@ async fn passwords_in_any_connection_string_form_never_reach_the_output() {
     }
 }
 
+/// The review's cases: a key file others can read was accepted silently, and a 64-byte key (as
+/// `head -c 64 /dev/urandom | base64` prints it) was reported as "not base64".
+#[tokio::test]
+async fn key_files_must_be_private_and_bad_keys_say_what_is_wrong() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new("ctl-keyfile", &pgfleet_testkit::shared().url()).await;
+    let file = env.home.dir.join("fleet.key");
+    std::fs::write(&file, format!("{}\n", env.key)).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let f = file.to_str().unwrap();
+    let chmod = format!("chmod 600 {f}");
+    let without_key = |args: &[&str]| {
+        let mut c = env.command(args);
+        c.env_remove("PGFLEET_MASTER_KEY");
+        c
+    };
+    let runs = [
+        without_key(&["tenant", "create", "k1", "--master-key-file", f]).output(),
+        without_key(&["tenant", "create", "k1"])
+            .env("PGFLEET_MASTER_KEY_FILE", f)
+            .output(),
+        env.command(&["tenant", "create", "k1"])
+            .env("PGFLEET_PREVIOUS_MASTER_KEY_FILE", f)
+            .output(),
+    ];
+    for out in runs {
+        let out = out.unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("master key file {f}"))
+                && err.contains("(mode 0644)")
+                && err.contains(&chmod),
+            "{err}"
+        );
+    }
+    let out = without_key(&["validate", "--master-key-file", f])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("FAIL master key") && stdout(&out).contains(&chmod),
+        "{}",
+        stdout(&out)
+    );
+    // After the chmod it is used.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = without_key(&["validate", "--master-key-file", f])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+
+    // 64 bytes, wrapped at 76 columns: the wrong length, not "not base64".
+    let b64 = {
+        let out = std::process::Command::new("sh")
+            .args(["-c", "head -c 64 /dev/urandom | base64"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(
+        b64.trim().contains('\n'),
+        "base64 wraps 88 characters: {b64:?}"
+    );
+    let out = env
+        .command(&["tenant", "create", "k1"])
+        .env("PGFLEET_MASTER_KEY", &b64)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("wrong length")
+            && err.contains("64 bytes")
+            && err.contains("32 bytes are needed")
+            && !err.contains("not base64"),
+        "{err}"
+    );
+
+    // The key `pgfleet init` creates is private, so pgfleet itself accepts it afterwards.
+    let catalog = TestDb::named("ctl-keyfile-init").await;
+    let home = crate::Home::new("keyfile-init");
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("PGFLEET_HOME", &home.dir)
+            .env("PGFLEET_CATALOG_URL", catalog.url())
+            .env_remove("PGFLEET_MASTER_KEY")
+            .env_remove("PGFLEET_MASTER_KEY_FILE")
+            .env_remove("PGFLEET_PREVIOUS_MASTER_KEY_FILE")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["init"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Created a master key"),
+        "{}",
+        stderr(&out)
+    );
+    let mode = std::fs::metadata(home.dir.join("master.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let out = run(&["validate"]);
+    assert!(
+        stdout(&out).contains("ok   master key"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
 #[tokio::test]
 async fn tables_escape_control_characters_and_a_closed_stdout_ends_quietly() {
     let server = TestCluster::start();

@@ -328,6 +328,13 @@ fn demo_shows_the_fleet_end_to_end_and_runs_again_from_scratch() {
         "{text}"
     );
     assert!(text.contains("3 clean, 0 with drift"), "{text}");
+    // The demo's key file is private (it is read back with the check every key file gets).
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(home.dir.join("demo-master.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
     // Running it again drops the previous demo's tenants and starts afresh.
     let again = home.run(&["demo"]);
     assert!(again.status.success(), "{}", stderr(&again));
