@@ -10,8 +10,9 @@ use pgfleet::control::fleet::{
     Canary, FleetCheck, FleetMigration, FleetOptions, FleetProgress, Outcome, ProgressFn,
 };
 
-use crate::control_cmds::{ControlArgs, OutputFormat, config, printable};
+use crate::control_cmds::{ControlArgs, OutputFormat, config};
 use crate::migrate_cmds::{MigrateArgs, load_verified};
+use crate::printable::{printable, printable_text};
 
 /// Flags of `migrate --all`.
 #[derive(Debug, Clone, clap::Args)]
@@ -225,7 +226,7 @@ fn print_migration(r: &FleetMigration) {
                 "  {} on {}: {}",
                 printable(&t.key),
                 if t.server.is_empty() { "-" } else { &t.server },
-                t.error.as_deref().unwrap_or("")
+                printable_text(t.error.as_deref().unwrap_or(""))
             );
         }
     }
@@ -245,7 +246,7 @@ fn print_migration(r: &FleetMigration) {
                 printable(&t.key),
                 t.server,
                 t.from.as_deref().unwrap_or("-"),
-                t.error.as_deref().unwrap_or("").replace('\n', "\n      ")
+                printable_text(t.error.as_deref().unwrap_or("")).replace('\n', "\n      ")
             );
         }
         if failed.len() > 50 {
@@ -353,7 +354,7 @@ fn print_check(r: &FleetCheck) {
     for t in &r.tenants {
         let key = printable(&t.key);
         if let Some(e) = &t.error {
-            println!("{key}: error: {e}");
+            println!("{key}: error: {}", printable_text(e));
             continue;
         }
         if !t.repaired.is_empty() {

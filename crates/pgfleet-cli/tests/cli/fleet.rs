@@ -694,3 +694,80 @@ async fn two_serve_processes_run_each_operation_once_check_health_and_export_met
         .get(0);
     assert_eq!(leased, 0);
 }
+
+/// The review's case: `tenant list` printed a key's U+202E (right-to-left override) as it is,
+/// reordering what a terminal shows. Every human-readable output escapes bidi controls and other
+/// invisible characters; JSON keeps the key exactly.
+#[tokio::test]
+async fn human_output_escapes_bidi_and_invisible_characters_of_keys() {
+    let main = TestCluster::start();
+    let env = Env::new("fleet-bidi", &main.url()).await;
+    let key = "invoice\u{202e}fdp.exe\u{200b}\u{2066}x\u{feff}";
+    let shown = "invoice\\u{202e}fdp.exe\\u{200b}\\u{2066}x\\u{feff}";
+    let hidden = ['\u{202e}', '\u{200b}', '\u{2066}', '\u{feff}'];
+    env.ok(&["tenant", "create", key, "--mode", "schema"]);
+    let t = env.json(&["tenant", "show", key, "--format", "json"]);
+    assert_eq!(t["key"], key, "JSON keeps the key exactly");
+    assert_eq!(
+        env.json(&["tenant", "list", "--format", "json"])[0]["key"],
+        key
+    );
+    let mut outputs = vec![
+        ("tenant list", env.run(&["tenant", "list"])),
+        ("tenant show", env.run(&["tenant", "show", key])),
+        ("check", env.run(&["check", "--tenant", key])),
+        ("check-user", env.run(&["check-user", key])),
+        ("check --all", env.run(&["check", "--all"])),
+    ];
+    // A table the migration creates is there already: the tenant fails the rollout, and its key
+    // is listed among the failed tenants.
+    let admin = main.connect(t["database"].as_str().unwrap()).await;
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE {}.poison (id int)",
+            t["schema"].as_str().unwrap()
+        ))
+        .await
+        .unwrap();
+    write_migration(
+        &env,
+        "20260102000000_poison.sql",
+        "CREATE TABLE poison (id int);\n",
+    );
+    let dir = env.migrations();
+    let dir = dir.to_str().unwrap();
+    outputs.push((
+        "migrate --all",
+        env.run(&["migrate", "--all", "--migrations", dir]),
+    ));
+    outputs.push(("check --all (drift)", env.run(&["check", "--all"])));
+    outputs.push(("tenant show (failed)", env.run(&["tenant", "show", key])));
+    for (what, out) in &outputs {
+        let text = format!("{}{}", stdout(out), stderr(out));
+        assert!(
+            !text.contains(hidden),
+            "{what} printed an invisible character as it is:\n{}",
+            text.escape_debug()
+        );
+    }
+    for (what, out) in &outputs[..5] {
+        // `tenant list` cuts keys at 32 characters; the others print them whole.
+        let want = if *what == "tenant list" {
+            "invoice\\u{202e}fdp.exe\\u{200b}"
+        } else {
+            shown
+        };
+        assert!(stdout(out).contains(want), "{what}: {}", stdout(out));
+    }
+    let migrate = &outputs[5].1;
+    assert_eq!(migrate.status.code(), Some(1), "{}", stderr(migrate));
+    assert!(
+        stdout(migrate).contains(&format!("  {shown} on main")),
+        "{}",
+        stdout(migrate)
+    );
+    let drift = stdout(&outputs[6].1);
+    assert!(drift.contains(&format!("{shown}: ")), "{drift}");
+    let (_, json, _) = migrate_all(&env, &[]);
+    assert_eq!(json["tenants"][0]["key"], key, "{json}");
+}
