@@ -67,6 +67,14 @@ fn health_interval(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+fn metrics_interval(s: &str) -> Result<Duration, String> {
+    let d = crate::schema_cmds::parse_duration(s)?;
+    if d < Duration::from_millis(100) {
+        return Err(format!("{s} is too short: at least 100ms"));
+    }
+    Ok(d)
+}
+
 /// Live progress on stderr: a redrawn bar on a terminal, a line every few seconds otherwise.
 struct Bar {
     what: &'static str,
@@ -447,6 +455,10 @@ pub struct ServeArgs {
     /// Tasks running queued operations (provisioning)
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = at_least_one)]
     pub queue_tasks: usize,
+    /// How often the tenant gauges of /metrics are read from the catalog, e.g. 5s; they are
+    /// withdrawn when the catalog has not answered for three intervals
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = metrics_interval)]
+    pub metrics_interval: Duration,
     /// Catalog and master key.
     #[command(flatten)]
     pub control: ControlArgs,
@@ -498,6 +510,7 @@ pub fn serve(a: &ServeArgs) -> anyhow::Result<()> {
                 health,
                 ..WorkerOptions::default()
             }),
+            metrics_interval: a.metrics_interval,
         };
         pgfleet_server::serve(c, listener, opts, shutdown_signal()).await?;
         eprintln!("pgfleet serve: stopped (work in flight finished, unfinished operations handed back)");

@@ -26,8 +26,12 @@ pub(crate) struct Env {
 
 impl Env {
     pub(crate) async fn new(label: &str, server_url: &str) -> Self {
+        Self::with_catalog(label, TestDb::named(label).await, server_url)
+    }
+
+    /// As [`Env::new`], with the catalog in `catalog` (e.g. on a cluster of its own, to stop it).
+    pub(crate) fn with_catalog(label: &str, catalog: TestDb, server_url: &str) -> Self {
         let home = Home::new(label);
-        let catalog = TestDb::named(label).await;
         let key = String::from_utf8(
             Command::new(BIN)
                 .args(["keys", "generate"])
