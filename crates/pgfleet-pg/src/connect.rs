@@ -181,19 +181,22 @@ fn url_rest(conninfo: &str) -> Option<&str> {
 fn scan_url(url: &str, start: usize) -> Scan {
     let rest = &url[start..];
     let mut secrets = Vec::new();
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    // libpq: the user info ends at the last `@` of the authority; tokio-postgres: at the first `@`
-    // of the whole string. Both are covered.
-    let at = rest[..authority_end].rfind('@').or_else(|| rest.find('@'));
-    let mut after_creds = 0;
-    if let Some(at) = at {
+    // Where the user info ends: libpq takes the first `@` before the first `/` (and a password
+    // holding an unencoded `@` makes people expect the last); tokio-postgres takes the first `@`
+    // anywhere. Every reading is covered, and the query string of each.
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let readings = [authority.find('@'), authority.rfind('@'), rest.find('@')];
+    for at in readings.into_iter().flatten() {
         if let Some(colon) = rest[..at].find(':') {
             secrets.push(start + colon + 1..start + at);
         }
-        after_creds = at + 1;
     }
-    if let Some(q) = rest[after_creds..].find('?') {
-        let mut pos = start + after_creds + q + 1;
+    // Each reading's query string starts at the first `?` after its user info.
+    for from in readings.map(|at| at.map_or(0, |at| at + 1)) {
+        let Some(q) = rest[from..].find('?') else {
+            continue;
+        };
+        let mut pos = start + from + q + 1;
         for param in url[pos..].split('&') {
             match param.split_once('=') {
                 Some((key, _)) if is_password_key(&percent_decode(key)) => {
@@ -207,7 +210,19 @@ fn scan_url(url: &str, start: usize) -> Scan {
             pos += param.len() + 1;
         }
     }
-    Scan { secrets, cut: None }
+    // Readings overlap: merge.
+    secrets.sort_by_key(|r| r.start);
+    let mut merged: Vec<std::ops::Range<usize>> = Vec::new();
+    for r in secrets {
+        match merged.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => merged.push(r),
+        }
+    }
+    Scan {
+        secrets: merged,
+        cut: None,
+    }
 }
 
 /// libpq's key=value syntax: `key = value`, values quoted with `'…'` or not, `\` escaping the next
@@ -374,6 +389,15 @@ mod tests {
             (
                 "postgres://h/db?Other2PW&sslmode=disable",
                 "postgres://h/db?***&sslmode=disable",
+            ),
+            // An `@` in the query: tokio-postgres reads the user info up to it, libpq does not.
+            (
+                "postgres://h/db?password=Other2PW&user=me@example.com",
+                "postgres://h/db?password=***&user=me@example.com",
+            ),
+            (
+                "postgres://h:5432/db?password=Other2PW&user=me@example.com",
+                "postgres://h:***@example.com",
             ),
             // key=value, quoted, escaped, with blanks around `=`.
             ("host=h password='a b' user=u", "host=h password=*** user=u"),
