@@ -14,6 +14,7 @@ use pgfleet::control::{Control, catalog};
 use pgfleet::migrate::MigrationDir;
 use pgfleet::pg::connect;
 
+use crate::printable::{printable, printable_text};
 use crate::schema_cmds::parse_duration;
 
 /// Where the catalog is and how to open sealed secrets.
@@ -251,7 +252,9 @@ pub fn init(args: &ControlArgs, migrations: Option<&Path>) -> anyhow::Result<()>
     Ok(())
 }
 
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+/// Creates `path` (it must not exist) with mode 0600 from the start and writes `text`: the key
+/// files pgfleet creates pass its own check that a key file is private.
+pub(crate) fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -324,23 +327,6 @@ pub fn server(args: &ControlArgs, cmd: &ServerCommand) -> anyhow::Result<()> {
     })
 }
 
-/// A key as it may be printed in a table: control characters escaped, so a key cannot fake rows.
-pub(crate) fn printable(key: &str) -> String {
-    if key.chars().any(char::is_control) {
-        key.chars()
-            .flat_map(|c| {
-                if c.is_control() {
-                    c.escape_default().collect::<Vec<_>>()
-                } else {
-                    vec![c]
-                }
-            })
-            .collect()
-    } else {
-        key.to_string()
-    }
-}
-
 fn tenant_json(t: &Tenant) -> serde_json::Value {
     serde_json::json!({
         "key": t.key,
@@ -388,10 +374,10 @@ fn print_tenant(t: &Tenant) {
         t.schema_version.as_deref().unwrap_or("-")
     );
     if let Some(e) = &t.last_error {
-        println!("last error:     {e}");
+        println!("last error:     {}", printable_text(e));
     }
     if let Some(e) = &t.migrate_error {
-        println!("migrate error:  {e}");
+        println!("migrate error:  {}", printable_text(e));
     }
     match (&t.health_checked_at, t.health_latency_ms) {
         (Some(at), Some(ms)) => println!("health:         {} ({ms:.1} ms, checked {at})", t.health),
@@ -402,7 +388,7 @@ fn print_tenant(t: &Tenant) {
         ),
     }
     if let Some(e) = &t.health_error {
-        println!("health error:   {e}");
+        println!("health error:   {}", printable_text(e));
     }
     println!("created:        {}", t.created_at);
 }
@@ -473,7 +459,7 @@ pub fn tenant(args: &ControlArgs, cmd: &TenantCommand) -> anyhow::Result<()> {
                     print_tenant(&t);
                     println!("recent events:");
                     for e in events {
-                        println!("  {}  {:<18} {}", e.at, e.kind, e.detail);
+                        println!("  {}  {:<18} {}", e.at, e.kind, printable(&e.detail.to_string()));
                     }
                 }
             }
@@ -587,7 +573,7 @@ fn print_findings(findings: &[pgfleet::control::diagnose::Finding]) {
             "{} {:<16} {}",
             if f.ok { "ok  " } else { "FAIL" },
             f.check,
-            f.detail
+            printable_text(&f.detail)
         );
     }
 }
@@ -608,11 +594,16 @@ pub fn check_user(args: &ControlArgs, key: &str, format: OutputFormat) -> anyhow
             v["events"] = serde_json::to_value(&events)?;
             println!("{}", serde_json::to_string_pretty(&v)?);
         } else {
-            println!("tenant {:?} ({})", t.key, t.id);
+            println!("tenant {} ({})", printable(&t.key), t.id);
             print_findings(&findings);
             println!("recent events:");
             for e in events {
-                println!("  {}  {:<20} {}", e.at, e.kind, e.detail);
+                println!(
+                    "  {}  {:<20} {}",
+                    e.at,
+                    e.kind,
+                    printable(&e.detail.to_string())
+                );
             }
         }
         eprintln!("{}", if healthy { "healthy" } else { "NOT healthy" });

@@ -286,17 +286,14 @@ fn demo_key_file() -> std::path::PathBuf {
 /// The demo's master key: kept between runs so the next run can drop this run's tenants.
 fn demo_key() -> anyhow::Result<MasterKey> {
     let path = demo_key_file();
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        return Ok(MasterKey::from_base64(&text)?);
+    if path.exists() {
+        // As PGFLEET_MASTER_KEY_FILE reads it (the demo tells the user to export it): private only.
+        return Ok(MasterKey::from_file(&path)?);
     }
     let key = MasterKey::generate()?;
     std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
-    std::fs::write(&path, key.to_base64().expose())?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    }
+    // Created 0600 at once: never readable by others, not even for a moment.
+    crate::control_cmds::write_private(&path, key.to_base64().expose())?;
     Ok(key)
 }
 

@@ -10,8 +10,9 @@ use pgfleet::control::fleet::{
     Canary, FleetCheck, FleetMigration, FleetOptions, FleetProgress, Outcome, ProgressFn,
 };
 
-use crate::control_cmds::{ControlArgs, OutputFormat, config, printable};
+use crate::control_cmds::{ControlArgs, OutputFormat, config};
 use crate::migrate_cmds::{MigrateArgs, load_verified};
+use crate::printable::{printable, printable_text};
 
 /// Flags of `migrate --all`.
 #[derive(Debug, Clone, clap::Args)]
@@ -62,6 +63,14 @@ fn health_interval(s: &str) -> Result<Duration, String> {
         return Err(format!(
             "{s} is too short: at least 100ms (each tenant is checked once per interval)"
         ));
+    }
+    Ok(d)
+}
+
+fn metrics_interval(s: &str) -> Result<Duration, String> {
+    let d = crate::schema_cmds::parse_duration(s)?;
+    if d < Duration::from_millis(100) {
+        return Err(format!("{s} is too short: at least 100ms"));
     }
     Ok(d)
 }
@@ -225,7 +234,7 @@ fn print_migration(r: &FleetMigration) {
                 "  {} on {}: {}",
                 printable(&t.key),
                 if t.server.is_empty() { "-" } else { &t.server },
-                t.error.as_deref().unwrap_or("")
+                printable_text(t.error.as_deref().unwrap_or(""))
             );
         }
     }
@@ -245,7 +254,7 @@ fn print_migration(r: &FleetMigration) {
                 printable(&t.key),
                 t.server,
                 t.from.as_deref().unwrap_or("-"),
-                t.error.as_deref().unwrap_or("").replace('\n', "\n      ")
+                printable_text(t.error.as_deref().unwrap_or("")).replace('\n', "\n      ")
             );
         }
         if failed.len() > 50 {
@@ -353,7 +362,7 @@ fn print_check(r: &FleetCheck) {
     for t in &r.tenants {
         let key = printable(&t.key);
         if let Some(e) = &t.error {
-            println!("{key}: error: {e}");
+            println!("{key}: error: {}", printable_text(e));
             continue;
         }
         if !t.repaired.is_empty() {
@@ -446,6 +455,10 @@ pub struct ServeArgs {
     /// Tasks running queued operations (provisioning)
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = at_least_one)]
     pub queue_tasks: usize,
+    /// How often the tenant gauges of /metrics are read from the catalog, e.g. 5s; they are
+    /// withdrawn when the catalog has not answered for three intervals
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = metrics_interval)]
+    pub metrics_interval: Duration,
     /// Catalog and master key.
     #[command(flatten)]
     pub control: ControlArgs,
@@ -497,6 +510,7 @@ pub fn serve(a: &ServeArgs) -> anyhow::Result<()> {
                 health,
                 ..WorkerOptions::default()
             }),
+            metrics_interval: a.metrics_interval,
         };
         pgfleet_server::serve(c, listener, opts, shutdown_signal()).await?;
         eprintln!("pgfleet serve: stopped (work in flight finished, unfinished operations handed back)");

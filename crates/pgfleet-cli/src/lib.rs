@@ -9,6 +9,7 @@ pub mod demo;
 pub mod fleet_cmds;
 pub mod local;
 pub mod migrate_cmds;
+pub mod printable;
 pub mod schema_cmds;
 
 use std::path::PathBuf;
@@ -350,7 +351,7 @@ pub fn init_tracing(verbose: u8) {
     let _ = tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
+                .with_writer(printable::LogWriter::default)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .without_time()
                 .with_target(false),

@@ -226,15 +226,7 @@ impl Config {
             (Some(k), _) => {
                 MasterKey::from_base64(&k).map_err(|e| format!("PGFLEET_MASTER_KEY: {e}"))
             }
-            (None, Some(path)) => match std::fs::read_to_string(path) {
-                Ok(text) => {
-                    MasterKey::from_base64(&text).map_err(|e| format!("{}: {e}", path.display()))
-                }
-                Err(e) => Err(format!(
-                    "reading the master key file {}: {e}",
-                    path.display()
-                )),
-            },
+            (None, Some(path)) => MasterKey::from_file(path).map_err(|e| chain(&e)),
             (None, None) => Err(String::new()),
         };
         Ok(Self {
@@ -317,15 +309,23 @@ fn previous_key(var: &impl Fn(&str) -> Option<String>) -> Result<Option<MasterKe
             .map_err(|e| bad("PGFLEET_PREVIOUS_MASTER_KEY", e));
     }
     if let Some(path) = var("PGFLEET_PREVIOUS_MASTER_KEY_FILE") {
-        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
-            name: "PGFLEET_PREVIOUS_MASTER_KEY_FILE".into(),
-            reason: format!("reading {path}: {e}"),
-        })?;
-        return MasterKey::from_base64(&text)
+        return MasterKey::from_file(Path::new(&path))
             .map(Some)
-            .map_err(|e| bad(&path, e));
+            .map_err(|e| bad("PGFLEET_PREVIOUS_MASTER_KEY_FILE", e));
     }
     Ok(None)
+}
+
+/// An error and its causes on one line, as `{:#}` prints them.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 #[cfg(test)]
@@ -349,6 +349,11 @@ mod tests {
         let key = MasterKey::generate().unwrap();
         let key_file = dir.join("master.key");
         std::fs::write(&key_file, key.to_base64().expose()).unwrap();
+        std::fs::set_permissions(
+            &key_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
         std::fs::write(
             &file,
             format!(
@@ -395,6 +400,98 @@ mod tests {
         let err =
             Config::resolve(Settings::default(), env(&[("PGFLEET_CONFIG", f)]), None).unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Key files from every source are refused when group or others may read them, with the
+    /// mode found and the `chmod` to run; a key of the wrong length says so.
+    #[test]
+    fn key_files_open_to_others_are_refused_and_lengths_are_explained() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("pgfleet-config-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key_file = dir.join("master.key");
+        let key = MasterKey::generate().unwrap();
+        std::fs::write(&key_file, key.to_base64().expose()).unwrap();
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let k = key_file.to_str().unwrap();
+        let url = Some("postgres://x/y".to_string());
+        let flags = Settings::flags(None, None, Some(key_file.clone()));
+        let c = Config::resolve(flags, env(&[]), url.clone()).unwrap();
+        let err = c.master_key().unwrap_err().to_string();
+        assert!(
+            err.contains("(mode 0644)") && err.contains(&format!("chmod 600 {k}")),
+            "{err}"
+        );
+        let c = Config::resolve(
+            Settings::default(),
+            env(&[("PGFLEET_MASTER_KEY_FILE", k)]),
+            url.clone(),
+        )
+        .unwrap();
+        assert!(
+            c.master_key()
+                .unwrap_err()
+                .to_string()
+                .contains("(mode 0644)")
+        );
+        let err = Config::resolve(
+            Settings::default(),
+            env(&[
+                ("PGFLEET_MASTER_KEY", key.to_base64().expose()),
+                ("PGFLEET_PREVIOUS_MASTER_KEY_FILE", k),
+            ]),
+            url.clone(),
+        )
+        .unwrap_err();
+        let msg = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+        assert!(
+            msg.contains("PGFLEET_PREVIOUS_MASTER_KEY_FILE")
+                && msg.contains("(mode 0644)")
+                && msg.contains(&format!("chmod 600 {k}")),
+            "{msg}"
+        );
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let c = Config::resolve(
+            Settings::default(),
+            env(&[
+                ("PGFLEET_MASTER_KEY_FILE", k),
+                ("PGFLEET_PREVIOUS_MASTER_KEY_FILE", k),
+            ]),
+            url.clone(),
+        )
+        .unwrap();
+        assert_eq!(c.master_key().unwrap().id(), key.id());
+        assert_eq!(c.previous_master_key.unwrap().id(), key.id());
+
+        // 64 bytes, wrapped at 76 columns as `head -c 64 /dev/urandom | base64` prints them.
+        use base64::Engine;
+        let long = base64::engine::general_purpose::STANDARD.encode([1u8; 64]);
+        std::fs::write(&key_file, format!("{}\n{}\n", &long[..76], &long[76..])).unwrap();
+        let c = Config::resolve(
+            Settings::default(),
+            env(&[("PGFLEET_MASTER_KEY_FILE", k)]),
+            url.clone(),
+        )
+        .unwrap();
+        let err = c.master_key().unwrap_err().to_string();
+        assert!(
+            err.contains(k) && err.contains("64 bytes") && err.contains("32 bytes are needed"),
+            "{err}"
+        );
+        let c = Config::resolve(
+            Settings::default(),
+            env(&[("PGFLEET_MASTER_KEY", &long)]),
+            url,
+        )
+        .unwrap();
+        let err = c.master_key().unwrap_err().to_string();
+        assert!(
+            err.contains("PGFLEET_MASTER_KEY")
+                && err.contains("wrong length")
+                && !err.contains(&long),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -15,11 +15,54 @@ use base64::Engine;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SecretError {
-    /// The master key is not base64 of 32 bytes.
+    /// The master key is not base64.
     #[error(
         "the master key must be base64 of 32 random bytes ({0}); generate one with `pgfleet keys generate`"
     )]
     BadMasterKey(String),
+    /// The master key is base64, of the wrong number of bytes.
+    #[error(
+        "the master key has the wrong length: it decodes to {bytes} bytes, and 32 bytes are needed (base64 of 32 random bytes); generate one with `pgfleet keys generate`"
+    )]
+    MasterKeyLength {
+        /// How many bytes it decodes to.
+        bytes: usize,
+    },
+    /// A master key file cannot be read.
+    #[error("cannot read the master key file {}", path.display())]
+    KeyFileUnreadable {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A master key file that group or others may read (as ssh refuses such a private key).
+    #[error(
+        "the master key file {} is open to {} (mode {mode:04o}): a key file must be private (mode 0600 or 0400); run `chmod 600 {}`",
+        path.display(),
+        match (mode & 0o070 != 0, mode & 0o007 != 0) {
+            (true, true) => "its group and other users",
+            (false, true) => "other users",
+            _ => "its group",
+        },
+        path.display()
+    )]
+    KeyFileMode {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A master key file whose content is not a master key.
+    #[error("the master key file {}", path.display())]
+    KeyFileContent {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with the key.
+        #[source]
+        source: Box<SecretError>,
+    },
     /// A sealed value does not open with this master key (wrong key, or the value was tampered with).
     #[error(
         "a sealed secret of {owner} does not open with master key {key_id}: it was sealed with key {sealed_with}, or the catalog row was altered; set the master key it was sealed with (PGFLEET_MASTER_KEY)"
@@ -165,20 +208,65 @@ impl std::fmt::Debug for MasterKey {
 }
 
 impl MasterKey {
-    /// Parses base64 (standard, with or without padding) of exactly 32 bytes.
+    /// Parses base64 (standard, with or without padding) of exactly 32 bytes. Blanks and line
+    /// breaks anywhere are ignored (`base64` and `openssl rand -base64` wrap long output).
     ///
     /// # Errors
-    /// [`SecretError::BadMasterKey`].
+    /// [`SecretError::BadMasterKey`] for text that is not base64 (the message never quotes it),
+    /// [`SecretError::MasterKeyLength`] for base64 of another length than 32 bytes.
     pub fn from_base64(text: &str) -> Result<Self, SecretError> {
-        let t = text.trim();
+        let t: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        if t.is_empty() {
+            return Err(SecretError::BadMasterKey("it is empty".into()));
+        }
         let bytes = base64::engine::general_purpose::STANDARD
-            .decode(t)
-            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(t))
-            .map_err(|_| SecretError::BadMasterKey("not base64".into()))?;
+            .decode(&t)
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(&t))
+            .map_err(|_| {
+                SecretError::BadMasterKey(format!("{} characters that are not base64", t.len()))
+            })?;
+        if bytes.len() != 32 && t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(SecretError::BadMasterKey(
+                "it looks like 64 hex digits (`openssl rand -hex 32`); write the same bytes in base64 instead, e.g. `openssl rand -base64 32`".into(),
+            ));
+        }
         let key: [u8; 32] = bytes
             .try_into()
-            .map_err(|b: Vec<u8>| SecretError::BadMasterKey(format!("{} bytes", b.len())))?;
+            .map_err(|b: Vec<u8>| SecretError::MasterKeyLength { bytes: b.len() })?;
         Ok(Self::from_bytes(key))
+    }
+
+    /// Reads a key file (base64 of 32 bytes, as `pgfleet keys generate` prints it). The file must
+    /// be private: one that its group or other users may read (mode & 0o077 != 0) is refused, as
+    /// ssh refuses such a private key.
+    ///
+    /// # Errors
+    /// [`SecretError::KeyFileUnreadable`], [`SecretError::KeyFileMode`],
+    /// [`SecretError::KeyFileContent`].
+    pub fn from_file(path: &std::path::Path) -> Result<Self, SecretError> {
+        use std::io::Read;
+        let unreadable = |source| SecretError::KeyFileUnreadable {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = std::fs::File::open(path).map_err(unreadable)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = file.metadata().map_err(unreadable)?.permissions().mode() & 0o7777;
+            if mode & 0o077 != 0 {
+                return Err(SecretError::KeyFileMode {
+                    path: path.to_path_buf(),
+                    mode,
+                });
+            }
+        }
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(unreadable)?;
+        Self::from_base64(&text).map_err(|e| SecretError::KeyFileContent {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })
     }
 
     /// A key from raw bytes.
@@ -394,8 +482,92 @@ mod tests {
             MasterKey::from_base64("c2hvcnQ=")
                 .unwrap_err()
                 .to_string()
-                .contains("5 bytes")
+                .contains("decodes to 5 bytes")
         );
-        assert!(MasterKey::from_base64("!!!").is_err());
+        let err = MasterKey::from_base64("!!!").unwrap_err().to_string();
+        assert!(err.contains("not base64") && !err.contains("!!!"), "{err}");
+        // Wrapped the way `base64` and `openssl rand -base64` wrap it.
+        let b64 = k.to_base64().expose().to_string();
+        let wrapped = format!("  {}\n{}\n", &b64[..20], &b64[20..]);
+        assert_eq!(MasterKey::from_base64(&wrapped).unwrap().id(), k.id());
+    }
+
+    /// The review's case: 64 random bytes in base64 (wrapped at 76 columns by `base64`) were
+    /// reported as "not base64".
+    #[test]
+    fn a_key_of_the_wrong_length_says_its_length_and_the_one_needed() {
+        let b64 = base64::engine::general_purpose::STANDARD.encode([7u8; 64]);
+        let wrapped = format!("{}\n{}\n", &b64[..76], &b64[76..]);
+        for text in [b64.as_str(), wrapped.as_str()] {
+            let err = MasterKey::from_base64(text).unwrap_err();
+            assert!(
+                matches!(err, SecretError::MasterKeyLength { bytes: 64 }),
+                "{err:?}"
+            );
+            let msg = err.to_string();
+            assert!(
+                msg.contains("wrong length")
+                    && msg.contains("64 bytes")
+                    && msg.contains("32 bytes are needed"),
+                "{msg}"
+            );
+            assert!(!msg.contains("not base64"), "{msg}");
+        }
+        let hex: String = "ab".repeat(32);
+        let msg = MasterKey::from_base64(&hex).unwrap_err().to_string();
+        assert!(
+            msg.contains("64 hex digits") && !msg.contains(&hex),
+            "{msg}"
+        );
+        assert!(
+            MasterKey::from_base64(" \n")
+                .unwrap_err()
+                .to_string()
+                .contains("empty")
+        );
+    }
+
+    #[test]
+    fn key_files_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!(
+            "pgfleet-keyfile-{}-{}",
+            std::process::id(),
+            random_bytes::<4>().unwrap()[0]
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("master.key");
+        let k = MasterKey::generate().unwrap();
+        std::fs::write(&path, format!("{}\n", k.to_base64().expose())).unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o666, 0o660] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = MasterKey::from_file(&path).unwrap_err();
+            assert!(matches!(err, SecretError::KeyFileMode { .. }), "{err:?}");
+            let msg = err.to_string();
+            assert!(
+                msg.contains(&format!("(mode {mode:04o})"))
+                    && msg.contains(&format!("chmod 600 {}", path.display())),
+                "{msg}"
+            );
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(MasterKey::from_file(&path).unwrap().id(), k.id());
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&path, "c2hvcnQ=").unwrap();
+        let err = MasterKey::from_file(&path).unwrap_err();
+        let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+        assert!(
+            chain.contains(&path.display().to_string()) && chain.contains("decodes to 5 bytes"),
+            "{chain}"
+        );
+        let missing = dir.join("missing.key");
+        let err = MasterKey::from_file(&missing).unwrap_err();
+        assert!(
+            matches!(err, SecretError::KeyFileUnreadable { .. }),
+            "{err:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -4,7 +4,6 @@
 //! silent fall-through), then the cache that `pgfleet setup` fills, then `pg_config --bindir` on `PATH`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::error::{EmbeddedError, Result};
 use crate::install;
@@ -106,7 +105,7 @@ impl PgBinaries {
                 return Err(bad(format!("{tool} is missing")));
             }
         }
-        let out = Command::new(dir.join("postgres"))
+        let out = crate::server_env::command(dir.join("postgres"))
             .arg("--version")
             .output()
             .map_err(|e| bad(format!("postgres --version could not run: {e}")))?;
@@ -198,7 +197,10 @@ pub fn parse_version(text: &str) -> Option<String> {
 }
 
 fn pg_config_bindir() -> Option<PathBuf> {
-    let out = Command::new("pg_config").arg("--bindir").output().ok()?;
+    let out = crate::server_env::command("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()?;
     if !out.status.success() {
         return None;
     }
@@ -208,7 +210,7 @@ fn pg_config_bindir() -> Option<PathBuf> {
 
 /// The share directory: ask `pg_config --sharedir` next to the binaries, else guess the layouts we know.
 fn share_dir_of(bin_dir: &Path) -> PathBuf {
-    if let Ok(out) = Command::new(bin_dir.join("pg_config"))
+    if let Ok(out) = crate::server_env::command(bin_dir.join("pg_config"))
         .arg("--sharedir")
         .output()
         && out.status.success()

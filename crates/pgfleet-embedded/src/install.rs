@@ -260,7 +260,7 @@ pub fn verify(tree: &Path) -> Result<String, String> {
     if !postgres.is_file() {
         return Err(format!("{} is missing", postgres.display()));
     }
-    let out = Command::new(&postgres)
+    let out = crate::server_env::command(&postgres)
         .arg("--version")
         .output()
         .map_err(|e| format!("{} --version could not run: {e}", postgres.display()))?;

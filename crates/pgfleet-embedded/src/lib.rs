@@ -14,7 +14,8 @@
 //! - [`install`] puts PostgreSQL 18.6 with pgvector 0.8.6 into the cache (`pgfleet setup`).
 //! - [`PgBinaries`] finds binaries: `PGFLEET_PG_BIN`, then the cache, then `pg_config` on `PATH`.
 //! - [`Cluster`] initializes, starts and stops a cluster on 127.0.0.1 with a unix socket. When the
-//!   process runs as root, the server runs as an unprivileged OS user ([`osuser`]).
+//!   process runs as root, the server runs as an unprivileged OS user ([`osuser`]). PostgreSQL's
+//!   processes start with a clean environment, without pgfleet's secrets ([`server_env`]).
 //!
 //! The API is synchronous: it drives `initdb` and `pg_ctl`, which are processes, not connections.
 #![deny(missing_docs)]
@@ -26,6 +27,7 @@ pub mod install;
 pub mod osuser;
 pub mod paths;
 pub mod process;
+pub mod server_env;
 
 use std::path::PathBuf;
 

@@ -27,6 +27,8 @@ pub struct OsUser {
     pub uid: u32,
     /// Primary group id.
     pub gid: u32,
+    /// Home directory (the server's `HOME`).
+    pub home: PathBuf,
 }
 
 /// The effective user id of this process (Linux: the owner of `/proc/self`).
@@ -59,6 +61,7 @@ pub fn lookup(name: &str) -> Option<OsUser> {
         name: fields[0].to_string(),
         uid: fields[2].parse().ok()?,
         gid: fields[3].parse().ok()?,
+        home: PathBuf::from(fields.get(5).copied().unwrap_or("/")),
     })
 }
 
@@ -179,14 +182,15 @@ pub fn chown(path: &Path, user: &OsUser) -> Result<()> {
 }
 
 /// A command that runs as `user` when given (dropping root), with `/` as working directory so
-/// a root-only current directory does not trouble the server.
+/// a root-only current directory does not trouble the server, and the clean environment of
+/// [`crate::server_env`] (none of pgfleet's own variables, its secrets included).
 pub fn command_as(program: &Path, user: Option<&OsUser>) -> Command {
     let mut cmd = Command::new(program);
     cmd.current_dir("/");
     if let Some(u) = user {
         // std drops supplementary groups (setgroups(0)) before setuid when it has the right to.
         cmd.uid(u.uid).gid(u.gid);
-        cmd.env("USER", &u.name).env("LOGNAME", &u.name);
     }
+    crate::server_env::apply(&mut cmd, user);
     cmd
 }

@@ -412,3 +412,71 @@ fn bad_explicit_bin_dir_names_the_setup_command() {
         .unwrap_err();
     assert!(err.to_string().contains("pgfleet setup"), "{err}");
 }
+
+/// The postmaster's environment, as a superuser sees it (`COPY … FROM PROGRAM 'env'`).
+pub async fn server_environment(url: &str) -> Vec<(String, String)> {
+    let client = connect(url).await;
+    client
+        .batch_execute("CREATE TEMP TABLE e (line text); COPY e FROM PROGRAM 'env'")
+        .await
+        .unwrap();
+    client
+        .query("SELECT line FROM e", &[])
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| {
+            let line: String = r.get(0);
+            line.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// The test process runs with cargo's variables (`CARGO_PKG_NAME`, …): none of them may reach the
+/// server, only what `server_env` passes on (plus what PostgreSQL sets for its children).
+#[tokio::test]
+async fn the_server_starts_with_a_clean_environment() {
+    assert!(
+        std::env::var_os("CARGO_PKG_NAME").is_some(),
+        "cargo sets CARGO_* for tests"
+    );
+    let s = Scratch::new("cleanenv");
+    let mut c = new_cluster(&s.dir.join("data"));
+    c.start(None).unwrap();
+    let env = server_environment(&c.url()).await;
+    c.stop().unwrap();
+    let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(names.contains(&"PATH"), "{names:?}");
+    let own_user = c.server_user().is_none();
+    let unexpected: Vec<&str> = names
+        .iter()
+        .copied()
+        // Set by PostgreSQL itself for its children.
+        .filter(|n| {
+            !matches!(
+                *n,
+                "PGDATA"
+                    | "PGSYSCONFDIR"
+                    | "PGLOCALEDIR"
+                    | "PG_GRANDPARENT_PID"
+                    | "PWD"
+                    | "SHLVL"
+                    | "_"
+            )
+        })
+        .filter(|n| !pgfleet_embedded::server_env::passed(n.as_ref(), own_user))
+        .filter(|n| own_user || !matches!(*n, "HOME" | "USER" | "LOGNAME"))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "unexpected variables: {unexpected:?} in {names:?}"
+    );
+    if let Some(u) = c.server_user() {
+        assert!(env.contains(&("USER".into(), u.name.clone())), "{env:?}");
+        assert!(
+            env.contains(&("HOME".into(), u.home.display().to_string())),
+            "{env:?}"
+        );
+    }
+}

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `GET /healthz` | `200 ok` while the process runs (liveness) |
 //! | `GET /readyz` | `200 ready` when the catalog answers within 2 s and the process is not shutting down; `503` with the reason otherwise |
-//! | `GET /metrics` | Prometheus text format: tenants by state, server and health (read from the catalog at scrape time), operations by kind and outcome, provisioning, migration and health-check durations (histograms), health-check results, corrections, catalog errors |
+//! | `GET /metrics` | Prometheus text format: whether the catalog is up and how old the data behind the tenant gauges is, tenants by state, server and health (read from the catalog every metrics interval; withdrawn when that data is stale, see [`catalog_gauges`]), operations by kind and outcome, provisioning, migration and health-check durations (histograms), health-check results, corrections, catalog errors |
 //!
 //! Several processes can serve one catalog: they share the work through the catalog (leases,
 //! advisory locks, `FOR UPDATE SKIP LOCKED`). On shutdown the server stops taking new work,
@@ -13,10 +13,11 @@
 
 #![deny(missing_docs)]
 
-use std::collections::HashSet;
+pub mod catalog_gauges;
+
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -27,6 +28,8 @@ use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use pgfleet::control::Control;
 use pgfleet::control::worker::WorkerOptions;
+
+use crate::catalog_gauges::CatalogGauges;
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +61,13 @@ pub enum ServeError {
 pub struct ServeOptions {
     /// The background workers (`None`: HTTP only).
     pub workers: Option<WorkerOptions>,
+    /// How often the tenant gauges are read from the catalog (they are withdrawn when their data
+    /// is older than [`catalog_gauges::STALE_AFTER`] intervals).
+    pub metrics_interval: Duration,
 }
+
+/// The default [`ServeOptions::metrics_interval`].
+pub const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Histogram buckets of every duration metric, in seconds.
 const BUCKETS: &[f64] = &[
@@ -90,12 +99,7 @@ pub fn metrics_handle() -> Result<PrometheusHandle, ServeError> {
 }
 
 fn describe() {
-    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_gauge!("pgfleet_tenants", "Tenants by state and server");
-    describe_gauge!(
-        "pgfleet_tenants_health",
-        "Ready tenants by health (as last checked) and server"
-    );
+    use metrics::{Unit, describe_counter, describe_histogram};
     describe_counter!(
         "pgfleet_operations_total",
         "Operations finished by this process, by kind and outcome (done, retry, failed)"
@@ -129,7 +133,7 @@ fn describe() {
     );
     describe_counter!(
         "pgfleet_catalog_errors_total",
-        "Catalog queries of the background workers that failed"
+        "Catalog queries of the background workers and of the metrics refresh that failed"
     );
 }
 
@@ -149,8 +153,7 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeErro
 struct AppState {
     control: Control,
     metrics: PrometheusHandle,
-    /// Label sets of the tenant gauges set so far (set to 0 when they disappear).
-    seen: Mutex<HashSet<(String, String, String)>>,
+    gauges: Arc<CatalogGauges>,
 }
 
 /// Serves on `listener` and runs the workers until `shutdown` completes; then stops taking work,
@@ -166,6 +169,13 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let metrics = metrics_handle()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // The first read before the first scrape can come, so /metrics never starts out "down".
+    let gauges = Arc::new(CatalogGauges::new(opts.metrics_interval));
+    gauges.refresh(&control).await;
+    let refresher = {
+        let (g, c, stop) = (gauges.clone(), control.clone(), stop_rx.clone());
+        tokio::spawn(async move { g.run(c, stop).await })
+    };
     let workers = opts.workers.map(|w| {
         let c = control.clone();
         tokio::spawn(async move { c.run_workers(w, stop_rx).await })
@@ -173,7 +183,7 @@ pub async fn serve(
     let state = Arc::new(AppState {
         control: control.clone(),
         metrics,
-        seen: Mutex::new(HashSet::new()),
+        gauges,
     });
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -190,6 +200,7 @@ pub async fn serve(
         })
         .await
         .map_err(ServeError::Http)?;
+    refresher.abort();
     if let Some(w) = workers {
         match w.await {
             Ok(r) => r?,
@@ -233,42 +244,10 @@ async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 async fn metrics_page(State(s): State<Arc<AppState>>) -> impl IntoResponse {
-    match s.control.tenant_counts().await {
-        Ok(counts) => {
-            let mut seen = s.seen.lock().unwrap_or_else(|e| e.into_inner());
-            for (state, server, health) in seen.iter() {
-                metrics::gauge!("pgfleet_tenants", "state" => state.clone(), "server" => server.clone())
-                    .set(0.0);
-                metrics::gauge!("pgfleet_tenants_health", "health" => health.clone(), "server" => server.clone())
-                    .set(0.0);
-            }
-            let mut by_state: std::collections::HashMap<(String, String), f64> = Default::default();
-            let mut by_health: std::collections::HashMap<(String, String), f64> =
-                Default::default();
-            for (state, server, health, n) in counts {
-                *by_state.entry((state.clone(), server.clone())).or_default() += n as f64;
-                if state == "ready" {
-                    *by_health
-                        .entry((health.clone(), server.clone()))
-                        .or_default() += n as f64;
-                }
-                seen.insert((state, server, health));
-            }
-            for ((state, server), n) in by_state {
-                metrics::gauge!("pgfleet_tenants", "state" => state, "server" => server).set(n);
-            }
-            for ((health, server), n) in by_health {
-                metrics::gauge!("pgfleet_tenants_health", "health" => health, "server" => server)
-                    .set(n);
-            }
-        }
-        Err(e) => {
-            metrics::counter!("pgfleet_catalog_errors_total").increment(1);
-            tracing::warn!("metrics: counting tenants: {e}");
-        }
+    let mut text = s.metrics.render();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(),
-    )
+    text.push_str(&s.gauges.render(std::time::Instant::now()));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -26,8 +26,12 @@ pub(crate) struct Env {
 
 impl Env {
     pub(crate) async fn new(label: &str, server_url: &str) -> Self {
+        Self::with_catalog(label, TestDb::named(label).await, server_url)
+    }
+
+    /// As [`Env::new`], with the catalog in `catalog` (e.g. on a cluster of its own, to stop it).
+    pub(crate) fn with_catalog(label: &str, catalog: TestDb, server_url: &str) -> Self {
         let home = Home::new(label);
-        let catalog = TestDb::named(label).await;
         let key = String::from_utf8(
             Command::new(BIN)
                 .args(["keys", "generate"])
@@ -422,6 +426,206 @@ async fn passwords_never_show_up_in_output_logs_or_the_server_log() {
     for k in ["canary", "canary-s"] {
         env.ok(&["tenant", "drop", k, "--yes"]);
     }
+}
+
+/// The review's case: a password in the query string (`?password=`) or quoted in a key=value
+/// string was printed in errors, and stored in clear as a server's display URL.
+#[tokio::test]
+async fn passwords_in_any_connection_string_form_never_reach_the_output() {
+    let server = pgfleet_testkit::shared();
+    let env = Env::new("ctl-urls", &server.url()).await;
+    let closed = pgfleet_testkit::free_port();
+    let bad = [
+        "postgres://u:Other2PW@h/db?password=Other2PW&badopt=1".to_string(),
+        "postgres://u@h/db?sslmode=disable&password=Other2PW&badopt=1".to_string(),
+        "host=h password='Other 2PW' user=u badopt=1".to_string(),
+        "host=h password = Other\\ 2PW badopt=1".to_string(),
+        format!("host=127.0.0.1 port={closed} password='Other 2PW' user=u connect_timeout=2"),
+        format!("postgres://u:Other2PW@127.0.0.1:{closed}/db?password=Other2PW&connect_timeout=2"),
+    ];
+    let mut outputs = Vec::new();
+    for url in &bad {
+        for args in [
+            &["tenant", "list", "--catalog-url", url][..],
+            &["validate", "--catalog-url", url],
+            &["init", "--catalog-url", url],
+            &["plan", "--db", url, "--schema", "/dev/null"],
+            &["server", "add", "bad", "--url", url],
+        ] {
+            let out = env.run(args);
+            // The arguments hold the password: name the command by its first two words only.
+            let what = args[..2].join(" ");
+            assert_ne!(out.status.code(), Some(0), "{what}: {}", stdout(&out));
+            outputs.push(format!("{what}\n{}{}", stdout(&out), stderr(&out)));
+        }
+    }
+    // A server whose admin password is in the query string: recorded, and shown without it.
+    let admin_password = server.cluster().password().to_string();
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/postgres?password={admin_password}",
+        server.port()
+    );
+    let out = env.ok(&["server", "add", "q", "--url", &url]);
+    outputs.push(format!("server add q\n{}{}", stdout(&out), stderr(&out)));
+    for args in [
+        &["server", "list"][..],
+        &["server", "list", "--format", "json"],
+        &["validate"],
+    ] {
+        let out = env.run(args);
+        outputs.push(format!("{args:?}\n{}{}", stdout(&out), stderr(&out)));
+    }
+    for o in &outputs {
+        for secret in ["Other2PW", "Other 2PW", "2PW", admin_password.as_str()] {
+            assert!(!o.contains(secret), "{secret:?} appears in:\n{o}");
+        }
+    }
+    assert!(
+        outputs
+            .iter()
+            .any(|o| o.contains("unknown option `badopt`")),
+        "the parse error still says what is wrong: {outputs:#?}"
+    );
+    assert!(
+        outputs.iter().any(|o| o.contains("password=***")),
+        "{outputs:#?}"
+    );
+    let cat = env.catalog.connect().await;
+    for table in ["servers", "events"] {
+        let text: String = cat
+            .query_one(
+                &format!("SELECT coalesce(string_agg(t::text, ' '), '') FROM pgfleet.{table} t"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(
+            !text.contains(&admin_password),
+            "the password appears in pgfleet.{table}: {text}"
+        );
+    }
+}
+
+/// The review's cases: a key file others can read was accepted silently, and a 64-byte key (as
+/// `head -c 64 /dev/urandom | base64` prints it) was reported as "not base64".
+#[tokio::test]
+async fn key_files_must_be_private_and_bad_keys_say_what_is_wrong() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new("ctl-keyfile", &pgfleet_testkit::shared().url()).await;
+    let file = env.home.dir.join("fleet.key");
+    std::fs::write(&file, format!("{}\n", env.key)).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let f = file.to_str().unwrap();
+    let chmod = format!("chmod 600 {f}");
+    let without_key = |args: &[&str]| {
+        let mut c = env.command(args);
+        c.env_remove("PGFLEET_MASTER_KEY");
+        c
+    };
+    let runs = [
+        without_key(&["tenant", "create", "k1", "--master-key-file", f]).output(),
+        without_key(&["tenant", "create", "k1"])
+            .env("PGFLEET_MASTER_KEY_FILE", f)
+            .output(),
+        env.command(&["tenant", "create", "k1"])
+            .env("PGFLEET_PREVIOUS_MASTER_KEY_FILE", f)
+            .output(),
+    ];
+    for out in runs {
+        let out = out.unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("master key file {f}"))
+                && err.contains("(mode 0644)")
+                && err.contains(&chmod),
+            "{err}"
+        );
+    }
+    let out = without_key(&["validate", "--master-key-file", f])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("FAIL master key") && stdout(&out).contains(&chmod),
+        "{}",
+        stdout(&out)
+    );
+    // After the chmod it is used.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = without_key(&["validate", "--master-key-file", f])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+
+    // 64 bytes, wrapped at 76 columns: the wrong length, not "not base64".
+    let b64 = {
+        let out = std::process::Command::new("sh")
+            .args(["-c", "head -c 64 /dev/urandom | base64"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(
+        b64.trim().contains('\n'),
+        "base64 wraps 88 characters: {b64:?}"
+    );
+    let out = env
+        .command(&["tenant", "create", "k1"])
+        .env("PGFLEET_MASTER_KEY", &b64)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("wrong length")
+            && err.contains("64 bytes")
+            && err.contains("32 bytes are needed")
+            && !err.contains("not base64"),
+        "{err}"
+    );
+
+    // The key `pgfleet init` creates is private, so pgfleet itself accepts it afterwards.
+    let catalog = TestDb::named("ctl-keyfile-init").await;
+    let home = crate::Home::new("keyfile-init");
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("PGFLEET_HOME", &home.dir)
+            .env("PGFLEET_CATALOG_URL", catalog.url())
+            .env_remove("PGFLEET_MASTER_KEY")
+            .env_remove("PGFLEET_MASTER_KEY_FILE")
+            .env_remove("PGFLEET_PREVIOUS_MASTER_KEY_FILE")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["init"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Created a master key"),
+        "{}",
+        stderr(&out)
+    );
+    let mode = std::fs::metadata(home.dir.join("master.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let out = run(&["validate"]);
+    assert!(
+        stdout(&out).contains("ok   master key"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
 }
 
 #[tokio::test]

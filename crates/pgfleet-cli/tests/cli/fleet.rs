@@ -600,7 +600,15 @@ async fn two_serve_processes_run_each_operation_once_check_health_and_export_met
             parse_prometheus(&a.get("/metrics").1),
             parse_prometheus(&b.get("/metrics").1),
         );
-        if done(&ma) + done(&mb) >= 24.0 || started.elapsed() > Duration::from_secs(5) {
+        // The tenant gauges are read from the catalog every --metrics-interval (5 s).
+        let ready_x = sample(
+            &ma,
+            "pgfleet_tenants",
+            &[("state", "ready"), ("server", "x")],
+        );
+        if (done(&ma) + done(&mb) >= 24.0 && ready_x == 12.0)
+            || started.elapsed() > Duration::from_secs(15)
+        {
             break (ma, mb);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -693,4 +701,180 @@ async fn two_serve_processes_run_each_operation_once_check_health_and_export_met
         .unwrap()
         .get(0);
     assert_eq!(leased, 0);
+}
+
+/// The review's case: `tenant list` printed a key's U+202E (right-to-left override) as it is,
+/// reordering what a terminal shows. Every human-readable output escapes bidi controls and other
+/// invisible characters; JSON keeps the key exactly.
+#[tokio::test]
+async fn human_output_escapes_bidi_and_invisible_characters_of_keys() {
+    let main = TestCluster::start();
+    let env = Env::new("fleet-bidi", &main.url()).await;
+    let key = "invoice\u{202e}fdp.exe\u{200b}\u{2066}x\u{feff}";
+    let shown = "invoice\\u{202e}fdp.exe\\u{200b}\\u{2066}x\\u{feff}";
+    let hidden = ['\u{202e}', '\u{200b}', '\u{2066}', '\u{feff}'];
+    env.ok(&["tenant", "create", key, "--mode", "schema"]);
+    let t = env.json(&["tenant", "show", key, "--format", "json"]);
+    assert_eq!(t["key"], key, "JSON keeps the key exactly");
+    assert_eq!(
+        env.json(&["tenant", "list", "--format", "json"])[0]["key"],
+        key
+    );
+    let mut outputs = vec![
+        ("tenant list", env.run(&["tenant", "list"])),
+        ("tenant show", env.run(&["tenant", "show", key])),
+        ("check", env.run(&["check", "--tenant", key])),
+        ("check-user", env.run(&["check-user", key])),
+        ("check --all", env.run(&["check", "--all"])),
+    ];
+    // A table the migration creates is there already: the tenant fails the rollout, and its key
+    // is listed among the failed tenants.
+    let admin = main.connect(t["database"].as_str().unwrap()).await;
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE {}.poison (id int)",
+            t["schema"].as_str().unwrap()
+        ))
+        .await
+        .unwrap();
+    write_migration(
+        &env,
+        "20260102000000_poison.sql",
+        "CREATE TABLE poison (id int);\n",
+    );
+    let dir = env.migrations();
+    let dir = dir.to_str().unwrap();
+    outputs.push((
+        "migrate --all",
+        env.run(&["migrate", "--all", "--migrations", dir]),
+    ));
+    outputs.push(("check --all (drift)", env.run(&["check", "--all"])));
+    outputs.push(("tenant show (failed)", env.run(&["tenant", "show", key])));
+    for (what, out) in &outputs {
+        let text = format!("{}{}", stdout(out), stderr(out));
+        assert!(
+            !text.contains(hidden),
+            "{what} printed an invisible character as it is:\n{}",
+            text.escape_debug()
+        );
+    }
+    for (what, out) in &outputs[..5] {
+        // `tenant list` cuts keys at 32 characters; the others print them whole.
+        let want = if *what == "tenant list" {
+            "invoice\\u{202e}fdp.exe\\u{200b}"
+        } else {
+            shown
+        };
+        assert!(stdout(out).contains(want), "{what}: {}", stdout(out));
+    }
+    let migrate = &outputs[5].1;
+    assert_eq!(migrate.status.code(), Some(1), "{}", stderr(migrate));
+    assert!(
+        stdout(migrate).contains(&format!("  {shown} on main")),
+        "{}",
+        stdout(migrate)
+    );
+    let drift = stdout(&outputs[6].1);
+    assert!(drift.contains(&format!("{shown}: ")), "{drift}");
+    let (_, json, _) = migrate_all(&env, &[]);
+    assert_eq!(json["tenants"][0]["key"], key, "{json}");
+}
+
+/// The review's case: while the catalog was down, `/metrics` kept serving the last tenant gauges
+/// as if current. Now it says the catalog is down and how old the data is, and withdraws the
+/// tenant gauges once the data is older than three refresh intervals; they return with the catalog.
+#[tokio::test]
+async fn metrics_say_when_the_catalog_is_down_and_withdraw_stale_tenant_counts() {
+    let mut cluster = TestCluster::start();
+    let catalog = pgfleet_testkit::TestDb::on(&cluster, "fleet-catalog-down").await;
+    let env = Env::with_catalog("fleet-catalog-down", catalog, &cluster.url());
+    for k in ["a", "b", "c"] {
+        env.ok(&["tenant", "create", k, "--mode", "schema"]);
+    }
+    let serve = Serve::start(&env, &["--metrics-interval", "200ms", "--no-health"]);
+    let stale_after = 0.6; // three intervals
+    let metrics = || parse_prometheus(&serve.get("/metrics").1);
+    let tenants = |m: &[(String, f64)]| {
+        m.iter()
+            .filter(|(s, _)| s.starts_with("pgfleet_tenants{"))
+            .count()
+    };
+    let value = |m: &[(String, f64)], name: &str| {
+        m.iter()
+            .find(|(s, _)| s == name)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no {name} in {m:?}"))
+    };
+    let m = metrics();
+    assert_eq!(value(&m, "pgfleet_catalog_up"), 1.0, "{m:?}");
+    assert!(
+        value(&m, "pgfleet_catalog_data_age_seconds") < stale_after,
+        "{m:?}"
+    );
+    assert_eq!(
+        sample(&m, "pgfleet_tenants", &[("state", "ready")]),
+        3.0,
+        "{m:?}"
+    );
+
+    cluster.stop();
+    let stopped = Instant::now();
+    let m = loop {
+        let m = metrics();
+        let up = value(&m, "pgfleet_catalog_up");
+        let age = value(&m, "pgfleet_catalog_data_age_seconds");
+        // Never stale counts presented as current: while tenant gauges are shown, their data is
+        // at most three intervals old.
+        if tenants(&m) > 0 {
+            assert!(age <= stale_after, "stale tenant gauges published: {m:?}");
+        }
+        if up == 0.0 && tenants(&m) == 0 {
+            break m;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(20),
+            "metrics never showed the outage: {m:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        value(&m, "pgfleet_catalog_data_age_seconds") > stale_after,
+        "{m:?}"
+    );
+    assert_eq!(sample(&m, "pgfleet_tenants_health", &[]), 0.0, "{m:?}");
+    assert!(
+        sample(&m, "pgfleet_catalog_errors_total", &[]) >= 1.0,
+        "{m:?}"
+    );
+    assert_eq!(serve.get("/readyz").0, 503);
+    // It stays that way while the catalog is down.
+    std::thread::sleep(Duration::from_millis(500));
+    let m = metrics();
+    assert_eq!(value(&m, "pgfleet_catalog_up"), 0.0, "{m:?}");
+    assert_eq!(tenants(&m), 0, "{m:?}");
+
+    cluster.restart();
+    let restarted = Instant::now();
+    let m = loop {
+        let m = metrics();
+        if value(&m, "pgfleet_catalog_up") == 1.0 && tenants(&m) > 0 {
+            break m;
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(30),
+            "metrics never recovered: {m:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        value(&m, "pgfleet_catalog_data_age_seconds") < stale_after,
+        "{m:?}"
+    );
+    assert_eq!(
+        sample(&m, "pgfleet_tenants", &[("state", "ready")]),
+        3.0,
+        "{m:?}"
+    );
+    assert_eq!(serve.get("/readyz").0, 200);
+    assert!(serve.terminate().success());
 }

@@ -133,6 +133,56 @@ async fn up_status_down_round_trip() {
     assert_eq!(stdout(&up).trim(), url);
 }
 
+/// The review's case: `pgfleet up` run with the master key (and a catalog URL with a password)
+/// exported handed them to the postmaster, where `COPY … FROM PROGRAM 'env'` printed them.
+#[tokio::test]
+async fn up_keeps_pgfleet_secrets_out_of_the_server_environment() {
+    let home = Home::new("cleanenv");
+    let key = "bWFzdGVyLWtleS1jYW5hcnktMTIzNDU2Nzg5MGFiY2RlZg==";
+    let up = Command::new(BIN)
+        .args(["up", "--port", &free_port().to_string()])
+        .env("PGFLEET_HOME", &home.dir)
+        .env("PGFLEET_CACHE_DIR", home.dir.join("cache"))
+        .env("PGFLEET_PG_BIN", binaries().bin_dir())
+        .env("PGFLEET_MASTER_KEY", key)
+        .env("PGFLEET_TEST_SECRET", "test-secret-canary")
+        .env(
+            "PGFLEET_CATALOG_URL",
+            "postgres://admin:catalog-pw-canary@db.internal/pgfleet",
+        )
+        .env("PGPASSWORD", "pgpassword-canary")
+        .env_remove("PGFLEET_LOG")
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "{}", stderr(&up));
+    let url = stdout(&up).trim().to_string();
+    let client = connect(&url).await;
+    client
+        .batch_execute("CREATE TEMP TABLE e (line text); COPY e FROM PROGRAM 'env'")
+        .await
+        .unwrap();
+    let lines: Vec<String> = client
+        .query("SELECT line FROM e", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(lines.iter().any(|l| l.starts_with("PATH=")), "{lines:?}");
+    for line in &lines {
+        assert!(!line.starts_with("PGFLEET_"), "{line} in {lines:?}");
+        assert!(!line.starts_with("PGPASSWORD="), "{line} in {lines:?}");
+        for canary in [
+            key,
+            "test-secret-canary",
+            "catalog-pw-canary",
+            "pgpassword-canary",
+        ] {
+            assert!(!line.contains(canary), "{line} in {lines:?}");
+        }
+    }
+}
+
 #[test]
 fn missing_binaries_name_the_setup_command() {
     let home = Home::new("nobin");
@@ -279,6 +329,13 @@ fn demo_shows_the_fleet_end_to_end_and_runs_again_from_scratch() {
         "{text}"
     );
     assert!(text.contains("3 clean, 0 with drift"), "{text}");
+    // The demo's key file is private (it is read back with the check every key file gets).
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(home.dir.join("demo-master.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
     // Running it again drops the previous demo's tenants and starts afresh.
     let again = home.run(&["demo"]);
     assert!(again.status.success(), "{}", stderr(&again));
