@@ -42,6 +42,11 @@ pub fn catalog_migrations() -> MigrationDir {
                 "20261204000001_validated_targets.sql".to_string(),
                 include_str!("catalog/migrations/20261204000001_validated_targets.sql").to_string(),
             ),
+            (
+                "20261204000002_redact_display_urls.sql".to_string(),
+                include_str!("catalog/migrations/20261204000002_redact_display_urls.sql")
+                    .to_string(),
+            ),
         ],
     )
     .expect("the catalog migrations compiled into pgfleet are valid")
