@@ -184,8 +184,15 @@ impl Control {
         let (target, _) = self.target_for(&t).await?;
         let desired = self.target_model(&t, &target).await?;
         let mut applied = self.restore_access(&t, reason).await?;
-        applied.extend(self.secure(&t, &desired, reason).await?);
-        let (_, additive, _, _) = self.plans(&t).await?;
+        let (_, mut additive, _, security) = self.plans(&t).await?;
+        if !security.is_empty() {
+            let secured = self.secure(&t, &desired, reason).await?;
+            if !secured.is_empty() {
+                // Triggers it dropped, objects it handed over: the repair plan is read again.
+                additive = self.plans(&t).await?.1;
+                applied.extend(secured);
+            }
+        }
         let names = pgfleet_migrate::generate::public_object_names(&desired);
         let server = t.server.clone().unwrap_or_default();
         let search_path = match t.mode {

@@ -467,7 +467,7 @@ impl Control {
         }
         self.pool_admin(t, None, admin);
         let owner = self.owner(server).await?.role;
-        let in_db = self.admin(t, Some(&t.database)).await?;
+        let in_db = self.pooled_admin(t, Some(&t.database)).await?;
         let (schemas, _) = scope(t);
         let row = in_db
             .query_one(
@@ -547,6 +547,7 @@ impl Control {
                 ));
             }
         }
+        self.pool_admin(t, Some(&t.database), in_db);
         for change in &changes {
             events::record(
                 &self.catalog(),
