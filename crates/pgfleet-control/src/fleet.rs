@@ -241,6 +241,21 @@ impl Counters {
 }
 
 impl Control {
+    /// Records `dir` as the fleet's target unless it already is ([`catalog::record_target`]):
+    /// validated first by replaying it in a sandboxed shadow database on a server of the fleet
+    /// (its PostgreSQL and extensions), else on the catalog's, with the fleet's allowed
+    /// extensions. Returns the new version when it changed.
+    ///
+    /// # Errors
+    /// As [`catalog::record_target`].
+    pub async fn record_target(&self, dir: &MigrationDir) -> Result<Option<String>, ControlError> {
+        let dev = match self.servers().await?.first() {
+            Some(s) => self.server_admin_config(&s.name).await?,
+            None => pgfleet_pg::connect::parse_url(&self.config().catalog_url)?,
+        };
+        catalog::record_target(&self.catalog(), dir, &dev, &self.shadow_options()).await
+    }
+
     /// Records `dir` as the target (when given), then brings every ready tenant (or the tenants
     /// named in `opts`) to it. See the [module](self) documentation.
     ///
@@ -255,17 +270,7 @@ impl Control {
     ) -> Result<FleetMigration, ControlError> {
         let started = Instant::now();
         let target_changed = match dir {
-            Some(d) => {
-                // Validated on a server of the fleet (its PostgreSQL and extensions), else on the
-                // catalog's.
-                let dev = match self.servers().await?.first() {
-                    Some(s) => self.server_admin_config(&s.name).await?,
-                    None => pgfleet_pg::connect::parse_url(&self.config().catalog_url)?,
-                };
-                catalog::record_target(&self.catalog(), d, &dev, &self.shadow_options())
-                    .await?
-                    .is_some()
-            }
+            Some(d) => self.record_target(d).await?.is_some(),
             None => false,
         };
         let target = Arc::new(self.target().await?);
