@@ -245,10 +245,9 @@ pub async fn record_target(
     shadow: &pgfleet_pg::shadow::ShadowOptions,
 ) -> Result<Option<String>, ControlError> {
     let Some(version) = dir.latest() else {
-        return Err(ControlError::Invalid(format!(
-            "{} has no migrations; write the first one with `pgfleet gen init`",
-            dir.path.display()
-        )));
+        return Err(ControlError::EmptyTarget {
+            dir: dir.path.display().to_string(),
+        });
     };
     let hash = sum::directory_hash(dir)?;
     let current = current_target(client).await?;
@@ -269,18 +268,23 @@ pub async fn record_target(
         for old in &current.dir.migrations {
             match dir.get(&old.version) {
                 None if applied(&old.version) => {
-                    return Err(ControlError::Invalid(format!(
-                        "{} is missing from {}, but it is part of the fleet's target {} and tenants ran it; put it back: migrations are never removed, a new one undoes what it did",
-                        old.file_name,
-                        dir.path.display(),
-                        current.version
-                    )));
+                    return Err(ControlError::RecordedMigrationChanged {
+                        file: old.file_name.clone(),
+                        change: format!("is missing from {}", dir.path.display()),
+                        version: current.version.clone(),
+                        what_to_do: "put it back: migrations are never removed, a new one undoes what it did",
+                    });
                 }
                 Some(m) if m.checksum != old.checksum && applied(&old.version) => {
-                    return Err(ControlError::Invalid(format!(
-                        "{} was changed after it was recorded in the fleet's target {} (recorded {}, now {}): tenants ran the recorded text, so the fleet would split. Restore the file and put the change in a new migration (`pgfleet gen NAME`)",
-                        m.file_name, current.version, old.checksum, m.checksum
-                    )));
+                    return Err(ControlError::RecordedMigrationChanged {
+                        file: m.file_name.clone(),
+                        change: format!(
+                            "was changed (recorded {}, now {})",
+                            old.checksum, m.checksum
+                        ),
+                        version: current.version.clone(),
+                        what_to_do: "tenants ran the recorded text: restore the file and put the change in a new migration (`pgfleet gen NAME`)",
+                    });
                 }
                 _ => {}
             }
@@ -300,8 +304,10 @@ pub async fn record_target(
     let model = pgfleet_pg::shadow::desired_model(&dev, &source, shadow)
         .await
         .map_err(invalid)?;
-    let model_json = serde_json::to_string(&model)
-        .map_err(|e| ControlError::Invalid(format!("serializing the target model: {e}")))?;
+    let model_json = serde_json::to_string(&model).map_err(|e| ControlError::TaskFailed {
+        what: "serializing the target model",
+        reason: e.to_string(),
+    })?;
     let files: Vec<serde_json::Value> = dir
         .migrations
         .iter()
@@ -390,8 +396,11 @@ async fn read_target(
         .await
         .map_err(|e| PgError::query("reading the fleet's target", e))?;
     let Some(row) = row else { return Ok(None) };
-    let files: Vec<serde_json::Value> = serde_json::from_str(row.get::<_, &str>(2))
-        .map_err(|e| ControlError::Invalid(format!("stored target: {e}")))?;
+    let files: Vec<serde_json::Value> =
+        serde_json::from_str(row.get::<_, &str>(2)).map_err(|e| ControlError::CorruptRow {
+            table: "targets",
+            detail: e.to_string(),
+        })?;
     let files = files
         .into_iter()
         .map(|f| {

@@ -226,7 +226,7 @@ impl Config {
             (Some(k), _) => {
                 MasterKey::from_base64(&k).map_err(|e| format!("PGFLEET_MASTER_KEY: {e}"))
             }
-            (None, Some(path)) => MasterKey::from_file(path).map_err(|e| chain(&e)),
+            (None, Some(path)) => MasterKey::from_file(path).map_err(|e| crate::chain(&e)),
             (None, None) => Err(String::new()),
         };
         Ok(Self {
@@ -314,18 +314,6 @@ fn previous_key(var: &impl Fn(&str) -> Option<String>) -> Result<Option<MasterKe
             .map_err(|e| bad("PGFLEET_PREVIOUS_MASTER_KEY_FILE", e));
     }
     Ok(None)
-}
-
-/// An error and its causes on one line, as `{:#}` prints them.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -243,7 +243,7 @@ impl Control {
                         .collect(),
                     Err(e) => {
                         let _ = as_owner.batch_execute("ROLLBACK").await;
-                        return Err(repair_failed(key, &steps, &e, &[]));
+                        return Err(repair_failed(key, &steps, e, &[]));
                     }
                 }
             } else {
@@ -263,7 +263,7 @@ impl Control {
                             .map(|(o, _, _): &(String, String, std::time::Duration)| o.clone())
                             .collect();
                         self.record_corrections(&t, &done, reason).await?;
-                        return Err(repair_failed(key, &steps, &e, &names));
+                        return Err(repair_failed(key, &steps, e, &names));
                     }
                     done.push((object.clone(), sql.clone(), one.elapsed()));
                 }
@@ -701,7 +701,7 @@ fn drift_finding(d: &Drift) -> Finding {
 fn repair_failed(
     key: &str,
     steps: &[(String, String, bool)],
-    e: &tokio_postgres::Error,
+    e: tokio_postgres::Error,
     done: &[String],
 ) -> ControlError {
     let message = e
@@ -723,7 +723,7 @@ fn repair_failed(
         .as_db_error()
         .is_some_and(|d| matches!(d.code().code(), "42P07" | "42710"));
     let hint = if taken {
-        " (another object already has a name the target needs: was a table renamed? Rename or drop that object, e.g. `ALTER INDEX … RENAME TO …`, then run the repair again)"
+        "; another object already has a name the target needs: was a table renamed? Rename or drop that object (e.g. `ALTER INDEX … RENAME TO …`), then run the repair again"
     } else {
         ""
     };
@@ -732,10 +732,13 @@ fn repair_failed(
     } else {
         format!("already repaired (and recorded): {}", done.join("; "))
     };
-    ControlError::Invalid(format!(
-        "repairing tenant {key:?} failed at {failed}: {}{hint}; {done}",
-        pgfleet_pg::describe(e)
-    ))
+    ControlError::RepairFailed {
+        key: key.into(),
+        object: failed.into(),
+        hint,
+        done,
+        cause: pgfleet_pg::PgError::query("the repair statement", e),
+    }
 }
 
 fn drift(t: &Tenant, full: &Plan, additive: &Plan, target: String) -> Drift {

@@ -293,7 +293,10 @@ impl Control {
             .await?
             .first()
             .map(|r| r.get(0))
-            .ok_or_else(|| ControlError::Invalid("recording the rollout: no row".into()))?;
+            .ok_or_else(|| ControlError::CorruptRow {
+                table: "rollouts",
+                detail: "inserting a rollout returned no row".into(),
+            })?;
         let outcome = self
             .run_rollout(
                 rollout,
@@ -472,8 +475,10 @@ impl Control {
                 );
             }
         }
-        let runner = Arc::try_unwrap(runner)
-            .map_err(|_| ControlError::Invalid("fleet migration tasks still running".into()))?;
+        let runner = Arc::try_unwrap(runner).map_err(|_| ControlError::TaskFailed {
+            what: "the fleet migration",
+            reason: "its tasks were still running after the rollout".into(),
+        })?;
         runner.close().await?;
         let count = |o: Outcome| results.iter().filter(|r| r.outcome == o).count();
         let report = FleetMigration {
@@ -513,9 +518,8 @@ impl Control {
             .map_err(q("listing tenants"))?;
         let tenants = rows
             .iter()
-            .map(Tenant::from_row)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(ControlError::Invalid)?;
+            .map(Tenant::read)
+            .collect::<Result<Vec<_>, _>>()?;
         let unknown: Vec<&String> = keys
             .iter()
             .filter(|k| !tenants.iter().any(|t| &t.key == *k))
@@ -524,13 +528,9 @@ impl Control {
             [] => {}
             [one] => return Err(ControlError::UnknownTenant((*one).clone())),
             many => {
-                return Err(ControlError::Invalid(format!(
-                    "no tenants with keys {}: `pgfleet tenant list` shows the tenants",
-                    many.iter()
-                        .map(|k| format!("{k:?}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
+                return Err(ControlError::UnknownTenants(
+                    many.iter().map(|k| (*k).clone()).collect(),
+                ));
             }
         }
         Ok(tenants.into_iter().partition(|t| t.state == State::Ready))
@@ -1196,7 +1196,10 @@ impl Runner {
         drop(self.recorder);
         self.recorder_task
             .await
-            .map_err(|e| ControlError::Invalid(format!("the fleet recorder stopped: {e}")))?
+            .map_err(|e| ControlError::TaskFailed {
+                what: "the fleet recorder",
+                reason: e.to_string(),
+            })?
     }
 }
 

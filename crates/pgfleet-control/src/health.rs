@@ -102,7 +102,7 @@ impl Control {
             .map_err(q("claiming tenants to check"))?;
         let mut by_server: HashMap<String, Vec<(Tenant, Option<Sealed>)>> = HashMap::new();
         for r in &rows {
-            let t = Tenant::from_row(r).map_err(ControlError::Invalid)?;
+            let t = Tenant::read(r)?;
             let sealed = match (
                 r.get::<_, Option<Vec<u8>>>("password_sealed"),
                 r.get::<_, Option<Vec<u8>>>("password_key"),
@@ -130,8 +130,10 @@ impl Control {
         let mut results = Vec::new();
         let mut round = HealthRound::default();
         while let Some(r) = servers.join_next().await {
-            let (checked, skipped) =
-                r.map_err(|e| ControlError::Invalid(format!("a health task failed: {e}")))?;
+            let (checked, skipped) = r.map_err(|e| ControlError::TaskFailed {
+                what: "a health check task",
+                reason: e.to_string(),
+            })?;
             round.skipped_by_probe += skipped;
             results.extend(checked);
         }

@@ -25,6 +25,7 @@ pub mod catalog;
 pub mod config;
 pub mod diagnose;
 pub mod directory;
+pub mod error;
 pub mod events;
 mod extensions;
 pub mod fleet;
@@ -42,147 +43,13 @@ pub mod worker;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use pgfleet_pg::{PgError, connect};
+use pgfleet_pg::connect;
 use pgfleet_schema::Model;
 use tokio_postgres::Client;
 
-use crate::config::{Config, ConfigError};
-use crate::secrets::SecretError;
-
-/// Maps a query error to a [`ControlError`] that says what was being done (`context`).
-pub(crate) fn q(context: &str) -> impl FnOnce(tokio_postgres::Error) -> ControlError + '_ {
-    move |e| PgError::query(context, e).into()
-}
-
-/// What can go wrong in the control plane.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ControlError {
-    /// Talking to the catalog or a server failed.
-    #[error(transparent)]
-    Pg(#[from] PgError),
-    /// The configuration is incomplete or invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// A secret could not be sealed or opened.
-    #[error(transparent)]
-    Secret(#[from] SecretError),
-    /// Migrating (the catalog or a tenant) failed.
-    #[error(transparent)]
-    Migrate(Box<pgfleet_migrate::MigrateError>),
-    /// The target's migrations are not valid.
-    #[error(transparent)]
-    Dir(#[from] pgfleet_migrate::dir::DirError),
-    /// The target directory does not match its `pgfleet.sum`.
-    #[error(transparent)]
-    Sum(#[from] pgfleet_migrate::sum::SumError),
-    /// Building the target model in a shadow database failed.
-    #[error("building the target model")]
-    Shadow(#[source] Box<pgfleet_pg::shadow::ShadowError>),
-    /// A target's migrations do not run from nothing (replayed in a shadow database before it is
-    /// recorded): it was not recorded.
-    #[error(
-        "the migrations of target {version} do not run from an empty database, so they were not recorded as the fleet's target (nothing changed); fix the migration and run the command again"
-    )]
-    InvalidTarget {
-        /// The target's version.
-        version: String,
-        /// What failed, with file and line.
-        #[source]
-        error: Box<pgfleet_pg::shadow::ShadowError>,
-    },
-    /// The catalog does not exist or is older than this pgfleet.
-    #[error("the catalog is not initialized ({0}); run `pgfleet init --migrations DIR`")]
-    NotInitialized(String),
-    /// No target recorded yet.
-    #[error(
-        "no target schema recorded: run `pgfleet init --migrations DIR` with the fleet's migrations directory"
-    )]
-    NoTarget,
-    /// A value is invalid (the message says which and what to do).
-    #[error("{0}")]
-    Invalid(String),
-    /// No such server.
-    #[error("no server named {0}: `pgfleet server list` shows them, `pgfleet server add` adds one")]
-    UnknownServer(String),
-    /// The master key does not open the catalog's secrets.
-    #[error("the master key in use (id {configured}) did not seal the catalog's secrets (sealed with key id(s) {}); nothing was changed. Set PGFLEET_MASTER_KEY to the key the fleet uses; when rotating, set the old one as PGFLEET_PREVIOUS_MASTER_KEY", .catalog.join(", "))]
-    WrongKey {
-        /// The id of the configured key.
-        configured: String,
-        /// Ids found in the catalog that it is not.
-        catalog: Vec<String>,
-    },
-    /// No such tenant.
-    #[error("no tenant with key {0:?}: `pgfleet tenant create KEY` creates it")]
-    UnknownTenant(String),
-    /// No server can take a tenant.
-    #[error("no server has room for a new tenant: {0}; nothing was created")]
-    NoCapacity(String),
-    /// The key exists with other options.
-    #[error(
-        "tenant {key:?} already exists with {existing}; a key always names the same tenant, so it cannot be created again with {requested}"
-    )]
-    Conflict {
-        /// The key.
-        key: String,
-        /// What it has.
-        existing: String,
-        /// What was asked.
-        requested: String,
-    },
-    /// Provisioning failed for good.
-    #[error(
-        "tenant {key:?} failed at step {step}: {error}; fix the cause and run `pgfleet tenant create` again to retry"
-    )]
-    Failed {
-        /// The key.
-        key: String,
-        /// The step.
-        step: String,
-        /// The recorded error.
-        error: String,
-    },
-    /// The tenant is being dropped (a drop started and did not finish).
-    #[error("tenant {key:?} is being dropped{}; run `pgfleet tenant drop KEY --yes` again to finish, then create it anew", .error.as_deref().map(|e| format!(" (the last attempt failed: {e})")).unwrap_or_default())]
-    Dropping {
-        /// The key.
-        key: String,
-        /// Why the last drop failed.
-        error: Option<String>,
-    },
-    /// The tenant was not ready in time.
-    #[error("tenant {key:?} was not ready within {seconds}s (at step {step}{}); its provisioning is recorded and resumes when `pgfleet tenant create KEY` runs again (`pgfleet tenant show KEY` shows where it is)", .last_error.as_deref().map(|e| format!(", last error: {e}")).unwrap_or_default())]
-    Timeout {
-        /// The key.
-        key: String,
-        /// Seconds waited.
-        seconds: u64,
-        /// The step it is at.
-        step: String,
-        /// The last error of a retried step.
-        last_error: Option<String>,
-    },
-}
-
-impl From<pgfleet_migrate::MigrateError> for ControlError {
-    fn from(e: pgfleet_migrate::MigrateError) -> Self {
-        Self::Migrate(Box::new(e))
-    }
-}
-
-impl From<pgfleet_pg::shadow::ShadowError> for ControlError {
-    fn from(e: pgfleet_pg::shadow::ShadowError) -> Self {
-        Self::Shadow(Box::new(e))
-    }
-}
-
-impl ControlError {
-    /// True when the tenant does not exist.
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, Self::UnknownTenant(_))
-    }
-}
+use crate::config::Config;
+pub(crate) use crate::error::q;
+pub use crate::error::{ControlError, chain};
 
 /// A handle on the control plane: configuration plus a catalog connection. Cheap to share
 /// (`Arc` inside); every long operation opens connections of its own.
@@ -393,11 +260,11 @@ impl Control {
         };
         let check = server::check_server(url, needs_vector).await?;
         if !check.problems.is_empty() {
-            return Err(ControlError::Invalid(format!(
-                "server {name} ({}) cannot hold tenants:\n  - {}",
-                connect::redact(url),
-                check.problems.join("\n  - ")
-            )));
+            return Err(ControlError::UnusableServer {
+                name: name.into(),
+                url: connect::redact(url),
+                problems: check.problems,
+            });
         }
         server::insert(&self.catalog(), key, name, url, capacity, weight, &check).await?;
         Ok(check)

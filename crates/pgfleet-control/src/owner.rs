@@ -129,10 +129,11 @@ impl Control {
                 )
                 .await
                 .map_err(q("recording the server's owner role"))?;
-                read().await?.ok_or_else(|| {
-                    ControlError::Invalid(format!(
-                        "the owner role of server {server} vanished from the catalog while it was created"
-                    ))
+                read().await?.ok_or_else(|| ControlError::CorruptRow {
+                    table: "server_owners",
+                    detail: format!(
+                        "the owner role of server {server} vanished while it was created"
+                    ),
                 })?
             }
         };

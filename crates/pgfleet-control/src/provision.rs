@@ -99,10 +99,7 @@ impl Control {
         opts: &CreateOptions,
     ) -> Result<Tenant, ControlError> {
         if key.is_empty() || key.len() > 256 || key.contains('\0') {
-            return Err(ControlError::Invalid(format!(
-                "tenant key must be 1 to 256 bytes without NUL characters (got {} bytes)",
-                key.len()
-            )));
+            return Err(ControlError::InvalidKey { len: key.len() });
         }
         let c = self.catalog();
         let mode = opts.mode.unwrap_or(self.config().default_mode);
@@ -145,7 +142,7 @@ impl Control {
                     .map_err(q("creating the tenant"))?;
                 match row {
                     Some(r) => {
-                        let t = Tenant::from_row(&r).map_err(ControlError::Invalid)?;
+                        let t = Tenant::read(&r)?;
                         events::record(
                             &c,
                             Some(&t.id),
@@ -271,8 +268,7 @@ impl Control {
             )
             .await
             .map_err(q("reading the tenant"))?;
-        row.map(|r| Tenant::from_row(&r).map_err(ControlError::Invalid))
-            .transpose()
+        row.map(|r| Tenant::read(&r)).transpose()
     }
 
     /// The tenant with `key`.
@@ -298,9 +294,7 @@ impl Control {
             )
             .await
             .map_err(q("listing tenants"))?;
-        rows.iter()
-            .map(|r| Tenant::from_row(r).map_err(ControlError::Invalid))
-            .collect()
+        rows.iter().map(|r| Tenant::read(r)).collect()
     }
 
     /// Creates `key` if needed and waits until it is `ready` (verified), running the provisioning
@@ -503,7 +497,7 @@ impl Control {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .clear();
-                let message = format!("{:#}", anyhow_like(&e));
+                let message = crate::chain(&e);
                 let permanent = matches!(
                     e,
                     ControlError::NoCapacity(_)
@@ -577,7 +571,7 @@ impl Control {
                 )
                 .await
                 .map_err(q("reading the tenant"))?;
-            let t = Tenant::from_row(&row).map_err(ControlError::Invalid)?;
+            let t = Tenant::read(&row)?;
             if t.state == State::Ready {
                 return Ok(());
             }
@@ -746,12 +740,11 @@ impl Control {
                         .verify_on(&t, tg, in_db.as_ref().expect("set above"))
                         .await?;
                     if !remaining.is_empty() {
-                        return Err(ControlError::Invalid(format!(
-                            "verification failed: the tenant differs from target {} in {} step(s):\n{}",
-                            tg.version,
-                            remaining.steps.len(),
-                            remaining.to_sql()
-                        )));
+                        return Err(ControlError::VerificationFailed {
+                            what: "the tenant".into(),
+                            target: tg.version.clone(),
+                            plan: remaining,
+                        });
                     }
                 }
                 _ => {}
@@ -1063,9 +1056,10 @@ impl Control {
         t: &Tenant,
         database: Option<&str>,
     ) -> Result<tokio_postgres::Config, ControlError> {
-        let server = t.server.as_deref().ok_or_else(|| {
-            ControlError::Invalid(format!("tenant {:?} is not placed yet", t.key))
-        })?;
+        let server = t
+            .server
+            .as_deref()
+            .ok_or_else(|| ControlError::NotPlaced(t.key.clone()))?;
         let mut config = self.server_admin_config(server).await?;
         if let Some(db) = database {
             config.dbname(db);
@@ -1143,8 +1137,9 @@ impl Control {
                     &self.shadow_options(),
                 )
                 .await?;
-                let json = serde_json::to_string(&m).map_err(|e| {
-                    ControlError::Invalid(format!("serializing the target model: {e}"))
+                let json = serde_json::to_string(&m).map_err(|e| ControlError::TaskFailed {
+                    what: "serializing the target model",
+                    reason: e.to_string(),
                 })?;
                 self.catalog()
                     .execute(
@@ -1252,7 +1247,7 @@ impl Control {
                 .catalog()
                 .execute(
                     "UPDATE pgfleet.tenants SET last_error = $2, updated_at = now() WHERE id = $1",
-                    &[&t.id, &format!("drop: {}", anyhow_like(e))],
+                    &[&t.id, &format!("drop: {}", crate::chain(e))],
                 )
                 .await;
         }
@@ -1360,10 +1355,11 @@ impl Control {
     pub async fn credentials(&self, key: &str) -> Result<Secret, ControlError> {
         let t = self.tenant(key).await?;
         let Some(password) = self.tenant_password(&t).await? else {
-            return Err(ControlError::Invalid(format!(
-                "tenant {key:?} has no password yet (state {}, step {})",
-                t.state, t.step
-            )));
+            return Err(ControlError::NoPassword {
+                key: key.into(),
+                state: t.state.to_string(),
+                step: t.step,
+            });
         };
         let admin = self.admin_config(&t, None).await?;
         let host = admin
@@ -1421,21 +1417,6 @@ impl Drop for Working<'_> {
             .unwrap_or_else(|e| e.into_inner());
         set.remove(&self.tenant);
     }
-}
-
-/// `{:#}`-style chain of an error's sources.
-fn anyhow_like(e: &ControlError) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(cause) = src {
-        let c = cause.to_string();
-        if !s.contains(&c) {
-            s.push_str(": ");
-            s.push_str(&c);
-        }
-        src = cause.source();
-    }
-    s
 }
 
 async fn role_exists(admin: &Client, role: &str) -> Result<bool, ControlError> {

@@ -135,14 +135,10 @@ pub async fn insert(
     match r {
         Ok(_) => {}
         Err(e) if e.as_db_error().is_some_and(|d| d.code().code() == "23505") => {
-            return Err(ControlError::Invalid(format!(
-                "a server named {name} already exists (`pgfleet server list`)"
-            )));
+            return Err(ControlError::ServerExists(name.into()));
         }
         Err(e) if e.as_db_error().is_some_and(|d| d.code().code() == "23514") => {
-            return Err(ControlError::Invalid(format!(
-                "server name {name:?}: use lowercase letters, digits, '_' and '-' (at most 63), starting with a letter or digit; capacity >= 0, weight >= 1"
-            )));
+            return Err(ControlError::InvalidServer(name.into()));
         }
         Err(e) => return Err(PgError::query("recording the server", e).into()),
     }

@@ -373,11 +373,11 @@ impl Control {
         let (live, desired) = self.models_in_target_terms(&spare, target, conn).await?;
         let remaining = pgfleet_schema::planner::plan(&live, &desired, &Default::default());
         if !remaining.is_empty() {
-            return Err(ControlError::Invalid(format!(
-                "spare schema {name} differs from target {} after its migrations:\n{}",
-                target.version,
-                remaining.to_sql()
-            )));
+            return Err(ControlError::VerificationFailed {
+                what: format!("spare schema {name}"),
+                target: target.version.clone(),
+                plan: remaining,
+            });
         }
         conn.batch_execute(&format!(
             "COMMENT ON SCHEMA {} IS {}",

@@ -176,7 +176,18 @@ impl std::fmt::Display for Health {
 }
 
 impl Tenant {
-    pub(crate) fn from_row(r: &tokio_postgres::Row) -> Result<Self, String> {
+    /// A tenant from a row of `pgfleet.tenants` read with [`COLUMNS`].
+    ///
+    /// # Errors
+    /// [`crate::ControlError::CorruptRow`] for a row this pgfleet cannot read.
+    pub(crate) fn read(r: &tokio_postgres::Row) -> Result<Self, crate::ControlError> {
+        Self::from_row(r).map_err(|detail| crate::ControlError::CorruptRow {
+            table: "tenants",
+            detail,
+        })
+    }
+
+    fn from_row(r: &tokio_postgres::Row) -> Result<Self, String> {
         Ok(Self {
             key: r.get("key"),
             id: r.get("id"),

@@ -305,7 +305,7 @@ async fn hostile_keys_work_and_bad_keys_or_options_are_refused() {
         .create_tenant("", &CreateOptions::default())
         .await
         .unwrap_err();
-    assert!(matches!(err, ControlError::Invalid(_)), "{err}");
+    assert!(matches!(err, ControlError::InvalidKey { .. }), "{err}");
     let err = f
         .control
         .create_tenant(&long, &schema_mode())

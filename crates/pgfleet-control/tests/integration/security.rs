@@ -593,12 +593,7 @@ async fn a_repair_blocked_by_a_renamed_table_says_why_and_leaves_nothing_half_do
         .await
         .unwrap();
     for _ in 0..2 {
-        let e = f
-            .control
-            .fix("renamed", "test")
-            .await
-            .unwrap_err()
-            .to_string();
+        let e = pgfleet_control::chain(&f.control.fix("renamed", "test").await.unwrap_err());
         assert!(
             e.contains("already exists")
                 && e.contains("renamed")
