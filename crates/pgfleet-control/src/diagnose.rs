@@ -737,7 +737,7 @@ fn repair_failed(
         object: failed.into(),
         hint,
         done,
-        cause: pgfleet_pg::PgError::query("the repair statement", e),
+        cause: Box::new(pgfleet_pg::PgError::query("the repair statement", e)),
     }
 }
 

@@ -198,7 +198,7 @@ pub enum ControlError {
         done: String,
         /// The statement's error.
         #[source]
-        cause: PgError,
+        cause: Box<PgError>,
     },
     /// Provisioning failed for good.
     #[error(
@@ -311,7 +311,8 @@ impl ControlError {
     /// The SQLSTATE of the PostgreSQL error behind this one, if there is one.
     pub fn sqlstate(&self) -> Option<&str> {
         match self {
-            Self::Pg(e) | Self::RepairFailed { cause: e, .. } => e.sqlstate(),
+            Self::Pg(e) => e.sqlstate(),
+            Self::RepairFailed { cause, .. } => cause.sqlstate(),
             _ => None,
         }
     }
