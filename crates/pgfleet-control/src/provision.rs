@@ -294,7 +294,7 @@ impl Control {
             )
             .await
             .map_err(q("listing tenants"))?;
-        rows.iter().map(|r| Tenant::read(r)).collect()
+        rows.iter().map(Tenant::read).collect()
     }
 
     /// Creates `key` if needed and waits until it is `ready` (verified), running the provisioning
