@@ -277,11 +277,11 @@ impl Control {
             // New tables need the role's privileges.
             let in_db = self.admin(&t, Some(&t.database)).await?;
             let schemas = match t.mode {
-                Mode::Database => crate::provision::user_schemas(&in_db).await?,
+                Mode::Database => crate::ddl::user_schemas(&in_db).await?,
                 Mode::Schema => vec![t.schema.clone()],
             };
             let owner = self.owner(&server).await?.role;
-            crate::provision::grant_dml(&in_db, &schemas, &t.role, &owner).await?;
+            crate::ddl::grant_dml(&in_db, &schemas, &t.role, &owner).await?;
         }
         let remaining = self.check(key).await?;
         Ok(Repair { applied, remaining })

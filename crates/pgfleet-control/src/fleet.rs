@@ -1161,7 +1161,7 @@ impl Runner {
                     .await
                     .map_err(|e| pgfleet_pg::describe(&e))?
                     .get::<_, String>(0);
-                crate::provision::grant_dml(&conn, &ungranted, &t.role, &owner)
+                crate::ddl::grant_dml(&conn, &ungranted, &t.role, &owner)
                     .await
                     .map_err(|e| e.to_string())?;
             }

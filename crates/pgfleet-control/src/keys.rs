@@ -158,7 +158,7 @@ impl Control {
         .map_err(|e| PgError::query("sealing the new password", e))?;
         if t.server.is_some() {
             let admin = self.admin(&t, None).await?;
-            crate::provision::ensure_role(&admin, &t.role, &password).await?;
+            crate::ddl::ensure_role(&admin, &t.role, &password).await?;
             // A role that was dropped behind pgfleet's back comes back without its grants.
             self.restore_access(&t, "pgfleet tenant rotate-password")
                 .await?;

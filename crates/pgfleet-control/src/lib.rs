@@ -23,6 +23,7 @@
 
 pub mod catalog;
 pub mod config;
+mod ddl;
 pub mod diagnose;
 pub mod directory;
 pub mod error;

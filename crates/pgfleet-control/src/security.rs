@@ -401,10 +401,10 @@ impl Control {
         if !changes.is_empty() {
             // Privileges of the role and default privileges for objects the owner creates.
             let schemas = match t.mode {
-                Mode::Database => crate::provision::user_schemas(&in_db).await?,
+                Mode::Database => crate::ddl::user_schemas(&in_db).await?,
                 Mode::Schema => vec![t.schema.clone()],
             };
-            crate::provision::grant_dml(&in_db, &schemas, &t.role, &owner).await?;
+            crate::ddl::grant_dml(&in_db, &schemas, &t.role, &owner).await?;
         }
         for (object, statement) in &changes {
             events::record(
@@ -462,7 +462,7 @@ impl Control {
             let Some(password) = self.tenant_password(t).await? else {
                 return Ok(changes); // not that far yet: provisioning creates it
             };
-            crate::provision::ensure_role(&admin, &t.role, &password).await?;
+            crate::ddl::ensure_role(&admin, &t.role, &password).await?;
             changes.push(format!("create role {} again (it was missing)", t.role));
         }
         self.pool_admin(t, None, admin);
@@ -495,7 +495,7 @@ impl Control {
                 Mode::Database => {
                     let admin = self.pooled_admin(t, None).await?;
                     admin
-                        .batch_execute(&crate::provision::database_access_sql(
+                        .batch_execute(&crate::ddl::database_access_sql(
                             &t.database,
                             &t.role,
                             &owner,
@@ -507,8 +507,8 @@ impl Control {
                 Mode::Schema => {
                     let sql = format!(
                         "BEGIN; {} {} COMMIT;",
-                        crate::spares::SHARED_ACL_LOCK_SQL,
-                        crate::spares::role_access_sql(&t.schema, &t.role)
+                        crate::ddl::SHARED_ACL_LOCK_SQL,
+                        crate::ddl::role_access_sql(&t.schema, &t.role)
                     );
                     if let Err(e) = in_db.batch_execute(&sql).await {
                         let _ = in_db.batch_execute("ROLLBACK").await;
@@ -536,10 +536,10 @@ impl Control {
                     .map_err(q("granting the tenant's role access"))?;
             }
             let schemas = match t.mode {
-                Mode::Database => crate::provision::user_schemas(&in_db).await?,
+                Mode::Database => crate::ddl::user_schemas(&in_db).await?,
                 Mode::Schema => vec![t.schema.clone()],
             };
-            crate::provision::grant_dml(&in_db, &schemas, &t.role, &owner).await?;
+            crate::ddl::grant_dml(&in_db, &schemas, &t.role, &owner).await?;
             if !dml {
                 changes.push(format!(
                     "grant role {} its privileges on its objects",
@@ -594,7 +594,7 @@ impl Control {
         if t.mode == Mode::Schema && (h.temporary || h.create_database) {
             // The shared database's ACL: one change at a time (see spares::SHARED_ACL_LOCK_SQL).
             in_db
-                .batch_execute(crate::spares::SHARED_ACL_LOCK_SQL)
+                .batch_execute(crate::ddl::SHARED_ACL_LOCK_SQL)
                 .await
                 .map_err(q("securing the tenant"))?;
         }

@@ -24,17 +24,12 @@ use pgfleet_schema::quote::{ident, literal};
 use tokio_postgres::Client;
 
 use crate::catalog::Target;
+use crate::ddl::{SHARED_ACL_LOCK_SQL, prepare_schema_sql, role_access_sql};
 use crate::tenant::{self, Mode, State, Tenant};
 use crate::{Control, ControlError, q};
 
 /// Name prefix of spare schemas.
 pub const SPARE_PREFIX: &str = "pgfleet_spare_";
-
-/// Serializes the statements that change the shared database's ACLs (its own, `public`'s) and
-/// its extensions, inside a transaction: PostgreSQL refuses two at once ("tuple concurrently
-/// updated"). The key is pgfleet's own (`lock::key("pgfleet-shared-acl", "")` spelled out).
-pub(crate) const SHARED_ACL_LOCK_SQL: &str =
-    "SELECT pg_advisory_xact_lock(hashtextextended('pgfleet-shared-acl', 0));";
 
 /// The schema comment that marks a finished, verified spare of `target`.
 pub(crate) fn marker(target: &Target) -> String {
@@ -69,43 +64,6 @@ fn pseudo_tenant(server: &str, schema: &str) -> Tenant {
         health_latency_ms: None,
         health_error: None,
     }
-}
-
-/// SQL that creates a tenant (or spare) schema owned by the fleet's owner role, closed to
-/// `PUBLIC`, with the target's extensions installed (by the admin) once in the shared `public`
-/// schema.
-pub(crate) fn prepare_schema_sql(schema: &str, owner: &str, target: &Target) -> String {
-    let mut sql = format!(
-        "REVOKE ALL ON SCHEMA public FROM PUBLIC; CREATE SCHEMA IF NOT EXISTS {s} AUTHORIZATION {o}; \
-         REVOKE ALL ON SCHEMA {s} FROM PUBLIC;",
-        s = ident(schema),
-        o = ident(owner),
-    );
-    for mut ext in crate::extensions::created(target) {
-        // Schema tenants share the extensions of the database: in `public`, once.
-        ext.schema = Some("public".into());
-        sql.push(' ');
-        sql.push_str(&ext.to_sql());
-        sql.push(';');
-    }
-    sql
-}
-
-/// SQL that lets a tenant's role into its schema, and into the shared database and its `public`
-/// schema through membership of [`tenant::SHARED_GROUP_ROLE`], nothing more. Membership needs
-/// `INHERIT`; on PostgreSQL 16+ it comes without `SET` (a tenant cannot act as the group, e.g. to
-/// own a large object every other tenant could then reach). `USAGE` on `public` is granted to the
-/// group here, with each tenant (one ACL entry however often it is granted).
-pub(crate) fn role_access_sql(schema: &str, role: &str) -> String {
-    let (r, g) = (ident(role), ident(tenant::SHARED_GROUP_ROLE));
-    format!(
-        "GRANT USAGE ON SCHEMA {s} TO {r}; GRANT USAGE ON SCHEMA public TO {g}; ALTER ROLE {r} INHERIT; \
-         DO $$ BEGIN IF current_setting('server_version_num')::int >= 160000 THEN EXECUTE {with_options}; \
-         ELSE EXECUTE {plain}; END IF; END $$;",
-        s = ident(schema),
-        with_options = literal(&format!("GRANT {g} TO {r} WITH INHERIT TRUE, SET FALSE")),
-        plain = literal(&format!("GRANT {g} TO {r}")),
-    )
 }
 
 /// Claims a verified spare of `target` built by this fleet (its owner role `owner` owns it) for
@@ -259,11 +217,10 @@ impl Control {
         let owner = self.owner(server).await?.role;
         {
             let admin = self.admin(&base, None).await?;
-            crate::provision::ensure_shared_database(&admin, tenant::SHARED_DATABASE, &owner)
-                .await?;
+            crate::ddl::ensure_shared_database(&admin, tenant::SHARED_DATABASE, &owner).await?;
         }
         let conn = self.admin(&base, Some(tenant::SHARED_DATABASE)).await?;
-        crate::provision::prepare_shared_database(&conn, &owner).await?;
+        crate::ddl::prepare_shared_database(&conn, &owner).await?;
         let busy_key = pgfleet_migrate::lock::key("pgfleet-spares", server);
         let got: bool = conn
             .query_one("SELECT pg_try_advisory_lock($1)", &[&busy_key])
