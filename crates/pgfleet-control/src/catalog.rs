@@ -13,6 +13,13 @@ use tokio_postgres::{Client, Config as PgConfig};
 
 use crate::ControlError;
 
+pub mod events;
+pub(crate) mod operations;
+pub(crate) mod rollouts;
+pub(crate) mod sealed;
+pub(crate) mod servers;
+pub(crate) mod tenants;
+
 /// The catalog's own migrations.
 pub fn catalog_migrations() -> MigrationDir {
     MigrationDir::from_files(
@@ -417,4 +424,50 @@ async fn read_target(
         dir_hash: row.get(1),
         dir,
     }))
+}
+
+/// Whether a target has been recorded.
+///
+/// # Errors
+/// Catalog errors.
+pub(crate) async fn has_current_target(c: &Client) -> Result<bool, ControlError> {
+    Ok(c.query_one(include_str!("catalog/sql/target_has_current.sql"), &[])
+        .await
+        .map_err(|e| PgError::query("reading the fleet's target", e))?
+        .get(0))
+}
+
+/// The stored model (JSON) of target `version` for PostgreSQL major `major`, if one was built.
+///
+/// # Errors
+/// Catalog errors.
+pub(crate) async fn target_model(
+    c: &Client,
+    version: &str,
+    major: i32,
+) -> Result<Option<String>, ControlError> {
+    Ok(c.query_opt(include_str!("catalog/sql/target_model.sql"), &[&version, &major])
+        .await
+        .map_err(|e| PgError::query("reading the target model", e))?
+        .map(|r| r.get(0)))
+}
+
+/// Stores the model (JSON) of target `version` for PostgreSQL major `major`, unless another
+/// process stored one first.
+///
+/// # Errors
+/// Catalog errors.
+pub(crate) async fn insert_target_model(
+    c: &Client,
+    version: &str,
+    major: i32,
+    json: &str,
+) -> Result<(), ControlError> {
+    c.execute(
+        include_str!("catalog/sql/target_model_insert.sql"),
+        &[&version, &major, &json],
+    )
+    .await
+    .map_err(|e| PgError::query("storing the target model", e))?;
+    Ok(())
 }

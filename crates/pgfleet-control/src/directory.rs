@@ -91,14 +91,7 @@ impl Control {
                 .fix(key, &format!("run-time repair after: {error}"))
                 .await?;
             let repaired_elsewhere = if r.applied.is_empty() {
-                self.catalog()
-                    .query_one(
-                        "SELECT EXISTS (SELECT FROM pgfleet.events WHERE tenant_id = $1 AND kind = 'tenant.correction' AND at >= $2)",
-                        &[&t.id, &seen_at],
-                    )
-                    .await
-                    .map_err(q("reading corrections"))?
-                    .get(0)
+                crate::catalog::events::corrected_since(&*self.catalog(), &t.id, seen_at).await?
             } else {
                 false
             };

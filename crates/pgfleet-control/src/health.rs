@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use crate::secrets::Sealed;
-use crate::tenant::{COLUMNS, Health, Mode, Tenant};
-use crate::{Control, ControlError, q};
+use crate::tenant::{Health, Mode, Tenant};
+use crate::{Control, ControlError};
 
 /// How the health checker runs.
 #[derive(Debug, Clone)]
@@ -78,43 +78,14 @@ impl Control {
     /// # Errors
     /// Catalog errors.
     pub async fn health_round(&self, opts: &HealthOptions) -> Result<HealthRound, ControlError> {
-        let rows = self
-            .catalog()
-            .query(
-                &format!(
-                    "WITH due AS (
-                         SELECT id FROM pgfleet.tenants
-                         WHERE state = 'ready'
-                           AND (health_checked_at IS NULL OR health_checked_at <= now() - make_interval(secs => $1))
-                         ORDER BY health_checked_at NULLS FIRST
-                         LIMIT $2 FOR UPDATE SKIP LOCKED)
-                     UPDATE pgfleet.tenants t SET health_checked_at = now() FROM due WHERE t.id = due.id
-                     RETURNING {}, t.password_sealed, t.password_key, t.key_id",
-                    COLUMNS
-                        .split(", ")
-                        .map(|c| format!("t.{}", c.trim()))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                &[&opts.interval.as_secs_f64(), &opts.batch],
-            )
-            .await
-            .map_err(q("claiming tenants to check"))?;
+        let claimed = crate::catalog::tenants::claim_health_checks(
+            &*self.catalog(),
+            opts.interval,
+            opts.batch,
+        )
+        .await?;
         let mut by_server: HashMap<String, Vec<(Tenant, Option<Sealed>)>> = HashMap::new();
-        for r in &rows {
-            let t = Tenant::read(r)?;
-            let sealed = match (
-                r.get::<_, Option<Vec<u8>>>("password_sealed"),
-                r.get::<_, Option<Vec<u8>>>("password_key"),
-                r.get::<_, Option<String>>("key_id"),
-            ) {
-                (Some(ciphertext), Some(wrapped_key), Some(key_id)) => Some(Sealed {
-                    ciphertext,
-                    wrapped_key,
-                    key_id,
-                }),
-                _ => None,
-            };
+        for (t, sealed) in claimed {
             by_server
                 .entry(t.server.clone().unwrap_or_default())
                 .or_default()
@@ -145,22 +116,16 @@ impl Control {
                 metrics::histogram!("pgfleet_health_check_duration_seconds").record(ms / 1000.0);
             }
         }
-        if !results.is_empty() {
-            let ids: Vec<&str> = results.iter().map(|r| r.id.as_str()).collect();
-            let health: Vec<&str> = results.iter().map(|r| r.health.as_str()).collect();
-            let latency: Vec<Option<f64>> = results.iter().map(|r| r.latency_ms).collect();
-            let errors: Vec<Option<&str>> = results.iter().map(|r| r.error.as_deref()).collect();
-            self.catalog()
-                .execute(
-                    "UPDATE pgfleet.tenants t SET health = u.health, health_latency_ms = u.latency, health_error = u.error,
-                            health_checked_at = now()
-                     FROM unnest($1::text[], $2::text[], $3::float8[], $4::text[]) AS u(id, health, latency, error)
-                     WHERE t.id = u.id",
-                    &[&ids, &health, &latency, &errors],
-                )
-                .await
-                .map_err(q("recording health"))?;
-        }
+        let rows: Vec<crate::catalog::tenants::HealthRow<'_>> = results
+            .iter()
+            .map(|r| crate::catalog::tenants::HealthRow {
+                id: &r.id,
+                health: r.health.as_str(),
+                latency_ms: r.latency_ms,
+                error: r.error.as_deref(),
+            })
+            .collect();
+        crate::catalog::tenants::record_health(&*self.catalog(), &rows).await?;
         Ok(round)
     }
 

@@ -8,9 +8,9 @@
 //!    again after an interruption);
 //! 3. remove the previous key.
 
-use pgfleet_pg::PgError;
 use tokio_postgres::Client;
 
+use crate::catalog::sealed::{self, SealedTable};
 use crate::secrets::{MasterKey, Sealed, SecretError};
 use crate::{Control, ControlError, events};
 
@@ -34,16 +34,7 @@ impl Control {
 
     /// Ids of the master keys the catalog's sealed rows were wrapped with.
     pub async fn sealing_key_ids(&self) -> Result<Vec<String>, ControlError> {
-        let rows = self
-            .catalog()
-            .query(
-                "SELECT key_id FROM pgfleet.servers UNION SELECT key_id FROM pgfleet.tenants WHERE key_id IS NOT NULL
-                 UNION SELECT key_id FROM pgfleet.server_owners ORDER BY 1",
-                &[],
-            )
-            .await
-            .map_err(|e| PgError::query("reading key ids", e))?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        crate::catalog::sealed::key_ids(&*self.catalog()).await
     }
 
     /// Refuses a master key that does not open the catalog's secrets (every sealing key must be
@@ -89,41 +80,13 @@ impl Control {
         // Every row must open before any is changed: never leave the catalog needing three keys.
         self.check_master_key().await?;
         let mut changed = 0;
-        for (table, id_col, ct, wk, owner_prefix) in [
-            ("servers", "name", "url_sealed", "url_key", "server"),
-            ("tenants", "id", "password_sealed", "password_key", "tenant"),
-            (
-                "server_owners",
-                "server",
-                "password_sealed",
-                "password_key",
-                "server-owner",
-            ),
-        ] {
-            let rows = c
-                .query(
-                    &format!("SELECT {id_col}, {ct}, {wk}, key_id FROM pgfleet.{table} WHERE key_id IS NOT NULL AND key_id <> $1"),
-                    &[&new.id()],
-                )
-                .await
-                .map_err(|e| PgError::query("reading sealed secrets", e))?;
-            for r in rows {
-                let id: String = r.get(0);
-                let sealed = Sealed {
-                    ciphertext: r.get(1),
-                    wrapped_key: r.get(2),
-                    key_id: r.get(3),
-                };
-                let owner = format!("{owner_prefix}:{id}");
+        for table in SealedTable::ALL {
+            for (id, sealed) in sealed::not_sealed_with(&*c, table, new.id()).await? {
+                let owner = format!("{}:{id}", table.owner_prefix());
                 let re = self
                     .key_for(&sealed.key_id, &owner)?
                     .rewrap(&owner, &sealed, &new)?;
-                c.execute(
-                    &format!("UPDATE pgfleet.{table} SET {wk} = $2, key_id = $3 WHERE {id_col} = $1 AND key_id = $4"),
-                    &[&id, &re.wrapped_key, &re.key_id, &sealed.key_id],
-                )
-                .await
-                .map_err(|e| PgError::query("re-wrapping a secret", e))?;
+                sealed::rewrap(&*c, table, &id, &re, &sealed.key_id).await?;
                 changed += 1;
             }
         }
@@ -150,12 +113,7 @@ impl Control {
         let password = crate::secrets::random_password()?;
         let sealed = self.config().master_key()?.seal(&owner, &password)?;
         let c: &Client = &self.catalog();
-        c.execute(
-            "UPDATE pgfleet.tenants SET password_sealed = $2, password_key = $3, key_id = $4, updated_at = now() WHERE id = $1",
-            &[&t.id, &sealed.ciphertext, &sealed.wrapped_key, &sealed.key_id],
-        )
-        .await
-        .map_err(|e| PgError::query("sealing the new password", e))?;
+        crate::catalog::tenants::set_password(c, &t.id, &sealed).await?;
         if t.server.is_some() {
             let admin = self.admin(&t, None).await?;
             crate::ddl::ensure_role(&admin, &t.role, &password).await?;

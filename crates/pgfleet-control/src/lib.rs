@@ -27,7 +27,7 @@ mod ddl;
 pub mod diagnose;
 pub mod directory;
 pub mod error;
-pub mod events;
+pub use catalog::events;
 mod extensions;
 pub mod fleet;
 pub mod health;

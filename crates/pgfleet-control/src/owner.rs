@@ -18,7 +18,8 @@ use pgfleet_pg::PgError;
 use pgfleet_schema::quote::{ident, literal};
 use tokio_postgres::Client;
 
-use crate::secrets::{Sealed, Secret};
+use crate::catalog::servers;
+use crate::secrets::Secret;
 use crate::{Control, ControlError, q};
 
 /// The owner role of a server, with its password.
@@ -103,16 +104,8 @@ impl Control {
     /// The owner role's row, created (name and sealed password) when missing.
     async fn sealed_owner(&self, server: &str) -> Result<Owner, ControlError> {
         let c = self.catalog();
-        let read = || async {
-            c.query_opt(
-                "SELECT role_name, password_sealed, password_key, key_id FROM pgfleet.server_owners WHERE server = $1",
-                &[&server],
-            )
-            .await
-            .map_err(q("reading the server's owner role"))
-        };
-        let row = match read().await? {
-            Some(r) => r,
+        let (role, sealed) = match servers::owner(&*c, server).await? {
+            Some(row) => row,
             None => {
                 self.check_master_key().await?;
                 let role = format!("pgfleet_owner_{}", self.fleet_id());
@@ -121,34 +114,19 @@ impl Control {
                     .config()
                     .master_key()?
                     .seal(&seal_owner(server), &password)?;
-                // Racing processes: the first row wins, the others read it.
-                c.execute(
-                    "INSERT INTO pgfleet.server_owners (server, role_name, password_sealed, password_key, key_id)
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (server) DO NOTHING",
-                    &[&server, &role, &sealed.ciphertext, &sealed.wrapped_key, &sealed.key_id],
-                )
-                .await
-                .map_err(q("recording the server's owner role"))?;
-                read().await?.ok_or_else(|| ControlError::CorruptRow {
-                    table: "server_owners",
-                    detail: format!(
-                        "the owner role of server {server} vanished while it was created"
-                    ),
-                })?
+                servers::insert_owner(&*c, server, &role, &sealed).await?;
+                servers::owner(&*c, server)
+                    .await?
+                    .ok_or_else(|| ControlError::CorruptRow {
+                        table: "server_owners",
+                        detail: format!(
+                            "the owner role of server {server} vanished while it was created"
+                        ),
+                    })?
             }
         };
-        let password = self.open_sealed(
-            &seal_owner(server),
-            &Sealed {
-                ciphertext: row.get(1),
-                wrapped_key: row.get(2),
-                key_id: row.get(3),
-            },
-        )?;
-        Ok(Owner {
-            role: row.get(0),
-            password,
-        })
+        let password = self.open_sealed(&seal_owner(server), &sealed)?;
+        Ok(Owner { role, password })
     }
 
     /// Login settings of the owner role on `database` of `server`: the admin URL's host, port and

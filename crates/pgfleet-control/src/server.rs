@@ -4,7 +4,7 @@ use pgfleet_pg::{PgError, connect};
 use tokio_postgres::Client;
 
 use crate::ControlError;
-use crate::secrets::{MasterKey, Sealed, Secret};
+use crate::secrets::{MasterKey, Secret};
 
 /// A server as `server list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -115,23 +115,20 @@ pub async fn insert(
     check: &ServerCheck,
 ) -> Result<(), ControlError> {
     let sealed = key.seal(&owner(name), &Secret::new(url))?;
-    let r = catalog
-        .execute(
-            "INSERT INTO pgfleet.servers (name, url_sealed, url_key, key_id, display_url, capacity, weight, version, has_vector)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            &[
-                &name,
-                &sealed.ciphertext,
-                &sealed.wrapped_key,
-                &sealed.key_id,
-                &connect::redact(url),
-                &capacity,
-                &weight,
-                &check.version,
-                &check.has_vector,
-            ],
-        )
-        .await;
+    let display_url = connect::redact(url);
+    let r = crate::catalog::servers::insert(
+        catalog,
+        &crate::catalog::servers::NewServer {
+            name,
+            sealed_url: &sealed,
+            display_url: &display_url,
+            capacity,
+            weight,
+            version: &check.version,
+            has_vector: check.has_vector,
+        },
+    )
+    .await;
     match r {
         Ok(_) => {}
         Err(e) if e.as_db_error().is_some_and(|d| d.code().code() == "23505") => {
@@ -157,28 +154,7 @@ pub async fn insert(
 /// # Errors
 /// Catalog errors.
 pub async fn list(catalog: &Client) -> Result<Vec<ServerInfo>, ControlError> {
-    let rows = catalog
-        .query(
-            "SELECT s.name, s.display_url, s.capacity, s.weight, s.state, s.version, s.has_vector,
-                    (SELECT count(*) FROM pgfleet.tenants t WHERE t.server = s.name) AS tenants
-             FROM pgfleet.servers s ORDER BY s.name",
-            &[],
-        )
-        .await
-        .map_err(|e| PgError::query("listing servers", e))?;
-    Ok(rows
-        .iter()
-        .map(|r| ServerInfo {
-            name: r.get(0),
-            url: r.get(1),
-            capacity: r.get(2),
-            weight: r.get(3),
-            state: r.get(4),
-            version: r.get(5),
-            has_vector: r.get(6),
-            tenants: r.get(7),
-        })
-        .collect())
+    crate::catalog::servers::list(catalog).await
 }
 
 /// Sets a server's state (`active` or `draining`).
@@ -186,14 +162,7 @@ pub async fn list(catalog: &Client) -> Result<Vec<ServerInfo>, ControlError> {
 /// # Errors
 /// An unknown server.
 pub async fn set_state(catalog: &Client, name: &str, state: &str) -> Result<(), ControlError> {
-    let n = catalog
-        .execute(
-            "UPDATE pgfleet.servers SET state = $2 WHERE name = $1",
-            &[&name, &state],
-        )
-        .await
-        .map_err(|e| PgError::query("updating the server", e))?;
-    if n == 0 {
+    if !crate::catalog::servers::set_state(catalog, name, state).await? {
         return Err(ControlError::UnknownServer(name.to_string()));
     }
     crate::events::record(
@@ -227,19 +196,9 @@ pub async fn admin_url_with(
     keys: &[&MasterKey],
     name: &str,
 ) -> Result<Secret, ControlError> {
-    let row = catalog
-        .query_opt(
-            "SELECT url_sealed, url_key, key_id FROM pgfleet.servers WHERE name = $1",
-            &[&name],
-        )
-        .await
-        .map_err(|e| PgError::query("reading the server", e))?
+    let sealed = crate::catalog::servers::sealed_url(catalog, name)
+        .await?
         .ok_or_else(|| ControlError::UnknownServer(name.to_string()))?;
-    let sealed = Sealed {
-        ciphertext: row.get(0),
-        wrapped_key: row.get(1),
-        key_id: row.get(2),
-    };
     let key = keys
         .iter()
         .find(|k| k.id() == sealed.key_id)
@@ -259,22 +218,12 @@ pub async fn place(
     tx: &tokio_postgres::Transaction<'_>,
     requested: Option<&str>,
 ) -> Result<String, ControlError> {
-    tx.execute("SELECT pg_advisory_xact_lock(8150012345)", &[])
-        .await
-        .map_err(|e| PgError::query("locking placement", e))?;
-    let rows = tx
-        .query(
-            "SELECT s.name, s.state, s.capacity, s.weight,
-                    (SELECT count(*) FROM pgfleet.tenants t WHERE t.server = s.name)::int AS used
-             FROM pgfleet.servers s ORDER BY s.name",
-            &[],
-        )
-        .await
-        .map_err(|e| PgError::query("reading servers for placement", e))?;
-    let servers: Vec<(String, String, i32, i32, i32)> = rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
-        .collect();
+    let servers: Vec<(String, String, i32, i32, i32)> =
+        crate::catalog::servers::for_placement(tx)
+            .await?
+            .into_iter()
+            .map(|s| (s.name, s.state, s.capacity, s.weight, s.used))
+            .collect();
     if let Some(name) = requested {
         let Some((_, state, capacity, _, used)) = servers.iter().find(|s| s.0 == name) else {
             return Err(ControlError::UnknownServer(name.to_string()));

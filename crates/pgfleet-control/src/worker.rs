@@ -153,15 +153,8 @@ impl Control {
         self.stop_taking_work();
         while tasks.join_next().await.is_some() {}
         self.ensure_catalog().await?;
-        let released = self
-            .catalog()
-            .execute(
-                "UPDATE pgfleet.operations SET state = 'queued', lease_owner = NULL, not_before = now()
-                 WHERE lease_owner = $1 AND state = 'running'",
-                &[&self.inner.worker],
-            )
-            .await
-            .map_err(|e| ControlError::from(pgfleet_pg::PgError::query("releasing leases", e)))?;
+        let released =
+            crate::catalog::operations::release(&*self.catalog(), &self.inner.worker).await?;
         if released > 0 {
             tracing::info!(released, "handed unfinished operations back to the queue");
         }
@@ -178,17 +171,6 @@ impl Control {
     /// # Errors
     /// Catalog errors.
     pub async fn tenant_counts(&self) -> Result<Vec<(String, String, String, i64)>, ControlError> {
-        let rows = self
-            .catalog()
-            .query(
-                "SELECT state, coalesce(server, ''), health, count(*) FROM pgfleet.tenants GROUP BY 1, 2, 3",
-                &[],
-            )
-            .await
-            .map_err(|e| ControlError::from(pgfleet_pg::PgError::query("counting tenants", e)))?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-            .collect())
+        crate::catalog::tenants::counts(&*self.catalog()).await
     }
 }

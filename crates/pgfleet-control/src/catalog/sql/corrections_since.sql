@@ -1,0 +1,1 @@
+SELECT EXISTS (SELECT FROM pgfleet.events WHERE tenant_id = $1 AND kind = 'tenant.correction' AND at >= $2)

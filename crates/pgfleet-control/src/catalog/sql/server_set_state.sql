@@ -1,0 +1,1 @@
+UPDATE pgfleet.servers SET state = $2 WHERE name = $1

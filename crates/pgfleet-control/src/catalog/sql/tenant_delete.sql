@@ -1,0 +1,1 @@
+DELETE FROM pgfleet.tenants WHERE id = $1

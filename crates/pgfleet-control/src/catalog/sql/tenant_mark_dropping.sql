@@ -1,0 +1,1 @@
+UPDATE pgfleet.tenants SET state = 'dropping', updated_at = now() WHERE id = $1

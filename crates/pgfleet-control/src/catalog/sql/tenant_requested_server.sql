@@ -1,0 +1,1 @@
+SELECT requested_server FROM pgfleet.tenants WHERE id = $1
