@@ -266,11 +266,7 @@ pub async fn record_target(
     if let Some(current) = &current {
         // Tenants that ran a recorded migration ran its recorded text: it may change only while
         // none has (its version is newer than every tenant's).
-        let newest_applied: Option<String> = client
-            .query_one("SELECT max(schema_version) FROM pgfleet.tenants", &[])
-            .await
-            .map_err(|e| PgError::query("reading the tenants' versions", e))?
-            .get(0);
+        let newest_applied = tenants::newest_version(client).await?;
         let applied = |v: &str| newest_applied.as_deref().is_some_and(|n| n >= v);
         for old in &current.dir.migrations {
             match dir.get(&old.version) {
@@ -431,10 +427,12 @@ async fn read_target(
 /// # Errors
 /// Catalog errors.
 pub(crate) async fn has_current_target(c: &Client) -> Result<bool, ControlError> {
-    Ok(c.query_one(include_str!("catalog/sql/target_has_current.sql"), &[])
-        .await
-        .map_err(|e| PgError::query("reading the fleet's target", e))?
-        .get(0))
+    Ok(
+        c.query_one(include_str!("catalog/sql/target_has_current.sql"), &[])
+            .await
+            .map_err(|e| PgError::query("reading the fleet's target", e))?
+            .get(0),
+    )
 }
 
 /// The stored model (JSON) of target `version` for PostgreSQL major `major`, if one was built.
@@ -446,10 +444,13 @@ pub(crate) async fn target_model(
     version: &str,
     major: i32,
 ) -> Result<Option<String>, ControlError> {
-    Ok(c.query_opt(include_str!("catalog/sql/target_model.sql"), &[&version, &major])
-        .await
-        .map_err(|e| PgError::query("reading the target model", e))?
-        .map(|r| r.get(0)))
+    Ok(c.query_opt(
+        include_str!("catalog/sql/target_model.sql"),
+        &[&version, &major],
+    )
+    .await
+    .map_err(|e| PgError::query("reading the target model", e))?
+    .map(|r| r.get(0)))
 }
 
 /// Stores the model (JSON) of target `version` for PostgreSQL major `major`, unless another
@@ -470,4 +471,20 @@ pub(crate) async fn insert_target_model(
     .await
     .map_err(|e| PgError::query("storing the target model", e))?;
     Ok(())
+}
+
+/// The catalog channel on which the ids of changed tenants are announced (`*`: forget
+/// everything). Ids, never keys: keys are the application's user ids, and anyone who may `LISTEN`
+/// on the catalog database would read them (only pgfleet's own role may connect to it: `pgfleet
+/// init` revokes `PUBLIC`'s rights, and `validate` reports a catalog database open to `PUBLIC`).
+pub const CHANGES_CHANNEL: &str = "pgfleet_tenant_changes";
+
+/// Tells running routers that tenant `id` changed (best effort: they also re-read after a TTL).
+pub(crate) async fn announce(c: &Client, id: &str) {
+    if let Err(e) = c
+        .execute("SELECT pg_notify($1, $2)", &[&CHANGES_CHANNEL, &id])
+        .await
+    {
+        tracing::warn!(tenant_id = %id, "announcing a tenant change: {e}");
+    }
 }

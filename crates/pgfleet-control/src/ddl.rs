@@ -397,3 +397,47 @@ pub(crate) async fn grant_dml(
     }
     Ok(())
 }
+
+/// Drops a database tenant's database (ending its sessions).
+pub(crate) async fn drop_database(admin: &Client, db: &str) -> Result<(), ControlError> {
+    admin
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            ident(db)
+        ))
+        .await
+        .map_err(q("dropping the tenant's database"))
+}
+
+/// Drops a schema tenant's schema with everything in it, and its migration history.
+pub(crate) async fn drop_schema(in_db: &Client, schema: &str) -> Result<(), ControlError> {
+    in_db
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", ident(schema)))
+        .await
+        .map_err(q("dropping the tenant's schema"))?;
+    // The history lives in the shared database; gone with the schema's objects or not there.
+    in_db
+        .execute(
+            "DELETE FROM pgfleet_migrate.history WHERE scope = $1",
+            &[&schema],
+        )
+        .await
+        .ok();
+    Ok(())
+}
+
+/// Takes away the privileges of `role` in the database of `in_db` (before the role can go).
+pub(crate) async fn drop_owned(in_db: &Client, role: &str) -> Result<(), ControlError> {
+    in_db
+        .batch_execute(&format!("DROP OWNED BY {}", ident(role)))
+        .await
+        .map_err(q("dropping the role's privileges"))
+}
+
+/// Drops a tenant's role.
+pub(crate) async fn drop_role(admin: &Client, role: &str) -> Result<(), ControlError> {
+    admin
+        .batch_execute(&format!("DROP ROLE IF EXISTS {}", ident(role)))
+        .await
+        .map_err(q("dropping the tenant's role"))
+}

@@ -553,18 +553,7 @@ impl Control {
     async fn validate_roles(&self, server: &str) -> Finding {
         let check = format!("roles on {server}");
         let result = async {
-            let roles: Vec<String> = self
-                .catalog()
-                .query(
-                    "SELECT role_name FROM pgfleet.tenants WHERE server = $1
-                     UNION ALL SELECT role_name FROM pgfleet.server_owners WHERE server = $1",
-                    &[&server],
-                )
-                .await
-                .map_err(q("listing the server's tenant roles"))?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
+            let roles = crate::catalog::tenants::roles_of_server(&*self.catalog(), server).await?;
             let config = self.server_admin_config(server).await?;
             let admin = connect::connect(&config).await?;
             let rows = admin
@@ -653,20 +642,8 @@ impl Control {
             }
         }
         let c = self.catalog();
-        c.execute(
-            "UPDATE pgfleet.tenants SET state = 'provisioning', step = CASE WHEN server IS NULL THEN 'place' ELSE 'role' END,
-                    schema_version = NULL, last_error = NULL, updated_at = now() WHERE id = $1",
-            &[&t.id],
-        )
-        .await
-        .map_err(|e| PgError::query("resetting the tenant", e))?;
-        c.execute(
-            "INSERT INTO pgfleet.operations (kind, tenant_id, idempotency_key) VALUES ('provision', $1, $2)
-             ON CONFLICT (idempotency_key) DO UPDATE SET state = 'queued', attempts = 0, not_before = now(), lease_owner = NULL, finished_at = NULL",
-            &[&t.id, &format!("provision:{}", t.id)],
-        )
-        .await
-        .map_err(|e| PgError::query("queueing the reset", e))?;
+        crate::catalog::tenants::reset(&*c, &t.id).await?;
+        crate::catalog::operations::requeue_provision(&*c, &t.id).await?;
         events::record(
             &c,
             Some(&t.id),

@@ -6,27 +6,13 @@
 use std::time::{Duration, SystemTime};
 
 use pgfleet_router::{Placement, Repair};
-use tokio_postgres::{AsyncMessage, Client};
+use tokio_postgres::AsyncMessage;
 
 use crate::provision::CreateOptions;
 use crate::tenant::{Mode, State};
 use crate::{Control, ControlError, q};
 
-/// The catalog channel on which the ids of changed tenants are announced (`*`: forget
-/// everything). Ids, never keys: keys are the application's user ids, and anyone who may `LISTEN`
-/// on the catalog database would read them (only pgfleet's own role may connect to it: `pgfleet
-/// init` revokes `PUBLIC`'s rights, and `validate` reports a catalog database open to `PUBLIC`).
-pub const CHANGES_CHANNEL: &str = "pgfleet_tenant_changes";
-
-/// Tells running routers that tenant `id` changed (best effort: they also re-read after a TTL).
-pub(crate) async fn announce(c: &Client, id: &str) {
-    if let Err(e) = c
-        .execute("SELECT pg_notify($1, $2)", &[&CHANGES_CHANNEL, &id])
-        .await
-    {
-        tracing::warn!(tenant_id = %id, "announcing a tenant change: {e}");
-    }
-}
+pub use crate::catalog::CHANGES_CHANNEL;
 
 impl Control {
     /// Where a ready tenant lives and how to log in as it (its own role, password, database, and

@@ -30,14 +30,13 @@ use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_postgres::Client;
 
-use crate::catalog::{self, Target};
+use crate::catalog::{self, Target, events, rollouts, tenants};
 
 /// The first key of a rollout's session advisory lock (the second is its id): held by the process
 /// that runs it, so a `running` rollout whose lock is free was abandoned by a dead process.
-const ROLLOUT_LOCK_CLASS: i32 = 0x7066_6c72;
 use crate::diagnose::Drift;
-use crate::tenant::{COLUMNS, Mode, State, Tenant};
-use crate::{Control, ControlError, q};
+use crate::tenant::{Mode, State, Tenant};
+use crate::{Control, ControlError};
 
 /// How `migrate --all` runs.
 #[derive(Debug, Clone)]
@@ -278,25 +277,13 @@ impl Control {
         self.abandon_dead_rollouts().await?;
         // The new row is locked on this process's lock session by the statement that inserts it,
         // so no other process ever sees it running and unlocked.
-        let rollout: i64 = self
-            .on_lock_session(
-                "INSERT INTO pgfleet.rollouts (target, owner, total) VALUES ($2, $3, $4)
-                 RETURNING id, pg_try_advisory_lock($1::int4, (id % 2147483647)::int4)",
-                &[
-                    &ROLLOUT_LOCK_CLASS,
-                    &target.version,
-                    &self.inner.worker,
-                    &((ready.len() + not_ready.len()) as i32),
-                ],
-                "recording the rollout",
-            )
-            .await?
-            .first()
-            .map(|r| r.get(0))
-            .ok_or_else(|| ControlError::CorruptRow {
-                table: "rollouts",
-                detail: "inserting a rollout returned no row".into(),
-            })?;
+        let rollout = rollouts::start(
+            &*self.lock_session().await?,
+            &target.version,
+            &self.inner.worker,
+            (ready.len() + not_ready.len()) as i32,
+        )
+        .await?;
         let outcome = self
             .run_rollout(
                 rollout,
@@ -311,85 +298,35 @@ impl Control {
             .await;
         // Whatever happened, the row gets its end state and the lock goes.
         let recorded = match &outcome {
-            Ok(report) => self
-                .catalog()
-                .execute(
-                    "UPDATE pgfleet.rollouts SET finished_at = now(), state = CASE WHEN $2 > 0 OR $6 > 0 THEN 'failed' ELSE 'done' END,
-                            failed = $2, migrated = $3, up_to_date = $4, not_run = $5
-                     WHERE id = $1",
-                    &[
-                        &rollout,
-                        &(report.failed as i32),
-                        &(report.migrated as i32),
-                        &(report.up_to_date as i32),
-                        &(report.not_run as i32),
-                        &i32::from(report.stopped.is_some()),
-                    ],
+            Ok(report) => {
+                rollouts::finish(
+                    &*self.catalog(),
+                    rollout,
+                    rollouts::Counts {
+                        failed: report.failed as i32,
+                        migrated: report.migrated as i32,
+                        up_to_date: report.up_to_date as i32,
+                        not_run: report.not_run as i32,
+                        stopped: report.stopped.is_some(),
+                    },
                 )
                 .await
-                .map_err(q("recording the rollout")),
-            Err(_) => self
-                .catalog()
-                .execute(
-                    "UPDATE pgfleet.rollouts SET finished_at = now(), state = 'failed' WHERE id = $1",
-                    &[&rollout],
-                )
-                .await
-                .map_err(q("recording the rollout")),
+            }
+            Err(_) => rollouts::fail(&*self.catalog(), rollout).await,
         };
-        let unlocked = self
-            .on_lock_session(
-                "SELECT pg_advisory_unlock($1::int4, ($2::int8 % 2147483647)::int4)",
-                &[&ROLLOUT_LOCK_CLASS, &rollout],
-                "recording the rollout",
-            )
-            .await;
+        let unlocked = match self.lock_session().await {
+            Ok(session) => rollouts::unlock(&*session, rollout).await,
+            Err(e) => Err(e),
+        };
         let report = outcome?;
         recorded?;
         unlocked?;
         Ok(report)
     }
 
-    /// Marks `running` rollouts whose process died (their lock is free) `abandoned`. Rows locked
-    /// by this very session (a rollout running in this process: advisory locks are reentrant) are
-    /// skipped; a row that finished meanwhile keeps its state.
+    /// Marks `running` rollouts whose process died (their lock is free) `abandoned`.
     async fn abandon_dead_rollouts(&self) -> Result<(), ControlError> {
-        let locked: Vec<i64> = self
-            .on_lock_session(
-                "SELECT id FROM pgfleet.rollouts r
-                 WHERE CASE WHEN r.state = 'running'
-                             AND NOT EXISTS (SELECT FROM pg_locks l
-                                             WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid()
-                                               AND l.classid = $1::int4::oid
-                                               AND l.objid = (r.id % 2147483647)::int4::oid
-                                               AND l.objsubid = 2)
-                            THEN pg_try_advisory_lock($1::int4, (r.id % 2147483647)::int4)
-                            ELSE false END",
-                &[&ROLLOUT_LOCK_CLASS],
-                "looking for abandoned rollouts",
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        if locked.is_empty() {
-            return Ok(());
-        }
-        let marked = self
-            .on_lock_session(
-                "UPDATE pgfleet.rollouts SET state = 'abandoned', finished_at = now()
-                 WHERE id = ANY($1) AND state = 'running' RETURNING id",
-                &[&locked],
-                "marking abandoned rollouts",
-            )
-            .await;
-        self.on_lock_session(
-            "SELECT pg_advisory_unlock($1::int4, (id % 2147483647)::int4) FROM unnest($2::int8[]) AS id",
-            &[&ROLLOUT_LOCK_CLASS, &locked],
-            "marking abandoned rollouts",
-        )
-        .await?;
-        marked.map(|_| ())
+        rollouts::abandon_dead(&*self.lock_session().await?).await
     }
 
     /// The body of [`Self::migrate_all`] once its rollout row exists.
@@ -504,22 +441,7 @@ impl Control {
         &self,
         keys: &[String],
     ) -> Result<(Vec<Tenant>, Vec<Tenant>), ControlError> {
-        let rows = self
-            .catalog()
-            .query(
-                &format!(
-                    "SELECT {COLUMNS} FROM pgfleet.tenants
-                     WHERE (cardinality($1::text[]) = 0 AND state = 'ready') OR key = ANY($1)
-                     ORDER BY created_at, id"
-                ),
-                &[&keys],
-            )
-            .await
-            .map_err(q("listing tenants"))?;
-        let tenants = rows
-            .iter()
-            .map(Tenant::read)
-            .collect::<Result<Vec<_>, _>>()?;
+        let tenants = tenants::for_fleet(&*self.catalog(), keys).await?;
         let unknown: Vec<&String> = keys
             .iter()
             .filter(|k| !tenants.iter().any(|t| &t.key == *k))
@@ -1255,12 +1177,7 @@ async fn flush(
         .filter(|r| r.outcome == Outcome::Failed)
         .collect();
     let ids: Vec<&str> = ok.iter().map(|r| r.id.as_str()).collect();
-    c.execute(
-        "UPDATE pgfleet.tenants SET schema_version = $2, migrate_error = NULL, updated_at = now() WHERE id = ANY($1)",
-        &[&ids, &target],
-    )
-    .await
-    .map_err(q("recording tenant versions"))?;
+    tenants::migrated(&*c, &ids, target).await?;
     let migrated: Vec<&&TenantMigration> = ok.iter().filter(|r| !r.applied.is_empty()).collect();
     let details: Vec<String> = migrated
         .iter()
@@ -1269,8 +1186,8 @@ async fn flush(
                 .to_string()
         })
         .collect();
-    insert_events(
-        &c,
+    events::record_many(
+        &*c,
         "tenant.migrated",
         &migrated.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
         &migrated.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
@@ -1287,20 +1204,13 @@ async fn flush(
         .iter()
         .map(|r| r.to.as_deref().filter(|v| *v == target))
         .collect();
-    c.execute(
-        "UPDATE pgfleet.tenants t SET migrate_error = u.error, schema_version = coalesce(u.version, t.schema_version),
-                updated_at = now()
-         FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, error, version) WHERE t.id = u.id",
-        &[&ids, &errors, &versions],
-    )
-    .await
-    .map_err(q("recording tenant failures"))?;
+    tenants::migrate_failed(&*c, &ids, &errors, &versions).await?;
     let details: Vec<String> = failed
         .iter()
         .map(|r| serde_json::json!({"target": target, "error": r.error}).to_string())
         .collect();
-    insert_events(
-        &c,
+    events::record_many(
+        &*c,
         "tenant.migrate_failed",
         &ids,
         &failed.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
@@ -1308,26 +1218,6 @@ async fn flush(
     )
     .await?;
     batch.clear();
-    Ok(())
-}
-
-async fn insert_events(
-    c: &Client,
-    kind: &str,
-    ids: &[&str],
-    keys: &[&str],
-    details: &[String],
-) -> Result<(), ControlError> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    c.execute(
-        "INSERT INTO pgfleet.events (tenant_id, tenant_key, kind, detail)
-         SELECT u.id, u.key, $1, u.detail::jsonb FROM unnest($2::text[], $3::text[], $4::text[]) AS u(id, key, detail)",
-        &[&kind, &ids, &keys, &details],
-    )
-    .await
-    .map_err(q("recording events"))?;
     Ok(())
 }
 

@@ -121,7 +121,7 @@ impl Control {
             self.restore_access(&t, "pgfleet tenant rotate-password")
                 .await?;
         }
-        crate::directory::announce(c, &t.id).await;
+        crate::catalog::announce(c, &t.id).await;
         events::record(
             c,
             Some(&t.id),

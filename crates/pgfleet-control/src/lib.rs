@@ -23,6 +23,7 @@
 
 pub mod catalog;
 pub mod config;
+mod connections;
 mod ddl;
 pub mod diagnose;
 pub mod directory;
@@ -39,6 +40,7 @@ pub mod security;
 pub mod server;
 pub mod spares;
 pub mod tenant;
+mod verify;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -195,6 +197,27 @@ impl Control {
             .write()
             .unwrap_or_else(|e| e.into_inner()) = Arc::new(client);
         Ok(())
+    }
+
+    /// This process's lock session: the catalog connection whose session advisory locks say "this
+    /// process is alive and works on it" (PostgreSQL releases them when the process dies), held
+    /// while the guard lives. Reconnects when it was lost (its locks are gone with it then).
+    ///
+    /// # Errors
+    /// When the catalog cannot be reached.
+    pub(crate) async fn lock_session(
+        &self,
+    ) -> Result<tokio::sync::MappedMutexGuard<'_, Client>, ControlError> {
+        let mut guard = self.inner.lock_conn.lock().await;
+        if guard.as_ref().is_none_or(|c| c.is_closed()) {
+            *guard = Some(self.catalog_connection().await?);
+        }
+        tokio::sync::MutexGuard::try_map(guard, Option::as_mut).map_err(|_| {
+            ControlError::TaskFailed {
+                what: "the lock session",
+                reason: "its connection vanished".into(),
+            }
+        })
     }
 
     /// An idle connection for `key`, if one is open.

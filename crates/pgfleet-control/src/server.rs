@@ -218,12 +218,11 @@ pub async fn place(
     tx: &tokio_postgres::Transaction<'_>,
     requested: Option<&str>,
 ) -> Result<String, ControlError> {
-    let servers: Vec<(String, String, i32, i32, i32)> =
-        crate::catalog::servers::for_placement(tx)
-            .await?
-            .into_iter()
-            .map(|s| (s.name, s.state, s.capacity, s.weight, s.used))
-            .collect();
+    let servers: Vec<(String, String, i32, i32, i32)> = crate::catalog::servers::for_placement(tx)
+        .await?
+        .into_iter()
+        .map(|s| (s.name, s.state, s.capacity, s.weight, s.used))
+        .collect();
     if let Some(name) = requested {
         let Some((_, state, capacity, _, used)) = servers.iter().find(|s| s.0 == name) else {
             return Err(ControlError::UnknownServer(name.to_string()));

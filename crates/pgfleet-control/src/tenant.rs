@@ -176,7 +176,8 @@ impl std::fmt::Display for Health {
 }
 
 impl Tenant {
-    /// A tenant from a row of `pgfleet.tenants` read with [`COLUMNS`].
+    /// A tenant from a row of `pgfleet.tenants` read with the columns the catalog's queries name
+    /// (`catalog/sql/tenant_*.sql`).
     ///
     /// # Errors
     /// [`crate::ControlError::CorruptRow`] for a row this pgfleet cannot read.
@@ -211,9 +212,6 @@ impl Tenant {
 }
 
 /// The columns [`Tenant::from_row`] reads.
-pub(crate) const COLUMNS: &str = "key, id, mode, state, step, server, database_name, schema_name, role_name, \
-     schema_version, last_error, created_at::text AS created_at, migrate_error, health, \
-     health_checked_at::text AS health_checked_at, health_latency_ms, health_error";
 
 /// Internal names of a tenant id: (database, schema, role). All ASCII, at most 26 bytes.
 pub fn names(id: &str, mode: Mode) -> (String, String, String) {

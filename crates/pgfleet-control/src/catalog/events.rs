@@ -92,12 +92,11 @@ pub(crate) async fn corrected_since(
     tenant_id: &str,
     since: std::time::SystemTime,
 ) -> Result<bool, ControlError> {
-    Ok(c
-        .query_one(
-            include_str!("sql/corrections_since.sql"),
-            &[&tenant_id, &since],
-        )
-        .await
-        .map_err(q("reading corrections"))?
-        .get(0))
+    Ok(c.query_one(
+        include_str!("sql/corrections_since.sql"),
+        &[&tenant_id, &since],
+    )
+    .await
+    .map_err(q("reading corrections"))?
+    .get(0))
 }

@@ -58,13 +58,14 @@ pub(crate) async fn runnable(
     c: &impl GenericClient,
     tenant_id: Option<&str>,
 ) -> Result<Vec<(i64, String)>, ControlError> {
-    Ok(c
-        .query(include_str!("sql/operation_runnable.sql"), &[&tenant_id])
-        .await
-        .map_err(q("looking for operations"))?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect())
+    Ok(
+        c.query(include_str!("sql/operation_runnable.sql"), &[&tenant_id])
+            .await
+            .map_err(q("looking for operations"))?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect(),
+    )
 }
 
 /// Claims operation `op` for `worker` with a `lease`: its kind and attempts, or `None` when it is
@@ -75,14 +76,13 @@ pub(crate) async fn claim(
     worker: &str,
     lease: std::time::Duration,
 ) -> Result<Option<(String, i32)>, ControlError> {
-    Ok(c
-        .query_opt(
-            include_str!("sql/operation_claim.sql"),
-            &[&op, &worker, &lease.as_secs_f64()],
-        )
-        .await
-        .map_err(q("claiming an operation"))?
-        .map(|r| (r.get(0), r.get(1))))
+    Ok(c.query_opt(
+        include_str!("sql/operation_claim.sql"),
+        &[&op, &worker, &lease.as_secs_f64()],
+    )
+    .await
+    .map_err(q("claiming an operation"))?
+    .map(|r| (r.get(0), r.get(1))))
 }
 
 /// Fails an operation of a kind this pgfleet does not know.

@@ -84,7 +84,10 @@ pub(crate) async fn unlock(lock_session: &impl GenericClient, id: i64) -> Result
 /// process's `lock_session`; a row that finished meanwhile keeps its state.
 pub(crate) async fn abandon_dead(lock_session: &impl GenericClient) -> Result<(), ControlError> {
     let locked: Vec<i64> = lock_session
-        .query(include_str!("sql/rollout_lock_abandoned.sql"), &[&LOCK_CLASS])
+        .query(
+            include_str!("sql/rollout_lock_abandoned.sql"),
+            &[&LOCK_CLASS],
+        )
         .await
         .map_err(q("looking for abandoned rollouts"))?
         .iter()

@@ -34,8 +34,7 @@ impl SealedTable {
 
 /// The ids of the master keys that sealed the catalog's secrets.
 pub(crate) async fn key_ids(c: &impl GenericClient) -> Result<Vec<String>, ControlError> {
-    Ok(c
-        .query(include_str!("sql/key_ids.sql"), &[])
+    Ok(c.query(include_str!("sql/key_ids.sql"), &[])
         .await
         .map_err(q("reading key ids"))?
         .iter()
@@ -54,8 +53,7 @@ pub(crate) async fn not_sealed_with(
         SealedTable::Tenants => include_str!("sql/sealed_tenants.sql"),
         SealedTable::ServerOwners => include_str!("sql/sealed_server_owners.sql"),
     };
-    Ok(c
-        .query(sql, &[&key_id])
+    Ok(c.query(sql, &[&key_id])
         .await
         .map_err(q("reading sealed secrets"))?
         .iter()

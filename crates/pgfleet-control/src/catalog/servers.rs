@@ -70,11 +70,12 @@ pub(crate) async fn set_state(
     name: &str,
     state: &str,
 ) -> Result<bool, ControlError> {
-    Ok(c
-        .execute(include_str!("sql/server_set_state.sql"), &[&name, &state])
-        .await
-        .map_err(q("updating the server"))?
-        == 1)
+    Ok(
+        c.execute(include_str!("sql/server_set_state.sql"), &[&name, &state])
+            .await
+            .map_err(q("updating the server"))?
+            == 1,
+    )
 }
 
 /// The sealed admin URL of a server, if it exists.
@@ -82,15 +83,16 @@ pub(crate) async fn sealed_url(
     c: &impl GenericClient,
     name: &str,
 ) -> Result<Option<Sealed>, ControlError> {
-    Ok(c
-        .query_opt(include_str!("sql/server_sealed_url.sql"), &[&name])
-        .await
-        .map_err(q("reading the server"))?
-        .map(|row| Sealed {
-            ciphertext: row.get(0),
-            wrapped_key: row.get(1),
-            key_id: row.get(2),
-        }))
+    Ok(
+        c.query_opt(include_str!("sql/server_sealed_url.sql"), &[&name])
+            .await
+            .map_err(q("reading the server"))?
+            .map(|row| Sealed {
+                ciphertext: row.get(0),
+                wrapped_key: row.get(1),
+                key_id: row.get(2),
+            }),
+    )
 }
 
 /// A server as placement sees it.
@@ -131,20 +133,21 @@ pub(crate) async fn owner(
     c: &impl GenericClient,
     server: &str,
 ) -> Result<Option<(String, Sealed)>, ControlError> {
-    Ok(c
-        .query_opt(include_str!("sql/server_owner.sql"), &[&server])
-        .await
-        .map_err(q("reading the server's owner role"))?
-        .map(|r| {
-            (
-                r.get(0),
-                Sealed {
-                    ciphertext: r.get(1),
-                    wrapped_key: r.get(2),
-                    key_id: r.get(3),
-                },
-            )
-        }))
+    Ok(
+        c.query_opt(include_str!("sql/server_owner.sql"), &[&server])
+            .await
+            .map_err(q("reading the server's owner role"))?
+            .map(|r| {
+                (
+                    r.get(0),
+                    Sealed {
+                        ciphertext: r.get(1),
+                        wrapped_key: r.get(2),
+                        key_id: r.get(3),
+                    },
+                )
+            }),
+    )
 }
 
 /// Records the owner role of `server` unless one is recorded (racing processes: the first wins).

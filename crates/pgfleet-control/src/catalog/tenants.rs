@@ -86,11 +86,12 @@ pub(crate) async fn requested_server(
     c: &impl GenericClient,
     id: &str,
 ) -> Result<Option<String>, ControlError> {
-    Ok(c
-        .query_one(include_str!("sql/tenant_requested_server.sql"), &[&id])
-        .await
-        .map_err(q("reading the tenant"))?
-        .get(0))
+    Ok(
+        c.query_one(include_str!("sql/tenant_requested_server.sql"), &[&id])
+            .await
+            .map_err(q("reading the tenant"))?
+            .get(0),
+    )
 }
 
 /// A tenant as its provisioning reads it: the row, the server asked for, its sealed password.
@@ -188,14 +189,13 @@ pub(crate) async fn step_failed(
     message: &str,
     give_up: bool,
 ) -> Result<Option<String>, ControlError> {
-    Ok(c
-        .query_opt(
-            include_str!("sql/tenant_step_failed.sql"),
-            &[&id, &message, &give_up],
-        )
-        .await
-        .map_err(q("recording the failure"))?
-        .map(|r| r.get(0)))
+    Ok(c.query_opt(
+        include_str!("sql/tenant_step_failed.sql"),
+        &[&id, &message, &give_up],
+    )
+    .await
+    .map_err(q("recording the failure"))?
+    .map(|r| r.get(0)))
 }
 
 /// Seals the tenant's first password; `false` when one was sealed before (read it then).
@@ -204,13 +204,12 @@ pub(crate) async fn seal_password(
     id: &str,
     sealed: &Sealed,
 ) -> Result<bool, ControlError> {
-    Ok(c
-        .execute(
-            include_str!("sql/tenant_seal_password.sql"),
-            &[&id, &sealed.ciphertext, &sealed.wrapped_key, &sealed.key_id],
-        )
-        .await
-        .map_err(q("sealing the password"))?
+    Ok(c.execute(
+        include_str!("sql/tenant_seal_password.sql"),
+        &[&id, &sealed.ciphertext, &sealed.wrapped_key, &sealed.key_id],
+    )
+    .await
+    .map_err(q("sealing the password"))?
         == 1)
 }
 
@@ -247,9 +246,12 @@ pub(crate) async fn set_last_error(
     id: &str,
     message: &str,
 ) -> Result<(), ControlError> {
-    c.execute(include_str!("sql/tenant_set_last_error.sql"), &[&id, &message])
-        .await
-        .map_err(q("recording the error"))?;
+    c.execute(
+        include_str!("sql/tenant_set_last_error.sql"),
+        &[&id, &message],
+    )
+    .await
+    .map_err(q("recording the error"))?;
     Ok(())
 }
 
@@ -279,11 +281,12 @@ pub(crate) async fn reset(c: &impl GenericClient, id: &str) -> Result<(), Contro
 
 /// The newest version any tenant reached.
 pub(crate) async fn newest_version(c: &impl GenericClient) -> Result<Option<String>, ControlError> {
-    Ok(c
-        .query_one(include_str!("sql/tenant_newest_version.sql"), &[])
-        .await
-        .map_err(q("reading the tenants' versions"))?
-        .get(0))
+    Ok(
+        c.query_one(include_str!("sql/tenant_newest_version.sql"), &[])
+            .await
+            .map_err(q("reading the tenants' versions"))?
+            .get(0),
+    )
 }
 
 /// Tenants a fleet rollout brought to `target`.
@@ -387,8 +390,7 @@ pub(crate) async fn roles_of_server(
     c: &impl GenericClient,
     server: &str,
 ) -> Result<Vec<String>, ControlError> {
-    Ok(c
-        .query(include_str!("sql/roles_of_server.sql"), &[&server])
+    Ok(c.query(include_str!("sql/roles_of_server.sql"), &[&server])
         .await
         .map_err(q("listing the server's tenant roles"))?
         .iter()
