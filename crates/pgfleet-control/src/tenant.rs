@@ -211,8 +211,6 @@ impl Tenant {
     }
 }
 
-/// The columns [`Tenant::from_row`] reads.
-
 /// Internal names of a tenant id: (database, schema, role). All ASCII, at most 26 bytes.
 pub fn names(id: &str, mode: Mode) -> (String, String, String) {
     let role = format!("pgfleet_{id}");
