@@ -34,6 +34,7 @@ pub mod fleet;
 pub mod health;
 pub mod keys;
 mod owner;
+mod pool;
 pub mod provision;
 pub mod secrets;
 pub mod security;
@@ -75,9 +76,9 @@ struct Inner {
     working: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The catalog session holding this process's tenant locks.
     lock_conn: tokio::sync::Mutex<Option<Client>>,
-    /// Idle connections by `catalog` or `server/database`, handed back only by work that finished
-    /// cleanly (so never inside a transaction); at most [`IDLE_PER_KEY`] each.
-    idle: std::sync::Mutex<HashMap<String, Vec<Client>>>,
+    /// Idle connections by `catalog`, `server/database` or `owner:server/database`, handed back
+    /// only by work that finished cleanly (so never inside a transaction).
+    idle: pool::IdlePool,
     /// Whether this process tops spare schemas up after schema-mode tenants ([`Control::keep_spares`]).
     keep_spares: std::sync::atomic::AtomicBool,
     /// Servers whose spares a task of this process is refilling.
@@ -126,7 +127,7 @@ impl Control {
                 models: tokio::sync::Mutex::new(HashMap::new()),
                 working: std::sync::Mutex::new(Default::default()),
                 lock_conn: tokio::sync::Mutex::new(None),
-                idle: std::sync::Mutex::new(HashMap::new()),
+                idle: pool::IdlePool::new(IDLE_PER_KEY, IDLE_TOTAL),
                 keep_spares: std::sync::atomic::AtomicBool::new(false),
                 refilling: std::sync::Mutex::new(Default::default()),
                 stopping: std::sync::atomic::AtomicBool::new(false),
@@ -222,27 +223,12 @@ impl Control {
 
     /// An idle connection for `key`, if one is open.
     pub(crate) fn take_idle(&self, key: &str) -> Option<Client> {
-        let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.get_mut(key)?;
-        while let Some(c) = list.pop() {
-            if !c.is_closed() {
-                return Some(c);
-            }
-        }
-        None
+        self.inner.idle.take(key)
     }
 
     /// Hands a connection back for reuse (only when it is not inside a transaction).
     pub(crate) fn put_idle(&self, key: &str, client: Client) {
-        if client.is_closed() {
-            return;
-        }
-        let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let total: usize = idle.values().map(Vec::len).sum();
-        let list = idle.entry(key.to_string()).or_default();
-        if list.len() < IDLE_PER_KEY && total < IDLE_TOTAL {
-            list.push(client);
-        }
+        self.inner.idle.put(key, client);
     }
 
     /// A catalog connection for a transaction: an idle one or a new one. Hand it back with

@@ -6,26 +6,7 @@ use tokio_postgres::Client;
 use crate::ControlError;
 use crate::secrets::{MasterKey, Secret};
 
-/// A server as `server list` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ServerInfo {
-    /// Its name.
-    pub name: String,
-    /// Its admin URL without the password.
-    pub url: String,
-    /// Most tenants it takes.
-    pub capacity: i32,
-    /// Placement weight.
-    pub weight: i32,
-    /// `active` or `draining`.
-    pub state: String,
-    /// PostgreSQL version.
-    pub version: String,
-    /// Whether pgvector is available.
-    pub has_vector: bool,
-    /// Tenants placed on it.
-    pub tenants: i64,
-}
+pub use crate::catalog::servers::ServerInfo;
 
 /// What `add` checks a server for, and found.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,8 +5,28 @@
 use tokio_postgres::GenericClient;
 
 use crate::secrets::Sealed;
-use crate::server::ServerInfo;
 use crate::{ControlError, q};
+
+/// A server as `server list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServerInfo {
+    /// Its name.
+    pub name: String,
+    /// Its admin URL without the password.
+    pub url: String,
+    /// Most tenants it takes.
+    pub capacity: i32,
+    /// Placement weight.
+    pub weight: i32,
+    /// `active` or `draining`.
+    pub state: String,
+    /// PostgreSQL version.
+    pub version: String,
+    /// Whether pgvector is available.
+    pub has_vector: bool,
+    /// Tenants placed on it.
+    pub tenants: i64,
+}
 
 /// The columns of a new server.
 #[derive(Debug)]

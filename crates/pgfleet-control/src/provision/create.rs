@@ -4,9 +4,17 @@
 use std::time::{Duration, Instant};
 
 use crate::catalog::{operations, tenants};
-use crate::provision::CreateOptions;
-use crate::tenant::{self, State, Tenant};
+use crate::tenant::{self, Mode, State, Tenant};
 use crate::{Control, ControlError, events, q, server};
+
+/// Options of `create`.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// Isolation mode [default: the configured default mode].
+    pub mode: Option<Mode>,
+    /// Put the tenant on this server instead of choosing one.
+    pub server: Option<String>,
+}
 
 impl Control {
     /// Creates the tenant `key` (or finds it) and queues its provisioning. Idempotent: the same key

@@ -27,10 +27,6 @@
 //! recording failures), `steps` (the state machine), `template` (per-server template databases),
 //! `credentials` (the sealed password), `drop`.
 
-use std::time::Duration;
-
-use crate::tenant::Mode;
-
 mod create;
 mod credentials;
 mod drop;
@@ -40,14 +36,5 @@ mod template;
 
 pub use steps::Step;
 
-/// How long a claimed operation stays leased without progress.
-pub const LEASE: Duration = Duration::from_secs(60);
-
-/// Options of `create`.
-#[derive(Debug, Clone, Default)]
-pub struct CreateOptions {
-    /// Isolation mode [default: the configured default mode].
-    pub mode: Option<Mode>,
-    /// Put the tenant on this server instead of choosing one.
-    pub server: Option<String>,
-}
+pub use create::CreateOptions;
+pub use queue::LEASE;

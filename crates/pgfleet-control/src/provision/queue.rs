@@ -5,8 +5,10 @@
 use std::time::{Duration, Instant};
 
 use crate::catalog::{operations, tenants};
-use crate::provision::LEASE;
 use crate::{Control, ControlError, events, q};
+
+/// How long a claimed operation stays leased without progress.
+pub const LEASE: Duration = Duration::from_secs(60);
 
 impl Control {
     /// Runs queued operations (of one tenant, or any) until none is runnable now. Returns how many

@@ -5,12 +5,12 @@ use std::time::Instant;
 
 use tokio_postgres::Client;
 
+use super::queue::LEASE;
 use crate::catalog::{Target, tenants};
 use crate::ddl::{
     create_database, create_tenant_schema, ensure_role, ensure_shared_database, grant_dml,
     lock_down_public, prepare_shared_database, user_schemas,
 };
-use crate::provision::LEASE;
 use crate::secrets::Sealed;
 use crate::tenant::{Mode, State, Tenant};
 use crate::{Control, ControlError, events, q, server};
