@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use pgfleet::embedded::{Cluster, InitOptions, osuser};
+use pgfleet::embedded::{Cluster, InitOptions, server_env};
 
 use crate::Report;
 
@@ -60,7 +60,7 @@ pub fn run(quick: bool) -> anyhow::Result<Report> {
         cluster.stop()?;
 
         let t = Instant::now();
-        let out = osuser::command_as(&binaries.tool("pg_ctl"), cluster.server_user())
+        let out = server_env::command_as(&binaries.tool("pg_ctl"), cluster.server_user())
             .arg("start")
             .arg("-D")
             .arg(cluster.data_dir())

@@ -175,7 +175,7 @@ pub fn config(args: &ControlArgs) -> anyhow::Result<Config> {
     Ok(Config::resolve(flags, |k| std::env::var(k).ok(), local)?)
 }
 
-async fn control(args: &ControlArgs) -> anyhow::Result<Control> {
+pub(crate) async fn control(args: &ControlArgs) -> anyhow::Result<Control> {
     Ok(Control::connect(config(args)?).await?)
 }
 
@@ -518,53 +518,6 @@ pub fn keys(cmd: &KeysCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// `pgfleet check`: drift of one tenant or of all. Returns whether drift remains.
-///
-/// # Errors
-/// Catalog errors, unknown tenant.
-pub fn check(
-    args: &ControlArgs,
-    tenant: Option<&str>,
-    all: bool,
-    fix: bool,
-    concurrency: usize,
-    format: OutputFormat,
-) -> anyhow::Result<bool> {
-    let key = match (tenant, all) {
-        (_, true) => return crate::fleet_cmds::check_all(args, fix, concurrency, format),
-        (Some(k), false) => k,
-        (None, false) => anyhow::bail!("which tenants? pass --tenant KEY or --all"),
-    };
-    runtime()?.block_on(async {
-        let c = control(args).await?;
-        let (drift, applied) = if fix {
-            let r = c.fix(key, "pgfleet check --fix").await?;
-            (r.remaining, r.applied)
-        } else {
-            (c.check(key).await?, Vec::new())
-        };
-        match format {
-            OutputFormat::Json => println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({
-                    "key": key, "clean": drift.is_clean(), "repaired": applied, "drift": drift
-                }))?
-            ),
-            OutputFormat::Table => {
-                if !applied.is_empty() {
-                    println!(
-                        "{}: repaired {} (recorded as corrections)",
-                        printable(key),
-                        applied.join("; ")
-                    );
-                }
-                crate::fleet_cmds::print_drift(&printable(key), &drift, applied.is_empty());
-            }
-        }
-        anyhow::Ok(!drift.is_clean())
-    })
 }
 
 fn print_findings(findings: &[pgfleet::control::diagnose::Finding]) {

@@ -7,55 +7,13 @@ use std::time::{Duration, Instant};
 
 use pgfleet::control::diagnose::Drift;
 use pgfleet::control::fleet::{
-    Canary, FleetCheck, FleetMigration, FleetOptions, FleetProgress, Outcome, ProgressFn,
+    FleetCheck, FleetMigration, FleetOptions, FleetProgress, Outcome, ProgressFn,
 };
 
-use crate::control_cmds::{ControlArgs, OutputFormat, config};
-use crate::migrate_cmds::{MigrateArgs, load_verified};
+use crate::control_cmds::{ControlArgs, OutputFormat, config, control};
+use crate::migrate_cmds::{MigrateArgs, at_least_one, load_verified};
 use crate::printable::{printable, printable_text};
-
-/// Flags of `migrate --all`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct FleetArgs {
-    /// Migrate every ready tenant of the fleet instead of one database: records --migrations as
-    /// the fleet's target (as `init` does), then brings each tenant to it. Tenants already at the
-    /// target are not touched. Exit codes: 0 all migrated, 1 a tenant failed, 2 error
-    #[arg(long, conflicts_with_all = ["db", "in_schema", "to", "dry_run", "allow_changed", "allow_out_of_order"])]
-    pub all: bool,
-    /// Tenants migrated at once, in all
-    #[arg(long, value_name = "N", default_value_t = 8, requires = "all", value_parser = at_least_one)]
-    pub concurrency: usize,
-    /// Tenants migrated at once on one server
-    #[arg(long, value_name = "N", default_value_t = 4, requires = "all", value_parser = at_least_one)]
-    pub per_server: usize,
-    /// Migrate N tenants (or N% of them) first, and stop if any of them fails
-    #[arg(long, value_name = "N|N%", requires = "all")]
-    pub canary: Option<Canary>,
-    /// Only these tenants (`--tenant a b` or `--tenant a --tenant b`)
-    #[arg(long = "tenant", value_name = "KEY", num_args = 1.., requires = "all")]
-    pub tenants: Vec<String>,
-    /// Go on with the other tenants after one fails (default: stop starting new ones)
-    #[arg(long, requires = "all")]
-    pub continue_on_error: bool,
-    /// Also introspect each migrated tenant and diff it against the target
-    #[arg(long, requires = "all")]
-    pub verify: bool,
-    /// Output format of the summary
-    #[arg(long, value_enum, default_value = "table")]
-    pub format: OutputFormat,
-    /// Catalog and master key.
-    #[command(flatten)]
-    pub control: ControlArgs,
-}
-
-/// A count of at least 1.
-pub(crate) fn at_least_one(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(_) => Err(format!("expected a number, got {s:?}")),
-    }
-}
+use crate::runtime;
 
 fn health_interval(s: &str) -> Result<Duration, String> {
     let d = crate::schema_cmds::parse_duration(s)?;
@@ -290,6 +248,53 @@ fn print_migration(r: &FleetMigration) {
             "Stopped early: {why}. Fix the failure and run again: tenants already at the target are skipped."
         );
     }
+}
+
+/// `pgfleet check`: drift of one tenant or of all. Returns whether drift remains.
+///
+/// # Errors
+/// Catalog errors, unknown tenant.
+pub fn check(
+    args: &ControlArgs,
+    tenant: Option<&str>,
+    all: bool,
+    fix: bool,
+    concurrency: usize,
+    format: OutputFormat,
+) -> anyhow::Result<bool> {
+    let key = match (tenant, all) {
+        (_, true) => return check_all(args, fix, concurrency, format),
+        (Some(k), false) => k,
+        (None, false) => anyhow::bail!("which tenants? pass --tenant KEY or --all"),
+    };
+    runtime()?.block_on(async {
+        let c = control(args).await?;
+        let (drift, applied) = if fix {
+            let r = c.fix(key, "pgfleet check --fix").await?;
+            (r.remaining, r.applied)
+        } else {
+            (c.check(key).await?, Vec::new())
+        };
+        match format {
+            OutputFormat::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "key": key, "clean": drift.is_clean(), "repaired": applied, "drift": drift
+                }))?
+            ),
+            OutputFormat::Table => {
+                if !applied.is_empty() {
+                    println!(
+                        "{}: repaired {} (recorded as corrections)",
+                        printable(key),
+                        applied.join("; ")
+                    );
+                }
+                print_drift(&printable(key), &drift, applied.is_empty());
+            }
+        }
+        anyhow::Ok(!drift.is_clean())
+    })
 }
 
 /// `pgfleet check --all`. Returns whether drift remains.

@@ -174,7 +174,7 @@ pub enum Command {
         #[arg(long)]
         fix: bool,
         /// Tenants checked at once (with --all).
-        #[arg(long, value_name = "N", default_value_t = 8, value_parser = fleet_cmds::at_least_one)]
+        #[arg(long, value_name = "N", default_value_t = 8, value_parser = migrate_cmds::at_least_one)]
         concurrency: usize,
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
@@ -293,7 +293,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             control,
         } => {
             let drift =
-                control_cmds::check(&control, tenant.as_deref(), all, fix, concurrency, format)?;
+                fleet_cmds::check(&control, tenant.as_deref(), all, fix, concurrency, format)?;
             return Ok(if drift {
                 ExitCode::from(1)
             } else {

@@ -14,7 +14,9 @@ use pgfleet::migrate::{MigrationDir, sum};
 use pgfleet::pg::{connect, shadow::ShadowOptions, source::SchemaSource};
 use pgfleet::schema::plan::parse_hazard_list;
 
+use crate::control_cmds::{ControlArgs, OutputFormat};
 use crate::schema_cmds::parse_duration;
+use pgfleet::control::fleet::Canary;
 
 /// `pgfleet gen` flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -65,7 +67,7 @@ pub struct MigrateArgs {
     pub run: RunArgs,
     /// The whole fleet (--all).
     #[command(flatten)]
-    pub fleet: crate::fleet_cmds::FleetArgs,
+    pub fleet: FleetArgs,
 }
 
 /// Where to migrate.
@@ -478,4 +480,47 @@ fn status(t: &DbArgs, format: StatusFormat) -> anyhow::Result<()> {
         eprintln!("warning: {e}");
     }
     Ok(())
+}
+
+/// Flags of `migrate --all`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FleetArgs {
+    /// Migrate every ready tenant of the fleet instead of one database: records --migrations as
+    /// the fleet's target (as `init` does), then brings each tenant to it. Tenants already at the
+    /// target are not touched. Exit codes: 0 all migrated, 1 a tenant failed, 2 error
+    #[arg(long, conflicts_with_all = ["db", "in_schema", "to", "dry_run", "allow_changed", "allow_out_of_order"])]
+    pub all: bool,
+    /// Tenants migrated at once, in all
+    #[arg(long, value_name = "N", default_value_t = 8, requires = "all", value_parser = at_least_one)]
+    pub concurrency: usize,
+    /// Tenants migrated at once on one server
+    #[arg(long, value_name = "N", default_value_t = 4, requires = "all", value_parser = at_least_one)]
+    pub per_server: usize,
+    /// Migrate N tenants (or N% of them) first, and stop if any of them fails
+    #[arg(long, value_name = "N|N%", requires = "all")]
+    pub canary: Option<Canary>,
+    /// Only these tenants (`--tenant a b` or `--tenant a --tenant b`)
+    #[arg(long = "tenant", value_name = "KEY", num_args = 1.., requires = "all")]
+    pub tenants: Vec<String>,
+    /// Go on with the other tenants after one fails (default: stop starting new ones)
+    #[arg(long, requires = "all")]
+    pub continue_on_error: bool,
+    /// Also introspect each migrated tenant and diff it against the target
+    #[arg(long, requires = "all")]
+    pub verify: bool,
+    /// Output format of the summary
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+    /// Catalog and master key.
+    #[command(flatten)]
+    pub control: ControlArgs,
+}
+
+/// A count of at least 1.
+pub(crate) fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("expected a number, got {s:?}")),
+    }
 }

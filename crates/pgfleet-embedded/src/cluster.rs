@@ -285,7 +285,7 @@ impl Cluster {
         }
         self.write_conf(port, &socket_dir)?;
         let log = self.log_file();
-        let out = osuser::command_as(&self.binaries.tool("pg_ctl"), self.user.as_ref())
+        let out = crate::server_env::command_as(&self.binaries.tool("pg_ctl"), self.user.as_ref())
             .arg("start")
             .arg("-D")
             .arg(&self.data_dir)
@@ -326,7 +326,7 @@ impl Cluster {
         if self.state() == ServerState::Stopped {
             return Ok(false);
         }
-        let out = osuser::command_as(&self.binaries.tool("pg_ctl"), self.user.as_ref())
+        let out = crate::server_env::command_as(&self.binaries.tool("pg_ctl"), self.user.as_ref())
             .arg("stop")
             .arg("-D")
             .arg(&self.data_dir)
@@ -537,7 +537,7 @@ fn init_dir(
         random_hex(4)?
     ));
     write_file(&pwfile, &format!("{password}\n"), user)?;
-    let out = osuser::command_as(&binaries.tool("initdb"), user)
+    let out = crate::server_env::command_as(&binaries.tool("initdb"), user)
         .arg("-D")
         .arg(data_dir)
         .args([

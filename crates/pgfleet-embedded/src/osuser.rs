@@ -7,7 +7,6 @@
 //! missing traverse bit (`o+x`, never read) and reports each directory it changed.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -179,18 +178,4 @@ pub fn grant_traverse(path: &Path, user: &OsUser) -> Result<Vec<PathBuf>> {
 pub fn chown(path: &Path, user: &OsUser) -> Result<()> {
     std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid))
         .map_err(|e| EmbeddedError::io("could not change the owner of", path, e))
-}
-
-/// A command that runs as `user` when given (dropping root), with `/` as working directory so
-/// a root-only current directory does not trouble the server, and the clean environment of
-/// [`crate::server_env`] (none of pgfleet's own variables, its secrets included).
-pub fn command_as(program: &Path, user: Option<&OsUser>) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.current_dir("/");
-    if let Some(u) = user {
-        // std drops supplementary groups (setgroups(0)) before setuid when it has the right to.
-        cmd.uid(u.uid).gid(u.gid);
-    }
-    crate::server_env::apply(&mut cmd, user);
-    cmd
 }

@@ -14,6 +14,8 @@
 //! (pgfleet passes the data directory with `-D`), no `PGFLEET_*` variable.
 
 use std::ffi::{OsStr, OsString};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::Command;
 
 use crate::osuser::OsUser;
@@ -162,4 +164,18 @@ mod tests {
         let env = server_env(vars(&[("PGFLEET_MASTER_KEY", "k")]), None);
         assert_eq!(env, vars(&[("PATH", DEFAULT_PATH)]));
     }
+}
+
+/// A command that runs as `user` when given (dropping root), with `/` as working directory so
+/// a root-only current directory does not trouble the server, and the clean environment of
+/// this module (none of pgfleet's own variables, its secrets included).
+pub fn command_as(program: &Path, user: Option<&OsUser>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.current_dir("/");
+    if let Some(u) = user {
+        // std drops supplementary groups (setgroups(0)) before setuid when it has the right to.
+        cmd.uid(u.uid).gid(u.gid);
+    }
+    apply(&mut cmd, user);
+    cmd
 }
