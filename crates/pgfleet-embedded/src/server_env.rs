@@ -79,6 +79,20 @@ pub fn command(program: impl AsRef<OsStr>) -> Command {
     cmd
 }
 
+/// A command that runs as `user` when given (dropping root), with `/` as working directory so
+/// a root-only current directory does not trouble the server, and the clean environment of
+/// this module (none of pgfleet's own variables, its secrets included).
+pub fn command_as(program: &Path, user: Option<&OsUser>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.current_dir("/");
+    if let Some(u) = user {
+        // std drops supplementary groups (setgroups(0)) before setuid when it has the right to.
+        cmd.uid(u.uid).gid(u.gid);
+    }
+    apply(&mut cmd, user);
+    cmd
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,18 +178,4 @@ mod tests {
         let env = server_env(vars(&[("PGFLEET_MASTER_KEY", "k")]), None);
         assert_eq!(env, vars(&[("PATH", DEFAULT_PATH)]));
     }
-}
-
-/// A command that runs as `user` when given (dropping root), with `/` as working directory so
-/// a root-only current directory does not trouble the server, and the clean environment of
-/// this module (none of pgfleet's own variables, its secrets included).
-pub fn command_as(program: &Path, user: Option<&OsUser>) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.current_dir("/");
-    if let Some(u) = user {
-        // std drops supplementary groups (setgroups(0)) before setuid when it has the right to.
-        cmd.uid(u.uid).gid(u.gid);
-    }
-    apply(&mut cmd, user);
-    cmd
 }
