@@ -180,16 +180,7 @@ pub async fn serve(
         let c = control.clone();
         tokio::spawn(async move { c.run_workers(w, stop_rx).await })
     });
-    let state = Arc::new(AppState {
-        control: control.clone(),
-        metrics,
-        gauges,
-    });
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_page))
-        .with_state(state);
+    let app = app(control.clone(), metrics, gauges);
     let c = control.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -208,6 +199,22 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// The HTTP routes of `pgfleet serve` (`/healthz`, `/readyz`, `/metrics`) over `control`, with the
+/// metrics of `metrics` and the tenant gauges of `gauges` (refreshed by whoever owns them: [`serve`]
+/// runs their refresher).
+pub fn app(control: Control, metrics: PrometheusHandle, gauges: Arc<CatalogGauges>) -> Router {
+    let state = Arc::new(AppState {
+        control,
+        metrics,
+        gauges,
+    });
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_page))
+        .with_state(state)
 }
 
 async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {

@@ -480,3 +480,26 @@ mod tests {
         assert_ne!(database_name("x"), database_name("x"));
     }
 }
+
+/// The path of example `name` of the workspace (`target/<profile>/examples/<name>`): tests that
+/// need a second process of their own launch one (`cargo test` builds the examples of the package
+/// it tests before it runs them).
+///
+/// # Panics
+/// When the example was not built (a run filtered to one test target builds no examples); the
+/// message says what to run.
+pub fn example_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    // target/<profile>/deps/<test binary>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binaries live in target/<profile>/deps");
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} was not built: run the tests with `cargo test` (which builds the examples), or build it first with `cargo build --example {name}`",
+        path.display()
+    );
+    path
+}

@@ -125,17 +125,8 @@ fn sweep_removes_leftovers_of_dead_processes_only() {
 
 #[test]
 fn the_shared_cluster_is_cleaned_up_when_the_test_process_exits() {
-    // Run this test binary's own `--list` mode in a child? No: start a child process that uses the
-    // testkit and exits, then check its cluster directory disappears.
-    let exe = std::env::current_exe().unwrap();
-    let out = std::process::Command::new(exe)
-        .args([
-            "--exact",
-            "child_starts_the_shared_cluster",
-            "--nocapture",
-            "--include-ignored",
-        ])
-        .env("PGFLEET_TESTKIT_CHILD", "1")
+    // A child process that uses the testkit and exits; its cluster directory must disappear.
+    let out = std::process::Command::new(pgfleet_testkit::example_bin("shared_cluster_child"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -156,15 +147,4 @@ fn the_shared_cluster_is_cleaned_up_when_the_test_process_exits() {
         gone,
         "the watchdog removes {root} after the test process exits"
     );
-}
-
-/// Helper for the test above: only does something when run as its child.
-#[tokio::test]
-async fn child_starts_the_shared_cluster() {
-    if std::env::var_os("PGFLEET_TESTKIT_CHILD").is_none() {
-        return;
-    }
-    let db = TestDb::new().await;
-    db.connect().await.batch_execute("SELECT 1").await.unwrap();
-    println!("CLUSTER_ROOT={}", shared().root().display());
 }
