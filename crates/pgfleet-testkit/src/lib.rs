@@ -461,26 +461,6 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn database_names_are_valid_identifiers() {
-        let n = database_name(
-            "module::tests::Some Weird-Test::up_and_down_with_a_very_long_name_that_goes_on_and_on",
-        );
-        assert!(n.len() <= 63, "{n}");
-        assert!(n.starts_with("t_up_and_down_with"), "{n}");
-        assert!(
-            n.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
-            "{n}"
-        );
-        assert_ne!(database_name("x"), database_name("x"));
-    }
-}
-
 /// The path of example `name` of the workspace (`target/<profile>/examples/<name>`): tests that
 /// need a second process of their own launch one (`cargo test` builds the examples of the package
 /// it tests before it runs them).
@@ -502,4 +482,24 @@ pub fn example_bin(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names_are_valid_identifiers() {
+        let n = database_name(
+            "module::tests::Some Weird-Test::up_and_down_with_a_very_long_name_that_goes_on_and_on",
+        );
+        assert!(n.len() <= 63, "{n}");
+        assert!(n.starts_with("t_up_and_down_with"), "{n}");
+        assert!(
+            n.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            "{n}"
+        );
+        assert_ne!(database_name("x"), database_name("x"));
+    }
 }
