@@ -185,9 +185,7 @@ pub async fn init_with(
 pub async fn public_rights(client: &Client) -> Result<Vec<String>, ControlError> {
     let rows = client
         .query(
-            "SELECT a.privilege_type::text FROM pg_catalog.pg_database d,
-                    pg_catalog.aclexplode(coalesce(d.datacl, pg_catalog.acldefault('d', d.datdba))) a
-             WHERE d.datname = pg_catalog.current_database() AND a.grantee = 0 ORDER BY 1",
+            include_str!("catalog/sql/public_rights.sql"),
             &[],
         )
         .await
@@ -319,9 +317,11 @@ pub async fn record_target(
         )
         .collect();
     let files = serde_json::Value::Array(files).to_string();
-    // One multi-statement query is one transaction: the old target stops being current and the
-    // new one starts in the same commit (the partial unique index allows one current target). A
-    // version recorded before with other files (a corrected migration) loses its stored models.
+    // One multi-statement query is one transaction (on the shared catalog connection, where a
+    // BEGIN of our own could interleave with other tasks' statements): the old target stops being
+    // current and the new one starts in the same commit (the partial unique index allows one
+    // current target). A version recorded before with other files (a corrected migration) loses
+    // its stored models. The only catalog statement built as text: every value through `literal`.
     use pgfleet_schema::quote::literal;
     let sql = format!(
         "UPDATE pgfleet.targets SET is_current = false WHERE is_current AND version <> {v};
@@ -357,8 +357,7 @@ pub async fn record_target(
 pub async fn provisioning_target(client: &Client) -> Result<Option<Target>, ControlError> {
     let version: Option<String> = client
         .query_opt(
-            "SELECT version FROM pgfleet.targets WHERE validated OR is_current
-             ORDER BY validated DESC, is_current DESC, version DESC LIMIT 1",
+            include_str!("catalog/sql/target_provisioning.sql"),
             &[],
         )
         .await
@@ -392,8 +391,7 @@ async fn read_target(
 ) -> Result<Option<Target>, ControlError> {
     let row = client
         .query_opt(
-            "SELECT version, dir_hash, files::text FROM pgfleet.targets
-             WHERE CASE WHEN $1::text IS NULL THEN is_current ELSE version = $1 END",
+            include_str!("catalog/sql/target_read.sql"),
             &[&version],
         )
         .await
