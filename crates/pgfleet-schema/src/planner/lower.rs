@@ -6,7 +6,7 @@ use super::render::{
     temp_name,
 };
 use super::{Ctx, Phase, Staged};
-use crate::diff::{Change, EnumValuePosition, TypeUse, views::columns_kept};
+use crate::diff::{Change, EnumValuePosition, TypeUse, compare::columns_kept};
 use crate::model::{
     ConstraintKind, Domain, Function, FunctionId, IdentityOptions, Index, QualName,
 };
