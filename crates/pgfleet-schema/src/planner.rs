@@ -78,10 +78,7 @@ pub fn plan_changes(
     }
     let ctx = Ctx::new(current, desired, opts, &kept);
     let mut staged = Staged::default();
-    ctx.stage_cycle_breaks(&mut staged);
-    for change in &kept {
-        ctx.lower(change, &mut staged);
-    }
+    ctx.lower_all(&kept, &mut staged);
     staged.into_plan()
 }
 

@@ -1,6 +1,7 @@
-//! Lowering: each [`Change`] becomes one or more steps, each placed in a [`Phase`](super::phase::Phase).
-//! [`Ctx::lower`] hands a change to the module of its kind of object, which holds the rules for
-//! that kind (which phase, which hazards, inside or outside the transaction).
+//! Lowering: each [`Change`] becomes one or more steps, each placed in a
+//! [`Phase`](super::phase::Phase). [`Ctx::lower_all`] hands each change to the module of its kind
+//! of object, which holds the rules for that kind (which phase, which hazards, inside or outside
+//! the transaction).
 
 mod columns;
 mod comments;
@@ -21,8 +22,17 @@ use super::phase::Staged;
 use crate::change::Change;
 
 impl Ctx<'_> {
+    /// Stages the steps of `changes`: first the drops of the foreign keys that tie tables to be
+    /// dropped into reference cycles, then the steps of each change, in order.
+    pub(super) fn lower_all(&self, changes: &[&Change], out: &mut Staged) {
+        self.stage_cycle_breaks(out);
+        for change in changes {
+            self.lower(change, out);
+        }
+    }
+
     /// Stages the steps of one change.
-    pub(super) fn lower(&self, change: &Change, out: &mut Staged) {
+    fn lower(&self, change: &Change, out: &mut Staged) {
         use Change as C;
         match change {
             C::AddSchema { .. } | C::DropSchema { .. } => self.lower_schema(change, out),

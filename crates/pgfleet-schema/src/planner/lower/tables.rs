@@ -14,7 +14,7 @@ use Hazard::{DataLoss, LongLock, TableRewrite, ValidationScan};
 
 impl Ctx<'_> {
     /// Drops the foreign keys that tie tables to be dropped into cycles.
-    pub(in crate::planner) fn stage_cycle_breaks(&self, out: &mut Staged) {
+    pub(super) fn stage_cycle_breaks(&self, out: &mut Staged) {
         for (order, phase) in [
             (&self.early_drops, Phase::DropReplacedTables),
             (&self.late_drops, Phase::DropTables),
