@@ -25,6 +25,9 @@ use proptest::prelude::*;
 const SCHEMAS: [&str; 3] = ["public", "app", "Audit"];
 /// Table names by table number.
 const TABLE_NAMES: [&str; 5] = ["accounts", "users", "Order Items", "events", "user"];
+/// View names by view number: a view reads earlier views only, and these sort the other way, so
+/// name order alone would create a view before one it reads.
+const VIEW_NAMES: [&str; 3] = ["v_recent", "v_daily", "v_all"];
 /// Built-in column types (`format_type` output).
 const BUILTINS: [&str; 8] = [
     "integer",
@@ -361,7 +364,8 @@ pub struct TableSpec {
     policy: Option<Option<usize>>,
     rls_forced: bool,
     unlogged: bool,
-    /// Partitioned by range of `id` with this many partitions (0: a plain table).
+    /// Partitioned by range of `id` with this many partitions (0: a plain table), named
+    /// `"2024_<table>"`, … so they sort before their parent.
     partitions: usize,
     comment: bool,
 }
@@ -1032,7 +1036,8 @@ impl Spec {
             };
             b.add(obj.clone(), Insert::Table(name.clone(), shell));
             for k in 0..t.partitions {
-                let pname = QualName::new(name.schema.clone(), format!("{}_p{k}", name.name));
+                let pname =
+                    QualName::new(name.schema.clone(), format!("{}_{}", 2024 + k, name.name));
                 let pobj = Obj::Table(pname.clone());
                 b.dep(obj.clone(), &pobj);
                 let shell = Table {
@@ -1075,7 +1080,7 @@ impl Spec {
             .map(|t| (t.clone(), Obj::Table(t.clone())))
             .collect();
         for (i, v) in self.views.iter().enumerate() {
-            let name = QualName::new(self.schema(v.schema), format!("v{i}"));
+            let name = QualName::new(self.schema(v.schema), VIEW_NAMES[i % VIEW_NAMES.len()]);
             let obj = Obj::View(name.clone());
             in_schema(&mut b, &name.schema, &obj);
             let mut reads: Vec<QualName> = Vec::new();
@@ -1111,7 +1116,7 @@ impl Spec {
             };
             b.add(obj.clone(), Insert::View(name.clone(), view));
             if v.materialized && v.index {
-                let iname = format!("v{i}_id_idx");
+                let iname = format!("{}_id_idx", name.name);
                 let iobj = Obj::Index(name.clone(), iname.clone());
                 b.dep(obj.clone(), &iobj);
                 let definition = format!("CREATE INDEX {iname} ON {name} USING btree (id)");
