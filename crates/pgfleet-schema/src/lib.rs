@@ -1,6 +1,7 @@
-//! pgfleet's schema core: the [`model`] of a database schema, the differ that compares two models,
-//! and the planner that turns the difference into an ordered, hazard-tagged [`Plan`]. Pure: no I/O,
-//! no runtime, no database — introspection and applying plans live in `pgfleet-pg`.
+//! pgfleet's schema core: the [`model`] of a database schema, the [`diff`]er that compares two
+//! models into a list of [`Change`]s, and the [`planner`] that turns the changes into an ordered,
+//! hazard-tagged [`Plan`]. Pure: no I/O, no runtime, no database — introspection and applying plans
+//! live in `pgfleet-pg`.
 //!
 //! ```
 //! use pgfleet_schema::{Model, planner};
@@ -12,6 +13,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod change;
 pub mod diff;
 pub mod model;
 pub mod plan;
@@ -20,5 +22,6 @@ pub mod quote;
 #[cfg(test)]
 mod testing;
 
+pub use change::Change;
 pub use model::{Model, QualName};
 pub use plan::{Hazard, Plan, Step};

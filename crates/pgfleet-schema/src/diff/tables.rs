@@ -1,9 +1,11 @@
-//! Tables and what hangs on them: columns, constraints, indexes, triggers, policies, RLS flags.
+//! Tables and what hangs on them: columns, constraints, triggers, policies, row-level security flags
+//! (their indexes are in `indexes`, shared with materialized views).
 
-use std::collections::BTreeMap;
-
-use super::{Change, CommentTarget, Differ, constraint_changed, index_changed, policy_changed};
-use crate::model::{Column, ConstraintKind, Index, QualName, Table};
+use super::compare::{constraint_changed, policy_changed};
+use super::differ::Differ;
+use super::mentions::mentions;
+use crate::change::{Change, CommentTarget};
+use crate::model::{Column, ConstraintKind, QualName, Table};
 
 impl Differ<'_> {
     pub(super) fn tables(&mut self) {
@@ -103,18 +105,6 @@ impl Differ<'_> {
                 policy: p.clone(),
             });
             self.comment_new(policy_target(name, pn), &p.comment);
-        }
-    }
-
-    /// Every index of a created relation (table or materialized view).
-    pub(super) fn add_indexes(&mut self, rel: &QualName, indexes: &BTreeMap<String, Index>) {
-        for (iname, i) in indexes {
-            self.push(Change::AddIndex {
-                table: rel.clone(),
-                name: iname.clone(),
-                index: i.clone(),
-            });
-            self.comment_new(index_target(rel, iname), &i.comment);
         }
     }
 
@@ -296,55 +286,11 @@ impl Differ<'_> {
         }
     }
 
-    /// Indexes of a table or materialized view that stays.
-    pub(super) fn alter_indexes(
-        &mut self,
-        rel: &QualName,
-        cur: &BTreeMap<String, Index>,
-        des: &BTreeMap<String, Index>,
-    ) {
-        for iname in cur.keys() {
-            if !des.contains_key(iname) {
-                self.push(Change::DropIndex {
-                    table: rel.clone(),
-                    name: iname.clone(),
-                });
-            }
-        }
-        for (iname, d) in des {
-            let target = index_target(rel, iname);
-            let Some(c) = cur.get(iname) else {
-                self.push(Change::AddIndex {
-                    table: rel.clone(),
-                    name: iname.clone(),
-                    index: d.clone(),
-                });
-                self.comment_new(target, &d.comment);
-                continue;
-            };
-            if index_changed(c, d) {
-                self.push(Change::ReplaceIndex {
-                    table: rel.clone(),
-                    name: iname.clone(),
-                    index: d.clone(),
-                });
-                self.comment_new(target, &d.comment);
-            } else if self.mentions_recreated(rel, &c.definition) {
-                // Dropped with its column (or unusable after a type swap); the add rebuilds it.
-                self.push(Change::DropIndex {
-                    table: rel.clone(),
-                    name: iname.clone(),
-                });
-                self.push(Change::AddIndex {
-                    table: rel.clone(),
-                    name: iname.clone(),
-                    index: d.clone(),
-                });
-                self.comment_new(target, &d.comment);
-            } else {
-                self.comment_diff(target, &c.comment, &d.comment);
-            }
-        }
+    /// True when `text` mentions a column of `table` whose change a policy or trigger blocks.
+    fn mentions_blocking(&self, table: &QualName, text: &str) -> bool {
+        self.columns
+            .get(table)
+            .is_some_and(|cc| cc.blocking().any(|c| mentions(text, c)))
     }
 
     fn alter_triggers(&mut self, name: &QualName, ct: &Table, dt: &Table) {
@@ -442,13 +388,6 @@ fn column_target(table: &QualName, column: &str) -> CommentTarget {
 
 fn constraint_target(table: &QualName, name: &str) -> CommentTarget {
     CommentTarget::Constraint {
-        table: table.clone(),
-        name: name.to_string(),
-    }
-}
-
-pub(super) fn index_target(table: &QualName, name: &str) -> CommentTarget {
-    CommentTarget::Index {
         table: table.clone(),
         name: name.to_string(),
     }

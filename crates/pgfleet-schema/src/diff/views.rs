@@ -8,7 +8,9 @@
 
 use std::collections::BTreeSet;
 
-use super::{Change, CommentTarget, Differ, view_changed};
+use super::compare::{or_replaceable, view_changed};
+use super::differ::Differ;
+use crate::change::{Change, CommentTarget};
 use crate::model::{QualName, View};
 
 impl Differ<'_> {
@@ -93,17 +95,6 @@ impl Differ<'_> {
             }
         }
     }
-}
-
-/// True when `CREATE OR REPLACE VIEW` turns `cur` into `des`: both plain views, and the current
-/// columns are a prefix of the desired ones (same names and types).
-pub(crate) fn or_replaceable(cur: &View, des: &View) -> bool {
-    !cur.materialized && !des.materialized && columns_kept(cur, des)
-}
-
-/// True when every current column of a view is still there, in place, with its type.
-pub(crate) fn columns_kept(cur: &View, des: &View) -> bool {
-    des.columns.starts_with(&cur.columns)
 }
 
 fn view_target(name: &QualName, v: &View) -> CommentTarget {

@@ -2,7 +2,7 @@
 //! through [`crate::quote::literal`]; the only other text formatted into SQL is definition text that
 //! PostgreSQL printed itself (types, expressions, `pg_get_*def` output).
 
-use crate::diff::CommentTarget;
+use crate::change::CommentTarget;
 use crate::model::{
     Column, Domain, FunctionId, Identity, IdentityOptions, Policy, QualName, Sequence, Table, View,
 };

@@ -1,7 +1,9 @@
 //! Planner tests: hand-made models, assertions on SQL, order, transactionality and hazards.
 
 use super::*;
-use crate::model::{ConstraintKind, Extension, Identity, IdentityOptions, Namespace, Table};
+use crate::model::{
+    ConstraintKind, Extension, Identity, IdentityOptions, Namespace, QualName, Table,
+};
 use crate::plan::Hazard;
 use crate::testing::*;
 
