@@ -93,24 +93,70 @@ impl Control {
 }
 
 impl pgfleet_router::Directory for Control {
-    async fn lookup(&self, key: &str) -> Result<Option<Placement>, String> {
-        self.placement(key).await.map_err(|e| e.to_string())
+    /// Errors: an unreachable catalog or server (or a catalog connection that closed) is
+    /// `Unavailable`; any other error is `Other`, with the control plane's error as its source.
+    async fn lookup(&self, key: &str) -> Result<Option<Placement>, pgfleet_router::DirectoryError> {
+        use pgfleet_router::DirectoryError as E;
+        self.placement(key).await.map_err(|e| match e {
+            e if e.is_not_found() => E::UnknownTenant(key.into()),
+            ControlError::Pg(pgfleet_pg::PgError::Connect { .. }) => E::Unavailable(e.into()),
+            ControlError::Pg(pgfleet_pg::PgError::Query { ref cause, .. })
+                if cause.is_closed()
+                    || std::error::Error::source(cause)
+                        .is_some_and(|s| s.is::<std::io::Error>()) =>
+            {
+                E::Unavailable(e.into())
+            }
+            e => E::Other(e.into()),
+        })
     }
 
-    async fn provision(&self, key: &str, timeout: Duration) -> Result<Placement, String> {
+    /// Errors: not ready in time is `NotReady` (provisioning goes on); a failed or refused
+    /// provisioning is `ProvisionFailed`; reading the placement then, as `lookup`.
+    async fn provision(
+        &self,
+        key: &str,
+        timeout: Duration,
+    ) -> Result<Placement, pgfleet_router::DirectoryError> {
+        use pgfleet_router::DirectoryError as E;
         Control::provision(self, key, &CreateOptions::default(), timeout)
             .await
-            .map_err(|e| e.to_string())?;
-        self.placement(key)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("tenant {key:?} is not ready"))
+            .map_err(|e| match e {
+                ControlError::Timeout { .. } => E::NotReady {
+                    key: key.into(),
+                    source: Some(e.into()),
+                },
+                ControlError::Pg(pgfleet_pg::PgError::Connect { .. }) => E::Unavailable(e.into()),
+                e => E::ProvisionFailed {
+                    key: key.into(),
+                    source: e.into(),
+                },
+            })?;
+        pgfleet_router::Directory::lookup(self, key)
+            .await?
+            .ok_or_else(|| E::NotReady {
+                key: key.into(),
+                source: None,
+            })
     }
 
-    async fn repair(&self, key: &str, error: &str, seen_at: SystemTime) -> Result<Repair, String> {
-        self.heal(key, error, seen_at)
-            .await
-            .map_err(|e| e.to_string())
+    /// Errors: a tenant dropped meanwhile is `UnknownTenant`; an unreachable catalog or server is
+    /// `Unavailable`; any other error is `RepairFailed`.
+    async fn repair(
+        &self,
+        key: &str,
+        error: &str,
+        seen_at: SystemTime,
+    ) -> Result<Repair, pgfleet_router::DirectoryError> {
+        use pgfleet_router::DirectoryError as E;
+        self.heal(key, error, seen_at).await.map_err(|e| match e {
+            e if e.is_not_found() => E::UnknownTenant(key.into()),
+            ControlError::Pg(pgfleet_pg::PgError::Connect { .. }) => E::Unavailable(e.into()),
+            e => E::RepairFailed {
+                key: key.into(),
+                source: e.into(),
+            },
+        })
     }
 
     fn changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {

@@ -4,6 +4,68 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
+/// A boxed cause, as this crate's errors carry the errors of the code they call.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why the directory could not answer. An implementation maps its own errors onto these variants
+/// and keeps them as the source, so the router and its callers can ask questions
+/// ([`DirectoryError::is_not_found`], [`DirectoryError::is_retryable`]) instead of matching text.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DirectoryError {
+    /// No tenant has this key (for a repair: the tenant was dropped since the router placed it).
+    #[error("no tenant with key {0:?}")]
+    UnknownTenant(String),
+    /// The tenant exists but is not ready: its provisioning did not finish within the wait (it
+    /// goes on, so asking again later may succeed).
+    #[error("tenant {key:?} is not ready")]
+    NotReady {
+        /// The key.
+        key: String,
+        /// Why, when the directory knows.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// Provisioning the tenant failed (until the cause is fixed).
+    #[error("provisioning tenant {key:?} failed")]
+    ProvisionFailed {
+        /// The key.
+        key: String,
+        /// What failed.
+        #[source]
+        source: BoxError,
+    },
+    /// Repairing the tenant's schema failed.
+    #[error("repairing tenant {key:?} failed")]
+    RepairFailed {
+        /// The key.
+        key: String,
+        /// What failed.
+        #[source]
+        source: BoxError,
+    },
+    /// The directory's store (the catalog) or the tenant's server could not be reached: asking
+    /// again later may succeed.
+    #[error("the directory is unavailable")]
+    Unavailable(#[source] BoxError),
+    /// Anything else.
+    #[error(transparent)]
+    Other(BoxError),
+}
+
+impl DirectoryError {
+    /// No tenant has the key.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::UnknownTenant(_))
+    }
+
+    /// Asking again later may succeed: the directory was unreachable, or the tenant is still
+    /// being provisioned.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::NotReady { .. })
+    }
+}
+
 /// Where a tenant lives and how to log in as it.
 #[derive(Clone)]
 pub struct Placement {
@@ -52,26 +114,44 @@ pub struct Repair {
 }
 
 /// Where the router reads placements and asks for provisioning and repairs.
+///
+/// Errors: [`DirectoryError::Unavailable`] when the directory's store cannot be reached (the router
+/// reports [`RouterError::is_retryable`](crate::RouterError::is_retryable)); the other variants as
+/// each method says.
 pub trait Directory: Send + Sync + 'static {
     /// The placement of a ready tenant; `None` when no ready tenant has this key.
-    fn lookup(&self, key: &str) -> impl Future<Output = Result<Option<Placement>, String>> + Send;
+    ///
+    /// # Errors
+    /// [`DirectoryError::Unavailable`], [`DirectoryError::Other`].
+    fn lookup(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Placement>, DirectoryError>> + Send;
 
     /// Creates the tenant (idempotent) and waits until it is ready, at most `timeout`.
+    ///
+    /// # Errors
+    /// [`DirectoryError::NotReady`] when it is not ready in time, [`DirectoryError::ProvisionFailed`],
+    /// [`DirectoryError::Unavailable`], [`DirectoryError::Other`].
     fn provision(
         &self,
         key: &str,
         timeout: Duration,
-    ) -> impl Future<Output = Result<Placement, String>> + Send;
+    ) -> impl Future<Output = Result<Placement, DirectoryError>> + Send;
 
     /// Repairs the tenant's schema additively towards its target (never destructive), recording
     /// each step as a correction with `error` as the reason. Serialized across processes.
     /// `seen_at`: when the error was seen.
+    ///
+    /// # Errors
+    /// [`DirectoryError::UnknownTenant`] (dropped meanwhile), [`DirectoryError::RepairFailed`],
+    /// [`DirectoryError::Unavailable`].
     fn repair(
         &self,
         key: &str,
         error: &str,
         seen_at: SystemTime,
-    ) -> impl Future<Output = Result<Repair, String>> + Send;
+    ) -> impl Future<Output = Result<Repair, DirectoryError>> + Send;
 
     /// Tenant ids ([`Placement::tenant_id`]) whose placement or credentials changed (moved,
     /// dropped, password rotated), as they are announced, or `*` for all; the router forgets the

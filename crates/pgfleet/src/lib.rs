@@ -32,6 +32,7 @@
 //! match fleet.client("nobody").await {
 //!     Err(e) if e.is_not_found() => println!("no such tenant"),
 //!     Err(e) if e.is_unavailable() => println!("its server is down: {e}"),
+//!     Err(e) if e.is_retryable() => println!("try again later: {e}"),
 //!     _ => {}
 //! }
 //! # Ok(())
@@ -55,7 +56,7 @@ pub use pgfleet_migrate as migrate;
 pub use pgfleet_pg as pg;
 /// The router (see [`pgfleet_router`]).
 pub use pgfleet_router as router;
-pub use pgfleet_router::{RouterError, RouterOptions, TenantClient, UnknownPolicy};
+pub use pgfleet_router::{DirectoryError, RouterError, RouterOptions, TenantClient, UnknownPolicy};
 /// The schema core (see [`pgfleet_schema`]).
 pub use pgfleet_schema as schema;
 

@@ -581,6 +581,22 @@ async fn two_processes_heal_a_dropped_table_once() {
 async fn unknown_keys_are_refused_provisioned_or_sent_to_a_configured_fallback_visibly() {
     let cluster = TestCluster::start();
     let s = Setup::new(&[("main", cluster.url())]).await;
+    // Not ready within the wait: the control plane's timeout reaches the caller as a typed,
+    // retryable DirectoryError (provisioning goes on, and the next call below finishes it).
+    let impatient = s
+        .fleet(RouterOptions {
+            unknown: pgfleet::UnknownPolicy::Provision(Duration::ZERO),
+            ..RouterOptions::default()
+        })
+        .await;
+    let err = impatient.client("first-use").await.unwrap_err();
+    assert!(err.is_retryable() && !err.is_not_found(), "{err}");
+    let source =
+        std::error::Error::source(&err).and_then(|e| e.downcast_ref::<pgfleet::DirectoryError>());
+    assert!(
+        matches!(source, Some(pgfleet::DirectoryError::NotReady { .. })),
+        "{err:?}"
+    );
     // Provision on first use.
     let fleet = s
         .fleet(RouterOptions {

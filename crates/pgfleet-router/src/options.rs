@@ -1,0 +1,70 @@
+//! How the router pools and routes: [`RouterOptions`] and [`UnknownPolicy`].
+
+use std::time::Duration;
+
+/// What to do with a key no ready tenant has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownPolicy {
+    /// Fail with [`RouterError::TenantNotFound`](crate::RouterError::TenantNotFound) (the default).
+    Reject,
+    /// Provision the tenant and wait for it to be ready, at most this long.
+    Provision(Duration),
+}
+
+/// How the router pools and routes.
+#[derive(Clone)]
+pub struct RouterOptions {
+    /// Open connections per server, all its tenants and connection kinds
+    /// ([`Backend`](crate::Backend)s) together.
+    pub budget_per_server: usize,
+    /// Connections one tenant may have in use at once, of every kind together.
+    pub per_tenant: usize,
+    /// How long [`Router::client`](crate::Router::client) waits for a connection.
+    pub acquire_timeout: Duration,
+    /// Connect timeout of a new connection.
+    pub connect_timeout: Duration,
+    /// Idle connections close after this.
+    pub idle_timeout: Duration,
+    /// Placements are re-read in the background after this.
+    pub ttl: Duration,
+    /// Keys without a ready tenant.
+    pub unknown: UnknownPolicy,
+    /// A database used for keys without a ready tenant, only when set: each use is logged at
+    /// warn with the key, counted (`pgfleet_router_fallback_total`) and visible on the client.
+    pub fallback: Option<tokio_postgres::Config>,
+    /// After a repair that found nothing to do, the tenant is not repaired again for this long.
+    pub repair_cooldown: Duration,
+    /// After a server refused a connection, its tenants fail fast for this long.
+    pub down_for: Duration,
+}
+
+impl Default for RouterOptions {
+    fn default() -> Self {
+        Self {
+            budget_per_server: 20,
+            per_tenant: 5,
+            acquire_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            ttl: Duration::from_secs(60),
+            unknown: UnknownPolicy::Reject,
+            fallback: None,
+            repair_cooldown: Duration::from_secs(30),
+            down_for: Duration::from_secs(1),
+        }
+    }
+}
+
+impl std::fmt::Debug for RouterOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterOptions")
+            .field("budget_per_server", &self.budget_per_server)
+            .field("per_tenant", &self.per_tenant)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("ttl", &self.ttl)
+            .field("unknown", &self.unknown)
+            .field("fallback", &self.fallback.is_some())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,383 @@
+//! One server's connections: its budget (every open connection holds one [`BudgetPermit`],
+//! whichever tenant and connection kind it serves), its idle connections by kind and tenant,
+//! eviction of the longest-idle one, reaping, and the "down" mark that makes its tenants fail fast.
+//!
+//! This module knows neither tenants' placements nor how connections are opened: a connection
+//! kind is a type (`K`, the [`Backend`](crate::Backend)) and its connections are values of another
+//! (`C`), kept as they are, without a box per connection.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+/// One server's connections: its budget, and its tenants' idle connections of every kind.
+pub(crate) struct ServerPool {
+    pub(crate) name: String,
+    budget: Arc<Semaphore>,
+    idle: Mutex<Idle>,
+    /// Signalled when a connection goes back to idle or closes.
+    changed: Notify,
+    /// Until when the server is considered down, and why.
+    down: Mutex<Option<(Instant, String)>>,
+    /// Budget permits out: connections open or being opened.
+    open: AtomicUsize,
+}
+
+/// One connection's share of its server's budget. The router takes it before it opens a
+/// connection and hands it to [`Backend::connect`](crate::Backend::connect), which keeps it for as
+/// long as the server may count the connection: until the server has closed it (for a TCP
+/// connection, its end of file after `Terminate`; PostgreSQL removes the backend from
+/// `pg_stat_activity` before it closes the socket), not merely until the connection value is
+/// dropped. Dropping it gives the permit back and wakes tasks waiting for one.
+pub struct BudgetPermit {
+    permit: Option<OwnedSemaphorePermit>,
+    pool: Weak<ServerPool>,
+}
+
+impl std::fmt::Debug for BudgetPermit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let server = self.pool.upgrade().map(|p| p.name.clone());
+        f.debug_struct("BudgetPermit")
+            .field("server", &server)
+            .finish()
+    }
+}
+
+impl Drop for BudgetPermit {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        if let Some(pool) = self.pool.upgrade() {
+            pool.open.fetch_sub(1, Ordering::Relaxed);
+            pool.changed.notify_waiters();
+        }
+    }
+}
+
+/// Idle connections of every kind; a server has one or two kinds, so a list beats a map.
+#[derive(Default)]
+struct Idle {
+    kinds: Vec<(TypeId, Box<dyn IdleKind>)>,
+}
+
+impl Idle {
+    fn of<K: 'static, C: Send + 'static>(&mut self) -> Option<&mut IdleOf<C>> {
+        let kind = TypeId::of::<K>();
+        let (_, list) = self.kinds.iter_mut().find(|(k, _)| *k == kind)?;
+        list.as_any().downcast_mut::<IdleOf<C>>()
+    }
+
+    fn of_or_insert<K: 'static, C: Send + 'static>(&mut self) -> &mut IdleOf<C> {
+        let kind = TypeId::of::<K>();
+        let at = match self.kinds.iter().position(|(k, _)| *k == kind) {
+            Some(at) => at,
+            None => {
+                self.kinds
+                    .push((kind, Box::new(IdleOf::<C>(HashMap::new()))));
+                self.kinds.len() - 1
+            }
+        };
+        self.kinds[at]
+            .1
+            .as_any()
+            .downcast_mut::<IdleOf<C>>()
+            .expect("one connection type per kind")
+    }
+}
+
+/// Idle connections of one kind by tenant key, oldest first.
+struct IdleOf<C>(HashMap<String, Vec<(Instant, C)>>);
+
+/// What the pool does with idle connections whatever their type: find and close the oldest,
+/// reap, drop a tenant's. Closed connections are handed back boxed, to be dropped outside the lock.
+trait IdleKind: Send {
+    fn as_any(&mut self) -> &mut dyn Any;
+    /// The longest-idle connection not of tenant `except`: since when, and its tenant.
+    fn oldest(&self, except: Option<&str>) -> Option<(Instant, &str)>;
+    /// Takes tenant `key`'s longest-idle connection out.
+    fn take_oldest_of(&mut self, key: &str) -> Option<Box<dyn Send>>;
+    /// Takes connections idle for longer than `max` out.
+    fn reap(&mut self, max: Duration, closed: &mut Vec<Box<dyn Send>>);
+    /// Takes all of tenant `key`'s connections out.
+    fn take_all_of(&mut self, key: &str) -> Option<Box<dyn Send>>;
+}
+
+impl<C: Send + 'static> IdleKind for IdleOf<C> {
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn oldest(&self, except: Option<&str>) -> Option<(Instant, &str)> {
+        self.0
+            .iter()
+            .filter(|(k, v)| Some(k.as_str()) != except && !v.is_empty())
+            .map(|(k, v)| (v[0].0, k.as_str()))
+            .min_by_key(|(since, _)| *since)
+    }
+
+    fn take_oldest_of(&mut self, key: &str) -> Option<Box<dyn Send>> {
+        let list = self.0.get_mut(key)?;
+        if list.is_empty() {
+            return None;
+        }
+        let (_, c) = list.remove(0);
+        if list.is_empty() {
+            self.0.remove(key);
+        }
+        Some(Box::new(c))
+    }
+
+    fn reap(&mut self, max: Duration, closed: &mut Vec<Box<dyn Send>>) {
+        for list in self.0.values_mut() {
+            while list.first().is_some_and(|(t, _)| t.elapsed() > max) {
+                closed.push(Box::new(list.remove(0).1));
+            }
+        }
+        self.0.retain(|_, v| !v.is_empty());
+    }
+
+    fn take_all_of(&mut self, key: &str) -> Option<Box<dyn Send>> {
+        self.0
+            .remove(key)
+            .map(|list| Box::new(list) as Box<dyn Send>)
+    }
+}
+
+impl ServerPool {
+    pub(crate) fn new(name: &str, budget: usize) -> Arc<Self> {
+        Arc::new(Self {
+            name: name.to_string(),
+            budget: Arc::new(Semaphore::new(budget.max(1))),
+            idle: Mutex::new(Idle::default()),
+            changed: Notify::new(),
+            down: Mutex::new(None),
+            open: AtomicUsize::new(0),
+        })
+    }
+
+    /// Connections open or being opened (budget permits out).
+    pub(crate) fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Tenant `key`'s most recently returned idle connection of kind `K` that is not closed.
+    pub(crate) fn take_idle<K: 'static, C: Send + 'static>(
+        &self,
+        key: &str,
+        is_closed: fn(&C) -> bool,
+    ) -> Option<C> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.of::<K, C>()?.0.get_mut(key)?;
+        while let Some((_, c)) = list.pop() {
+            if !is_closed(&c) {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Keeps `conn` (of kind `K`) idle for tenant `key`, and wakes tasks waiting for one.
+    pub(crate) fn put_idle<K: 'static, C: Send + 'static>(&self, key: &str, conn: C) {
+        {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let of = idle.of_or_insert::<K, C>();
+            match of.0.get_mut(key) {
+                Some(list) => list.push((Instant::now(), conn)),
+                None => {
+                    of.0.insert(key.to_string(), vec![(Instant::now(), conn)]);
+                }
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Closes the longest-idle connection that is not tenant `key`'s of kind `kind` (another
+    /// tenant's of any kind, or this tenant's of another kind); whether one was closed.
+    fn evict_other(&self, kind: TypeId, key: &str) -> bool {
+        let victim = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let mut oldest: Option<(Instant, usize, String)> = None;
+            for (at, (k, list)) in idle.kinds.iter().enumerate() {
+                let except = (*k == kind).then_some(key);
+                if let Some((since, victim)) = list.oldest(except)
+                    && oldest.as_ref().is_none_or(|o| since < o.0)
+                {
+                    oldest = Some((since, at, victim.to_string()));
+                }
+            }
+            oldest.and_then(|(_, at, victim)| idle.kinds[at].1.take_oldest_of(&victim))
+        };
+        victim.is_some()
+    }
+
+    /// Closes idle connections older than `max`; how many.
+    pub(crate) fn reap(&self, max: Duration) -> usize {
+        let mut closed = Vec::new();
+        {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            for (_, list) in &mut idle.kinds {
+                list.reap(max, &mut closed);
+            }
+        }
+        let n = closed.len();
+        drop(closed);
+        n
+    }
+
+    /// Closes tenant `key`'s idle connections of every kind.
+    pub(crate) fn drop_idle_of(&self, key: &str) {
+        let gone: Vec<Box<dyn Send>> = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            idle.kinds
+                .iter_mut()
+                .filter_map(|(_, list)| list.take_all_of(key))
+                .collect()
+        };
+        drop(gone);
+    }
+
+    pub(crate) fn down_reason(&self) -> Option<String> {
+        let mut down = self.down.lock().unwrap_or_else(|e| e.into_inner());
+        match &*down {
+            Some((until, why)) if Instant::now() < *until => Some(why.clone()),
+            Some(_) => {
+                *down = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub(crate) fn mark_down(&self, why: String, for_: Duration) {
+        *self.down.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now() + for_, why));
+    }
+
+    /// A permit of the budget for a connection of kind `kind` to tenant `key`: free, or freed by
+    /// closing the longest-idle connection of another tenant or kind (the permit comes back once
+    /// the server has closed it, so `pg_stat_activity` never shows more than the budget), or
+    /// waited for until `deadline`. `Err` on timeout.
+    ///
+    /// Waiters queue on the semaphore, first come first served: a freed permit goes to the
+    /// longest waiter, so no tenant loses every race to the others (a CI run saw a hot tenant time
+    /// out after 10 s when every waiter was woken to race for each permit). A waiter closes
+    /// another idle connection when it starts waiting and whenever the pool changes.
+    pub(crate) async fn permit(
+        self: &Arc<Self>,
+        kind: TypeId,
+        key: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<BudgetPermit, ()> {
+        let permit = match self.budget.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => self.wait_for_permit(kind, key, deadline).await?,
+        };
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Ok(BudgetPermit {
+            permit: Some(permit),
+            pool: Arc::downgrade(self),
+        })
+    }
+
+    async fn wait_for_permit(
+        &self,
+        kind: TypeId,
+        key: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<OwnedSemaphorePermit, ()> {
+        let acquire = self.budget.clone().acquire_owned();
+        tokio::pin!(acquire);
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            self.evict_other(kind, key);
+            tokio::select! {
+                biased;
+                p = &mut acquire => return Ok(p.expect("the budget is never closed")),
+                () = &mut changed => {}
+                () = tokio::time::sleep_until(deadline) => return Err(()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct A;
+    struct B;
+
+    /// A connection that counts its drops (closing).
+    struct Conn(&'static str, Arc<AtomicUsize>);
+    impl Drop for Conn {
+        fn drop(&mut self) {
+            self.1.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn open(_: &Conn) -> bool {
+        false
+    }
+
+    #[tokio::test]
+    async fn eviction_takes_the_longest_idle_of_another_tenant_or_kind() {
+        let pool = ServerPool::new("s", 3);
+        let closed = Arc::new(AtomicUsize::new(0));
+        let deadline = || tokio::time::Instant::now() + Duration::from_millis(50);
+        let mut permits = Vec::new();
+        for _ in 0..3 {
+            permits.push(
+                pool.permit(TypeId::of::<A>(), "t", deadline())
+                    .await
+                    .unwrap(),
+            );
+        }
+        assert_eq!(pool.open(), 3);
+        // Budget spent, nothing idle: a timeout.
+        assert!(
+            pool.permit(TypeId::of::<A>(), "u", deadline())
+                .await
+                .is_err()
+        );
+        // Idle, oldest first: t's A, u's B, t's B (each holding its permit as a connection does).
+        pool.put_idle::<A, Conn>("t", Conn("t/A", closed.clone()));
+        std::thread::sleep(Duration::from_millis(2));
+        pool.put_idle::<B, Conn>("u", Conn("u/B", closed.clone()));
+        std::thread::sleep(Duration::from_millis(2));
+        pool.put_idle::<B, Conn>("t", Conn("t/B", closed.clone()));
+        // Tenant t wants an A: its own A is not a victim, u's B (older than t's B) is.
+        assert!(pool.evict_other(TypeId::of::<A>(), "t"));
+        assert_eq!(closed.load(Ordering::SeqCst), 1);
+        assert!(pool.take_idle::<B, Conn>("u", open).is_none());
+        assert_eq!(pool.take_idle::<B, Conn>("t", open).unwrap().0, "t/B");
+        assert_eq!(pool.take_idle::<A, Conn>("t", open).unwrap().0, "t/A");
+        // A kind's connections are never handed out as another's.
+        assert!(pool.take_idle::<A, Conn>("u", open).is_none());
+        // A permit dropped gives the budget back.
+        permits.pop();
+        assert_eq!(pool.open(), 2);
+        assert!(
+            pool.permit(TypeId::of::<B>(), "u", deadline())
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn reap_and_drop_cover_every_kind() {
+        let pool = ServerPool::new("s", 4);
+        let closed = Arc::new(AtomicUsize::new(0));
+        pool.put_idle::<A, Conn>("t", Conn("t/A", closed.clone()));
+        pool.put_idle::<B, Conn>("t", Conn("t/B", closed.clone()));
+        pool.put_idle::<B, Conn>("u", Conn("u/B", closed.clone()));
+        pool.drop_idle_of("t");
+        assert_eq!(closed.load(Ordering::SeqCst), 2);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(pool.reap(Duration::from_millis(1)), 1);
+        assert_eq!(closed.load(Ordering::SeqCst), 3);
+    }
+}

@@ -1,0 +1,210 @@
+//! [`Router`]: from a tenant key to a pooled connection of some kind. Takes the tenant's cap, an
+//! idle connection or a budget permit, and opens a connection through the kind's [`Backend`] when
+//! none is idle; a refused login re-reads the placement once.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::backend::{Backend, ConnectError};
+use crate::client::{Pooled, TenantClient};
+use crate::connect::PgBackend;
+use crate::directory::Directory;
+use crate::error::{RouterError, describe};
+use crate::housekeeping;
+use crate::options::RouterOptions;
+use crate::pool::BudgetPermit;
+use crate::snapshot::{Entry, Snapshot};
+
+/// Routes tenant keys to pooled connections. Cheap to clone (an `Arc` inside).
+pub struct Router<D: Directory> {
+    pub(crate) snapshot: Arc<Snapshot<D>>,
+}
+
+impl<D: Directory> Clone for Router<D> {
+    fn clone(&self) -> Self {
+        Self {
+            snapshot: self.snapshot.clone(),
+        }
+    }
+}
+
+impl<D: Directory> std::fmt::Debug for Router<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("opts", &self.snapshot.opts)
+            .field("tenants", &self.snapshot.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an acquisition failed.
+enum Retry {
+    /// The login was refused in a way a fresh placement may fix.
+    Reload(String),
+    Fail(RouterError),
+}
+
+impl<D: Directory> Router<D> {
+    /// A router over `directory`. Spawns its housekeeping (idle reaper, change listener) on the
+    /// current Tokio runtime.
+    pub fn new(directory: D, opts: RouterOptions) -> Self {
+        let changes = directory.changes();
+        let snapshot = Arc::new(Snapshot::new(directory, opts));
+        housekeeping::spawn(&snapshot, changes);
+        Self { snapshot }
+    }
+
+    /// The directory.
+    pub fn directory(&self) -> &D {
+        &self.snapshot.directory
+    }
+
+    /// Forgets a key: its entry and its idle connections (in-use ones close when returned).
+    pub fn forget(&self, key: &str) {
+        self.snapshot.forget(key);
+    }
+
+    /// Connections per server, open (in use and idle, of every kind) or being opened.
+    pub fn open_connections(&self) -> HashMap<String, usize> {
+        self.snapshot
+            .servers()
+            .iter()
+            .map(|s| (s.name.clone(), s.open()))
+            .collect()
+    }
+
+    /// A pooled connection to tenant `key`, as its own role with its `search_path`.
+    ///
+    /// # Errors
+    /// [`RouterError::TenantNotFound`], [`RouterError::Unavailable`], [`RouterError::Timeout`],
+    /// [`RouterError::Directory`].
+    pub async fn client(&self, key: &str) -> Result<TenantClient, RouterError> {
+        self.connection(key, &PgBackend).await.map(TenantClient)
+    }
+
+    /// A pooled connection of kind `B` to tenant `key`, under the same budget, cap, idle list,
+    /// eviction and fail-fast as [`Router::client`]'s (see [`Backend`]).
+    ///
+    /// # Errors
+    /// As [`Router::client`].
+    pub async fn connection<B: Backend>(
+        &self,
+        key: &str,
+        backend: &B,
+    ) -> Result<Pooled<B>, RouterError> {
+        let entry = self.snapshot.entry(key).await?;
+        match self.acquire(&entry, backend).await {
+            Err(Retry::Reload(why)) => {
+                // The password was rotated or the tenant moved or was dropped: read it again.
+                tracing::debug!(tenant = %key, "login refused ({why}): re-reading the placement");
+                self.forget(key);
+                let entry = self.snapshot.load(key).await?;
+                self.acquire(&entry, backend).await.map_err(|r| match r {
+                    Retry::Reload(cause) | Retry::Fail(RouterError::Unavailable { cause, .. }) => {
+                        RouterError::Unavailable {
+                            key: key.into(),
+                            server: entry.placement.server.clone(),
+                            cause,
+                        }
+                    }
+                    Retry::Fail(e) => e,
+                })
+            }
+            Err(Retry::Fail(e)) => Err(e),
+            Ok(c) => Ok(c),
+        }
+    }
+
+    async fn acquire<B: Backend>(
+        &self,
+        entry: &Arc<Entry>,
+        backend: &B,
+    ) -> Result<Pooled<B>, Retry> {
+        let p = &entry.placement;
+        let span = tracing::debug_span!("tenant", key = %p.key, server = %p.server, database = %p.database, mode = %p.mode);
+        tracing::Instrument::instrument(self.acquire_in_span(entry, backend), span).await
+    }
+
+    async fn acquire_in_span<B: Backend>(
+        &self,
+        entry: &Arc<Entry>,
+        backend: &B,
+    ) -> Result<Pooled<B>, Retry> {
+        let p = &entry.placement;
+        let opts = &self.snapshot.opts;
+        let deadline = tokio::time::Instant::now() + opts.acquire_timeout;
+        let timeout = |why| {
+            Retry::Fail(RouterError::Timeout {
+                key: p.key.clone(),
+                waited: opts.acquire_timeout,
+                why,
+            })
+        };
+        let cap = tokio::time::timeout_at(deadline, entry.cap.clone().acquire_owned())
+            .await
+            .map_err(|_| timeout("the tenant's connections are all in use"))?
+            .expect("never closed");
+        let pool = &entry.server;
+        if let Some(c) = pool.take_idle::<B, B::Conn>(&p.key, B::is_closed) {
+            return Ok(Pooled::new(c, entry.clone(), cap));
+        }
+        if let Some(why) = pool.down_reason() {
+            return Err(Retry::Fail(RouterError::Unavailable {
+                key: p.key.clone(),
+                server: p.server.clone(),
+                cause: why,
+            }));
+        }
+        let permit = pool
+            .permit(TypeId::of::<B>(), &p.key, deadline)
+            .await
+            .map_err(|()| timeout("the server's connection budget is in use"))?;
+        // Another task may have returned one meanwhile.
+        if let Some(c) = pool.take_idle::<B, B::Conn>(&p.key, B::is_closed) {
+            drop(permit);
+            return Ok(Pooled::new(c, entry.clone(), cap));
+        }
+        let conn = self.open(entry, backend, permit).await?;
+        Ok(Pooled::new(conn, entry.clone(), cap))
+    }
+
+    /// Opens a new connection of kind `B` within the connect timeout; a server that cannot be
+    /// reached is marked down.
+    async fn open<B: Backend>(
+        &self,
+        entry: &Entry,
+        backend: &B,
+        permit: BudgetPermit,
+    ) -> Result<B::Conn, Retry> {
+        let p = &entry.placement;
+        let opts = &self.snapshot.opts;
+        let unavailable = |cause| {
+            Retry::Fail(RouterError::Unavailable {
+                key: p.key.clone(),
+                server: p.server.clone(),
+                cause,
+            })
+        };
+        match tokio::time::timeout(opts.connect_timeout, backend.connect(p, permit)).await {
+            Ok(Ok(conn)) => Ok(conn),
+            // Bad password (rotated), no such role or database (dropped or moved).
+            Ok(Err(ConnectError::LoginRefused(e))) if !entry.fallback => {
+                Err(Retry::Reload(describe(e.as_ref())))
+            }
+            Ok(Err(ConnectError::LoginRefused(e) | ConnectError::Refused(e))) => {
+                Err(unavailable(describe(e.as_ref())))
+            }
+            Ok(Err(ConnectError::Unreachable(e))) => {
+                let why = format!("cannot connect: {}", describe(e.as_ref()));
+                entry.server.mark_down(why.clone(), opts.down_for);
+                Err(unavailable(why))
+            }
+            Err(_) => {
+                let why = format!("no answer within {:?}", opts.connect_timeout);
+                entry.server.mark_down(why.clone(), opts.down_for);
+                Err(unavailable(why))
+            }
+        }
+    }
+}
