@@ -184,10 +184,7 @@ pub async fn init_with(
 /// Query errors.
 pub async fn public_rights(client: &Client) -> Result<Vec<String>, ControlError> {
     let rows = client
-        .query(
-            include_str!("catalog/sql/public_rights.sql"),
-            &[],
-        )
+        .query(include_str!("catalog/sql/public_rights.sql"), &[])
         .await
         .map_err(|e| PgError::query("reading the catalog database's privileges", e))?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
@@ -356,10 +353,7 @@ pub async fn record_target(
 /// Catalog errors.
 pub async fn provisioning_target(client: &Client) -> Result<Option<Target>, ControlError> {
     let version: Option<String> = client
-        .query_opt(
-            include_str!("catalog/sql/target_provisioning.sql"),
-            &[],
-        )
+        .query_opt(include_str!("catalog/sql/target_provisioning.sql"), &[])
         .await
         .map_err(|e| PgError::query("reading the fleet's target", e))?
         .map(|r| r.get(0));
@@ -390,10 +384,7 @@ async fn read_target(
     version: Option<&str>,
 ) -> Result<Option<Target>, ControlError> {
     let row = client
-        .query_opt(
-            include_str!("catalog/sql/target_read.sql"),
-            &[&version],
-        )
+        .query_opt(include_str!("catalog/sql/target_read.sql"), &[&version])
         .await
         .map_err(|e| PgError::query("reading the fleet's target", e))?;
     let Some(row) = row else { return Ok(None) };

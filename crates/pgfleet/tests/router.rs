@@ -448,69 +448,16 @@ async fn a_stopped_server_fails_fast_others_serve_and_rotation_and_drop_are_seen
     }
 }
 
-/// Run by the two-process healing test in a child process of this test binary: heals the tenant
-/// named in `PGFLEET_HEAL_CHILD` (catalog and key from the environment) with 16 tasks once the
-/// table is gone, and prints how many succeeded.
-#[tokio::test]
-async fn heal_child_process() {
-    let Ok(key) = std::env::var("PGFLEET_HEAL_CHILD") else {
-        return; // only as a child
-    };
-    let config = Config::new(
-        std::env::var("PGFLEET_CATALOG_URL").unwrap(),
-        MasterKey::from_base64(&std::env::var("PGFLEET_MASTER_KEY").unwrap()).unwrap(),
-    );
-    let fleet = Fleet::connect(config, RouterOptions::default())
-        .await
-        .unwrap();
-    fleet
-        .with_tenant(&key, |c| async move { c.simple_query("SELECT 1").await })
-        .await
-        .unwrap();
-    println!("child ready");
-    // Wait for the parent's signal file: the table has been dropped.
-    let flag = std::env::var("PGFLEET_HEAL_FLAG").unwrap();
-    while !std::path::Path::new(&flag).exists() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let mut set = tokio::task::JoinSet::new();
-    for _ in 0..16 {
-        let (f, key) = (fleet.clone(), key.clone());
-        set.spawn(async move {
-            f.with_tenant(&key, |c| async move {
-                c.query_one("SELECT count(*) FROM tags", &[]).await
-            })
-            .await
-        });
-    }
-    let mut ok = 0;
-    while let Some(r) = set.join_next().await {
-        if r.unwrap().is_ok() {
-            ok += 1;
-        }
-    }
-    println!("child ok {ok}");
-}
-
 #[tokio::test]
 async fn two_processes_heal_a_dropped_table_once() {
-    if std::env::var("PGFLEET_HEAL_CHILD").is_ok() {
-        return;
-    }
     let cluster = TestCluster::start();
     let s = Setup::new(&[("main", cluster.url())]).await;
     let c = s.control().await;
     provision(&c, &["twoproc".into()], Mode::Schema, "main").await;
     let flag = std::env::temp_dir().join(format!("pgfleet-heal-flag-{}", std::process::id()));
     let _ = std::fs::remove_file(&flag);
-    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "heal_child_process",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
+    // The second process: examples/heal_child.rs.
+    let mut child = tokio::process::Command::new(pgfleet_testkit::example_bin("heal_child"))
         .env("PGFLEET_HEAL_CHILD", "twoproc")
         .env("PGFLEET_CATALOG_URL", s.catalog.url())
         .env("PGFLEET_MASTER_KEY", s.key.to_base64().expose())
