@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use pgfleet_pg::{PgError, connect, describe, source::line_col};
+use pgfleet_pg::{PgError, connect, describe, invalid_indexes, source::line_col};
 use pgfleet_schema::quote::{ident, literal};
 use tokio_postgres::{Client, Config, SimpleQueryMessage};
 
@@ -910,18 +910,12 @@ async fn no_transaction_statements(
         // An interrupted or failed CREATE INDEX CONCURRENTLY leaves an INVALID index that would make
         // the re-run fail ("already exists") or be skipped (IF NOT EXISTS). Drop those nobody builds.
         let schema = (!scope.is_empty()).then_some(scope);
-        let rows = client
-            .query(include_str!("sql/invalid_indexes.sql"), &[&schema])
-            .await
-            .map_err(|e| PgError::query("listing invalid indexes", e))?;
-        for r in rows {
-            let name: String = r.get(0);
-            client
-                .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"))
-                .await
-                .map_err(|e| PgError::query(format!("dropping the invalid index {name}"), e))?;
-            progress(MigrateEvent::DroppedInvalidIndex { name });
-        }
+        invalid_indexes::drop_except(client, schema, &BTreeSet::new(), |name| {
+            progress(MigrateEvent::DroppedInvalidIndex {
+                name: name.to_string(),
+            })
+        })
+        .await?;
     }
     for (i, stmt) in statements.iter().enumerate().skip(resume) {
         let record = format!(

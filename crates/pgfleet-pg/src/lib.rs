@@ -27,6 +27,7 @@ mod error;
 pub mod extensions;
 pub mod guard;
 pub mod introspect;
+pub mod invalid_indexes;
 mod lex;
 pub mod shadow;
 pub mod source;
