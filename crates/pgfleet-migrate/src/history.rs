@@ -1,8 +1,11 @@
 //! The per-database history: which migrations ran, with which checksum, how far a no-transaction
 //! migration got. Table `pgfleet_migrate.history` (see `sql/history.sql`).
 
+use std::collections::HashMap;
+
 use pgfleet_pg::PgError;
-use tokio_postgres::Client;
+use pgfleet_schema::quote::literal;
+use tokio_postgres::{Client, SimpleQueryMessage};
 
 /// A history row's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -100,19 +103,23 @@ pub async fn ensure(client: &Client) -> Result<(), PgError> {
     Ok(())
 }
 
-/// The history query of `scope` as one simple-protocol statement (no prepare round trip).
-pub(crate) fn rows_sql(scope: &str) -> String {
-    include_str!("sql/history_rows.sql").replace("$1", &pgfleet_schema::quote::literal(scope))
-}
+/// The columns [`read`] reads (`sql/history_rows.sql`), timestamps as text.
+const COLUMNS: &str = "version, name, checksum, state, statements_done, statements_total, done_hash, \
+     started_at::text AS started_at, finished_at::text AS finished_at, duration_ms, last_error";
 
-/// Parses the rows of [`rows_sql`] read with the simple protocol.
-pub(crate) fn parse_simple_rows(
-    messages: &[tokio_postgres::SimpleQueryMessage],
-) -> Result<Vec<HistoryRow>, PgError> {
-    Ok(parse_scoped(messages)?
-        .into_iter()
-        .map(|(_, r)| r)
-        .collect())
+/// The history rows of `scopes`, each with its scope, oldest first, as one statement for the
+/// simple protocol, which sends it with no prepare round trip (the migrator sends it together with
+/// its lock, the fleet for many tenants at once). The simple protocol takes no parameters: the
+/// scopes are in the text, quoted by [`literal`]. [`parse_simple`] reads the rows.
+pub(crate) fn rows_sql(scopes: &[&str]) -> String {
+    let list = scopes
+        .iter()
+        .map(|s| literal(s))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT scope, {COLUMNS} FROM pgfleet_migrate.history WHERE scope IN ({list}) ORDER BY version"
+    )
 }
 
 /// The histories of several scopes, in one round trip (empty for a scope without one; the table
@@ -123,36 +130,29 @@ pub(crate) fn parse_simple_rows(
 pub async fn read_many(
     client: &Client,
     scopes: &[&str],
-) -> Result<std::collections::HashMap<String, Vec<HistoryRow>>, PgError> {
-    let mut out: std::collections::HashMap<String, Vec<HistoryRow>> =
+) -> Result<HashMap<String, Vec<HistoryRow>>, PgError> {
+    let mut out: HashMap<String, Vec<HistoryRow>> =
         scopes.iter().map(|s| (s.to_string(), Vec::new())).collect();
     if scopes.is_empty() {
         return Ok(out);
     }
-    let list = scopes
-        .iter()
-        .map(|s| pgfleet_schema::quote::literal(s))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = include_str!("sql/history_rows.sql")
-        .replace("SELECT version,", "SELECT scope, version,")
-        .replace("scope = $1", &format!("scope IN ({list})"));
     let messages = client
-        .simple_query(&sql)
+        .simple_query(&rows_sql(scopes))
         .await
         .map_err(|e| PgError::query("reading the migration history", e))?;
-    for (scope, row) in parse_scoped(&messages)? {
+    for (scope, row) in parse_simple(&messages)? {
         out.entry(scope).or_default().push(row);
     }
     Ok(out)
 }
 
-fn parse_scoped(
-    messages: &[tokio_postgres::SimpleQueryMessage],
+/// The rows of [`rows_sql`] read with the simple protocol, with their scopes.
+pub(crate) fn parse_simple(
+    messages: &[SimpleQueryMessage],
 ) -> Result<Vec<(String, HistoryRow)>, PgError> {
     let mut out = Vec::new();
     for m in messages {
-        let tokio_postgres::SimpleQueryMessage::Row(r) = m else {
+        let SimpleQueryMessage::Row(r) = m else {
             continue;
         };
         let text = |i: &str| r.get(i).map(str::to_string);
@@ -165,15 +165,8 @@ fn parse_scoped(
                 })
                 .transpose()
         };
-        let scope = r
-            .columns()
-            .iter()
-            .any(|c| c.name() == "scope")
-            .then(|| text("scope"))
-            .flatten()
-            .unwrap_or_default();
         out.push((
-            scope,
+            text("scope").unwrap_or_default(),
             HistoryRow {
                 version: text("version").unwrap_or_default(),
                 name: text("name").unwrap_or_default(),
@@ -221,4 +214,29 @@ pub async fn read(client: &Client, scope: &str) -> Result<Vec<HistoryRow>, PgErr
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_history_queries_read_the_same_columns() {
+        let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            words(include_str!("sql/history_rows.sql"))
+                .contains(&format!("SELECT {}", words(COLUMNS))),
+            "sql/history_rows.sql and COLUMNS differ"
+        );
+    }
+
+    #[test]
+    fn the_simple_protocol_text_quotes_each_scope() {
+        assert_eq!(
+            rows_sql(&["", "t'1"]),
+            format!(
+                "SELECT scope, {COLUMNS} FROM pgfleet_migrate.history WHERE scope IN ('', 't''1') ORDER BY version"
+            )
+        );
+    }
 }

@@ -368,7 +368,7 @@ pub async fn migrate_on(
     let quick = if has_history {
         format!(
             "SELECT pg_catalog.pg_try_advisory_lock({key}); {}",
-            history::rows_sql(&scope)
+            history::rows_sql(&[&scope])
         )
     } else {
         format!("SELECT pg_catalog.pg_try_advisory_lock({key})")
@@ -387,7 +387,8 @@ pub async fn migrate_on(
     let mut known_rows = None;
     if got {
         if has_history {
-            known_rows = Some(history::parse_simple_rows(&messages[first_done + 1..])?);
+            let rows = history::parse_simple(&messages[first_done + 1..])?;
+            known_rows = Some(rows.into_iter().map(|(_, row)| row).collect());
         }
     } else {
         // Another migrator holds it: say so now (this attempt was the first), then poll.
