@@ -1,15 +1,15 @@
 //! A transactional migration as one SQL text (`BEGIN`, its statements, its history row, `COMMIT`),
 //! which the migrator sends in one round trip and the fleet batches for many tenants, and which
 //! migrations may go into such a batch. The texts are sent with the simple protocol (no prepare
-//! round trip), so scope, version, name and checksum are quoted into them by [`ident`] and
-//! [`literal`].
+//! round trip), so the scope is quoted into them by [`ident`], and the history row
+//! ([`history::applied_sql`]) holds its values as literals.
 
 use std::borrow::Cow;
 
-use pgfleet_schema::quote::{ident, literal};
+use pgfleet_schema::quote::ident;
 
 use crate::dir::{Migration, MigrationDir};
-use crate::history::{HistoryRow, RowState};
+use crate::history::{self, HistoryRow, RowState};
 
 /// `SET LOCAL search_path` to `scope`, then `public` (nothing for the whole database).
 pub(super) fn search_path_sql(scope: &str) -> String {
@@ -36,20 +36,9 @@ pub fn executable(statement: &str, extensions_created: bool) -> Cow<'_, str> {
     pgfleet_pg::extensions::idempotent_create_extension(statement)
 }
 
-/// One transaction: every statement, then the history row, then COMMIT.
+/// The history row of `m`, then `COMMIT`: the end of its transaction.
 pub(super) fn record_sql(scope: &str, m: &Migration) -> String {
-    format!(
-        "INSERT INTO pgfleet_migrate.history (scope, version, name, checksum, state, finished_at, duration_ms) \
-         VALUES ({}, {}, {}, {}, 'applied', pg_catalog.clock_timestamp(), \
-                 (extract(epoch FROM pg_catalog.clock_timestamp() - pg_catalog.now()) * 1000)::bigint) \
-         ON CONFLICT (scope, version) DO UPDATE SET name = EXCLUDED.name, checksum = EXCLUDED.checksum, \
-           state = 'applied', statements_done = 0, statements_total = NULL, finished_at = EXCLUDED.finished_at, \
-           duration_ms = EXCLUDED.duration_ms, last_error = NULL, applied_by = current_user; COMMIT;",
-        literal(scope),
-        literal(&m.version),
-        literal(&m.name),
-        literal(&m.checksum)
-    )
+    format!("{}; COMMIT;", history::applied_sql(scope, m))
 }
 
 /// A transactional migration of `scope` as one SQL text: `BEGIN`, the fixed `search_path`, its

@@ -33,7 +33,7 @@ use std::time::Duration;
 use pgfleet_pg::PgError;
 use tokio_postgres::{Client, Config};
 
-use crate::dir::{Migration, MigrationDir};
+use crate::dir::MigrationDir;
 use crate::history::{self, HistoryRow};
 use crate::lock;
 
@@ -154,7 +154,7 @@ async fn locked(
             .collect();
         for version in &foreign {
             if let Some(m) = dir.get(version) {
-                record_adopted(client, scope, m).await?;
+                history::record_adopted(client, scope, m).await?;
                 adopted.push(version.clone());
             }
         }
@@ -196,27 +196,8 @@ async fn accept_changed(
             rows.iter().find(|r| &r.version == version),
         ) && row.checksum != m.checksum
         {
-            client
-                .execute(
-                    "UPDATE pgfleet_migrate.history SET checksum = $3 WHERE scope = $1 AND version = $2",
-                    &[&scope, version, &m.checksum],
-                )
-                .await
-                .map_err(|e| PgError::query("recording the accepted checksum", e))?;
+            history::record_checksum(client, scope, version, &m.checksum).await?;
         }
     }
-    Ok(())
-}
-
-/// Records `m` as applied by another tool.
-async fn record_adopted(client: &Client, scope: &str, m: &Migration) -> Result<(), PgError> {
-    client
-        .execute(
-            "INSERT INTO pgfleet_migrate.history (scope, version, name, checksum, state, finished_at) \
-             VALUES ($1, $2, $3, $4, 'adopted', now()) ON CONFLICT (scope, version) DO NOTHING",
-            &[&scope, &m.version, &m.name, &m.checksum],
-        )
-        .await
-        .map_err(|e| PgError::query("recording an adopted migration", e))?;
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use pgfleet_pg::{PgError, describe, invalid_indexes};
-use pgfleet_schema::quote::{ident, literal};
+use pgfleet_schema::quote::ident;
 use tokio_postgres::Client;
 
 use super::batch::{executable, record_sql, search_path_sql, transaction_sql};
@@ -16,7 +16,7 @@ use super::error::{MigrateError, failure};
 use super::options::MigrateEvent;
 use super::pending::prefix_hash;
 use crate::dir::Migration;
-use crate::history::HistoryRow;
+use crate::history::{self, HistoryRow};
 
 /// Runs `m` in `scope`, resuming after the statements its partial history `row` records (a
 /// no-transaction migration); reports it started and applied.
@@ -130,16 +130,7 @@ async fn run_no_transaction(
     let started = Instant::now();
     let statements = m.statements();
     let total = statements.len() as i32;
-    client
-        .execute(
-            "INSERT INTO pgfleet_migrate.history (scope, version, name, checksum, state, statements_done, statements_total) \
-             VALUES ($1, $2, $3, $4, 'partial', 0, $5) \
-             ON CONFLICT (scope, version) DO UPDATE SET checksum = EXCLUDED.checksum, name = EXCLUDED.name, \
-               statements_total = EXCLUDED.statements_total, applied_by = current_user",
-            &[&scope, &m.version, &m.name, &m.checksum, &total],
-        )
-        .await
-        .map_err(|e| PgError::query(format!("recording the start of {}", m.file_name), e))?;
+    history::record_start(client, scope, m, total).await?;
     if !scope.is_empty() {
         client
             .batch_execute(&format!("SET search_path = {}, public", ident(scope)))
@@ -160,23 +151,11 @@ async fn run_no_transaction(
         let _ = client.batch_execute("RESET search_path").await;
     }
     if let Err(MigrateError::Failed { message, .. }) = &result {
-        let _ = client
-            .execute(
-                "UPDATE pgfleet_migrate.history SET last_error = $3 WHERE scope = $1 AND version = $2",
-                &[&scope, &m.version, message],
-            )
-            .await;
+        let _ = history::record_error(client, scope, &m.version, message).await;
     }
     result?;
     let ms = started.elapsed().as_millis() as i64;
-    client
-        .execute(
-            "UPDATE pgfleet_migrate.history SET state = 'applied', finished_at = now(), last_error = NULL, \
-               duration_ms = $3 WHERE scope = $1 AND version = $2",
-            &[&scope, &m.version, &ms],
-        )
-        .await
-        .map_err(|e| PgError::query(format!("recording {} as applied", m.file_name), e))?;
+    history::record_applied(client, scope, m, ms).await?;
     Ok(())
 }
 
@@ -203,13 +182,7 @@ async fn no_transaction_statements(
         .await?;
     }
     for (i, stmt) in statements.iter().enumerate().skip(resume) {
-        let record = format!(
-            "UPDATE pgfleet_migrate.history SET statements_done = {}, done_hash = {} WHERE scope = {} AND version = {};",
-            i + 1,
-            literal(&prefix_hash(m, i + 1)),
-            literal(scope),
-            literal(&m.version)
-        );
+        let record = history::progress_sql(scope, &m.version, i + 1, &prefix_hash(m, i + 1));
         // In one implicit transaction with its progress row when PostgreSQL allows it.
         let together = format!("{};\n{record}", executable(stmt.text, extensions_created));
         let Err(e) = client.batch_execute(&together).await else {
