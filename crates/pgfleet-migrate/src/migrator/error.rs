@@ -122,6 +122,20 @@ impl MigrateError {
             _ => None,
         }
     }
+
+    /// True when another migration held this database's (or scope's) migration lock for longer
+    /// than `lock_wait` ([`MigrateError::LockTimeout`]): nothing was applied, and running again
+    /// later is safe. (A statement of a migration that hit PostgreSQL's `lock_timeout` is a
+    /// [`MigrateError::Failed`] with [`sqlstate`](Self::sqlstate) `55P03`.)
+    pub fn is_lock_timeout(&self) -> bool {
+        matches!(self, Self::LockTimeout { .. })
+    }
+
+    /// True when the database could not be reached or refused the login
+    /// ([`PgError::is_connect`]): nothing was applied.
+    pub fn is_connect(&self) -> bool {
+        matches!(self, Self::Pg(e) if e.is_connect())
+    }
 }
 
 fn excerpt(statement: &str) -> String {
@@ -187,5 +201,25 @@ pub(super) fn failure(
         message,
         code: e.as_db_error().map(|d| d.code().code().to_string()),
         rolled_back,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn questions_name_the_variant() {
+        let unreachable = MigrateError::from(PgError::Connect {
+            target: "u@h:5432/db".into(),
+            reason: "connection refused".into(),
+        });
+        assert!(unreachable.is_connect() && !unreachable.is_lock_timeout());
+        let busy = MigrateError::LockTimeout {
+            waited: Duration::from_secs(1),
+            holder: None,
+        };
+        assert!(busy.is_lock_timeout() && !busy.is_connect());
+        assert_eq!(busy.sqlstate(), None);
     }
 }
