@@ -1,7 +1,7 @@
 //! The per-database history: which migrations ran, with which checksum, how far a no-transaction
 //! migration got. Table `pgfleet_migrate.history` (see `sql/history.sql`). This module owns the
 //! table: it creates it, reads it and holds every statement that writes it (the migrator runs
-//! them, two of them inside its own texts: [`applied_sql`], [`progress_sql`]).
+//! them, two of them inside its own texts: `applied_sql`, `progress_sql`).
 
 use std::collections::HashMap;
 

@@ -2,7 +2,7 @@
 //!
 //! 1. Opens its own connection (never a pooled one) and sets `client_connection_check_interval`,
 //!    so PostgreSQL ends the session of a killed migrator within a second and releases its lock.
-//! 2. Takes the [lock](crate::lock) by polling, then re-reads the history: another process may have
+//! 2. Takes the [migration lock](crate::lock) by polling, then re-reads the history: another process may have
 //!    applied migrations while this one waited.
 //! 3. Checks the history against the files (changed, missing, out-of-order) before running anything.
 //! 4. Runs each pending migration. A transactional one runs inside one transaction that also
@@ -17,7 +17,7 @@
 //! [`MigrateError`] and failure reports (`error.rs`), the connection, the probe and the lock with
 //! the history (`session.rs`), what is pending (`pending.rs`), running one migration (`run.rs`),
 //! a transactional migration as one text and what may be batched (`batch.rs`, also used by the
-//! fleet), and [`status`] (`status.rs`). This module runs them in order.
+//! fleet), and [`status()`] (`status.rs`). This module runs them in order.
 
 mod batch;
 mod error;

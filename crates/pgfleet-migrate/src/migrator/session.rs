@@ -1,6 +1,6 @@
 //! The migrator's session before it changes anything, in two round trips when nobody else
 //! migrates: its own connection ([`connect_dedicated`]), a probe of the database ([`Probe`]), and the
-//! lock taken together with the history ([`lock`]). Both are sent with the simple protocol (nothing
+//! lock taken together with the history ([`lock()`]). Both are sent with the simple protocol (nothing
 //! to prepare), so the scope is quoted into their text by [`literal`].
 
 use std::time::{Duration, Instant};
