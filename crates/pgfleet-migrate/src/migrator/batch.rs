@@ -21,8 +21,9 @@ pub(super) fn search_path_sql(scope: &str) -> String {
 }
 
 /// The text a statement of a migration runs as. Statements run as written, except when the
-/// extensions were created beforehand by a role that may ([`MigrateOptions::extensions_created`](super::MigrateOptions::extensions_created):
-/// pgfleet's fleet migrations run as a role that may not create untrusted extensions): then
+/// extensions were created beforehand by a role that may
+/// ([`MigrateOptions::extensions_created`](super::MigrateOptions::extensions_created): pgfleet's
+/// fleet migrations run as a role that may not create untrusted extensions): then
 /// `CREATE EXTENSION name` runs as `CREATE EXTENSION IF NOT EXISTS name` and `COMMENT ON EXTENSION`
 /// (only an extension's owner may run it; whoever created the extensions ran those comments too)
 /// as `SELECT NULL`. The file and its checksum stay as written.

@@ -31,6 +31,8 @@ pub(super) async fn foreign(
     Ok(h.applied)
 }
 
+/// The newest version that needs no more work according to `rows`, or that another tool applied
+/// (`foreign`).
 pub(super) fn latest_done(rows: &[HistoryRow], foreign: &[String]) -> Option<String> {
     rows.iter()
         .filter(|r| r.state.is_done())
