@@ -7,6 +7,8 @@
 //!   is recorded after each statement so a crash resumes where it stopped.
 //! - Every other file runs in one transaction together with its history row, so it may not contain
 //!   transaction control (`BEGIN`, `COMMIT`, …) of its own.
+//! - `pgfleet.import` ([`ImportRecord`]), written by [`crate::import`], records which versions came
+//!   from another tool; it is read with the directory.
 
 use std::path::{Path, PathBuf};
 
@@ -306,7 +308,7 @@ pub struct MigrationDir {
     /// Its migrations in version order.
     pub migrations: Vec<Migration>,
     /// The record of versions adopted from another tool (`pgfleet.import`), if any.
-    pub import: Option<crate::import::ImportRecord>,
+    pub import: Option<ImportRecord>,
 }
 
 impl MigrationDir {
@@ -344,7 +346,7 @@ impl MigrationDir {
             migrations.push(Migration::parse(&p, sql)?);
         }
         sort_and_check(&mut migrations)?;
-        let import = crate::import::ImportRecord::load(&path.join(IMPORT_FILE))?;
+        let import = ImportRecord::load(&path.join(IMPORT_FILE))?;
         Ok(Self {
             path: path.into(),
             migrations,
@@ -378,6 +380,114 @@ impl MigrationDir {
     /// The newest version, if any.
     pub fn latest(&self) -> Option<&str> {
         self.migrations.last().map(|m| m.version.as_str())
+    }
+}
+
+/// A migration tool pgfleet imports from ([`crate::import`]), as named in `pgfleet.import`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    /// sqlx (`sqlx migrate`).
+    Sqlx,
+    /// Drizzle Kit.
+    Drizzle,
+    /// golang-migrate.
+    GolangMigrate,
+}
+
+impl std::fmt::Display for Tool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Sqlx => "sqlx",
+            Self::Drizzle => "drizzle",
+            Self::GolangMigrate => "golang-migrate",
+        })
+    }
+}
+
+impl std::str::FromStr for Tool {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sqlx" => Ok(Self::Sqlx),
+            "drizzle" => Ok(Self::Drizzle),
+            "golang-migrate" => Ok(Self::GolangMigrate),
+            other => Err(format!(
+                "unknown tool {other:?}: use sqlx, drizzle or golang-migrate"
+            )),
+        }
+    }
+}
+
+/// The content of `pgfleet.import`: which pgfleet version each migration of another tool became
+/// (written by [`crate::import::import_dir`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportRecord {
+    /// The tool.
+    pub tool: Tool,
+    /// `(pgfleet version, the tool's id)`: sqlx and golang-migrate versions, Drizzle `when`.
+    pub entries: Vec<(String, i64)>,
+}
+
+impl ImportRecord {
+    /// Reads `path`; `None` when it does not exist.
+    ///
+    /// # Errors
+    /// [`DirError::BadImportRecord`] or [`DirError::Read`].
+    pub fn load(path: &Path) -> Result<Option<Self>, DirError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(DirError::Read {
+                    path: path.into(),
+                    source,
+                });
+            }
+        };
+        let bad = |line: usize, reason: String| DirError::BadImportRecord {
+            path: path.into(),
+            line,
+            reason,
+        };
+        let mut tool = None;
+        let mut entries = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let t = line.trim();
+            if t.is_empty() || t.starts_with('#') {
+                continue;
+            }
+            let mut parts = t.split_whitespace();
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some("tool"), Some(name), None) => {
+                    tool = Some(name.parse().map_err(|e| bad(i + 1, e))?);
+                }
+                (Some(version), Some(id), None)
+                    if split_name(&format!("{version}_x.sql")).is_some() =>
+                {
+                    let id = id
+                        .parse()
+                        .map_err(|_| bad(i + 1, format!("{id:?} is not a number")))?;
+                    entries.push((version.to_string(), id));
+                }
+                _ => return Err(bad(i + 1, format!("unexpected line {t:?}"))),
+            }
+        }
+        let tool = tool.ok_or_else(|| bad(1, "no `tool` line".into()))?;
+        Ok(Some(Self { tool, entries }))
+    }
+
+    /// The file's text.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "# {IMPORT_FILE}: migrations adopted from {}. On a database where {} already applied them,\n\
+             # `pgfleet migrate` records them as applied instead of running them again.\n\
+             # <pgfleet version> <{} id>\ntool {}\n",
+            self.tool, self.tool, self.tool, self.tool
+        );
+        for (version, id) in &self.entries {
+            out.push_str(&format!("{version} {id}\n"));
+        }
+        out
     }
 }
 
@@ -502,5 +612,25 @@ mod tests {
         assert!(matches!(err, DirError::DuplicateVersion { .. }), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(MigrationDir::load(&dir).unwrap().migrations.is_empty());
+    }
+
+    #[test]
+    fn the_record_round_trips() {
+        let r = ImportRecord {
+            tool: Tool::Drizzle,
+            entries: vec![("20240101120000".into(), 1_704_110_400_000)],
+        };
+        let path = std::env::temp_dir().join(format!("pgfleet-import-{}", std::process::id()));
+        std::fs::write(&path, r.render()).unwrap();
+        assert_eq!(ImportRecord::load(&path).unwrap(), Some(r));
+        std::fs::write(&path, "tool flyway\n").unwrap();
+        assert!(
+            ImportRecord::load(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown tool")
+        );
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(ImportRecord::load(&path).unwrap(), None);
     }
 }

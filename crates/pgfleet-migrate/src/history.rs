@@ -1,8 +1,15 @@
 //! The per-database history: which migrations ran, with which checksum, how far a no-transaction
-//! migration got. Table `pgfleet_migrate.history` (see `sql/history.sql`).
+//! migration got. Table `pgfleet_migrate.history` (see `sql/history.sql`). This module owns the
+//! table: it creates it, reads it and holds every statement that writes it (the migrator runs
+//! them, two of them inside its own texts: `applied_sql`, `progress_sql`).
+
+use std::collections::HashMap;
 
 use pgfleet_pg::PgError;
-use tokio_postgres::Client;
+use pgfleet_schema::quote::literal;
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use crate::dir::Migration;
 
 /// A history row's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -100,19 +107,23 @@ pub async fn ensure(client: &Client) -> Result<(), PgError> {
     Ok(())
 }
 
-/// The history query of `scope` as one simple-protocol statement (no prepare round trip).
-pub(crate) fn rows_sql(scope: &str) -> String {
-    include_str!("sql/history_rows.sql").replace("$1", &pgfleet_schema::quote::literal(scope))
-}
+/// The columns [`read`] reads (`sql/history_rows.sql`), timestamps as text.
+const COLUMNS: &str = "version, name, checksum, state, statements_done, statements_total, done_hash, \
+     started_at::text AS started_at, finished_at::text AS finished_at, duration_ms, last_error";
 
-/// Parses the rows of [`rows_sql`] read with the simple protocol.
-pub(crate) fn parse_simple_rows(
-    messages: &[tokio_postgres::SimpleQueryMessage],
-) -> Result<Vec<HistoryRow>, PgError> {
-    Ok(parse_scoped(messages)?
-        .into_iter()
-        .map(|(_, r)| r)
-        .collect())
+/// The history rows of `scopes`, each with its scope, oldest first, as one statement for the
+/// simple protocol, which sends it with no prepare round trip (the migrator sends it together with
+/// its lock, the fleet for many tenants at once). The simple protocol takes no parameters: the
+/// scopes are in the text, quoted by [`literal`]. [`parse_simple`] reads the rows.
+pub(crate) fn rows_sql(scopes: &[&str]) -> String {
+    let list = scopes
+        .iter()
+        .map(|s| literal(s))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT scope, {COLUMNS} FROM pgfleet_migrate.history WHERE scope IN ({list}) ORDER BY version"
+    )
 }
 
 /// The histories of several scopes, in one round trip (empty for a scope without one; the table
@@ -123,36 +134,29 @@ pub(crate) fn parse_simple_rows(
 pub async fn read_many(
     client: &Client,
     scopes: &[&str],
-) -> Result<std::collections::HashMap<String, Vec<HistoryRow>>, PgError> {
-    let mut out: std::collections::HashMap<String, Vec<HistoryRow>> =
+) -> Result<HashMap<String, Vec<HistoryRow>>, PgError> {
+    let mut out: HashMap<String, Vec<HistoryRow>> =
         scopes.iter().map(|s| (s.to_string(), Vec::new())).collect();
     if scopes.is_empty() {
         return Ok(out);
     }
-    let list = scopes
-        .iter()
-        .map(|s| pgfleet_schema::quote::literal(s))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = include_str!("sql/history_rows.sql")
-        .replace("SELECT version,", "SELECT scope, version,")
-        .replace("scope = $1", &format!("scope IN ({list})"));
     let messages = client
-        .simple_query(&sql)
+        .simple_query(&rows_sql(scopes))
         .await
         .map_err(|e| PgError::query("reading the migration history", e))?;
-    for (scope, row) in parse_scoped(&messages)? {
+    for (scope, row) in parse_simple(&messages)? {
         out.entry(scope).or_default().push(row);
     }
     Ok(out)
 }
 
-fn parse_scoped(
-    messages: &[tokio_postgres::SimpleQueryMessage],
+/// The rows of [`rows_sql`] read with the simple protocol, with their scopes.
+pub(crate) fn parse_simple(
+    messages: &[SimpleQueryMessage],
 ) -> Result<Vec<(String, HistoryRow)>, PgError> {
     let mut out = Vec::new();
     for m in messages {
-        let tokio_postgres::SimpleQueryMessage::Row(r) = m else {
+        let SimpleQueryMessage::Row(r) = m else {
             continue;
         };
         let text = |i: &str| r.get(i).map(str::to_string);
@@ -165,15 +169,8 @@ fn parse_scoped(
                 })
                 .transpose()
         };
-        let scope = r
-            .columns()
-            .iter()
-            .any(|c| c.name() == "scope")
-            .then(|| text("scope"))
-            .flatten()
-            .unwrap_or_default();
         out.push((
-            scope,
+            text("scope").unwrap_or_default(),
             HistoryRow {
                 version: text("version").unwrap_or_default(),
                 name: text("name").unwrap_or_default(),
@@ -221,4 +218,163 @@ pub async fn read(client: &Client, scope: &str) -> Result<Vec<HistoryRow>, PgErr
             })
         })
         .collect()
+}
+
+/// Records `m` in `scope` as applied by another tool (kept when a row exists).
+///
+/// # Errors
+/// When the insert fails.
+pub(crate) async fn record_adopted(
+    client: &Client,
+    scope: &str,
+    m: &Migration,
+) -> Result<(), PgError> {
+    client
+        .execute(
+            "INSERT INTO pgfleet_migrate.history (scope, version, name, checksum, state, finished_at) \
+             VALUES ($1, $2, $3, $4, 'adopted', now()) ON CONFLICT (scope, version) DO NOTHING",
+            &[&scope, &m.version, &m.name, &m.checksum],
+        )
+        .await
+        .map_err(|e| PgError::query("recording an adopted migration", e))?;
+    Ok(())
+}
+
+/// Records `checksum` as the checksum of `version` in `scope` (a changed file, accepted).
+///
+/// # Errors
+/// When the update fails.
+pub(crate) async fn record_checksum(
+    client: &Client,
+    scope: &str,
+    version: &str,
+    checksum: &str,
+) -> Result<(), PgError> {
+    client
+        .execute(
+            "UPDATE pgfleet_migrate.history SET checksum = $3 WHERE scope = $1 AND version = $2",
+            &[&scope, &version, &checksum],
+        )
+        .await
+        .map_err(|e| PgError::query("recording the accepted checksum", e))?;
+    Ok(())
+}
+
+/// The row of a transactional migration `m` in `scope`, applied now, as one statement for the
+/// simple protocol (values quoted by [`literal`]): it is sent in the migration's own transaction,
+/// after its statements. Its duration is the transaction's so far.
+pub(crate) fn applied_sql(scope: &str, m: &Migration) -> String {
+    format!(
+        "INSERT INTO pgfleet_migrate.history (scope, version, name, checksum, state, finished_at, duration_ms) \
+         VALUES ({}, {}, {}, {}, 'applied', pg_catalog.clock_timestamp(), \
+                 (extract(epoch FROM pg_catalog.clock_timestamp() - pg_catalog.now()) * 1000)::bigint) \
+         ON CONFLICT (scope, version) DO UPDATE SET name = EXCLUDED.name, checksum = EXCLUDED.checksum, \
+           state = 'applied', statements_done = 0, statements_total = NULL, finished_at = EXCLUDED.finished_at, \
+           duration_ms = EXCLUDED.duration_ms, last_error = NULL, applied_by = current_user",
+        literal(scope),
+        literal(&m.version),
+        literal(&m.name),
+        literal(&m.checksum)
+    )
+}
+
+/// Records that the no-transaction migration `m` (of `total` statements) starts or resumes in
+/// `scope`: a `partial` row (an existing row keeps its progress).
+///
+/// # Errors
+/// When the insert fails.
+pub(crate) async fn record_start(
+    client: &Client,
+    scope: &str,
+    m: &Migration,
+    total: i32,
+) -> Result<(), PgError> {
+    client
+        .execute(
+            "INSERT INTO pgfleet_migrate.history (scope, version, name, checksum, state, statements_done, statements_total) \
+             VALUES ($1, $2, $3, $4, 'partial', 0, $5) \
+             ON CONFLICT (scope, version) DO UPDATE SET checksum = EXCLUDED.checksum, name = EXCLUDED.name, \
+               statements_total = EXCLUDED.statements_total, applied_by = current_user",
+            &[&scope, &m.version, &m.name, &m.checksum, &total],
+        )
+        .await
+        .map_err(|e| PgError::query(format!("recording the start of {}", m.file_name), e))?;
+    Ok(())
+}
+
+/// The progress of a no-transaction migration `version` in `scope`, `done` statements with the
+/// hash `done_hash`, as one statement (ending with `;`) for the simple protocol (values quoted by
+/// [`literal`]): it is sent together with the statement it records, in one implicit transaction.
+pub(crate) fn progress_sql(scope: &str, version: &str, done: usize, done_hash: &str) -> String {
+    format!(
+        "UPDATE pgfleet_migrate.history SET statements_done = {done}, done_hash = {} WHERE scope = {} AND version = {};",
+        literal(done_hash),
+        literal(scope),
+        literal(version)
+    )
+}
+
+/// Records why the no-transaction migration `version` in `scope` stopped.
+///
+/// # Errors
+/// When the update fails.
+pub(crate) async fn record_error(
+    client: &Client,
+    scope: &str,
+    version: &str,
+    message: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE pgfleet_migrate.history SET last_error = $3 WHERE scope = $1 AND version = $2",
+            &[&scope, &version, &message],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Records the no-transaction migration `m` in `scope` as applied, after `ms` milliseconds.
+///
+/// # Errors
+/// When the update fails.
+pub(crate) async fn record_applied(
+    client: &Client,
+    scope: &str,
+    m: &Migration,
+    ms: i64,
+) -> Result<(), PgError> {
+    client
+        .execute(
+            "UPDATE pgfleet_migrate.history SET state = 'applied', finished_at = now(), last_error = NULL, \
+               duration_ms = $3 WHERE scope = $1 AND version = $2",
+            &[&scope, &m.version, &ms],
+        )
+        .await
+        .map_err(|e| PgError::query(format!("recording {} as applied", m.file_name), e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_history_queries_read_the_same_columns() {
+        let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            words(include_str!("sql/history_rows.sql"))
+                .contains(&format!("SELECT {}", words(COLUMNS))),
+            "sql/history_rows.sql and COLUMNS differ"
+        );
+    }
+
+    #[test]
+    fn the_simple_protocol_text_quotes_each_scope() {
+        assert_eq!(
+            rows_sql(&["", "t'1"]),
+            format!(
+                "SELECT scope, {COLUMNS} FROM pgfleet_migrate.history WHERE scope IN ('', 't''1') ORDER BY version"
+            )
+        );
+    }
 }

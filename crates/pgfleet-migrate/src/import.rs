@@ -18,41 +18,11 @@ use pgfleet_pg::PgError;
 use tokio_postgres::Client;
 
 use crate::dir::{self, DirError, IMPORT_FILE, MigrationDir, NO_TRANSACTION};
+use crate::sum::{self, SumError};
 
-/// A migration tool pgfleet imports from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tool {
-    /// sqlx (`sqlx migrate`).
-    Sqlx,
-    /// Drizzle Kit.
-    Drizzle,
-    /// golang-migrate.
-    GolangMigrate,
-}
-
-impl std::fmt::Display for Tool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Sqlx => "sqlx",
-            Self::Drizzle => "drizzle",
-            Self::GolangMigrate => "golang-migrate",
-        })
-    }
-}
-
-impl std::str::FromStr for Tool {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "sqlx" => Ok(Self::Sqlx),
-            "drizzle" => Ok(Self::Drizzle),
-            "golang-migrate" => Ok(Self::GolangMigrate),
-            other => Err(format!(
-                "unknown tool {other:?}: use sqlx, drizzle or golang-migrate"
-            )),
-        }
-    }
-}
+/// The record of an import (`pgfleet.import`) and its tool live in [`crate::dir`]: the directory
+/// reads the record when it is loaded.
+pub use crate::dir::{ImportRecord, Tool};
 
 /// Why an import failed.
 #[derive(Debug, thiserror::Error)]
@@ -86,79 +56,7 @@ pub enum ImportError {
     Pg(#[from] PgError),
     /// The pgfleet.sum could not be written.
     #[error(transparent)]
-    Sum(#[from] crate::sum::SumError),
-}
-
-/// The content of `pgfleet.import`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImportRecord {
-    /// The tool.
-    pub tool: Tool,
-    /// `(pgfleet version, the tool's id)`: sqlx and golang-migrate versions, Drizzle `when`.
-    pub entries: Vec<(String, i64)>,
-}
-
-impl ImportRecord {
-    /// Reads `path`; `None` when it does not exist.
-    ///
-    /// # Errors
-    /// [`DirError::BadImportRecord`] or [`DirError::Read`].
-    pub fn load(path: &Path) -> Result<Option<Self>, DirError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(DirError::Read {
-                    path: path.into(),
-                    source,
-                });
-            }
-        };
-        let bad = |line: usize, reason: String| DirError::BadImportRecord {
-            path: path.into(),
-            line,
-            reason,
-        };
-        let mut tool = None;
-        let mut entries = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let t = line.trim();
-            if t.is_empty() || t.starts_with('#') {
-                continue;
-            }
-            let mut parts = t.split_whitespace();
-            match (parts.next(), parts.next(), parts.next()) {
-                (Some("tool"), Some(name), None) => {
-                    tool = Some(name.parse().map_err(|e| bad(i + 1, e))?);
-                }
-                (Some(version), Some(id), None)
-                    if dir::split_name(&format!("{version}_x.sql")).is_some() =>
-                {
-                    let id = id
-                        .parse()
-                        .map_err(|_| bad(i + 1, format!("{id:?} is not a number")))?;
-                    entries.push((version.to_string(), id));
-                }
-                _ => return Err(bad(i + 1, format!("unexpected line {t:?}"))),
-            }
-        }
-        let tool = tool.ok_or_else(|| bad(1, "no `tool` line".into()))?;
-        Ok(Some(Self { tool, entries }))
-    }
-
-    /// The file's text.
-    pub fn render(&self) -> String {
-        let mut out = format!(
-            "# {IMPORT_FILE}: migrations adopted from {}. On a database where {} already applied them,\n\
-             # `pgfleet migrate` records them as applied instead of running them again.\n\
-             # <pgfleet version> <{} id>\ntool {}\n",
-            self.tool, self.tool, self.tool, self.tool
-        );
-        for (version, id) in &self.entries {
-            out.push_str(&format!("{version} {id}\n"));
-        }
-        out
-    }
+    Sum(#[from] SumError),
 }
 
 /// What [`import_dir`] did.
@@ -229,7 +127,7 @@ pub fn import_dir(tool: Tool, src: &Path, dest: &Path) -> Result<ImportSummary, 
     }
     let record_path = dest.join(IMPORT_FILE);
     std::fs::write(&record_path, record.render()).map_err(|e| io(&record_path, e))?;
-    crate::sum::write(&MigrationDir::load(dest)?)?;
+    sum::write(&MigrationDir::load(dest)?)?;
     Ok(summary)
 }
 
@@ -542,26 +440,6 @@ pub async fn foreign_applied(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_record_round_trips() {
-        let r = ImportRecord {
-            tool: Tool::Drizzle,
-            entries: vec![("20240101120000".into(), 1_704_110_400_000)],
-        };
-        let path = std::env::temp_dir().join(format!("pgfleet-import-{}", std::process::id()));
-        std::fs::write(&path, r.render()).unwrap();
-        assert_eq!(ImportRecord::load(&path).unwrap(), Some(r));
-        std::fs::write(&path, "tool flyway\n").unwrap();
-        assert!(
-            ImportRecord::load(&path)
-                .unwrap_err()
-                .to_string()
-                .contains("unknown tool")
-        );
-        std::fs::remove_file(&path).unwrap();
-        assert_eq!(ImportRecord::load(&path).unwrap(), None);
-    }
 
     #[test]
     fn only_top_level_transaction_control_is_removed() {

@@ -12,15 +12,14 @@
 //! [`apply_and_verify`] introspects again afterwards and fails with
 //! [`ApplyError::NotConverged`] when anything still differs.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use pgfleet_schema::planner::{self, PlanOptions};
 use pgfleet_schema::{Model, Plan, Step};
 use tokio_postgres::Client;
 
-use crate::error::describe;
-use crate::{PgError, introspect};
+use crate::error::{PgError, describe};
+use crate::{introspect, invalid_indexes};
 
 /// How to apply.
 #[derive(Debug, Clone)]
@@ -177,7 +176,7 @@ async fn run_plan(
     opts: &ApplyOptions,
     progress: &mut impl FnMut(ApplyEvent),
 ) -> Result<(), ApplyError> {
-    let invalid_before = invalid_indexes(client).await?;
+    let invalid_before = invalid_indexes::list(client, None).await?;
     let total = plan.steps.len();
     for (first, group) in groups(plan) {
         let mut attempt = 1;
@@ -217,7 +216,12 @@ async fn run_plan(
                             backoff,
                         });
                         if !step.transactional {
-                            drop_new_invalid_indexes(client, &invalid_before).await?;
+                            // The INVALID leftover of this step's failed concurrent build (and
+                            // any other that appeared since the apply started).
+                            invalid_indexes::drop_except(client, None, &invalid_before, |name| {
+                                tracing::info!(index = %name, "dropped the invalid leftover of a failed concurrent index build");
+                            })
+                            .await?;
                         }
                         tokio::time::sleep(backoff).await;
                         backoff *= 2;
@@ -274,34 +278,6 @@ async fn run_group(
             .batch_execute("COMMIT")
             .await
             .map_err(|e| (group.len() - 1, e))?;
-    }
-    Ok(())
-}
-
-const INVALID_INDEXES: &str = "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) \
-     FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-     WHERE NOT i.indisvalid";
-
-async fn invalid_indexes(client: &Client) -> Result<BTreeSet<String>, PgError> {
-    let rows = client
-        .query(INVALID_INDEXES, &[])
-        .await
-        .map_err(|e| PgError::query("listing invalid indexes", e))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
-}
-
-/// Drops indexes that became INVALID during this apply (a concurrent build that failed), so the
-/// retried `CREATE INDEX CONCURRENTLY IF NOT EXISTS` builds them again.
-async fn drop_new_invalid_indexes(
-    client: &Client,
-    before: &BTreeSet<String>,
-) -> Result<(), PgError> {
-    for name in invalid_indexes(client).await?.difference(before) {
-        tracing::info!(index = %name, "dropping the invalid leftover of a failed concurrent index build");
-        client
-            .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"))
-            .await
-            .map_err(|e| PgError::query(format!("dropping invalid index {name}"), e))?;
     }
     Ok(())
 }

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, Config, NoTls};
 
-use crate::PgError;
-use crate::error::describe;
+use crate::error::{PgError, describe};
 
 /// Default connect timeout when the URL sets none.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

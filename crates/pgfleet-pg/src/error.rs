@@ -54,6 +54,14 @@ impl PgError {
     pub fn is_lock_timeout(&self) -> bool {
         self.sqlstate() == Some("55P03")
     }
+
+    /// True when no session could be opened ([`PgError::Connect`]): the server is unreachable or
+    /// refused the login (wrong password, unknown database or role, no `CONNECT` right, too many
+    /// connections). [`PgError::sqlstate`] is `None` for these: the server's reason is in the
+    /// message only.
+    pub fn is_connect(&self) -> bool {
+        matches!(self, Self::Connect { .. })
+    }
 }
 
 /// PostgreSQL's message with detail and hint, instead of the driver's bare "db error".
@@ -83,3 +91,20 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
 
 /// Result alias of this crate.
 pub type Result<T, E = PgError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_errors_say_so_and_have_no_sqlstate() {
+        let e = PgError::Connect {
+            target: "u@h:5432/db".into(),
+            reason: "FATAL: database \"db\" does not exist".into(),
+        };
+        assert!(e.is_connect() && !e.is_lock_timeout());
+        assert_eq!(e.sqlstate(), None);
+        assert!(std::error::Error::source(&e).is_none());
+        assert!(!PgError::Catalog("x".into()).is_connect());
+    }
+}

@@ -28,7 +28,7 @@
 use std::path::Path;
 
 use crate::lex::{self, Kind, Token};
-use crate::shadow::ShadowError;
+use crate::shadow::error::ShadowError;
 use crate::source::SchemaSource;
 
 /// Why a statement is refused.

@@ -16,13 +16,14 @@
 //! triggers and NOT NULL constraint rows.
 
 mod objects;
+mod queries;
 mod relations;
+mod rows;
 
 use pgfleet_schema::{Model, QualName};
-use tokio_postgres::Row;
-use tokio_postgres::types::FromSql;
 
-use crate::{PgError, Result};
+use crate::error::{PgError, Result};
+use queries::{DATABASE, Queries, SCHEMA};
 
 /// Opens the snapshot every query reads.
 ///
@@ -65,56 +66,6 @@ pub async fn introspect_schema(client: &tokio_postgres::Client, schema: &str) ->
     );
     introspect_with(client, &begin, &SCHEMA).await
 }
-
-/// The catalog queries of every object kind that has a scope, with that scope prepended.
-struct Queries {
-    schemas: &'static str,
-    enums: &'static str,
-    domains: &'static str,
-    sequences: &'static str,
-    functions: &'static str,
-    tables: &'static str,
-    columns: &'static str,
-    constraints: &'static str,
-    indexes: &'static str,
-    triggers: &'static str,
-    policies: &'static str,
-    views: &'static str,
-}
-
-/// `src/sql/scope/<scope>.sql` followed by `src/sql/<kind>.sql`, as one literal.
-macro_rules! scoped {
-    ($scope:literal, $kind:literal) => {
-        concat!(
-            include_str!(concat!("sql/scope/", $scope, ".sql")),
-            include_str!(concat!("sql/", $kind, ".sql"))
-        )
-    };
-}
-
-macro_rules! queries {
-    ($scope:literal) => {
-        Queries {
-            schemas: scoped!($scope, "schemas"),
-            enums: scoped!($scope, "enums"),
-            domains: scoped!($scope, "domains"),
-            sequences: scoped!($scope, "sequences"),
-            functions: scoped!($scope, "functions"),
-            tables: scoped!($scope, "tables"),
-            columns: scoped!($scope, "columns"),
-            constraints: scoped!($scope, "constraints"),
-            indexes: scoped!($scope, "indexes"),
-            triggers: scoped!($scope, "triggers"),
-            policies: scoped!($scope, "policies"),
-            views: scoped!($scope, "views"),
-        }
-    };
-}
-
-/// Every user schema of the database.
-const DATABASE: Queries = queries!("database");
-/// The schema named by `pgfleet.only_schema`.
-const SCHEMA: Queries = queries!("schema");
 
 async fn introspect_with(
     client: &tokio_postgres::Client,
@@ -238,44 +189,4 @@ fn orphan(what: &str, name: &str, relation: &QualName) -> PgError {
     PgError::Catalog(format!(
         "{what} {name:?} belongs to {relation}, which introspection did not read"
     ))
-}
-
-/// Runs one catalog query; `what` names the object kind for the error.
-async fn fetch(client: &tokio_postgres::Client, what: &str, sql: &str) -> Result<Vec<Row>> {
-    client
-        .query(sql, &[])
-        .await
-        .map_err(|e| PgError::query(format!("introspection: reading {what}"), e))
-}
-
-/// One typed column of a catalog row.
-fn get<'a, T: FromSql<'a>>(row: &'a Row, what: &str, column: &str) -> Result<T> {
-    row.try_get(column).map_err(|e| {
-        PgError::query(
-            format!("introspection: reading column {column:?} of {what}"),
-            e,
-        )
-    })
-}
-
-/// `schema` and `name` columns as a qualified name.
-fn qual_name(row: &Row, what: &str, schema: &str, name: &str) -> Result<QualName> {
-    Ok(QualName::new(
-        get::<String>(row, what, schema)?,
-        get::<String>(row, what, name)?,
-    ))
-}
-
-/// Pairs two parallel arrays of one row (built by two `array_agg`s with the same `ORDER BY`).
-fn zip_arrays(row: &Row, what: &str, left: &str, right: &str) -> Result<Vec<(String, String)>> {
-    let l: Vec<String> = get(row, what, left)?;
-    let r: Vec<String> = get(row, what, right)?;
-    if l.len() != r.len() {
-        return Err(PgError::Catalog(format!(
-            "{what}: {left} and {right} differ in length ({} and {})",
-            l.len(),
-            r.len()
-        )));
-    }
-    Ok(l.into_iter().zip(r).collect())
 }

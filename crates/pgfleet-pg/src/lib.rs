@@ -1,6 +1,7 @@
 //! pgfleet's PostgreSQL driver: reads a live schema into a [`pgfleet_schema::Model`]
 //! ([`introspect`]), loads a desired schema into a scratch shadow database ([`shadow`]), and applies
-//! plans safely ([`apply`]). Schema files are replayed by a throwaway unprivileged role, after
+//! plans safely ([`apply`]), dropping what interrupted concurrent index builds left
+//! ([`invalid_indexes`]). Schema files are replayed by a throwaway unprivileged role, after
 //! [`guard`] refused server-level statements. Catalog queries live in `src/sql/*.sql`, loaded with `include_str!`
 //! behind a scope from `src/sql/scope/`, so they can be read and run by hand.
 //!
@@ -27,6 +28,7 @@ mod error;
 pub mod extensions;
 pub mod guard;
 pub mod introspect;
+pub mod invalid_indexes;
 mod lex;
 pub mod shadow;
 pub mod source;

@@ -311,6 +311,7 @@ async fn schemas_of_one_database_have_their_own_history_and_lock() {
         ),
         "{err}"
     );
+    assert!(err.is_lock_timeout() && !err.is_connect(), "{err}");
     assert!(
         events
             .iter()

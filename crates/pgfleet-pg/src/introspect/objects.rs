@@ -6,8 +6,9 @@ use pgfleet_schema::model::{
 };
 use tokio_postgres::Client;
 
-use super::{Queries, fetch, get, qual_name, zip_arrays};
-use crate::{PgError, Result};
+use super::queries::Queries;
+use super::rows::{fetch, get, qual_name, zip_arrays};
+use crate::error::{PgError, Result};
 
 /// `server_version_num`, e.g. 180006.
 pub(super) async fn server_version(client: &Client) -> Result<u32> {

@@ -11,8 +11,9 @@ use pgfleet_schema::model::{
 };
 use tokio_postgres::Client;
 
-use super::{Queries, fetch, get, qual_name, zip_arrays};
-use crate::{PgError, Result};
+use super::queries::Queries;
+use super::rows::{fetch, get, qual_name, zip_arrays};
+use crate::error::{PgError, Result};
 
 /// A part of a relation: the relation's name, the part's name, the part.
 type Part<T> = (QualName, String, T);
