@@ -1,6 +1,6 @@
 //! What can go wrong in the control plane: [`ControlError`], with question methods for callers
 //! that act on the kind of failure (`is_not_found`, `is_conflict`, `is_retryable`, …), and
-//! [`chain`], the one formatter of an error with its causes.
+//! [`chain`] (from `pgfleet-pg`), the one formatter of an error with its causes.
 
 use pgfleet_pg::PgError;
 
@@ -12,21 +12,8 @@ pub(crate) fn q(context: &str) -> impl FnOnce(tokio_postgres::Error) -> ControlE
     move |e| PgError::query(context, e).into()
 }
 
-/// An error and its causes on one line, each cause once (`a: b: c`), as `{:#}` prints an
-/// `anyhow` chain: a cause whose text the message already holds is skipped.
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cause = c.source();
-    }
-    s
-}
+/// An error and its causes on one line, each cause once (`a: b: c`).
+pub use pgfleet_pg::chain;
 
 /// What can go wrong in the control plane.
 #[derive(Debug, thiserror::Error)]

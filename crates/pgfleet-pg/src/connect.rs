@@ -16,12 +16,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// [`PgError::BadUrl`] with the parser's reason; the password never appears in the message.
 pub fn parse_url(url: &str) -> Result<Config, PgError> {
     let mut config = Config::from_str(url).map_err(|e| {
-        let mut reason = e.to_string();
-        let mut cause = std::error::Error::source(&e);
-        while let Some(c) = cause {
-            reason.push_str(&format!(": {c}"));
-            cause = c.source();
-        }
+        let reason = crate::error::chain(&e);
         PgError::BadUrl {
             url: redact(url),
             // The driver's cause may quote part of the input (an unknown option's name).

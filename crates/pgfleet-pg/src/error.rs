@@ -77,16 +77,25 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
             }
             s
         }
-        None => {
-            let mut s = e.to_string();
-            let mut src = std::error::Error::source(e);
-            while let Some(cause) = src {
-                s.push_str(&format!(": {cause}"));
-                src = cause.source();
-            }
-            s
-        }
+        None => chain(e),
     }
+}
+
+/// An error and its causes on one line, each cause once (`a: b: c`), as `{:#}` prints an `anyhow`
+/// chain: a cause whose text the message already holds is skipped. The one formatter of error
+/// chains in pgfleet's libraries.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cause = c.source();
+    }
+    s
 }
 
 /// Result alias of this crate.

@@ -34,4 +34,4 @@ pub mod shadow;
 pub mod source;
 pub mod split;
 
-pub use error::{PgError, Result, describe};
+pub use error::{PgError, Result, chain, describe};
