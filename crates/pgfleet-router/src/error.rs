@@ -182,7 +182,8 @@ impl RouterError {
 }
 
 /// One line for an error and its causes: PostgreSQL's severity, message and SQLSTATE for a
-/// tokio-postgres database error, else each error of the chain joined by `: `.
+/// tokio-postgres database error, else the chain as [`pgfleet_pg::chain`] writes it (each cause
+/// once).
 pub(crate) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     if let Some(db) = e
         .downcast_ref::<tokio_postgres::Error>()
@@ -190,14 +191,7 @@ pub(crate) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     {
         return format!("{}: {} ({})", db.severity(), db.message(), db.code().code());
     }
-    let mut s = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    s
+    pgfleet_pg::chain(e)
 }
 
 #[cfg(test)]
