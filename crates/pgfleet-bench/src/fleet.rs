@@ -8,16 +8,18 @@
 //! its default bounds (8 tenants at once, 4 per server).
 
 use std::fmt::Write as _;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use pgfleet::control::fleet::FleetOptions;
+use pgfleet::control::fleet::{FleetMigration, FleetOptions, ProgressFn};
 use pgfleet::control::provision::CreateOptions;
-use pgfleet::control::tenant::Mode;
+use pgfleet::control::tenant::{Mode, Tenant};
 use pgfleet::migrate::{MigrationDir, sum};
 
 use crate::Report;
+use crate::chat_fleet::ChatFleet;
 
 const MIGRATION: &str = "ALTER TABLE chat_threads ADD COLUMN priority integer NOT NULL DEFAULT 0;
 CREATE INDEX chat_threads_priority_idx ON chat_threads (priority);
@@ -34,16 +36,44 @@ CREATE INDEX chat_threads_priority_b_idx ON chat_threads (priority_b);
 pub fn run(quick: bool) -> anyhow::Result<Report> {
     let (n_schema, n_database) = if quick { (100, 10) } else { (1000, 100) };
     let mut report = Report::new("fleet", quick);
-    let f = crate::chat_fleet::ChatFleet::start("bench_fleet")?;
-    let (cluster, rt, control, dir_path) = (&f.cluster, &f.rt, &f.control, &f.migrations);
-    let work = dir_path
+    let f = ChatFleet::start("bench_fleet")?;
+    let work = f
+        .migrations
         .parent()
         .expect("in the work directory")
         .to_path_buf();
 
     // The fleet.
+    provision_fleet(&f, n_schema, n_database)?;
+
+    // pgfleet: the migration rolled out.
+    let rollout = Rollout::prepare(&f, n_schema + n_database)?;
+    let record = rollout.record_target()?;
+    let migrate = rollout.migrate_all()?;
+    let noop = rollout.noop()?;
+    // Drift check of the whole fleet (before the loop below changes the tenants).
+    let check = rollout.check_all()?;
+
+    // The baseline: a sequential shell loop, one psql process per tenant.
+    let psql_loop = psql_loop(&f, &work)?;
+
+    let seconds = Seconds {
+        record,
+        migrate,
+        noop,
+        check,
+        psql_loop,
+    };
+    seconds.report(&mut report, n_schema, n_database);
+    Ok(report)
+}
+
+/// Provisions `tenant-00000`, … (4 at a time): the first `n_database` in database mode, the
+/// next `n_schema` in schema mode.
+fn provision_fleet(f: &ChatFleet, n_schema: usize, n_database: usize) -> anyhow::Result<()> {
+    let control = &f.control;
     let started = Instant::now();
-    rt.block_on(async {
+    f.rt.block_on(async {
         let gate = Arc::new(tokio::sync::Semaphore::new(4));
         let mut set = tokio::task::JoinSet::new();
         for i in 0..(n_schema + n_database) {
@@ -73,96 +103,141 @@ pub fn run(quick: bool) -> anyhow::Result<Report> {
         "fleet: {n_schema} schema + {n_database} database tenants provisioned in {:.1}s",
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
 
-    // pgfleet: the migration rolled out.
-    std::fs::write(dir_path.join("20260201000000_priority.sql"), MIGRATION)?;
-    sum::write(&MigrationDir::load(dir_path)?)?;
-    let dir = MigrationDir::load(dir_path)?;
-    let opts = FleetOptions::default();
-    let quiet: pgfleet::control::fleet::ProgressFn = Arc::new(|_| {});
-    let cpu = || -> f64 {
-        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-        let f: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        (ticks(11) + ticks(12)) / 100.0
-    };
-    // Recording the target replays it in a sandboxed shadow database first (once per target,
-    // whatever the number of tenants): timed on its own.
-    let t = Instant::now();
-    rt.block_on(control.record_target(&dir))?;
-    let record_s = t.elapsed().as_secs_f64();
-    let cpu0 = cpu();
-    let t = Instant::now();
-    let r = rt.block_on(control.migrate_all(Some(&dir), &opts, quiet.clone()))?;
-    let fleet_s = t.elapsed().as_secs_f64();
-    eprintln!(
-        "fleet: migrate --all used {:.2}s of client CPU in {fleet_s:.2}s",
-        cpu() - cpu0
-    );
-    for mode in [Mode::Schema, Mode::Database] {
-        let ms: Vec<f64> = r
-            .tenants
-            .iter()
-            .filter(|t| t.mode == mode)
-            .map(|t| t.duration_ms)
-            .collect();
-        eprintln!(
-            "fleet: {mode} tenants: mean {:.2} ms each (concurrency {})",
-            ms.iter().sum::<f64>() / ms.len().max(1) as f64,
-            opts.concurrency
-        );
+/// The CPU time (user + system) this process has used, in seconds.
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let f: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The migration added to the target, and what rolls it out, as the CLI does.
+struct Rollout<'a> {
+    f: &'a ChatFleet,
+    dir: MigrationDir,
+    opts: FleetOptions,
+    quiet: ProgressFn,
+    /// Tenants of the fleet.
+    tenants: usize,
+}
+
+impl<'a> Rollout<'a> {
+    /// Adds the migration to the target's directory and loads it.
+    fn prepare(f: &'a ChatFleet, tenants: usize) -> anyhow::Result<Self> {
+        let dir_path = &f.migrations;
+        std::fs::write(dir_path.join("20260201000000_priority.sql"), MIGRATION)?;
+        sum::write(&MigrationDir::load(dir_path)?)?;
+        let dir = MigrationDir::load(dir_path)?;
+        Ok(Self {
+            f,
+            dir,
+            opts: FleetOptions::default(),
+            quiet: Arc::new(|_| {}),
+            tenants,
+        })
     }
-    anyhow::ensure!(
-        r.failed == 0 && r.migrated == n_schema + n_database,
-        "migrate --all: {} migrated, {} failed",
-        r.migrated,
-        r.failed
-    );
-    let t = Instant::now();
-    let r = rt.block_on(control.migrate_all(Some(&dir), &opts, quiet.clone()))?;
-    let noop_s = t.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        r.up_to_date == n_schema + n_database,
-        "no-op run migrated something"
-    );
-    // Drift check of the whole fleet (before the loop below changes the tenants).
-    let t = Instant::now();
-    let checked = rt.block_on(control.check_all(false, 8, quiet))?;
-    let check_s = t.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        checked.tenants.len() == n_schema + n_database
-            && checked
+
+    /// Recording the target replays it in a sandboxed shadow database first (once per target,
+    /// whatever the number of tenants): timed on its own. Returns seconds.
+    fn record_target(&self) -> anyhow::Result<f64> {
+        let t = Instant::now();
+        self.f
+            .rt
+            .block_on(self.f.control.record_target(&self.dir))?;
+        Ok(t.elapsed().as_secs_f64())
+    }
+
+    /// `migrate --all`, which must migrate every tenant. Returns seconds; prints the client CPU
+    /// it used and each mode's mean time per tenant.
+    fn migrate_all(&self) -> anyhow::Result<f64> {
+        let cpu0 = process_cpu_seconds();
+        let t = Instant::now();
+        let r = self.f.rt.block_on(self.f.control.migrate_all(
+            Some(&self.dir),
+            &self.opts,
+            self.quiet.clone(),
+        ))?;
+        let fleet_s = t.elapsed().as_secs_f64();
+        eprintln!(
+            "fleet: migrate --all used {:.2}s of client CPU in {fleet_s:.2}s",
+            process_cpu_seconds() - cpu0
+        );
+        self.print_mode_means(&r);
+        anyhow::ensure!(
+            r.failed == 0 && r.migrated == self.tenants,
+            "migrate --all: {} migrated, {} failed",
+            r.migrated,
+            r.failed
+        );
+        Ok(fleet_s)
+    }
+
+    /// Each mode's mean migration time per tenant, on stderr.
+    fn print_mode_means(&self, r: &FleetMigration) {
+        for mode in [Mode::Schema, Mode::Database] {
+            let ms: Vec<f64> = r
                 .tenants
                 .iter()
-                .all(|t| t.drift.as_ref().is_some_and(|d| d.is_clean())),
-        "check --all found errors or drift"
-    );
+                .filter(|t| t.mode == mode)
+                .map(|t| t.duration_ms)
+                .collect();
+            eprintln!(
+                "fleet: {mode} tenants: mean {:.2} ms each (concurrency {})",
+                ms.iter().sum::<f64>() / ms.len().max(1) as f64,
+                self.opts.concurrency
+            );
+        }
+    }
 
-    // The baseline: a sequential shell loop, one psql process per tenant.
+    /// `migrate --all` again, which must find every tenant up to date. Returns seconds.
+    fn noop(&self) -> anyhow::Result<f64> {
+        let t = Instant::now();
+        let r = self.f.rt.block_on(self.f.control.migrate_all(
+            Some(&self.dir),
+            &self.opts,
+            self.quiet.clone(),
+        ))?;
+        let noop_s = t.elapsed().as_secs_f64();
+        anyhow::ensure!(r.up_to_date == self.tenants, "no-op run migrated something");
+        Ok(noop_s)
+    }
+
+    /// `check --all` (concurrency 8), which must find every tenant clean. Returns seconds.
+    fn check_all(&self) -> anyhow::Result<f64> {
+        let t = Instant::now();
+        let checked = self
+            .f
+            .rt
+            .block_on(self.f.control.check_all(false, 8, self.quiet.clone()))?;
+        let check_s = t.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            checked.tenants.len() == self.tenants
+                && checked
+                    .tenants
+                    .iter()
+                    .all(|t| t.drift.as_ref().is_some_and(|d| d.is_clean())),
+            "check --all found errors or drift"
+        );
+        Ok(check_s)
+    }
+}
+
+/// The baseline: the equivalent migration applied by a bash script of one `psql -f` per tenant,
+/// run in sequence. Returns seconds.
+fn psql_loop(f: &ChatFleet, work: &Path) -> anyhow::Result<f64> {
     let psql = pgfleet_testkit::binaries().tool("psql");
     let loop_file = work.join("loop.sql");
     std::fs::write(&loop_file, LOOP_MIGRATION)?;
-    let tenants = rt.block_on(control.tenants(None))?;
-    let mut script = String::from("set -e\n");
-    for t in &tenants {
-        let url = cluster.url_for(&t.database);
-        let options = if t.mode == Mode::Schema {
-            format!("PGOPTIONS='-c search_path={},public' ", t.schema)
-        } else {
-            String::new()
-        };
-        writeln!(
-            script,
-            "{options}'{}' -X -q -v ON_ERROR_STOP=1 -f '{}' '{url}'",
-            psql.display(),
-            loop_file.display()
-        )?;
-    }
+    let tenants = f.rt.block_on(f.control.tenants(None))?;
+    let script = loop_script(f, &psql, &loop_file, &tenants)?;
     let script_path = work.join("loop.sh");
     std::fs::write(&script_path, script)?;
     let t = Instant::now();
@@ -176,45 +251,95 @@ pub fn run(quick: bool) -> anyhow::Result<Report> {
         "the psql loop failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    Ok(loop_s)
+}
 
-    let n = (n_schema + n_database) as f64;
-    let case = format!("{n_schema} schema + {n_database} database tenants");
-    report.push(
-        "record the target (validated in a sandboxed shadow database)",
-        "wall time",
-        record_s,
-        "s",
-    );
-    report.push(&format!("migrate --all, {case}"), "wall time", fleet_s, "s");
-    report.push(
-        &format!("migrate --all, {case}"),
-        "throughput",
-        n / fleet_s,
-        "tenants/s",
-    );
-    report.push(
-        &format!("sequential psql -f loop, {case}"),
-        "wall time",
-        loop_s,
-        "s",
-    );
-    report.push(
-        &format!("no-op migrate --all, {case}"),
-        "wall time",
-        noop_s,
-        "s",
-    );
-    report.push(
-        &format!("check --all (concurrency 8), {case}"),
-        "wall time",
-        check_s,
-        "s",
-    );
-    report.ratio("speedup_vs_psql_loop", loop_s / fleet_s);
-    report.ratio(
-        "speedup_vs_psql_loop_with_recording",
-        loop_s / (fleet_s + record_s),
-    );
-    report.ratio("noop_seconds", noop_s);
-    Ok(report)
+/// The loop's script: `set -e`, then one psql call per tenant (schema tenants through their
+/// `search_path`).
+fn loop_script(
+    f: &ChatFleet,
+    psql: &Path,
+    loop_file: &Path,
+    tenants: &[Tenant],
+) -> anyhow::Result<String> {
+    let mut script = String::from("set -e\n");
+    for t in tenants {
+        let url = f.cluster.url_for(&t.database);
+        let options = if t.mode == Mode::Schema {
+            format!("PGOPTIONS='-c search_path={},public' ", t.schema)
+        } else {
+            String::new()
+        };
+        writeln!(
+            script,
+            "{options}'{}' -X -q -v ON_ERROR_STOP=1 -f '{}' '{url}'",
+            psql.display(),
+            loop_file.display()
+        )?;
+    }
+    Ok(script)
+}
+
+/// The wall times of the run, in seconds.
+struct Seconds {
+    /// Recording the target.
+    record: f64,
+    /// `migrate --all`.
+    migrate: f64,
+    /// The no-op `migrate --all`.
+    noop: f64,
+    /// `check --all`.
+    check: f64,
+    /// The psql loop.
+    psql_loop: f64,
+}
+
+impl Seconds {
+    /// The rows and ratios of the report.
+    fn report(&self, report: &mut Report, n_schema: usize, n_database: usize) {
+        let n = (n_schema + n_database) as f64;
+        let case = format!("{n_schema} schema + {n_database} database tenants");
+        report.push(
+            "record the target (validated in a sandboxed shadow database)",
+            "wall time",
+            self.record,
+            "s",
+        );
+        report.push(
+            &format!("migrate --all, {case}"),
+            "wall time",
+            self.migrate,
+            "s",
+        );
+        report.push(
+            &format!("migrate --all, {case}"),
+            "throughput",
+            n / self.migrate,
+            "tenants/s",
+        );
+        report.push(
+            &format!("sequential psql -f loop, {case}"),
+            "wall time",
+            self.psql_loop,
+            "s",
+        );
+        report.push(
+            &format!("no-op migrate --all, {case}"),
+            "wall time",
+            self.noop,
+            "s",
+        );
+        report.push(
+            &format!("check --all (concurrency 8), {case}"),
+            "wall time",
+            self.check,
+            "s",
+        );
+        report.ratio("speedup_vs_psql_loop", self.psql_loop / self.migrate);
+        report.ratio(
+            "speedup_vs_psql_loop_with_recording",
+            self.psql_loop / (self.migrate + self.record),
+        );
+        report.ratio("noop_seconds", self.noop);
+    }
 }

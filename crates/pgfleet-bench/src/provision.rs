@@ -4,6 +4,7 @@
 //! Database mode runs twice, interleaved: from a per-server template at the target (the default)
 //! and from `template0` followed by the migrations, to justify the default.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -26,6 +27,50 @@ fn percentile_ms(samples: &[Duration], p: f64) -> f64 {
     crate::report::percentile(&ms, p)
 }
 
+/// One way of provisioning, with a catalog (and control plane) of its own.
+struct Case {
+    /// Its name in the report, after `provision to ready: `.
+    label: &'static str,
+    /// The tenants' mode.
+    mode: Mode,
+    /// Database mode: clone a per-server template at the target instead of `template0`.
+    use_templates: bool,
+    /// Spare schemas kept per server.
+    spare_schemas: usize,
+}
+
+/// The cases, in the order of the report. Indexes 0 and 1 run interleaved, then 2, then 3.
+const CASES: [Case; 4] = [
+    Case {
+        label: "database mode, from the per-server template (default)",
+        mode: Mode::Database,
+        use_templates: true,
+        spare_schemas: 0,
+    },
+    Case {
+        label: "database mode, from template0 + migrations",
+        mode: Mode::Database,
+        use_templates: false,
+        spare_schemas: 0,
+    },
+    // The on-demand case builds every schema; the spares case keeps 4 per server.
+    Case {
+        label: "schema mode, built on demand (no spares, back to back)",
+        mode: Mode::Schema,
+        use_templates: false,
+        spare_schemas: 0,
+    },
+    Case {
+        label: "schema mode, from spare schemas (default; one tenant every 200 ms)",
+        mode: Mode::Schema,
+        use_templates: false,
+        spare_schemas: 4,
+    },
+];
+
+/// The spares case's index in [`CASES`].
+const SPARES: usize = 3;
+
 /// Runs the benchmark.
 ///
 /// # Errors
@@ -33,203 +78,300 @@ fn percentile_ms(samples: &[Duration], p: f64) -> f64 {
 pub fn run(quick: bool) -> anyhow::Result<Report> {
     let n = if quick { 20 } else { 200 };
     let mut report = Report::new("provision", quick);
-    let cluster = pgfleet_testkit::TestCluster::start();
-    let work = cluster.root().join("bench-provision");
-    let dir_path = work.join("migrations");
-    std::fs::create_dir_all(&dir_path)?;
-    std::fs::write(dir_path.join("20260101000000_chat.sql"), TARGET)?;
-    sum::write(&MigrationDir::load(&dir_path)?)?;
-    let target_file = dir_path.join("20260101000000_chat.sql");
-    let psql = pgfleet_testkit::binaries().tool("psql");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let key = MasterKey::generate()?;
+    let bench = Bench::set_up()?;
 
+    let mut cases = Cases::start(&bench)?;
     // Database mode with and without templates runs interleaved (tenant i on one, then on the
     // other), so neither pays alone for the cluster warming up; schema mode runs after.
-    let cases = [
-        (
-            "database mode, from the per-server template (default)",
-            Mode::Database,
-            true,
-        ),
-        (
-            "database mode, from template0 + migrations",
-            Mode::Database,
-            false,
-        ),
-        (
-            "schema mode, built on demand (no spares, back to back)",
-            Mode::Schema,
-            false,
-        ),
-        (
-            "schema mode, from spare schemas (default; one tenant every 200 ms)",
-            Mode::Schema,
-            false,
-        ),
-    ];
-    let mut controls = Vec::new();
-    for (i, (_, mode, templates)) in cases.iter().enumerate() {
-        let catalog_url = cluster.url_for(&format!("bench_catalog_{i}"));
-        let control = rt.block_on(async {
+    cases.database_interleaved(n)?;
+    cases.schema_on_demand(n)?;
+    cases.schema_from_spares(n)?;
+    let from_spare = cases.claimed_spares()?;
+
+    // The floor, in the same run.
+    let floor = bench.floor(n)?;
+
+    write_report(&mut report, &cases.timings, from_spare, &floor, n);
+    Ok(report)
+}
+
+/// What every phase shares: the server, the target on disk, psql and a runtime.
+struct Bench {
+    /// A current-thread runtime (declared first: dropped before the cluster).
+    rt: tokio::runtime::Runtime,
+    /// The migrations directory: the target as one migration.
+    dir_path: PathBuf,
+    /// The target's migration file, which psql runs for the floor.
+    target_file: PathBuf,
+    /// The psql binary.
+    psql: PathBuf,
+    /// The embedded server.
+    cluster: pgfleet_testkit::TestCluster,
+}
+
+impl Bench {
+    /// Starts the server and writes the target as a migrations directory.
+    fn set_up() -> anyhow::Result<Self> {
+        let cluster = pgfleet_testkit::TestCluster::start();
+        let work = cluster.root().join("bench-provision");
+        let dir_path = work.join("migrations");
+        std::fs::create_dir_all(&dir_path)?;
+        std::fs::write(dir_path.join("20260101000000_chat.sql"), TARGET)?;
+        sum::write(&MigrationDir::load(&dir_path)?)?;
+        let target_file = dir_path.join("20260101000000_chat.sql");
+        let psql = pgfleet_testkit::binaries().tool("psql");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(Self {
+            rt,
+            dir_path,
+            target_file,
+            psql,
+            cluster,
+        })
+    }
+
+    /// The floor for `n` tenants: `CREATE DATABASE` + psql, then `CREATE SCHEMA` + psql in one
+    /// shared database (with pgvector), for each tenant in turn.
+    fn floor(&self, n: usize) -> anyhow::Result<Floor> {
+        let rt = &self.rt;
+        let admin = rt.block_on(async {
+            connect::connect(&connect::parse_url(&self.cluster.url())?).await
+        })?;
+        let mut floor = Floor {
+            database: Vec::new(),
+            schema: Vec::new(),
+        };
+        rt.block_on(admin.batch_execute("CREATE DATABASE floor_shared"))?;
+        rt.block_on(async {
+            let c = connect::connect(&connect::parse_url(&self.cluster.url_for("floor_shared"))?)
+                .await?;
+            c.batch_execute("CREATE EXTENSION IF NOT EXISTS vector")
+                .await?;
+            anyhow::Ok(())
+        })?;
+        for i in 0..n {
+            floor.database.push(self.floor_database(&admin, i)?);
+            floor.schema.push(self.floor_schema(i)?);
+        }
+        Ok(floor)
+    }
+
+    /// `CREATE DATABASE floor_db_<i>` and the target by one psql call, timed.
+    fn floor_database(&self, admin: &tokio_postgres::Client, i: usize) -> anyhow::Result<Duration> {
+        let db = format!("floor_db_{i}");
+        let t = Instant::now();
+        self.rt
+            .block_on(admin.batch_execute(&format!("CREATE DATABASE {db}")))?;
+        let out = std::process::Command::new(&self.psql)
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
+            .arg(&self.target_file)
+            .arg(self.cluster.url_for(&db))
+            .output()
+            .context("running psql")?;
+        let elapsed = t.elapsed();
+        anyhow::ensure!(
+            out.status.success(),
+            "psql failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(elapsed)
+    }
+
+    /// `CREATE SCHEMA floor_s<i>` and the target in it, by one psql call, timed.
+    fn floor_schema(&self, i: usize) -> anyhow::Result<Duration> {
+        let schema = format!("floor_s{i}");
+        let t = Instant::now();
+        let out = std::process::Command::new(&self.psql)
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c"])
+            .arg(format!("CREATE SCHEMA {schema}"))
+            .args(["-f"])
+            .arg(&self.target_file)
+            .arg(self.cluster.url_for("floor_shared"))
+            .env("PGOPTIONS", format!("-c search_path={schema},public"))
+            .output()
+            .context("running psql")?;
+        let elapsed = t.elapsed();
+        anyhow::ensure!(
+            out.status.success(),
+            "psql failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(elapsed)
+    }
+}
+
+/// The provisioning times of one case.
+#[derive(Debug, Clone, Default)]
+struct Timings {
+    /// Each tenant's, in order.
+    each: Vec<Duration>,
+    /// Their sum.
+    total: Duration,
+}
+
+/// The floor's times, one per tenant.
+struct Floor {
+    /// `CREATE DATABASE` + psql.
+    database: Vec<Duration>,
+    /// `CREATE SCHEMA` + psql.
+    schema: Vec<Duration>,
+}
+
+/// The cases' control planes and what they measured, both indexed as [`CASES`].
+struct Cases<'a> {
+    bench: &'a Bench,
+    controls: Vec<Control>,
+    timings: Vec<Timings>,
+}
+
+impl<'a> Cases<'a> {
+    /// A catalog and a control plane per case, each warmed up by one tenant.
+    fn start(bench: &'a Bench) -> anyhow::Result<Self> {
+        let key = MasterKey::generate()?;
+        let mut controls = Vec::new();
+        for (i, case) in CASES.iter().enumerate() {
+            controls.push(Self::start_control(bench, i, case, &key)?);
+        }
+        Ok(Self {
+            bench,
+            controls,
+            timings: vec![Timings::default(); CASES.len()],
+        })
+    }
+
+    /// Case `i`'s catalog `bench_catalog_<i>`, its control plane with the server `local`, and its
+    /// first tenant, which builds the target model (and the template).
+    fn start_control(
+        bench: &Bench,
+        i: usize,
+        case: &Case,
+        key: &MasterKey,
+    ) -> anyhow::Result<Control> {
+        let catalog_url = bench.cluster.url_for(&format!("bench_catalog_{i}"));
+        bench.rt.block_on(async {
             catalog::init(
                 &connect::parse_url(&catalog_url)?,
-                Some(&MigrationDir::load(&dir_path)?),
+                Some(&MigrationDir::load(&bench.dir_path)?),
             )
             .await?;
             let mut config = Config::new(&catalog_url, key.clone());
-            config.use_templates = *templates;
-            // The on-demand case builds every schema; the spares case keeps 4 per server.
-            config.spare_schemas = if i == 3 { 4 } else { 0 };
+            config.use_templates = case.use_templates;
+            config.spare_schemas = case.spare_schemas;
             let control = Control::connect(config).await?;
             control
-                .add_server("local", &cluster.url(), 100_000, 1)
+                .add_server("local", &bench.cluster.url(), 100_000, 1)
                 .await?;
             // Warm-up: the first tenant builds the target model (and the template).
             let opts = CreateOptions {
-                mode: Some(*mode),
+                mode: Some(case.mode),
                 server: None,
             };
             control
                 .provision("warmup", &opts, Duration::from_secs(300))
                 .await?;
             anyhow::Ok(control)
-        })?;
-        controls.push(control);
+        })
     }
-    let mut lat: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
-    let mut totals = vec![Duration::ZERO; cases.len()];
-    let provision = |c: usize, i: usize| -> anyhow::Result<Duration> {
+
+    /// Provisions `tenant-<i>` by case `c`, timed and recorded.
+    fn provision(&mut self, c: usize, i: usize) -> anyhow::Result<Duration> {
         let opts = CreateOptions {
-            mode: Some(cases[c].1),
+            mode: Some(CASES[c].mode),
             server: None,
         };
         let t = Instant::now();
-        rt.block_on(controls[c].provision(
+        self.bench.rt.block_on(self.controls[c].provision(
             &format!("tenant-{i}"),
             &opts,
             Duration::from_secs(300),
         ))?;
-        Ok(t.elapsed())
-    };
-    for i in 0..n {
-        for c in 0..2 {
-            let d = provision(c, i)?;
-            lat[c].push(d);
-            totals[c] += d;
+        let d = t.elapsed();
+        self.timings[c].each.push(d);
+        self.timings[c].total += d;
+        Ok(d)
+    }
+
+    /// Cases 0 and 1: `n` tenants each, tenant `i` on one, then on the other.
+    fn database_interleaved(&mut self, n: usize) -> anyhow::Result<()> {
+        for i in 0..n {
+            for c in 0..2 {
+                self.provision(c, i)?;
+            }
         }
-    }
-    for i in 0..n {
-        let d = provision(2, i)?;
-        lat[2].push(d);
-        totals[2] += d;
-    }
-    // Spares: the pool starts full (steady state of a long-running process), tenants arrive every
-    // 200 ms and the pool refills in the background between them.
-    rt.block_on(controls[3].refill_spares("local"))?;
-    controls[3].keep_spares(true);
-    let pace = Duration::from_millis(200);
-    for i in 0..n {
-        let d = provision(3, i)?;
-        lat[3].push(d);
-        totals[3] += d;
-        rt.block_on(async { tokio::time::sleep(pace.saturating_sub(d)).await });
-    }
-    let from_spare: i64 = rt.block_on(controls[3].catalog().query_one(
-        "SELECT count(*) FROM pgfleet.events WHERE kind = 'tenant.ready' AND (detail->>'from_spare')::boolean",
-        &[],
-    ))?.get(0);
-    let results: Vec<(String, Vec<Duration>, Duration)> = cases
-        .iter()
-        .zip(lat)
-        .zip(totals)
-        .map(|(((label, _, _), l), t)| (label.to_string(), l, t))
-        .collect();
-
-    // The floor, in the same run.
-    let admin =
-        rt.block_on(async { connect::connect(&connect::parse_url(&cluster.url())?).await })?;
-    let mut floor_db = Vec::new();
-    let mut floor_schema = Vec::new();
-    rt.block_on(admin.batch_execute("CREATE DATABASE floor_shared"))?;
-    rt.block_on(async {
-        let c = connect::connect(&connect::parse_url(&cluster.url_for("floor_shared"))?).await?;
-        c.batch_execute("CREATE EXTENSION IF NOT EXISTS vector")
-            .await?;
-        anyhow::Ok(())
-    })?;
-    for i in 0..n {
-        let db = format!("floor_db_{i}");
-        let t = Instant::now();
-        rt.block_on(admin.batch_execute(&format!("CREATE DATABASE {db}")))?;
-        let out = std::process::Command::new(&psql)
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
-            .arg(&target_file)
-            .arg(cluster.url_for(&db))
-            .output()
-            .context("running psql")?;
-        floor_db.push(t.elapsed());
-        anyhow::ensure!(
-            out.status.success(),
-            "psql failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-
-        let schema = format!("floor_s{i}");
-        let t = Instant::now();
-        let out = std::process::Command::new(&psql)
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c"])
-            .arg(format!("CREATE SCHEMA {schema}"))
-            .args(["-f"])
-            .arg(&target_file)
-            .arg(cluster.url_for("floor_shared"))
-            .env("PGOPTIONS", format!("-c search_path={schema},public"))
-            .output()
-            .context("running psql")?;
-        floor_schema.push(t.elapsed());
-        anyhow::ensure!(
-            out.status.success(),
-            "psql failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        Ok(())
     }
 
-    for (i, (label, lat, total)) in results.iter().enumerate() {
-        report.durations(&format!("provision to ready: {label}"), lat);
-        if i == 3 {
-            report.push(
-                &format!("provision to ready: {label}"),
-                "claimed a spare",
-                from_spare as f64,
-                "count",
-            );
+    /// Case 2: `n` tenants back to back, every schema built on demand.
+    fn schema_on_demand(&mut self, n: usize) -> anyhow::Result<()> {
+        for i in 0..n {
+            self.provision(2, i)?;
+        }
+        Ok(())
+    }
+
+    /// Case 3. Spares: the pool starts full (steady state of a long-running process), tenants
+    /// arrive every 200 ms and the pool refills in the background between them.
+    fn schema_from_spares(&mut self, n: usize) -> anyhow::Result<()> {
+        let rt = &self.bench.rt;
+        rt.block_on(self.controls[SPARES].refill_spares("local"))?;
+        self.controls[SPARES].keep_spares(true);
+        let pace = Duration::from_millis(200);
+        for i in 0..n {
+            let d = self.provision(SPARES, i)?;
+            rt.block_on(async { tokio::time::sleep(pace.saturating_sub(d)).await });
+        }
+        Ok(())
+    }
+
+    /// How many tenants of the spares case's catalog claimed a spare schema.
+    fn claimed_spares(&self) -> anyhow::Result<i64> {
+        Ok(self.bench.rt.block_on(self.controls[SPARES].catalog().query_one(
+            "SELECT count(*) FROM pgfleet.events WHERE kind = 'tenant.ready' AND (detail->>'from_spare')::boolean",
+            &[],
+        ))?.get(0))
+    }
+}
+
+/// Each case's latencies and throughput (the spares case: the spares it claimed; its rate is
+/// the pace), the floor's latencies, and the ratios.
+fn write_report(
+    report: &mut Report,
+    timings: &[Timings],
+    from_spare: i64,
+    floor: &Floor,
+    n: usize,
+) {
+    for (i, (case, t)) in CASES.iter().zip(timings).enumerate() {
+        let name = format!("provision to ready: {}", case.label);
+        report.durations(&name, &t.each);
+        if i == SPARES {
+            report.push(&name, "claimed a spare", from_spare as f64, "count");
             continue; // paced: its rate is the pace
         }
         report.push(
-            &format!("provision to ready: {label}"),
+            &name,
             "throughput",
-            n as f64 / total.as_secs_f64(),
+            n as f64 / t.total.as_secs_f64(),
             "tenants/s",
         );
     }
-    report.durations("floor: CREATE DATABASE + psql -f target", &floor_db);
-    report.durations("floor: CREATE SCHEMA + psql -f target", &floor_schema);
-    let db_p50 = percentile_ms(&results[0].1, 50.0);
-    let migrate_p50 = percentile_ms(&results[1].1, 50.0);
-    let on_demand_p50 = percentile_ms(&results[2].1, 50.0);
-    let schema_p50 = percentile_ms(&results[3].1, 50.0);
+    report.durations("floor: CREATE DATABASE + psql -f target", &floor.database);
+    report.durations("floor: CREATE SCHEMA + psql -f target", &floor.schema);
+    let db_p50 = percentile_ms(&timings[0].each, 50.0);
+    let migrate_p50 = percentile_ms(&timings[1].each, 50.0);
+    let on_demand_p50 = percentile_ms(&timings[2].each, 50.0);
+    let schema_p50 = percentile_ms(&timings[SPARES].each, 50.0);
     report.ratio(
         "database_p50_vs_floor",
-        db_p50 / percentile_ms(&floor_db, 50.0),
+        db_p50 / percentile_ms(&floor.database, 50.0),
     );
     report.ratio("database_template_vs_migrate_p50", db_p50 / migrate_p50);
     report.ratio("schema_p50_ms", schema_p50);
     report.ratio(
         "schema_p50_vs_floor",
-        schema_p50 / percentile_ms(&floor_schema, 50.0),
+        schema_p50 / percentile_ms(&floor.schema, 50.0),
     );
     report.ratio("schema_on_demand_p50_ms", on_demand_p50);
-    Ok(report)
 }

@@ -10,15 +10,17 @@
 //! (a) and (b) run interleaved, five rounds each, and report medians.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use pgfleet::control::provision::CreateOptions;
 use pgfleet::control::tenant::Mode;
 use pgfleet::pg::connect;
 use pgfleet::{Fleet, RouterOptions};
+use tokio::runtime::Runtime;
 
 use crate::Report;
+use crate::chat_fleet::ChatFleet;
 
 /// The tables a seed-style wrapper checks on every connection.
 const REQUIRED: &[&str] = &[
@@ -28,6 +30,19 @@ const REQUIRED: &[&str] = &[
     "documents",
     "schema_corrections",
 ];
+
+/// The server's connections that a router opened.
+const ROUTER_CONNECTIONS: &str =
+    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgfleet router'";
+
+/// Tasks of (a) and (b), and the size of each of their pools.
+const HOT_TASKS: usize = 8;
+/// Measured rounds of each way in (a) and (b), after one warm-up round each.
+const HOT_ROUNDS: usize = 5;
+/// Tasks of (c).
+const ZIPF_TASKS: u64 = 64;
+/// Connections the router of (c) may open to the server.
+const BUDGET: usize = 100;
 
 fn percentile_ms(samples: &mut [f64], p: f64) -> f64 {
     samples.sort_by(|a, b| a.total_cmp(b));
@@ -46,91 +61,195 @@ impl Rng {
     }
 }
 
+/// How much each case does.
+struct Scale {
+    /// Tenants of (c).
+    n_tenants: usize,
+    /// Queries of one round of (a) and (b), over all tasks.
+    ops_per_round: usize,
+    /// Queries of (c), over all tasks.
+    zipf_ops: usize,
+}
+
+impl Scale {
+    fn new(quick: bool) -> Self {
+        let (n_tenants, ops_per_round, zipf_ops) = if quick {
+            (1_000, 2_000, 5_000)
+        } else {
+            (10_000, 10_000, 40_000)
+        };
+        Self {
+            n_tenants,
+            ops_per_round,
+            zipf_ops,
+        }
+    }
+}
+
 /// Runs the benchmark.
 ///
 /// # Errors
 /// When a server cannot be started or a tenant cannot be provisioned.
 pub fn run(quick: bool) -> anyhow::Result<Report> {
-    let (n_tenants, ops_per_round, zipf_ops) = if quick {
-        (1_000, 2_000, 5_000)
-    } else {
-        (10_000, 10_000, 40_000)
-    };
+    let scale = Scale::new(quick);
     let mut report = Report::new("router", quick);
-    let f = crate::chat_fleet::ChatFleet::start("bench_router")?;
-    let (cluster, rt, control, config) = (&f.cluster, &f.rt, &f.control, f.config.clone());
-
-    // (a) and (b): one tenant, three ways to reach it.
-    let tasks = 8usize;
-    let fleet = rt.block_on(Fleet::connect(
-        config.clone(),
-        RouterOptions {
-            budget_per_server: 100,
-            per_tenant: tasks,
-            ..RouterOptions::default()
-        },
-    ))?;
+    let f = ChatFleet::start("bench_router")?;
     let schema_opts = CreateOptions {
         mode: Some(Mode::Schema),
         server: None,
     };
-    rt.block_on(control.provision("hot", &schema_opts, Duration::from_secs(300)))?;
-    let placement = rt
-        .block_on(control.placement("hot"))?
-        .ok_or_else(|| anyhow::anyhow!("tenant hot is not ready"))?;
-    let pool = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::from_config(
-        placement.config.clone(),
-        tokio_postgres::NoTls,
-        deadpool_postgres::ManagerConfig {
-            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
-        },
-    ))
-    .max_size(tasks)
-    .runtime(deadpool_postgres::Runtime::Tokio1)
-    .build()?;
 
-    #[derive(Clone, Copy, PartialEq)]
-    enum Way {
-        Fleet,
-        Direct,
-        CheckEach,
+    // (a) and (b): one tenant, three ways to reach it.
+    let hot = HotPath::set_up(&f, &schema_opts, scale.ops_per_round)?;
+    let rounds = hot.measure(&f.rt)?;
+    let medians = rounds.report(&mut report, scale.ops_per_round);
+
+    // (c): many tenants, Zipf access, a budget. The connections of (a) and (b) go first, so the
+    // server's count is this router's alone.
+    hot.close();
+    provision_zipf_tenants(&f, &schema_opts, scale.n_tenants)?;
+    let mut zipf = zipf_case(&f, scale.n_tenants, scale.zipf_ops)?;
+    zipf.report(&mut report, scale.n_tenants, scale.zipf_ops);
+
+    report.ratio("overhead_vs_direct", medians[0] / medians[1]);
+    report.ratio("speedup_vs_check_each_connect", medians[2] / medians[0]);
+    report.ratio("budget_exceeded", zipf.peak as f64 - BUDGET as f64);
+    report.ratio("errors", zipf.errors as f64);
+    Ok(report)
+}
+
+/// A way of (a) and (b) to run `select 1` on the tenant.
+#[derive(Clone, Copy)]
+enum Way {
+    /// Through `Fleet::client`.
+    Fleet,
+    /// Through a plain pool.
+    Direct,
+    /// Through a pool, checking every required table first.
+    CheckEach,
+}
+
+/// The ways, in the order they run and are reported.
+const WAYS: [Way; 3] = [Way::Fleet, Way::Direct, Way::CheckEach];
+
+impl Way {
+    /// The case's name in the report.
+    fn label(self) -> &'static str {
+        match self {
+            Way::Fleet => "select 1 through Fleet::client",
+            Way::Direct => "select 1 through a plain deadpool pool (direct)",
+            Way::CheckEach => {
+                "select 1 through a pool that checks 5 tables per connection (seed style)"
+            }
+        }
     }
-    let round = |way: Way| -> anyhow::Result<(f64, Vec<f64>)> {
-        let (fleet, pool) = (fleet.clone(), pool.clone());
+
+    /// One timed operation: get a connection, (check the tables,) `select 1`, give it back.
+    async fn select_1(self, fleet: &Fleet, pool: &deadpool_postgres::Pool) -> anyhow::Result<()> {
+        match self {
+            Way::Fleet => {
+                let c = fleet.client("hot").await?;
+                c.simple_query("select 1").await?;
+            }
+            Way::Direct => {
+                let c = pool.get().await?;
+                c.simple_query("select 1").await?;
+            }
+            Way::CheckEach => {
+                let c = pool.get().await?;
+                for table in REQUIRED {
+                    let exists: bool = c
+                        .query_one(
+                            "SELECT EXISTS (SELECT FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1)",
+                            &[table],
+                        )
+                        .await?
+                        .get(0);
+                    anyhow::ensure!(exists, "table {table} is missing");
+                }
+                c.simple_query("select 1").await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// (a) and (b): the tenant `hot`, a router to it and a plain pool of connections to it.
+struct HotPath {
+    fleet: Fleet,
+    pool: deadpool_postgres::Pool,
+    ops_per_round: usize,
+}
+
+impl HotPath {
+    /// Starts a router, provisions `hot` and builds a plain pool to it (filled by the warm-up).
+    fn set_up(
+        f: &ChatFleet,
+        schema_opts: &CreateOptions,
+        ops_per_round: usize,
+    ) -> anyhow::Result<Self> {
+        let (rt, control) = (&f.rt, &f.control);
+        let fleet = rt.block_on(Fleet::connect(
+            f.config.clone(),
+            RouterOptions {
+                budget_per_server: 100,
+                per_tenant: HOT_TASKS,
+                ..RouterOptions::default()
+            },
+        ))?;
+        rt.block_on(control.provision("hot", schema_opts, Duration::from_secs(300)))?;
+        let placement = rt
+            .block_on(control.placement("hot"))?
+            .ok_or_else(|| anyhow::anyhow!("tenant hot is not ready"))?;
+        let pool = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::from_config(
+            placement.config.clone(),
+            tokio_postgres::NoTls,
+            deadpool_postgres::ManagerConfig {
+                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+            },
+        ))
+        .max_size(HOT_TASKS)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()?;
+        Ok(Self {
+            fleet,
+            pool,
+            ops_per_round,
+        })
+    }
+
+    /// A warm-up round of each way (pools filled), then the measured rounds, interleaved.
+    fn measure(&self, rt: &Runtime) -> anyhow::Result<HotRounds> {
+        for way in WAYS {
+            self.round(rt, way)?;
+        }
+        let mut rounds = HotRounds::default();
+        for _ in 0..HOT_ROUNDS {
+            for (i, way) in WAYS.into_iter().enumerate() {
+                let (t, l) = self.round(rt, way)?;
+                rounds.times[i].push(t);
+                rounds.lats[i].extend(l);
+            }
+        }
+        Ok(rounds)
+    }
+
+    /// One round of `way`: `ops_per_round` operations by `HOT_TASKS` tasks. Returns its wall time
+    /// in seconds and the latency of each operation in milliseconds.
+    fn round(&self, rt: &Runtime, way: Way) -> anyhow::Result<(f64, Vec<f64>)> {
+        let (fleet, pool) = (self.fleet.clone(), self.pool.clone());
+        let ops_per_round = self.ops_per_round;
         rt.block_on(async move {
-            let per_task = ops_per_round / tasks;
+            let per_task = ops_per_round / HOT_TASKS;
             let started = Instant::now();
             let mut set = tokio::task::JoinSet::new();
-            for _ in 0..tasks {
+            for _ in 0..HOT_TASKS {
                 let (fleet, pool) = (fleet.clone(), pool.clone());
                 set.spawn(async move {
                     let mut lat = Vec::with_capacity(per_task);
                     for _ in 0..per_task {
                         let t = Instant::now();
-                        match way {
-                            Way::Fleet => {
-                                let c = fleet.client("hot").await?;
-                                c.simple_query("select 1").await?;
-                            }
-                            Way::Direct => {
-                                let c = pool.get().await?;
-                                c.simple_query("select 1").await?;
-                            }
-                            Way::CheckEach => {
-                                let c = pool.get().await?;
-                                for table in REQUIRED {
-                                    let exists: bool = c
-                                        .query_one(
-                                            "SELECT EXISTS (SELECT FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1)",
-                                            &[table],
-                                        )
-                                        .await?
-                                        .get(0);
-                                    anyhow::ensure!(exists, "table {table} is missing");
-                                }
-                                c.simple_query("select 1").await?;
-                            }
-                        }
+                        way.select_1(&fleet, &pool).await?;
                         lat.push(t.elapsed().as_secs_f64() * 1000.0);
                     }
                     anyhow::Ok(lat)
@@ -142,48 +261,56 @@ pub fn run(quick: bool) -> anyhow::Result<Report> {
             }
             anyhow::Ok((started.elapsed().as_secs_f64(), all))
         })
-    };
-    // Warm-up: pools filled.
-    for way in [Way::Fleet, Way::Direct, Way::CheckEach] {
-        round(way)?;
-    }
-    let mut times: [Vec<f64>; 3] = Default::default();
-    let mut lats: [Vec<f64>; 3] = Default::default();
-    for _ in 0..5 {
-        for (i, way) in [Way::Fleet, Way::Direct, Way::CheckEach]
-            .into_iter()
-            .enumerate()
-        {
-            let (t, l) = round(way)?;
-            times[i].push(t);
-            lats[i].extend(l);
-        }
-    }
-    let labels = [
-        "select 1 through Fleet::client",
-        "select 1 through a plain deadpool pool (direct)",
-        "select 1 through a pool that checks 5 tables per connection (seed style)",
-    ];
-    let mut medians = [0.0; 3];
-    for i in 0..3 {
-        medians[i] = percentile_ms(&mut times[i], 50.0);
-        report.push(
-            labels[i],
-            "throughput",
-            ops_per_round as f64 / medians[i],
-            "ops/s",
-        );
-        report.push(labels[i], "p50", percentile_ms(&mut lats[i], 50.0), "ms");
-        report.push(labels[i], "p99", percentile_ms(&mut lats[i], 99.0), "ms");
     }
 
-    // (c): many tenants, Zipf access, a budget. The connections of (a) and (b) go first, so the
-    // server's count is this router's alone.
-    pool.close();
-    drop(pool);
-    drop(fleet);
+    /// Closes the pool, then drops the router: their connections go.
+    fn close(self) {
+        let Self { fleet, pool, .. } = self;
+        pool.close();
+        drop(pool);
+        drop(fleet);
+    }
+}
+
+/// The measured rounds of (a) and (b), indexed as [`WAYS`].
+#[derive(Default)]
+struct HotRounds {
+    /// Wall time of each round, in seconds.
+    times: [Vec<f64>; 3],
+    /// Latency of each operation, in milliseconds.
+    lats: [Vec<f64>; 3],
+}
+
+impl HotRounds {
+    /// Reports throughput (of the median round), p50 and p99 of each way; returns the median
+    /// round times, indexed as [`WAYS`].
+    fn report(mut self, report: &mut Report, ops_per_round: usize) -> [f64; 3] {
+        let mut medians = [0.0; 3];
+        for (i, way) in WAYS.into_iter().enumerate() {
+            medians[i] = percentile_ms(&mut self.times[i], 50.0);
+            let label = way.label();
+            report.push(
+                label,
+                "throughput",
+                ops_per_round as f64 / medians[i],
+                "ops/s",
+            );
+            report.push(label, "p50", percentile_ms(&mut self.lats[i], 50.0), "ms");
+            report.push(label, "p99", percentile_ms(&mut self.lats[i], 99.0), "ms");
+        }
+        medians
+    }
+}
+
+/// (c), before it is measured: provisions `z00000`, `z00001`, … (8 at a time).
+fn provision_zipf_tenants(
+    f: &ChatFleet,
+    schema_opts: &CreateOptions,
+    n_tenants: usize,
+) -> anyhow::Result<()> {
+    let control = &f.control;
     let started = Instant::now();
-    rt.block_on(async {
+    f.rt.block_on(async {
         let gate = Arc::new(tokio::sync::Semaphore::new(8));
         let mut set = tokio::task::JoinSet::new();
         for i in 0..n_tenants {
@@ -207,86 +334,82 @@ pub fn run(quick: bool) -> anyhow::Result<Report> {
             }
         }
         anyhow::Ok(())
-    })?;
-    let budget = 100usize;
-    let fleet = rt.block_on(Fleet::connect(
-        config,
-        RouterOptions {
-            budget_per_server: budget,
-            acquire_timeout: Duration::from_secs(30),
-            ..RouterOptions::default()
-        },
-    ))?;
-    // Zipf(1.1) over the tenants: a CDF to sample from.
-    let weights: Vec<f64> = (1..=n_tenants)
-        .map(|k| 1.0 / (k as f64).powf(1.1))
-        .collect();
+    })
+}
+
+/// The Zipf(1.1) distribution over `n` tenants, as a CDF to sample from.
+fn zipf_cdf(n: usize) -> Vec<f64> {
+    let weights: Vec<f64> = (1..=n).map(|k| 1.0 / (k as f64).powf(1.1)).collect();
     let total: f64 = weights.iter().sum();
-    let mut cdf = Vec::with_capacity(n_tenants);
+    let mut cdf = Vec::with_capacity(n);
     let mut acc = 0.0;
     for w in &weights {
         acc += w / total;
         cdf.push(acc);
     }
-    let cdf = Arc::new(cdf);
+    cdf
+}
+
+/// What (c) saw.
+struct ZipfOutcome {
+    /// Latency of each successful `Fleet::client`, in milliseconds.
+    acquire: Vec<f64>,
+    /// Wall time of all the tasks, in seconds.
+    seconds: f64,
+    /// Most router connections the server had at once.
+    peak: usize,
+    /// Failed acquires and queries.
+    errors: usize,
+}
+
+impl ZipfOutcome {
+    /// Reports acquire p50 and p99, throughput, peak connections and errors.
+    fn report(&mut self, report: &mut Report, n_tenants: usize, zipf_ops: usize) {
+        let case =
+            format!("{n_tenants} schema tenants, Zipf(1.1), {ZIPF_TASKS} tasks, budget {BUDGET}");
+        report.push(
+            &case,
+            "acquire p50",
+            percentile_ms(&mut self.acquire, 50.0),
+            "ms",
+        );
+        report.push(
+            &case,
+            "acquire p99",
+            percentile_ms(&mut self.acquire, 99.0),
+            "ms",
+        );
+        report.push(&case, "throughput", zipf_ops as f64 / self.seconds, "ops/s");
+        report.push(&case, "peak server connections", self.peak as f64, "count");
+        report.push(&case, "errors", self.errors as f64, "count");
+    }
+}
+
+/// (c): a router with a budget of `BUDGET` connections serves `zipf_ops` queries by
+/// `ZIPF_TASKS` tasks to tenants drawn from Zipf(1.1), while a watcher samples the server's count
+/// of router connections.
+fn zipf_case(f: &ChatFleet, n_tenants: usize, zipf_ops: usize) -> anyhow::Result<ZipfOutcome> {
+    let fleet = f.rt.block_on(Fleet::connect(
+        f.config.clone(),
+        RouterOptions {
+            budget_per_server: BUDGET,
+            acquire_timeout: Duration::from_secs(30),
+            ..RouterOptions::default()
+        },
+    ))?;
+    let cdf = Arc::new(zipf_cdf(n_tenants));
     let errors = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
-    let (acquire, zipf_s, peak_seen) = rt.block_on(async {
-        let watcher_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let admin = connect::connect(&connect::parse_url(&cluster.url())?).await?;
-        let count = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgfleet router'";
-        let waiting = Instant::now();
-        while admin.query_one(count, &[]).await?.get::<_, i64>(0) > 0 {
-            anyhow::ensure!(
-                waiting.elapsed() < Duration::from_secs(30),
-                "the connections of the first cases did not close"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let watcher = {
-            let (peak, stop) = (peak.clone(), watcher_stop.clone());
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    if let Ok(r) = admin
-                        .query_one(
-                            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgfleet router'",
-                            &[],
-                        )
-                        .await
-                    {
-                        peak.fetch_max(r.get::<_, i64>(0) as usize, Ordering::Relaxed);
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            })
-        };
+    let (acquire, seconds, peak) = f.rt.block_on(async {
+        let watcher_stop = Arc::new(AtomicBool::new(false));
+        let admin = connect::connect(&connect::parse_url(&f.cluster.url())?).await?;
+        wait_until_no_router_connections(&admin).await?;
+        let watcher = tokio::spawn(watch_peak(admin, peak.clone(), watcher_stop.clone()));
         let started = Instant::now();
         let mut set = tokio::task::JoinSet::new();
-        for task in 0..64u64 {
+        for task in 0..ZIPF_TASKS {
             let (fleet, cdf, errors) = (fleet.clone(), cdf.clone(), errors.clone());
-            set.spawn(async move {
-                let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (task + 1).wrapping_mul(0x1000_0001));
-                let mut lat = Vec::new();
-                for _ in 0..zipf_ops / 64 {
-                    let u = rng.next_f64();
-                    let i = cdf.partition_point(|c| *c < u).min(cdf.len() - 1);
-                    let key = format!("z{i:05}");
-                    let t = Instant::now();
-                    match fleet.client(&key).await {
-                        Ok(c) => {
-                            lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                            if c.simple_query("select 1").await.is_err() {
-                                errors.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                        Err(e) => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                            eprintln!("router: {e}");
-                        }
-                    }
-                }
-                lat
-            });
+            set.spawn(zipf_task(task, fleet, cdf, errors, zipf_ops));
         }
         let mut acquire = Vec::new();
         while let Some(r) = set.join_next().await {
@@ -297,32 +420,70 @@ pub fn run(quick: bool) -> anyhow::Result<Report> {
         watcher.await?;
         anyhow::Ok((acquire, elapsed, peak.load(Ordering::Relaxed)))
     })?;
-    let mut acquire = acquire;
-    let case = format!("{n_tenants} schema tenants, Zipf(1.1), 64 tasks, budget {budget}");
-    report.push(
-        &case,
-        "acquire p50",
-        percentile_ms(&mut acquire, 50.0),
-        "ms",
-    );
-    report.push(
-        &case,
-        "acquire p99",
-        percentile_ms(&mut acquire, 99.0),
-        "ms",
-    );
-    report.push(&case, "throughput", zipf_ops as f64 / zipf_s, "ops/s");
-    report.push(&case, "peak server connections", peak_seen as f64, "count");
-    report.push(
-        &case,
-        "errors",
-        errors.load(Ordering::Relaxed) as f64,
-        "count",
-    );
+    Ok(ZipfOutcome {
+        acquire,
+        seconds,
+        peak,
+        errors: errors.load(Ordering::Relaxed),
+    })
+}
 
-    report.ratio("overhead_vs_direct", medians[0] / medians[1]);
-    report.ratio("speedup_vs_check_each_connect", medians[2] / medians[0]);
-    report.ratio("budget_exceeded", peak_seen as f64 - budget as f64);
-    report.ratio("errors", errors.load(Ordering::Relaxed) as f64);
-    Ok(report)
+/// Waits (at most 30 s) until the connections of (a) and (b) have closed.
+async fn wait_until_no_router_connections(admin: &tokio_postgres::Client) -> anyhow::Result<()> {
+    let waiting = Instant::now();
+    while admin
+        .query_one(ROUTER_CONNECTIONS, &[])
+        .await?
+        .get::<_, i64>(0)
+        > 0
+    {
+        anyhow::ensure!(
+            waiting.elapsed() < Duration::from_secs(30),
+            "the connections of the first cases did not close"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Every 10 ms until `stop`, raises `peak` to the server's count of router connections.
+async fn watch_peak(admin: tokio_postgres::Client, peak: Arc<AtomicUsize>, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok(r) = admin.query_one(ROUTER_CONNECTIONS, &[]).await {
+            peak.fetch_max(r.get::<_, i64>(0) as usize, Ordering::Relaxed);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Task `task` of (c): its share of `zipf_ops` queries, each to a tenant drawn from `cdf`.
+/// Returns the latency of each successful acquire, in milliseconds; counts failures in `errors`.
+async fn zipf_task(
+    task: u64,
+    fleet: Fleet,
+    cdf: Arc<Vec<f64>>,
+    errors: Arc<AtomicUsize>,
+    zipf_ops: usize,
+) -> Vec<f64> {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (task + 1).wrapping_mul(0x1000_0001));
+    let mut lat = Vec::new();
+    for _ in 0..zipf_ops / ZIPF_TASKS as usize {
+        let u = rng.next_f64();
+        let i = cdf.partition_point(|c| *c < u).min(cdf.len() - 1);
+        let key = format!("z{i:05}");
+        let t = Instant::now();
+        match fleet.client(&key).await {
+            Ok(c) => {
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                if c.simple_query("select 1").await.is_err() {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                errors.fetch_add(1, Ordering::Relaxed);
+                eprintln!("router: {e}");
+            }
+        }
+    }
+    lat
 }
