@@ -464,6 +464,9 @@ pub struct ServeArgs {
     /// withdrawn when the catalog has not answered for three intervals
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = metrics_interval)]
     pub metrics_interval: Duration,
+    /// The SQL front door.
+    #[command(flatten, next_help_heading = "SQL over HTTP (POST /sql)")]
+    pub sql: crate::sql_cmds::SqlArgs,
     /// Catalog and master key.
     #[command(flatten)]
     pub control: ControlArgs,
@@ -497,6 +500,15 @@ pub fn serve(a: &ServeArgs) -> anyhow::Result<()> {
             })?;
         let listener = pgfleet_server::bind(addr).await?;
         let addr = listener.local_addr()?;
+        let sql = crate::sql_cmds::front_door(&a.sql, &c.config().sql).await?;
+        if let Some(door) = &sql {
+            let scheme = if door.tls.is_some() { "https" } else { "http" };
+            eprintln!(
+                "pgfleet serve: SQL over HTTP on {scheme}://{}/sql (JWT: {}; app tokens: `pgfleet token create NAME --scope sql`)",
+                door.listener.local_addr()?,
+                if door.jwt.is_configured() { "on" } else { "off, no PGFLEET_JWT_SECRET or PGFLEET_JWKS_FILE" }
+            );
+        }
         eprintln!(
             "pgfleet serve: http://{addr} (/healthz, /readyz, /metrics); worker {}: {} queue task(s), {}; stop with SIGTERM or Ctrl-C",
             c.worker_name(),
@@ -516,6 +528,7 @@ pub fn serve(a: &ServeArgs) -> anyhow::Result<()> {
                 ..WorkerOptions::default()
             }),
             metrics_interval: a.metrics_interval,
+            sql,
         };
         pgfleet_server::serve(c, listener, opts, shutdown_signal()).await?;
         eprintln!("pgfleet serve: stopped (work in flight finished, unfinished operations handed back)");

@@ -11,6 +11,7 @@ pub mod local;
 pub mod migrate_cmds;
 pub mod printable;
 pub mod schema_cmds;
+pub mod sql_cmds;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -141,6 +142,16 @@ pub enum Command {
         /// Catalog and master key.
         #[command(flatten)]
         control: control_cmds::ControlArgs,
+    },
+    /// Manage API tokens: app tokens for the SQL front door (scope sql) and, later, the
+    /// management API (read, admin). Create prints the token once.
+    Token {
+        /// Catalog and master key.
+        #[command(flatten)]
+        control: control_cmds::ControlArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: sql_cmds::TokenCommand,
     },
     /// Manage the PostgreSQL servers that hold tenants: add, list, drain, activate.
     Server {
@@ -321,6 +332,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             });
         }
         Command::Server { control, command } => control_cmds::server(&control, &command),
+        Command::Token { control, command } => sql_cmds::token(&control, &command),
         Command::Tenant { control, command } => control_cmds::tenant(&control, &command),
         Command::Keys { command } => control_cmds::keys(&command),
         Command::Apply { target, flags } => schema_cmds::apply(&target, &flags),

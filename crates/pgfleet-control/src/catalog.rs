@@ -19,6 +19,7 @@ pub(crate) mod rollouts;
 pub(crate) mod sealed;
 pub(crate) mod servers;
 pub(crate) mod tenants;
+pub(crate) mod tokens;
 
 /// The catalog's own migrations.
 pub fn catalog_migrations() -> MigrationDir {
@@ -53,6 +54,10 @@ pub fn catalog_migrations() -> MigrationDir {
                 "20261204000002_redact_display_urls.sql".to_string(),
                 include_str!("catalog/migrations/20261204000002_redact_display_urls.sql")
                     .to_string(),
+            ),
+            (
+                "20261204000003_tokens.sql".to_string(),
+                include_str!("catalog/migrations/20261204000003_tokens.sql").to_string(),
             ),
         ],
     )

@@ -6,6 +6,18 @@
 //! migrations = "migrations"
 //! master_key_file = "/run/secrets/pgfleet-master-key"                # base64 of 32 bytes
 //! default_mode = "database"                                           # or "schema"
+//!
+//! [sql]                         # the SQL front door of `pgfleet serve` (flags and PGFLEET_SQL_* win)
+//! listen = "0.0.0.0:6481"
+//! max_body = "10MiB"
+//! max_response = "10MiB"
+//! statement_timeout = "30s"
+//! max_concurrent_per_tenant = 16
+//! cors_origins = ["https://app.example.com"]
+//! provision_on_first_use = false
+//! provision_timeout = "30s"
+//! tls_cert = "/etc/pgfleet/tls.crt"
+//! tls_key = "/etc/pgfleet/tls.key"
 //! ```
 //!
 //! The master key itself is taken only from `PGFLEET_MASTER_KEY` or a file (`--master-key-file`,
@@ -70,6 +82,9 @@ pub struct Settings {
     pub master_key_file: Option<PathBuf>,
     /// Default tenant mode.
     pub default_mode: Option<Mode>,
+    /// `[sql]`: the SQL front door (files only; flags and the environment are read by the CLI).
+    #[serde(default)]
+    pub sql: SqlSettings,
     /// Refused in files (see module docs); present only to give a clear error.
     #[serde(default)]
     master_key: Option<toml::Value>,
@@ -107,6 +122,7 @@ impl Settings {
             migrations: var("PGFLEET_MIGRATIONS").map(PathBuf::from),
             master_key_file: var("PGFLEET_MASTER_KEY_FILE").map(PathBuf::from),
             default_mode,
+            sql: SqlSettings::default(),
             master_key: None,
         })
     }
@@ -140,7 +156,56 @@ impl Settings {
             migrations: self.migrations.or(lower.migrations),
             master_key_file: self.master_key_file.or(lower.master_key_file),
             default_mode: self.default_mode.or(lower.default_mode),
+            sql: self.sql.or(lower.sql),
             master_key: None,
+        }
+    }
+}
+
+/// `[sql]` of `pgfleet.toml`: the SQL front door of `pgfleet serve`. Sizes and durations as
+/// strings with units (`"10MiB"`, `"30s"`); the JWT keys are never read from here (environment or
+/// files only).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlSettings {
+    /// `--sql-listen`.
+    pub listen: Option<String>,
+    /// `--sql-max-body`.
+    pub max_body: Option<String>,
+    /// `--sql-max-response`.
+    pub max_response: Option<String>,
+    /// `--sql-statement-timeout`.
+    pub statement_timeout: Option<String>,
+    /// `--sql-max-concurrent-per-tenant`.
+    pub max_concurrent_per_tenant: Option<usize>,
+    /// `--cors-origin`.
+    pub cors_origins: Option<Vec<String>>,
+    /// `--provision-on-first-use`.
+    pub provision_on_first_use: Option<bool>,
+    /// `--provision-timeout`.
+    pub provision_timeout: Option<String>,
+    /// `--tls-cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key`.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl SqlSettings {
+    /// `self`, with unset values taken from `lower`.
+    pub fn or(self, lower: SqlSettings) -> SqlSettings {
+        SqlSettings {
+            listen: self.listen.or(lower.listen),
+            max_body: self.max_body.or(lower.max_body),
+            max_response: self.max_response.or(lower.max_response),
+            statement_timeout: self.statement_timeout.or(lower.statement_timeout),
+            max_concurrent_per_tenant: self
+                .max_concurrent_per_tenant
+                .or(lower.max_concurrent_per_tenant),
+            cors_origins: self.cors_origins.or(lower.cors_origins),
+            provision_on_first_use: self.provision_on_first_use.or(lower.provision_on_first_use),
+            provision_timeout: self.provision_timeout.or(lower.provision_timeout),
+            tls_cert: self.tls_cert.or(lower.tls_cert),
+            tls_key: self.tls_key.or(lower.tls_key),
         }
     }
 }
@@ -174,6 +239,8 @@ pub struct Config {
     /// the admin, when it replays the target in a shadow database and before tenants' migrations.
     /// Trusted extensions need no allowance.
     pub allowed_extensions: Vec<String>,
+    /// `[sql]` of `pgfleet.toml` (the CLI lays flags and `PGFLEET_SQL_*` over it).
+    pub sql: SqlSettings,
     /// The key secrets were sealed with before a rotation (`PGFLEET_PREVIOUS_MASTER_KEY` or
     /// `PGFLEET_PREVIOUS_MASTER_KEY_FILE`): still opens rows `pgfleet keys rotate` has not re-wrapped.
     pub previous_master_key: Option<MasterKey>,
@@ -233,6 +300,7 @@ impl Config {
             catalog_url,
             migrations: s.migrations.unwrap_or_else(|| PathBuf::from("migrations")),
             default_mode: s.default_mode.unwrap_or(Mode::Database),
+            sql: s.sql,
             provision_attempts: 5,
             retry_backoff: std::time::Duration::from_secs(1),
             previous_master_key: previous_key(&var)?,
@@ -262,6 +330,7 @@ impl Config {
             catalog_url: catalog_url.into(),
             migrations: PathBuf::from("migrations"),
             default_mode: Mode::Database,
+            sql: SqlSettings::default(),
             provision_attempts: 5,
             retry_backoff: std::time::Duration::from_secs(1),
             previous_master_key: None,

@@ -124,6 +124,17 @@ pub enum ControlError {
         /// Ids found in the catalog that it is not.
         catalog: Vec<String>,
     },
+    /// A token name the catalog refuses.
+    #[error(
+        "token name {0:?}: use letters, digits, '.', '_' and '-' (at most 63), starting with a letter or digit"
+    )]
+    InvalidTokenName(String),
+    /// A token with this name exists (or existed: revoked names are not reused).
+    #[error("a token named {0} already exists (`pgfleet token list`); choose another name")]
+    TokenExists(String),
+    /// No such token.
+    #[error("no token named {0}: `pgfleet token list` shows them")]
+    UnknownToken(String),
     /// No such tenant.
     #[error("no tenant with key {0:?}: `pgfleet tenant create KEY` creates it")]
     UnknownTenant(String),

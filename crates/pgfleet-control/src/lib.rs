@@ -41,6 +41,7 @@ pub mod security;
 pub mod server;
 pub mod spares;
 pub mod tenant;
+pub mod tokens;
 mod verify;
 pub mod worker;
 

@@ -28,7 +28,8 @@
 //! [`DirectoryError`]), `error` ([`RouterError`]), `pool` (a server's budget and idle
 //! connections), `backend` ([`Backend`], [`ConnectError`]), `connect` ([`PgBackend`]), `snapshot`
 //! (the routing snapshot), `client` ([`Pooled`], [`TenantClient`]), `router` ([`Router`]: acquire),
-//! `heal` (heal and retry), `housekeeping` (reaper, change listener).
+//! `heal` (heal and retry), `housekeeping` (reaper, change listener), `wire` ([`wire::WireBackend`]:
+//! a connection kind that speaks the protocol itself, with PostgreSQL's text output).
 
 #![deny(missing_docs)]
 
@@ -43,6 +44,7 @@ mod options;
 mod pool;
 mod router;
 mod snapshot;
+pub mod wire;
 
 pub use backend::{Backend, ConnectError};
 pub use client::{Pooled, TenantClient};

@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod catalog_gauges;
+pub mod sql;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -54,16 +55,46 @@ pub enum ServeError {
     /// The workers stopped with an error.
     #[error(transparent)]
     Control(#[from] pgfleet::control::ControlError),
+    /// The JWT keys cannot be used.
+    #[error(transparent)]
+    Jwt(#[from] sql::jwt::JwtConfigError),
 }
 
 /// How to serve.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ServeOptions {
     /// The background workers (`None`: HTTP only).
     pub workers: Option<WorkerOptions>,
     /// How often the tenant gauges are read from the catalog (they are withdrawn when their data
     /// is older than [`catalog_gauges::STALE_AFTER`] intervals).
     pub metrics_interval: Duration,
+    /// The SQL-over-HTTP front door on a listener of its own (`None`: not served).
+    pub sql: Option<SqlFrontDoor>,
+}
+
+/// The SQL-over-HTTP front door of [`serve`] (see [`sql`]).
+pub struct SqlFrontDoor {
+    /// Its listener (`--sql-listen`).
+    pub listener: tokio::net::TcpListener,
+    /// Limits and CORS.
+    pub options: sql::SqlOptions,
+    /// End-user tokens (keys from the environment or files).
+    pub jwt: sql::jwt::JwtSettings,
+    /// TLS (`--tls-cert`, `--tls-key`).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Pools, budget, provisioning on first use.
+    pub router: pgfleet::RouterOptions,
+}
+
+impl std::fmt::Debug for SqlFrontDoor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlFrontDoor")
+            .field("listener", &self.listener.local_addr().ok())
+            .field("options", &self.options)
+            .field("tls", &self.tls.is_some())
+            .field("router", &self.router)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The default [`ServeOptions::metrics_interval`].
@@ -176,6 +207,27 @@ pub async fn serve(
         let (g, c, stop) = (gauges.clone(), control.clone(), stop_rx.clone());
         tokio::spawn(async move { g.run(c, stop).await })
     };
+    let sql = match opts.sql {
+        Some(door) => {
+            let jwt = sql::jwt::JwtVerifier::new(&door.jwt)?;
+            let router = pgfleet::router::Router::new(control.clone(), door.router);
+            let auth = sql::auth::Auth::new(control.clone(), jwt);
+            let read_timeout = door.options.read_timeout;
+            let service = Arc::new(sql::SqlService::new(router, auth, door.options));
+            let listen = sql::listener::ListenOptions {
+                read_timeout,
+                tls: door.tls,
+            };
+            let stop = stop_rx.clone();
+            Some(tokio::spawn(sql::listener::serve(
+                door.listener,
+                sql::app(service),
+                listen,
+                stop,
+            )))
+        }
+        None => None,
+    };
     let workers = opts.workers.map(|w| {
         let c = control.clone();
         tokio::spawn(async move { c.run_workers(w, stop_rx).await })
@@ -192,6 +244,9 @@ pub async fn serve(
         .await
         .map_err(ServeError::Http)?;
     refresher.abort();
+    if let Some(s) = sql {
+        let _ = s.await;
+    }
     if let Some(w) = workers {
         match w.await {
             Ok(r) => r?,

@@ -114,6 +114,7 @@ async fn a_real_listener_serves_until_shutdown_and_then_returns() {
         pgfleet_server::ServeOptions {
             workers: None,
             metrics_interval: Duration::from_millis(200),
+            sql: None,
         },
         async move {
             let _ = stopped.await;

@@ -1,0 +1,314 @@
+//! `pgfleet serve --sql-listen …` (the SQL-over-HTTP front door's flags) and `pgfleet token …`
+//! (the token store). Every setting: flag, then `PGFLEET_*` environment, then `[sql]` in
+//! `pgfleet.toml`, then the default.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pgfleet::control::config::SqlSettings;
+use pgfleet::control::tokens::Scope;
+use pgfleet::{RouterOptions, UnknownPolicy};
+use pgfleet_server::sql::SqlOptions;
+use pgfleet_server::sql::jwt::JwtSettings;
+
+use crate::control_cmds::ControlArgs;
+use crate::schema_cmds::parse_duration;
+
+/// The SQL front door of `pgfleet serve` (off unless `--sql-listen` is given).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SqlArgs {
+    /// Serve `POST /sql` (the Neon serverless driver's protocol) on HOST:PORT; public, so it has a
+    /// listener of its own (port 0 picks a free one, printed on stderr)
+    #[arg(long, value_name = "HOST:PORT", env = "PGFLEET_SQL_LISTEN")]
+    pub sql_listen: Option<String>,
+    /// Largest request body, e.g. 10MiB [default: 10MiB]
+    #[arg(long, value_name = "SIZE", env = "PGFLEET_SQL_MAX_BODY", value_parser = parse_size)]
+    pub sql_max_body: Option<usize>,
+    /// Largest response (rows as PostgreSQL text), e.g. 10MiB; beyond it the query fails with
+    /// SQLSTATE 54000 [default: 10MiB]
+    #[arg(long, value_name = "SIZE", env = "PGFLEET_SQL_MAX_RESPONSE", value_parser = parse_size)]
+    pub sql_max_response: Option<usize>,
+    /// Longest statement, e.g. 30s; beyond it the query fails with SQLSTATE 57014 [default: 30s]
+    #[arg(long, value_name = "DURATION", env = "PGFLEET_SQL_STATEMENT_TIMEOUT", value_parser = parse_duration)]
+    pub sql_statement_timeout: Option<Duration>,
+    /// Requests one tenant may have in flight; more get 429 with Retry-After [default: 16]
+    #[arg(long, value_name = "N", env = "PGFLEET_SQL_MAX_CONCURRENT_PER_TENANT")]
+    pub sql_max_concurrent_per_tenant: Option<usize>,
+    /// Time a request's headers and body may take to arrive (slow clients get 408) [default: 10s]
+    #[arg(long, value_name = "DURATION", env = "PGFLEET_SQL_READ_TIMEOUT", value_parser = parse_duration)]
+    pub sql_read_timeout: Option<Duration>,
+    /// Allow browser calls from this origin (repeat for several; `*` for any)
+    #[arg(
+        long,
+        value_name = "ORIGIN",
+        env = "PGFLEET_CORS_ORIGIN",
+        value_delimiter = ','
+    )]
+    pub cors_origin: Vec<String>,
+    /// Serve the SQL front door over TLS with this PEM certificate chain (with --tls-key)
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "PGFLEET_TLS_CERT",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "PGFLEET_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Create a tenant the first time a verified caller names it (exactly once, however many
+    /// requests race), instead of answering 404
+    #[arg(long, env = "PGFLEET_PROVISION_ON_FIRST_USE")]
+    pub provision_on_first_use: bool,
+    /// How long a request waits for its tenant to be provisioned [default: 30s]
+    #[arg(long, value_name = "DURATION", env = "PGFLEET_PROVISION_TIMEOUT", value_parser = parse_duration)]
+    pub provision_timeout: Option<Duration>,
+    /// Connections per server, for all its tenants together
+    #[arg(
+        long,
+        value_name = "N",
+        env = "PGFLEET_BUDGET_PER_SERVER",
+        default_value_t = 20
+    )]
+    pub budget_per_server: usize,
+    /// Connections one tenant may hold at once
+    #[arg(
+        long,
+        value_name = "N",
+        env = "PGFLEET_CONNECTIONS_PER_TENANT",
+        default_value_t = 5
+    )]
+    pub connections_per_tenant: usize,
+}
+
+/// A size: bytes, or with a unit (`kB`, `KiB`, `MB`, `MiB`, `GiB`).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (examples: 1048576, 512KiB, 10MiB)"))?;
+    let mult: usize = match unit.trim() {
+        "" | "B" => 1,
+        "kB" | "KB" => 1000,
+        "KiB" => 1 << 10,
+        "MB" => 1_000_000,
+        "MiB" => 1 << 20,
+        "GB" => 1_000_000_000,
+        "GiB" => 1 << 30,
+        u => {
+            return Err(format!(
+                "unknown unit {u:?} in {s:?} (use B, KiB, MiB, GiB, kB, MB or GB)"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .filter(|&b| b > 0)
+        .ok_or_else(|| format!("{s:?} is not a usable size"))
+}
+
+fn from_file<T>(
+    value: Option<&String>,
+    name: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> anyhow::Result<Option<T>> {
+    value
+        .map(|v| parse(v).map_err(|e| anyhow::anyhow!("pgfleet.toml [sql] {name}: {e}")))
+        .transpose()
+}
+
+/// The SQL front door as configured, bound; `None` when no listen address is set anywhere.
+///
+/// # Errors
+/// Invalid settings, an address that cannot be bound, unusable TLS files or JWT keys.
+pub async fn front_door(
+    a: &SqlArgs,
+    file: &SqlSettings,
+) -> anyhow::Result<Option<pgfleet_server::SqlFrontDoor>> {
+    let Some(listen) = a.sql_listen.clone().or_else(|| file.listen.clone()) else {
+        return Ok(None);
+    };
+    let defaults = SqlOptions::default();
+    let options = SqlOptions {
+        max_body: a
+            .sql_max_body
+            .or(from_file(file.max_body.as_ref(), "max_body", parse_size)?)
+            .unwrap_or(defaults.max_body),
+        max_response: a
+            .sql_max_response
+            .or(from_file(
+                file.max_response.as_ref(),
+                "max_response",
+                parse_size,
+            )?)
+            .unwrap_or(defaults.max_response),
+        statement_timeout: a
+            .sql_statement_timeout
+            .or(from_file(
+                file.statement_timeout.as_ref(),
+                "statement_timeout",
+                parse_duration,
+            )?)
+            .unwrap_or(defaults.statement_timeout),
+        max_concurrent_per_tenant: a
+            .sql_max_concurrent_per_tenant
+            .or(file.max_concurrent_per_tenant)
+            .unwrap_or(defaults.max_concurrent_per_tenant)
+            .max(1),
+        read_timeout: a.sql_read_timeout.unwrap_or(defaults.read_timeout),
+        cors_origins: if a.cors_origin.is_empty() {
+            file.cors_origins.clone().unwrap_or_default()
+        } else {
+            a.cors_origin.clone()
+        },
+    };
+    let provision_timeout = a
+        .provision_timeout
+        .or(from_file(
+            file.provision_timeout.as_ref(),
+            "provision_timeout",
+            parse_duration,
+        )?)
+        .unwrap_or(Duration::from_secs(30));
+    let first_use = a.provision_on_first_use || file.provision_on_first_use.unwrap_or(false);
+    let router = RouterOptions {
+        budget_per_server: a.budget_per_server.max(1),
+        per_tenant: a.connections_per_tenant.max(1),
+        unknown: if first_use {
+            UnknownPolicy::Provision(provision_timeout)
+        } else {
+            UnknownPolicy::Reject
+        },
+        ..RouterOptions::default()
+    };
+    let tls = match (
+        a.tls_cert.clone().or_else(|| file.tls_cert.clone()),
+        a.tls_key.clone().or_else(|| file.tls_key.clone()),
+    ) {
+        (Some(c), Some(k)) => Some(
+            pgfleet_server::sql::listener::tls_acceptor(&c, &k).map_err(|e| anyhow::anyhow!(e))?,
+        ),
+        (None, None) => None,
+        _ => anyhow::bail!("TLS needs both a certificate and a key (--tls-cert and --tls-key)"),
+    };
+    let jwt = JwtSettings::from_env(|k| std::env::var(k).ok())?;
+    // Fail at start, not at the first request, when the keys are unusable.
+    pgfleet_server::sql::jwt::JwtVerifier::new(&jwt)?;
+    let addr = tokio::net::lookup_host(&listen)
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--sql-listen {listen:?} is not an address: expected HOST:PORT, e.g. 0.0.0.0:6481 or localhost:0"
+            )
+        })?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!("cannot listen on {addr} (--sql-listen): {e}; pass another address, or stop what uses it")
+    })?;
+    Ok(Some(pgfleet_server::SqlFrontDoor {
+        listener,
+        options,
+        jwt,
+        tls,
+        router,
+    }))
+}
+
+/// `pgfleet token …`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it once (the catalog keeps only its SHA-256 digest).
+    ///
+    /// Scope `sql` opens the SQL front door for the app's trusted server code: it names the
+    /// tenant as the connection string's user, with the token as password:
+    /// postgresql://USER-KEY:TOKEN@pgfleet.internal/app
+    Create {
+        /// A name to list and revoke it by (letters, digits, '.', '_', '-').
+        name: String,
+        /// What it opens: sql (the SQL front door), read or admin (the management API).
+        #[arg(long, value_parser = ["sql", "read", "admin"])]
+        scope: String,
+    },
+    /// List tokens (names, scopes, dates; never the tokens).
+    List {
+        /// Output format.
+        #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+        format: String,
+    },
+    /// Revoke a token: servers refuse it within 2 seconds.
+    Revoke {
+        /// Its name.
+        name: String,
+    },
+}
+
+/// `pgfleet token …`.
+///
+/// # Errors
+/// Catalog errors, a taken or invalid name, an unknown token.
+pub fn token(control: &ControlArgs, cmd: &TokenCommand) -> anyhow::Result<()> {
+    crate::runtime()?.block_on(async {
+        let c = crate::control_cmds::control(control).await?;
+        match cmd {
+            TokenCommand::Create { name, scope } => {
+                let scope: Scope = scope.parse()?;
+                let t = c.create_token(name, scope).await?;
+                eprintln!(
+                    "Created token {} (scope {}). It is shown once; store it as a secret:",
+                    t.name, t.scope
+                );
+                println!("{}", t.secret);
+            }
+            TokenCommand::List { format } => {
+                let tokens = c.tokens().await?;
+                if format == "json" {
+                    println!("{}", serde_json::to_string_pretty(&tokens)?);
+                } else if tokens.is_empty() {
+                    eprintln!("No tokens: `pgfleet token create NAME --scope sql` creates one");
+                } else {
+                    println!("{:<24} {:<6} {:<21} revoked", "name", "scope", "created");
+                    for t in tokens {
+                        println!(
+                            "{:<24} {:<6} {:<21} {}",
+                            t.name,
+                            t.scope,
+                            t.created_at,
+                            t.revoked_at.as_deref().unwrap_or("-")
+                        );
+                    }
+                }
+            }
+            TokenCommand::Revoke { name } => {
+                if c.revoke_token(name).await? {
+                    eprintln!("Revoked token {name}: servers refuse it within 2 seconds");
+                } else {
+                    eprintln!("Token {name} was already revoked");
+                }
+            }
+        }
+        anyhow::Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10MiB"), Ok(10 << 20));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("2MB"), Ok(2_000_000));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("10XB").unwrap_err().contains("unknown unit"));
+    }
+}

@@ -1,0 +1,164 @@
+//! Serving a front door's routes on a listener of its own, over plain TCP or TLS: one task per
+//! connection (a slow TLS handshake or a slow client holds only its own), HTTP/1.1 with
+//! keep-alive, a bound on the time a request's headers may take (slow-loris), and a graceful
+//! stop that lets requests in flight finish.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+/// How to serve.
+#[derive(Clone)]
+pub struct ListenOptions {
+    /// Time for a request's headers to arrive (and for a TLS handshake).
+    pub read_timeout: Duration,
+    /// TLS, when set.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for ListenOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenOptions")
+            .field("read_timeout", &self.read_timeout)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// Serves `app` on `listener` until `stop` turns true; then stops accepting, asks every
+/// connection to close after its request in flight, and waits for them (at most 30 s).
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    opts: ListenOptions,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stopped(&mut stop) => break,
+        };
+        let (stream, _peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a moment rather than spin.
+                tracing::warn!("accepting a connection failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (app, opts, stop) = (app.clone(), opts.clone(), stop.clone());
+        conns.spawn(async move {
+            match &opts.tls {
+                None => connection(stream, app, opts.read_timeout, stop).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(opts.read_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => connection(tls, app, opts.read_timeout, stop).await,
+                        Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+        // Reap finished connection tasks so the set does not grow.
+        while conns.try_join_next().is_some() {}
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+async fn connection<I>(
+    io: I,
+    app: axum::Router,
+    read_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let app = Arc::new(app);
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let app = (*app).clone();
+        async move {
+            Ok::<_, Infallible>(
+                app.oneshot(req.map(axum::body::Body::new))
+                    .await
+                    .unwrap_or_else(|e| match e {}),
+            )
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(read_timeout)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!("connection: {e}");
+            }
+        }
+        _ = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Completes when `stop` turns true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// A TLS acceptor from a PEM certificate chain and a PEM private key (PKCS#8, PKCS#1 or SEC1),
+/// with rustls' safe defaults (TLS 1.2 and 1.3) and HTTP/1.1 by ALPN.
+///
+/// # Errors
+/// A file that cannot be read, or holds no certificate or key, or a key that does not match.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+    };
+    let cert_pem = read(cert)?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: not a PEM certificate chain: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate in it", cert.display()));
+    }
+    let key_pem = read(key)?;
+    let private = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| format!("{}: no PEM private key in it: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, private)
+        .map_err(|e| {
+            format!(
+                "{} and {} do not make a usable certificate and key: {e}",
+                cert.display(),
+                key.display()
+            )
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}

@@ -1,0 +1,324 @@
+//! `POST /sql`: SQL over HTTP in the protocol of the Neon serverless driver
+//! (`@neondatabase/serverless`: `neon()`, `sql.transaction()`, and `drizzle-orm/neon-http` on
+//! top), on its own listener (`pgfleet serve --sql-listen`). See `docs/http-sql.md`.
+//!
+//! A request is authenticated ([`auth`]: an end-user JWT or an app token), read within the body
+//! limit and time, parsed ([`request`]), admitted under the tenant's concurrent-request limit,
+//! and run through the router on a [`WireBackend`] connection logged in as the tenant's own role
+//! (pooled under the per-server budget; healed and run once more when a table, column or schema
+//! was missing), and answered ([`response`]) with PostgreSQL's own text output.
+
+pub mod auth;
+pub mod jwt;
+pub mod listener;
+pub mod request;
+pub mod response;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use http_body_util::BodyExt;
+use pgfleet::control::Control;
+use pgfleet::router::wire::{Limits, TextResult, WireBackend, WireError};
+use pgfleet::router::{Pooled, Router, RouterError};
+
+use self::auth::{Auth, Caller};
+use self::request::{SqlRequest, Work};
+use self::response::Failure;
+
+/// The limits and behaviour of `/sql`.
+#[derive(Debug, Clone)]
+pub struct SqlOptions {
+    /// Largest request body, bytes (`--sql-max-body`, default 10 MiB).
+    pub max_body: usize,
+    /// Largest response, bytes of rows (`--sql-max-response`, default 10 MiB).
+    pub max_response: usize,
+    /// Longest statement (`--sql-statement-timeout`, default 30 s).
+    pub statement_timeout: Duration,
+    /// Requests one tenant may have in flight (`--sql-max-concurrent-per-tenant`, default 16);
+    /// beyond it: 429.
+    pub max_concurrent_per_tenant: usize,
+    /// Time for a request's headers and body to arrive (default 10 s); beyond it: 408.
+    pub read_timeout: Duration,
+    /// Origins allowed to call from a browser (`--cors-origin`; `*` for any). Empty: none.
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for SqlOptions {
+    fn default() -> Self {
+        Self {
+            max_body: 10 << 20,
+            max_response: 10 << 20,
+            statement_timeout: Duration::from_secs(30),
+            max_concurrent_per_tenant: 16,
+            read_timeout: Duration::from_secs(10),
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+/// The state of the `/sql` front door.
+pub struct SqlService {
+    router: Router<Control>,
+    auth: Auth,
+    opts: SqlOptions,
+    wire: WireBackend,
+    in_flight: Mutex<HashMap<String, usize>>,
+}
+
+impl std::fmt::Debug for SqlService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlService")
+            .field("opts", &self.opts)
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqlService {
+    /// The front door over `router` (whose directory is the control plane), checking callers
+    /// with `auth`.
+    pub fn new(router: Router<Control>, auth: Auth, opts: SqlOptions) -> Self {
+        let wire = WireBackend::new("pgfleet-sql", Some(opts.statement_timeout));
+        Self {
+            router,
+            auth,
+            opts,
+            wire,
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The options.
+    pub fn options(&self) -> &SqlOptions {
+        &self.opts
+    }
+
+    async fn handle(&self, headers: &HeaderMap, body: Body) -> Result<Response, Failure> {
+        let caller = match self.auth.caller(headers).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(refusal)) => return Err(Failure::Unauthorized(refusal.reason)),
+            Err(e) => {
+                return Err(Failure::Unavailable {
+                    message: format!("cannot check credentials now: {}", e.0),
+                    code: "08006",
+                });
+            }
+        };
+        let bytes = self.read_body(headers, body).await?;
+        let req = request::parse(&bytes, headers).map_err(Failure::BadRequest)?;
+        let _slot = self.enter(&caller.key)?;
+        self.run(&caller, &req).await
+    }
+
+    async fn read_body(&self, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Failure> {
+        let max = self.opts.max_body;
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max as u64) {
+            return Err(Failure::BodyTooLarge(max));
+        }
+        let limited = http_body_util::Limited::new(body, max);
+        match tokio::time::timeout(self.opts.read_timeout, limited.collect()).await {
+            Err(_) => Err(Failure::BodyTimeout),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                Err(Failure::BodyTooLarge(max))
+            }
+            Ok(Err(e)) => Err(Failure::BadRequest(format!("reading the body: {e}"))),
+            Ok(Ok(c)) => Ok(c.to_bytes().to_vec()),
+        }
+    }
+
+    /// Admits one more request of tenant `key`, or refuses it with a 429.
+    fn enter(&self, key: &str) -> Result<Slot<'_>, Failure> {
+        let mut m = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(key.to_string()).or_insert(0);
+        if *n >= self.opts.max_concurrent_per_tenant {
+            metrics::counter!("pgfleet_sql_throttled_total").increment(1);
+            return Err(Failure::TooManyRequests(
+                self.opts.max_concurrent_per_tenant,
+            ));
+        }
+        *n += 1;
+        Ok(Slot {
+            service: self,
+            key: key.to_string(),
+        })
+    }
+
+    async fn run(&self, caller: &Caller, req: &SqlRequest) -> Result<Response, Failure> {
+        let limits = Limits {
+            max_response: self.opts.max_response,
+            timeout: self.opts.statement_timeout,
+        };
+        let mut attempts = 0u32;
+        let outcome = self
+            .router
+            .with_connection(&caller.key, &self.wire, |conn| {
+                attempts += 1;
+                execute(conn, &req.work, limits)
+            })
+            .await;
+        let healed = attempts > 1;
+        match outcome {
+            Ok(results) => {
+                if healed {
+                    metrics::counter!("pgfleet_sql_healed_total").increment(1);
+                }
+                Ok(response::ok(
+                    &results,
+                    matches!(req.work, Work::Batch { .. }),
+                    req.array_mode,
+                    healed,
+                ))
+            }
+            Err(e) => Err(router_failure(caller, e)),
+        }
+    }
+}
+
+async fn execute(
+    mut conn: Pooled<WireBackend>,
+    work: &Work,
+    limits: Limits,
+) -> Result<Vec<TextResult>, WireError> {
+    match work {
+        Work::Single(s) => conn.query(s, &limits).await.map(|r| vec![r]),
+        Work::Batch { statements, tx } => conn.batch(statements, tx, &limits).await,
+    }
+}
+
+fn router_failure(caller: &Caller, e: RouterError) -> Failure {
+    let unavailable = |code| Failure::Unavailable {
+        message: pgfleet::control::error::chain(&e),
+        code,
+    };
+    match &e {
+        RouterError::TenantNotFound(key) => Failure::UnknownTenant(key.clone()),
+        RouterError::Unavailable { .. } => unavailable("08006"),
+        RouterError::Timeout { .. } => unavailable("53300"),
+        RouterError::Directory { source, .. } if source.is_not_found() => {
+            Failure::UnknownTenant(caller.key.clone())
+        }
+        RouterError::Directory { source, .. } if source.is_retryable() => unavailable("57P03"),
+        RouterError::Query { .. } | RouterError::RepairFailed { .. } => {
+            if let RouterError::RepairFailed { repair, .. } = &e {
+                tracing::warn!(tenant = %caller.key, "repairing the tenant after a query error failed: {}", pgfleet::control::error::chain(repair));
+            }
+            match into_wire_error(e) {
+                Ok(w) => Failure::Query(w),
+                Err(text) => Failure::Internal(text),
+            }
+        }
+        _ => Failure::Internal(pgfleet::control::error::chain(&e)),
+    }
+}
+
+/// The connection's own error inside a query failure (the query's, when its repair failed).
+fn into_wire_error(e: RouterError) -> Result<WireError, String> {
+    let source = match e {
+        RouterError::Query { source, .. } => source,
+        RouterError::RepairFailed { error, .. } => error,
+        other => return Err(pgfleet::control::error::chain(&other)),
+    };
+    source
+        .downcast::<WireError>()
+        .map(|b| *b)
+        .map_err(|other| pgfleet::control::error::chain(other.as_ref()))
+}
+
+/// One request of a tenant in flight; leaving gives the slot back.
+struct Slot<'a> {
+    service: &'a SqlService,
+    key: String,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut m = self
+            .service
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The routes of the SQL listener: `POST /sql` (and CORS preflight when origins are allowed).
+pub fn app(service: Arc<SqlService>) -> axum::Router {
+    axum::Router::new()
+        .route("/sql", post(post_sql).options(preflight))
+        .with_state(service)
+}
+
+async fn post_sql(State(s): State<Arc<SqlService>>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let (mut resp, outcome) = match s.handle(&headers, body).await {
+        Ok(r) => (r, "ok"),
+        Err(f) => {
+            let label = f.label();
+            (f.into_response(), label)
+        }
+    };
+    metrics::counter!("pgfleet_sql_requests_total", "outcome" => outcome).increment(1);
+    metrics::histogram!("pgfleet_sql_request_duration_seconds")
+        .record(started.elapsed().as_secs_f64());
+    cors(&s.opts, &headers, resp.headers_mut());
+    resp
+}
+
+async fn preflight(State(s): State<Arc<SqlService>>, headers: HeaderMap) -> Response {
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    if cors(&s.opts, &headers, resp.headers_mut()) {
+        let h = resp.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("POST, OPTIONS"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static(
+                "authorization, content-type, neon-connection-string, neon-raw-text-output, neon-array-mode, neon-batch-isolation-level, neon-batch-read-only, neon-batch-deferrable",
+            ),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
+    }
+    resp
+}
+
+/// Adds the CORS headers when the request's origin is allowed; whether it was.
+fn cors(opts: &SqlOptions, req: &HeaderMap, resp: &mut HeaderMap) -> bool {
+    let Some(origin) = req.get(header::ORIGIN) else {
+        return false;
+    };
+    let any = opts.cors_origins.iter().any(|o| o == "*");
+    let listed = origin
+        .to_str()
+        .is_ok_and(|o| opts.cors_origins.iter().any(|a| a == o));
+    if !any && !listed {
+        return false;
+    }
+    resp.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    resp.insert(header::VARY, HeaderValue::from_static("Origin"));
+    resp.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("pgfleet-healed, retry-after"),
+    );
+    true
+}

@@ -1,0 +1,599 @@
+//! `POST /sql` against a real fleet: tenants in both modes on a real PostgreSQL, a real
+//! `pgfleet serve` front door on a free port (in process), requests over real sockets. The Rust
+//! tests check the protocol's edges by hand; `real_clients_*` runs the Node test project
+//! (`tests/node`: the real `@neondatabase/serverless`, `drizzle-orm` and `pg`) and the Node
+//! example against the same server.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pgfleet::control::config::Config;
+use pgfleet::control::provision::CreateOptions;
+use pgfleet::control::secrets::MasterKey;
+use pgfleet::control::tenant::Mode;
+use pgfleet::control::tokens::Scope;
+use pgfleet::control::{Control, catalog};
+use pgfleet_server::sql::SqlOptions;
+use pgfleet_server::sql::jwt::JwtSettings;
+use pgfleet_testkit::TestDb;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SECRET: &str = "a-test-secret-of-at-least-32-bytes-long!";
+const ISSUER: &str = "pgfleet-test";
+const AUDIENCE: &str = "pgfleet-app";
+
+/// A running front door over a fleet of three tenants: `a` and `b` (schema mode, one database)
+/// and `db` (database mode).
+struct Harness {
+    db: TestDb,
+    control: Control,
+    addr: std::net::SocketAddr,
+    token: String,
+    revoked: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    dir: PathBuf,
+}
+
+struct Tenant {
+    key: String,
+    mode: &'static str,
+    database: String,
+    schema: String,
+    direct_url: String,
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+impl Harness {
+    async fn start(schema: &Path, jwks: Option<&Path>, opts: SqlOptions) -> Harness {
+        let db = TestDb::new().await;
+        let dir = std::env::temp_dir().join(format!(
+            "pgfleet-sql-test-{}-{}",
+            std::process::id(),
+            db.name()
+        ));
+        let migrations = dir.join("migrations");
+        std::fs::create_dir_all(&migrations).unwrap();
+        std::fs::copy(schema, migrations.join("20260101000000_init.sql")).unwrap();
+        let m = pgfleet::migrate::MigrationDir::load(&migrations).unwrap();
+        pgfleet::migrate::sum::write(&m).unwrap();
+        let m = pgfleet::migrate::MigrationDir::load(&migrations).unwrap();
+        let url = pgfleet::pg::connect::parse_url(db.url()).unwrap();
+        catalog::init(&url, Some(&m)).await.unwrap();
+        let control = Control::connect(Config::new(db.url(), MasterKey::generate().unwrap()))
+            .await
+            .unwrap();
+        control
+            .add_server("main", db.admin_url(), 100, 1)
+            .await
+            .unwrap();
+        for (key, mode) in [
+            ("a", Mode::Schema),
+            ("b", Mode::Schema),
+            ("db", Mode::Database),
+        ] {
+            control
+                .provision(
+                    key,
+                    &CreateOptions {
+                        mode: Some(mode),
+                        server: None,
+                    },
+                    Duration::from_secs(120),
+                )
+                .await
+                .unwrap();
+        }
+        let token = control
+            .create_token("backend", Scope::Sql)
+            .await
+            .unwrap()
+            .secret;
+        let revoked = control
+            .create_token("old", Scope::Sql)
+            .await
+            .unwrap()
+            .secret;
+        control.revoke_token("old").await.unwrap();
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let ops = pgfleet_server::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let door = pgfleet_server::SqlFrontDoor {
+            listener,
+            options: opts,
+            jwt: JwtSettings {
+                secret: Some(SECRET.as_bytes().to_vec()),
+                jwks_file: jwks.map(Path::to_path_buf),
+                issuer: Some(ISSUER.into()),
+                audience: Some(AUDIENCE.into()),
+                tenant_claim: "sub".into(),
+            },
+            tls: None,
+            // Every healable error may repair (the default waits 30 s after a repair that found
+            // nothing, and these tests also ask for tables that do not exist).
+            router: pgfleet::RouterOptions {
+                repair_cooldown: Duration::ZERO,
+                ..pgfleet::RouterOptions::default()
+            },
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let c = control.clone();
+        let server = tokio::spawn(async move {
+            pgfleet_server::serve(
+                c,
+                ops,
+                pgfleet_server::ServeOptions {
+                    workers: None,
+                    metrics_interval: Duration::from_secs(5),
+                    sql: Some(door),
+                },
+                async move {
+                    let _ = stopped.await;
+                },
+            )
+            .await
+            .unwrap();
+        });
+        Harness {
+            db,
+            control,
+            addr,
+            token,
+            revoked,
+            stop: Some(stop),
+            server: Some(server),
+            dir,
+        }
+    }
+
+    async fn tenant(&self, key: &str) -> Tenant {
+        let t = self.control.tenant(key).await.unwrap();
+        Tenant {
+            key: key.into(),
+            mode: t.mode.as_str(),
+            database: t.database.clone(),
+            schema: t.schema.clone(),
+            direct_url: self
+                .control
+                .credentials(key)
+                .await
+                .unwrap()
+                .expose()
+                .to_string(),
+        }
+    }
+
+    /// `Neon-Connection-String` for an app-token caller of tenant `key`.
+    fn conn(&self, key: &str, token: &str) -> String {
+        format!("postgresql://{key}:{token}@pgfleet.internal/app?application_name=test")
+    }
+
+    async fn sql(&self, key: &str, body: &str) -> Response {
+        let conn = self.conn(key, &self.token);
+        post(
+            self.addr,
+            &[
+                ("neon-connection-string", &conn),
+                ("neon-array-mode", "true"),
+            ],
+            body.as_bytes(),
+        )
+        .await
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.server.take().unwrap().await.unwrap();
+        for key in ["a", "b", "db"] {
+            self.control.drop_tenant(key).await.unwrap();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        drop(self.db);
+    }
+}
+
+struct Response {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+impl Response {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+async fn post(addr: std::net::SocketAddr, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!(
+        "POST /sql HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: text/plain;charset=UTF-8\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> Response {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Response {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+fn chat_schema() -> PathBuf {
+    repo_root().join("examples/chat/schema.sql")
+}
+
+#[tokio::test]
+async fn queries_batches_errors_and_isolation_over_http() {
+    let h = Harness::start(&chat_schema(), None, SqlOptions::default()).await;
+
+    // Text output, column descriptions, untyped text parameters.
+    let r = h
+        .sql(
+            "a",
+            r#"{"query":"SELECT $1::int + 1 AS n, $2::text AS t, $3::int AS z, 'NaN'::float8 AS f, ARRAY[1,NULL]::int[] AS arr, '1 day'::interval AS i","params":["41","x",null]}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let j = r.json();
+    assert_eq!(
+        j["rows"],
+        serde_json::json!([["42", "x", null, "NaN", "{1,NULL}", "1 day"]])
+    );
+    assert_eq!(j["command"], "SELECT");
+    assert_eq!(j["rowCount"], 1);
+    assert_eq!(j["rowAsArray"], true);
+    assert_eq!(j["fields"][0]["name"], "n");
+    assert_eq!(j["fields"][0]["dataTypeID"], 23);
+    assert_eq!(j["fields"][0]["dataTypeSize"], 4);
+    assert_eq!(j["fields"][4]["dataTypeID"], 1007);
+
+    // Rows as objects without Neon-Array-Mode.
+    let conn = h.conn("a", &h.token);
+    let r = post(
+        h.addr,
+        &[("neon-connection-string", &conn)],
+        br#"{"query":"SELECT 1 AS one"}"#,
+    )
+    .await;
+    assert_eq!(r.json()["rows"], serde_json::json!([{"one": "1"}]));
+
+    // A batch commits as one; a failing batch leaves nothing.
+    let r = h
+        .sql(
+            "a",
+            r#"{"queries":[{"query":"INSERT INTO users (external_id, email, display_name) VALUES ($1, $1, 'A') RETURNING id","params":["a@example.com"]},{"query":"SELECT count(*) FROM users","params":[]}]}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let j = r.json();
+    assert_eq!(j["results"][0]["command"], "INSERT");
+    assert_eq!(j["results"][0]["rowCount"], 1);
+    assert_eq!(j["results"][1]["rows"], serde_json::json!([["1"]]));
+    let r = h
+        .sql(
+            "a",
+            r#"{"queries":[{"query":"INSERT INTO users (external_id, email, display_name) VALUES ('b', 'b@example.com', 'B')"},{"query":"SELECT 1/0"}]}"#,
+        )
+        .await;
+    assert_eq!((r.status, r.json()["code"].as_str()), (400, Some("22012")));
+    let r = h
+        .sql("a", r#"{"query":"SELECT count(*) FROM users"}"#)
+        .await;
+    assert_eq!(
+        r.json()["rows"],
+        serde_json::json!([["1"]]),
+        "the failed batch was rolled back"
+    );
+
+    // PostgreSQL's error fields.
+    let r = h.sql("a", r#"{"query":"SELECT * FROM nope"}"#).await;
+    assert_eq!(r.status, 400);
+    let j = r.json();
+    assert_eq!(j["code"], "42P01");
+    assert_eq!(j["position"], "15");
+    assert_eq!(j["severity"], "ERROR");
+    let r = h.sql("a", r#"{"query":"SELECT 1; SELECT 2"}"#).await;
+    assert_eq!(
+        r.json()["code"],
+        "42601",
+        "one statement per query: {}",
+        r.body
+    );
+
+    // Isolation: tenant b's rows are out of a's reach whatever a sends.
+    let b = h.tenant("b").await;
+    for sql in [
+        format!("SELECT count(*) FROM \"{}\".users", b.schema),
+        format!("SET search_path TO \"{}\"", b.schema),
+        "SET ROLE postgres".to_string(),
+        "SET SESSION AUTHORIZATION postgres".to_string(),
+    ] {
+        let body = serde_json::json!({"query": sql}).to_string();
+        let r = h.sql("a", &body).await;
+        if r.status == 200 {
+            // SET search_path succeeds, and changes nothing for the next request.
+            assert!(sql.starts_with("SET search_path"), "{sql}: {}", r.body);
+        } else {
+            assert_eq!(r.status, 400, "{sql}: {}", r.body);
+        }
+    }
+    let r = h
+        .sql("b", r#"{"query":"SELECT count(*) FROM users"}"#)
+        .await;
+    assert_eq!(r.json()["rows"], serde_json::json!([["0"]]));
+
+    // Nothing a request leaves on its connection reaches the next request.
+    let r = h
+        .sql("a", r#"{"query":"SET statement_timeout = '1234s'"}"#)
+        .await;
+    assert_eq!(r.status, 200);
+    for _ in 0..3 {
+        let r = h.sql("a", r#"{"query":"SHOW statement_timeout"}"#).await;
+        assert_ne!(r.json()["rows"][0][0], "1234s");
+    }
+    let r = h.sql("a", r#"{"query":"BEGIN"}"#).await;
+    assert_eq!(r.status, 200);
+    // Had the BEGIN stayed open, this transaction-level lock would outlive its request.
+    let r = h
+        .sql("a", r#"{"query":"SELECT pg_advisory_xact_lock(7)"}"#)
+        .await;
+    assert_eq!(r.status, 200);
+    let r = h
+        .sql("a", r#"{"query":"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 7"}"#)
+        .await;
+    assert_eq!(
+        r.json()["rows"],
+        serde_json::json!([["0"]]),
+        "no transaction left open"
+    );
+    let r = h
+        .sql("a", r#"{"query":"SELECT pg_advisory_lock(42)"}"#)
+        .await;
+    assert_eq!(r.status, 200);
+    let r = h
+        .sql("a", r#"{"query":"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 42"}"#)
+        .await;
+    assert_eq!(
+        r.json()["rows"],
+        serde_json::json!([["0"]]),
+        "advisory lock released"
+    );
+
+    // Healing: a dropped table comes back and the query runs once more.
+    let a = h.tenant("a").await;
+    let admin = pgfleet_testkit::connect(&pgfleet_testkit::shared().url_for(&a.database)).await;
+    admin
+        .batch_execute(&format!("DROP TABLE \"{}\".chat_messages", a.schema))
+        .await
+        .unwrap();
+    let r = h
+        .sql("a", r#"{"query":"SELECT count(*) FROM chat_messages"}"#)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.headers.get("pgfleet-healed").map(String::as_str),
+        Some("1")
+    );
+
+    // Database mode works the same.
+    let r = h
+        .sql(
+            "db",
+            r#"{"query":"SELECT current_database() = $1","params":[]}"#,
+        )
+        .await;
+    assert_eq!(
+        r.status, 400,
+        "a missing parameter is PostgreSQL's error: {}",
+        r.body
+    );
+    let r = h
+        .sql("db", r#"{"query":"SELECT count(*) FROM users"}"#)
+        .await;
+    assert_eq!(r.json()["rows"], serde_json::json!([["0"]]));
+    let _ = (a.key, a.mode, a.direct_url, b.database);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn callers_limits_and_bad_requests() {
+    let opts = SqlOptions {
+        max_body: 1 << 16,
+        max_response: 1 << 16,
+        statement_timeout: Duration::from_millis(500),
+        max_concurrent_per_tenant: 2,
+        read_timeout: Duration::from_secs(1),
+        cors_origins: vec!["https://app.example.com".into()],
+    };
+    let h = Harness::start(&chat_schema(), None, opts).await;
+    let select = br#"{"query":"SELECT current_user"}"#;
+
+    // Credentials.
+    let r = post(h.addr, &[], select).await;
+    assert_eq!((r.status, r.json()["code"].as_str()), (401, Some("28000")));
+    for token in [
+        h.revoked.clone(),
+        format!("pgf_{}", "A".repeat(43)),
+        "nope".into(),
+    ] {
+        let conn = h.conn("a", &token);
+        let r = post(h.addr, &[("neon-connection-string", &conn)], select).await;
+        assert_eq!(r.status, 401, "{token}: {}", r.body);
+    }
+    let r = post(
+        h.addr,
+        &[("neon-connection-string", &h.conn("nobody", &h.token))],
+        select,
+    )
+    .await;
+    assert_eq!((r.status, r.json()["code"].as_str()), (404, Some("3D000")));
+    let r = post(
+        h.addr,
+        &[
+            ("neon-connection-string", &h.conn("a", &h.token)),
+            ("authorization", "Bearer not.a.jwt"),
+        ],
+        select,
+    )
+    .await;
+    assert_eq!(r.status, 401, "a bearer makes a JWT caller: {}", r.body);
+
+    // Bad requests.
+    let conn = h.conn("a", &h.token);
+    let with = [("neon-connection-string", conn.as_str())];
+    for (body, what) in [
+        (&b"{"[..], "not JSON"),
+        (br#"{"query":1}"#, "must be a string"),
+        (br#"{"queries":"x"}"#, "must be an array"),
+    ] {
+        let r = post(h.addr, &with, body).await;
+        assert_eq!(
+            (r.status, r.json()["code"].as_str()),
+            (400, Some("08P01")),
+            "{what}"
+        );
+        assert!(
+            r.json()["message"].as_str().unwrap().contains(what),
+            "{}",
+            r.body
+        );
+    }
+    let r = post(
+        h.addr,
+        &[
+            ("neon-connection-string", conn.as_str()),
+            ("neon-batch-isolation-level", "Snapshot"),
+        ],
+        br#"{"queries":[{"query":"SELECT 1"}]}"#,
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let big = format!(r#"{{"query":"SELECT '{}'"}}"#, "x".repeat(1 << 17));
+    assert_eq!(post(h.addr, &with, big.as_bytes()).await.status, 413);
+
+    // Limits: response size, statement time.
+    let r = post(
+        h.addr,
+        &with,
+        br#"{"query":"SELECT repeat('x', 1000) FROM generate_series(1, 1000)"}"#,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (400, Some("54000")),
+        "{}",
+        r.body
+    );
+    let r = post(h.addr, &with, br#"{"query":"SELECT pg_sleep(5)"}"#).await;
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (400, Some("57014")),
+        "{}",
+        r.body
+    );
+    let r = post(h.addr, &with, br#"{"query":"SELECT 1"}"#).await;
+    assert_eq!(
+        r.status, 200,
+        "the tenant still works after cancels: {}",
+        r.body
+    );
+
+    // A slow body gets 408 within the read timeout.
+    let mut s = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    s.write_all(format!("POST /sql HTTP/1.1\r\nhost: x\r\nneon-connection-string: {conn}\r\ncontent-length: 100\r\n\r\n{{\"query\"").as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut raw))
+        .await
+        .expect("answered in time")
+        .unwrap();
+    assert_eq!(parse_response(&raw).status, 408);
+
+    // Concurrency per tenant: the third of three slow requests is refused with Retry-After.
+    let slow = br#"{"query":"SELECT pg_sleep(0.3)"}"#;
+    let rs = futures_join3(
+        post(h.addr, &with, slow),
+        post(h.addr, &with, slow),
+        post(h.addr, &with, slow),
+    )
+    .await;
+    let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let throttled = rs.iter().find(|r| r.status == 429).unwrap();
+    assert_eq!(
+        throttled.headers.get("retry-after").map(String::as_str),
+        Some("1")
+    );
+
+    // CORS for an allowed origin only.
+    let r = post(
+        h.addr,
+        &[
+            ("neon-connection-string", conn.as_str()),
+            ("origin", "https://app.example.com"),
+        ],
+        select,
+    )
+    .await;
+    assert_eq!(
+        r.headers
+            .get("access-control-allow-origin")
+            .map(String::as_str),
+        Some("https://app.example.com")
+    );
+    let r = post(
+        h.addr,
+        &[
+            ("neon-connection-string", conn.as_str()),
+            ("origin", "https://evil.example"),
+        ],
+        select,
+    )
+    .await;
+    assert!(!r.headers.contains_key("access-control-allow-origin"));
+    h.stop().await;
+}
+
+async fn futures_join3<A, B, C>(a: A, b: B, c: C) -> Vec<Response>
+where
+    A: std::future::Future<Output = Response>,
+    B: std::future::Future<Output = Response>,
+    C: std::future::Future<Output = Response>,
+{
+    let (a, b, c) = tokio::join!(a, b, c);
+    vec![a, b, c]
+}
