@@ -17,6 +17,7 @@
 
 pub mod chat_fleet;
 pub mod fleet;
+pub mod http;
 pub mod migrate;
 pub mod provision;
 pub mod report;
@@ -65,6 +66,11 @@ pub const BENCHMARKS: &[Benchmark] = &[
         name: "router",
         about: "select 1 through Fleet::client vs a plain pool and a check-every-table pool; 10,000 tenants under Zipf access and a budget",
         run: router::run,
+    },
+    Benchmark {
+        name: "http",
+        about: "select 1 and a 10-row select through POST /sql (keep-alive, 32 clients) vs a plain pool and vs a connection per request",
+        run: http::run,
     },
     Benchmark {
         name: "schema",

@@ -34,7 +34,8 @@ pub struct SqlArgs {
     /// Requests one tenant may have in flight; more get 429 with Retry-After [default: 16]
     #[arg(long, value_name = "N", env = "PGFLEET_SQL_MAX_CONCURRENT_PER_TENANT")]
     pub sql_max_concurrent_per_tenant: Option<usize>,
-    /// Time a request's headers and body may take to arrive (slow clients get 408) [default: 10s]
+    /// Time a request's body (and a TLS handshake) may take to arrive; slow clients get 408.
+    /// Headers get 30s, as idle keep-alive connections do [default: 10s]
     #[arg(long, value_name = "DURATION", env = "PGFLEET_SQL_READ_TIMEOUT", value_parser = parse_duration)]
     pub sql_read_timeout: Option<Duration>,
     /// Allow browser calls from this origin (repeat for several; `*` for any)

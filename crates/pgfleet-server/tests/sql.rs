@@ -597,3 +597,110 @@ where
     let (a, b, c) = tokio::join!(a, b, c);
     vec![a, b, c]
 }
+
+/// The Node toolchain: `scripts/node.sh` makes sure Node >= 20 and the projects' dependencies
+/// are there (idempotent; `scripts/test.sh` runs it first) and prints the node binary.
+fn node() -> PathBuf {
+    let out = std::process::Command::new("bash")
+        .arg(repo_root().join("scripts/node.sh"))
+        .arg("--print-node")
+        .current_dir(repo_root())
+        .output()
+        .expect("running scripts/node.sh");
+    assert!(
+        out.status.success(),
+        "scripts/node.sh could not provide Node >= 20 with the test dependencies:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+fn run_node(node: &Path, dir: &Path, args: &[&str], env: &[(String, String)]) {
+    let out = std::process::Command::new(node)
+        .args(args)
+        .current_dir(dir)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("running node");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "node {args:?} in {} failed:\n{text}",
+        dir.display()
+    );
+    eprintln!("{text}");
+}
+
+/// The real clients, at the versions pinned in `tests/node/package-lock.json`:
+/// `@neondatabase/serverless` (`neon()`, transactions, full results, array mode),
+/// `drizzle-orm/neon-http` and `pg` (the same values as straight from the database), the JWT
+/// attack set, app tokens, bad requests, limits, isolation and healing; then the Node example.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_clients_neon_drizzle_and_pg() {
+    let node = node();
+    let root = repo_root();
+    let keys = std::env::temp_dir().join(format!("pgfleet-sql-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&keys).unwrap();
+    run_node(
+        &node,
+        &root,
+        &["tests/node/make-keys.mjs", keys.to_str().unwrap()],
+        &[],
+    );
+    let opts = SqlOptions {
+        statement_timeout: Duration::from_secs(2),
+        max_response: 1 << 20,
+        max_concurrent_per_tenant: 4,
+        read_timeout: Duration::from_secs(2),
+        ..SqlOptions::default()
+    };
+    let h = Harness::start(
+        &root.join("tests/node/schema.sql"),
+        Some(&keys.join("jwks.json")),
+        opts,
+    )
+    .await;
+    let mut tenants = serde_json::Map::new();
+    for name in ["a", "b", "db"] {
+        let t = h.tenant(name).await;
+        tenants.insert(
+            name.into(),
+            serde_json::json!({"key": t.key, "mode": t.mode, "database": t.database, "schema": t.schema, "direct_url": t.direct_url}),
+        );
+    }
+    let env: Vec<(String, String)> = [
+        ("PGFLEET_SQL_ENDPOINT", format!("http://{}/sql", h.addr)),
+        ("PGFLEET_APP_TOKEN", h.token.clone()),
+        ("PGFLEET_REVOKED_TOKEN", h.revoked.clone()),
+        ("PGFLEET_JWT_SECRET", SECRET.into()),
+        ("PGFLEET_JWT_ISSUER", ISSUER.into()),
+        ("PGFLEET_JWT_AUDIENCE", AUDIENCE.into()),
+        ("PGFLEET_TEST_KEYS", keys.display().to_string()),
+        (
+            "PGFLEET_TENANTS",
+            serde_json::Value::Object(tenants).to_string(),
+        ),
+        ("PGFLEET_ADMIN_URL", h.db.admin_url().to_string()),
+        ("PGFLEET_TENANT", "a".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    // Blocking child processes: the server runs on the other worker threads meanwhile.
+    let (n, dir, env2) = (node.clone(), root.join("tests/node"), env.clone());
+    tokio::task::spawn_blocking(move || {
+        run_node(&n, &dir, &["--test", "--test-concurrency=1"], &env2);
+    })
+    .await
+    .unwrap();
+    let (n, dir) = (node.clone(), root.join("examples/node-drizzle"));
+    tokio::task::spawn_blocking(move || run_node(&n, &dir, &["main.mjs"], &env))
+        .await
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&keys);
+    h.stop().await;
+}

@@ -102,9 +102,9 @@ pub struct Limits {
     /// Most bytes of rows (PostgreSQL's text output, plus a few bytes per value) an answer may
     /// hold; beyond it the statement is cancelled and [`WireError::TooLarge`] returned.
     pub max_response: usize,
-    /// Most time per statement (the server's `statement_timeout` acts first when set; this bounds
-    /// a session that turned it off): beyond it the request is cancelled and
-    /// [`WireError::Timeout`] returned.
+    /// Most time for a request, one statement or a whole batch (the server's `statement_timeout`
+    /// acts first when set; one second after this the request is cancelled whatever the session
+    /// did to that setting, and [`WireError::Timeout`] returned).
     pub timeout: Duration,
 }
 
@@ -248,8 +248,10 @@ impl WireConn {
             return Err(unexpected("a connection that was closed"));
         }
         let out = encode(tx, statements)?;
-        let n = u32::try_from(statements.len().max(1)).unwrap_or(u32::MAX);
-        let budget = limits.timeout.saturating_mul(n) + Duration::from_secs(1);
+        // The whole request (one statement or a batch) gets the timeout, plus a moment for the
+        // server's own `statement_timeout` error to arrive first; a session that turned that off
+        // (`SET LOCAL statement_timeout = 0` in a batch) is cancelled here.
+        let budget = limits.timeout + Duration::from_secs(1);
         let outcome = tokio::time::timeout(budget, self.exchange(&out, tx.is_some(), limits)).await;
         let outcome = match outcome {
             Err(_) => {

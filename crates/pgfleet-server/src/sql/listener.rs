@@ -14,10 +14,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
+/// How long a request's headers may take, and an idle keep-alive connection stays open.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How to serve.
 #[derive(Clone)]
 pub struct ListenOptions {
-    /// Time for a request's headers to arrive (and for a TLS handshake).
+    /// Time for a TLS handshake (headers get at least [`IDLE_TIMEOUT`]).
     pub read_timeout: Duration,
     /// TLS, when set.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
@@ -99,7 +102,9 @@ async fn connection<I>(
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(read_timeout)
+        // hyper starts this timer when it waits for the next request, so it is also how long an
+        // idle keep-alive connection stays open: longer than clients keep theirs (undici: 4 s).
+        .header_read_timeout(read_timeout.max(IDLE_TIMEOUT))
         .keep_alive(true)
         .serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);

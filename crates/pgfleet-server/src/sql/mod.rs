@@ -44,7 +44,8 @@ pub struct SqlOptions {
     /// Requests one tenant may have in flight (`--sql-max-concurrent-per-tenant`, default 16);
     /// beyond it: 429.
     pub max_concurrent_per_tenant: usize,
-    /// Time for a request's headers and body to arrive (default 10 s); beyond it: 408.
+    /// Time for a request's body to arrive, and for a TLS handshake (default 10 s); beyond it:
+    /// 408. Headers get [`listener::IDLE_TIMEOUT`] (30 s), as idle keep-alive connections do.
     pub read_timeout: Duration,
     /// Origins allowed to call from a browser (`--cors-origin`; `*` for any). Empty: none.
     pub cors_origins: Vec<String>,
