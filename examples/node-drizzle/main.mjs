@@ -101,7 +101,7 @@ async function main() {
   const slug = tenant.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '') || 'user';
   const [user] = await db
     .insert(users)
-    .values({ externalId: tenant, email: `${slug}@example.com`, displayName: `Demo ${tenant}`, settings: { theme: 'dark' } })
+    .values({ externalId: tenant, email: `${slug}.node-example@example.com`, displayName: `Demo ${tenant}`, settings: { theme: 'dark' } })
     .onConflictDoUpdate({ target: users.externalId, set: { displayName: `Demo ${tenant}` } })
     .returning();
   console.log(`[app token] user #${user.id} ${user.externalId} <${user.email}>`);

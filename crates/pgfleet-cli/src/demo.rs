@@ -9,7 +9,10 @@
 //!    cosine similarity search through the HNSW index (each tenant sees only its own documents);
 //! 5. a table dropped behind pgfleet's back: the next request fails, is repaired (and the
 //!    correction recorded) and retried;
-//! 6. a new migration rolled out to the fleet (`migrate --all`), then `check --all`.
+//! 6. a new migration rolled out to the fleet (`migrate --all`), then `check --all`;
+//! 7. SQL over HTTP: `examples/node-drizzle` (the Neon serverless driver and Drizzle ORM,
+//!    unchanged) against a `/sql` front door on the fleet, with an app token and a JWT, when Node.js
+//!    20+ and the example's packages are present (`bash scripts/node.sh` installs them).
 //!
 //! The embeddings come from [`toy_embedding`], a deterministic hashed bag of words: it runs
 //! anywhere without downloading a model, and texts sharing words land close together. A real
@@ -115,10 +118,10 @@ pub fn vector_literal(v: &[f32]) -> String {
 pub fn run(data_dir: &Path, port: Option<u16>) -> anyhow::Result<()> {
     let started = Instant::now();
     if std::env::var_os(embedded::paths::PG_BIN_ENV).is_none() {
-        eprintln!("[1/7] PostgreSQL 18 with pgvector, started locally");
+        eprintln!("[1/8] PostgreSQL 18 with pgvector, started locally");
         crate::local::ensure_postgres()?;
     } else {
-        eprintln!("[1/7] PostgreSQL from PGFLEET_PG_BIN, started locally");
+        eprintln!("[1/8] PostgreSQL from PGFLEET_PG_BIN, started locally");
     }
     let up = embedded::up(&embedded::UpOptions {
         data_dir: data_dir.to_path_buf(),
@@ -136,7 +139,7 @@ pub fn run(data_dir: &Path, port: Option<u16>) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     rt.block_on(async {
         let key = demo_key()?;
-        eprintln!("[2/7] A fleet catalog ({DEMO_CATALOG}) with examples/chat/schema.sql as the target");
+        eprintln!("[2/8] A fleet catalog ({DEMO_CATALOG}) with examples/chat/schema.sql as the target");
         forget_previous_demo(&admin_url, &catalog_url, &key).await?;
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(&migrations)?;
@@ -149,7 +152,7 @@ pub fn run(data_dir: &Path, port: Option<u16>) -> anyhow::Result<()> {
         let control = fleet.control();
         control.add_server("local", &admin_url, 1000, 1).await?;
 
-        eprintln!("[3/7] Provisioning {} tenants, exactly once each, verified against the target", TENANTS.len());
+        eprintln!("[3/8] Provisioning {} tenants, exactly once each, verified against the target", TENANTS.len());
         println!();
         println!("  tenant  mode      lives in                              ready in");
         for (key, mode, _) in TENANTS {
@@ -166,7 +169,7 @@ pub fn run(data_dir: &Path, port: Option<u16>) -> anyhow::Result<()> {
         }
 
         println!();
-        eprintln!("[4/7] Storing documents with embeddings and searching, per tenant, through Fleet::client");
+        eprintln!("[4/8] Storing documents with embeddings and searching, per tenant, through Fleet::client");
         println!();
         for (key, _, docs) in TENANTS {
             store_documents(&fleet, key, docs).await?;
@@ -183,7 +186,7 @@ pub fn run(data_dir: &Path, port: Option<u16>) -> anyhow::Result<()> {
 
         println!();
         let victim = TENANTS[1].0;
-        eprintln!("[5/7] Dropping {victim}'s documents table behind pgfleet's back, then searching again");
+        eprintln!("[5/8] Dropping {victim}'s documents table behind pgfleet's back, then searching again");
         let t = control.tenant(victim).await?;
         let admin = connect(&up.cluster.url_for(&t.database)).await?;
         admin
@@ -213,7 +216,7 @@ pub fn run(data_dir: &Path, port: Option<u16>) -> anyhow::Result<()> {
         }
 
         println!();
-        eprintln!("[6/7] Rolling out a new migration to the whole fleet: migrate --all");
+        eprintln!("[6/8] Rolling out a new migration to the whole fleet: migrate --all");
         std::fs::write(migrations.join("20260102000000_pinned_threads.sql"), ROLLOUT)?;
         sum::write(&MigrationDir::load(&migrations)?)?;
         let report = control
@@ -227,7 +230,7 @@ pub fn run(data_dir: &Path, port: Option<u16>) -> anyhow::Result<()> {
         anyhow::ensure!(report.failed == 0, "the rollout failed: {:?}", report.tenants);
 
         println!();
-        eprintln!("[7/7] Checking the whole fleet for drift: check --all");
+        eprintln!("[7/8] Checking the whole fleet for drift: check --all");
         let check = control.check_all(false, 4, Arc::new(|_| {})).await?;
         println!();
         println!(
@@ -235,6 +238,10 @@ pub fn run(data_dir: &Path, port: Option<u16>) -> anyhow::Result<()> {
             check.total, check.target, check.clean, check.drifted
         );
         anyhow::ensure!(check.drifted == 0 && check.failed == 0, "drift left after the demo: {:?}", check.tenants);
+
+        println!();
+        eprintln!("[8/8] SQL over HTTP: the Node example (Neon serverless driver + Drizzle ORM) against the fleet");
+        crate::demo_http::node_example(control, "bob").await?;
         anyhow::Ok(())
     })?;
     println!();
@@ -246,8 +253,9 @@ pub fn run(data_dir: &Path, port: Option<u16>) -> anyhow::Result<()> {
         "pooled connections as each tenant's own role, pgvector similarity search per tenant, a missing"
     );
     println!(
-        "table healed on the next request (and recorded), a fleet-wide migration, and a drift check."
+        "table healed on the next request (and recorded), a fleet-wide migration, a drift check, and"
     );
+    println!("the same tenants over HTTP from Node.js (when Node is present).");
     println!();
     println!("Look around (the demo's fleet is a fleet like any other):");
     println!(

@@ -6,6 +6,7 @@
 
 pub mod control_cmds;
 pub mod demo;
+pub mod demo_http;
 pub mod fleet_cmds;
 pub mod local;
 pub mod migrate_cmds;

@@ -130,9 +130,7 @@ impl Control {
         if !valid_name(name) {
             return Err(ControlError::InvalidTokenName(name.to_string()));
         }
-        let mut random = [0u8; 32];
-        getrandom::fill(&mut random)
-            .map_err(|e| crate::secrets::SecretError::Random(e.to_string()))?;
+        let random = crate::secrets::random_bytes::<32>()?;
         let secret = format!(
             "{TOKEN_PREFIX}{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random)

@@ -330,6 +330,12 @@ fn demo_shows_the_fleet_end_to_end_and_runs_again_from_scratch() {
         "{text}"
     );
     assert!(text.contains("3 clean, 0 with drift"), "{text}");
+    // SQL over HTTP from Node (scripts/test.sh installs Node and the example's packages).
+    assert!(
+        text.contains("[jwt] HS256 token with sub=\"bob\"")
+            && text.lines().any(|l| l.trim() == "ok"),
+        "{text}"
+    );
     // The demo's key file is private (it is read back with the check every key file gets).
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(home.dir.join("demo-master.key"))
