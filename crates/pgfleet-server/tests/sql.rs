@@ -52,14 +52,15 @@ fn repo_root() -> PathBuf {
 
 impl Harness {
     async fn start(schema: &Path, jwks: Option<&Path>, opts: SqlOptions) -> Harness {
-        Self::start_with_tls(schema, jwks, opts, None).await
+        Self::start_with(schema, jwks, opts, None, pgfleet::UnknownPolicy::Reject).await
     }
 
-    async fn start_with_tls(
+    async fn start_with(
         schema: &Path,
         jwks: Option<&Path>,
         opts: SqlOptions,
         tls: Option<tokio_rustls::TlsAcceptor>,
+        unknown: pgfleet::UnknownPolicy,
     ) -> Harness {
         let db = TestDb::new().await;
         let dir = std::env::temp_dir().join(format!(
@@ -132,6 +133,7 @@ impl Harness {
             // nothing, and these tests also ask for tables that do not exist).
             router: pgfleet::RouterOptions {
                 repair_cooldown: Duration::ZERO,
+                unknown,
                 ..pgfleet::RouterOptions::default()
             },
         };
@@ -204,8 +206,8 @@ impl Harness {
     async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.server.take().unwrap().await.unwrap();
-        for key in ["a", "b", "db"] {
-            self.control.drop_tenant(key).await.unwrap();
+        for t in self.control.tenants(None).await.unwrap() {
+            self.control.drop_tenant(&t.key).await.unwrap();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
         drop(self.db);
@@ -532,6 +534,29 @@ async fn callers_limits_and_bad_requests() {
         "{}",
         r.body
     );
+    let r = post(
+        h.addr,
+        &with,
+        br#"{"queries":[{"query":"INSERT INTO users (external_id, email) VALUES ('big', 'big@example.com')"},{"query":"SELECT repeat('x', 100000)"}]}"#,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (400, Some("54000")),
+        "{}",
+        r.body
+    );
+    let r = post(
+        h.addr,
+        &with,
+        br#"{"query":"SELECT count(*) FROM users WHERE external_id = 'big'"}"#,
+    )
+    .await;
+    assert_eq!(
+        r.json()["rows"],
+        serde_json::json!([{"count": "0"}]),
+        "a batch over the limit commits nothing"
+    );
     let r = post(h.addr, &with, br#"{"query":"SELECT pg_sleep(5)"}"#).await;
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
@@ -782,7 +807,14 @@ async fn tls_serves_the_neon_driver_over_https() {
         String::from_utf8_lossy(&out.stderr)
     );
     let tls = pgfleet_server::sql::listener::tls_acceptor(&cert, &key).unwrap();
-    let h = Harness::start_with_tls(&chat_schema(), None, SqlOptions::default(), Some(tls)).await;
+    let h = Harness::start_with(
+        &chat_schema(),
+        None,
+        SqlOptions::default(),
+        Some(tls),
+        pgfleet::UnknownPolicy::Reject,
+    )
+    .await;
 
     let env = vec![
         (
@@ -815,5 +847,81 @@ async fn tls_serves_the_neon_driver_over_https() {
         "answered in plain HTTP"
     );
     let _ = std::fs::remove_dir_all(&dir);
+    h.stop().await;
+}
+
+/// A request whose caller went away half-way leaves answers in flight on its connection: that
+/// connection is closed, never lent to the next request (which would read the first one's rows).
+#[tokio::test]
+async fn an_abandoned_request_never_hands_its_answers_to_the_next() {
+    let h = Harness::start(&chat_schema(), None, SqlOptions::default()).await;
+    let conn = h.conn("a", &h.token);
+    for round in 0..3 {
+        let mut s = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+        let body = r#"{"query":"SELECT 'abandoned' AS who, pg_sleep(0.8)"}"#;
+        s.write_all(format!("POST /sql HTTP/1.1\r\nhost: x\r\nneon-connection-string: {conn}\r\nneon-array-mode: true\r\ncontent-length: {}\r\n\r\n{body}", body.len()).as_bytes())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(s); // the caller goes away while the statement runs
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for _ in 0..3 {
+            let r = h.sql("a", r#"{"query":"SELECT 'next' AS who"}"#).await;
+            assert_eq!(r.status, 200, "round {round}: {}", r.body);
+            assert_eq!(
+                r.json()["rows"],
+                serde_json::json!([["next"]]),
+                "round {round}: {}",
+                r.body
+            );
+        }
+    }
+    h.stop().await;
+}
+
+/// `--provision-on-first-use`: a verified caller naming a new tenant gets it, exactly once however
+/// many requests race for it.
+#[tokio::test]
+async fn first_use_provisions_a_tenant_exactly_once() {
+    let h = Harness::start_with(
+        &chat_schema(),
+        None,
+        SqlOptions::default(),
+        None,
+        pgfleet::UnknownPolicy::Provision(Duration::from_secs(120)),
+    )
+    .await;
+    let conn = h.conn("newcomer", &h.token);
+    let addr = h.addr;
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                post(
+                    addr,
+                    &[
+                        ("neon-connection-string", &conn),
+                        ("neon-array-mode", "true"),
+                    ],
+                    br#"{"query":"SELECT count(*) FROM users"}"#,
+                )
+                .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.json()["rows"], serde_json::json!([["0"]]));
+    }
+    let tenants: Vec<_> = h
+        .control
+        .tenants(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.key == "newcomer")
+        .collect();
+    assert_eq!(tenants.len(), 1);
     h.stop().await;
 }

@@ -196,7 +196,8 @@ impl WireConn {
     /// sent something unasked, such as a `FATAL` on shutdown) while it was idle. One
     /// non-blocking read, no round trip.
     pub fn is_closed(&self) -> bool {
-        if self.broken {
+        // Broken, or holding bytes nobody asked for.
+        if self.broken || !self.buf.is_empty() {
             return true;
         }
         let Some(stream) = &self.stream else {

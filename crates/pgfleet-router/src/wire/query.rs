@@ -8,10 +8,21 @@
 //! [Query BEGIN …]                         batches only
 //! Parse, Bind (text), Describe, Execute   per statement (unnamed statement and portal)
 //! Sync
-//! [Query COMMIT]                          batches only; a failed transaction rolls back
-//! Query DISCARD ALL                       settings, temporary tables, prepared statements,
-//!                                         cursors, advisory locks, LISTEN: all gone
+//! Query DISCARD ALL                       single statements; settings, temporary tables,
+//!                                         prepared statements, cursors, advisory locks,
+//!                                         LISTEN: all gone
 //! ```
+//!
+//! A batch ends in a second round trip, once its answers are in: `COMMIT` (or `ROLLBACK` after
+//! an error, or nothing when the answer was too large and the connection is closed instead),
+//! then `DISCARD ALL`. So a batch whose answer is over the limit never commits. A single
+//! statement whose answer is over the limit is cancelled, but it may have finished before the
+//! cancel arrived, as with any cancel; send writes with large `RETURNING` lists as a batch to make
+//! them all-or-nothing.
+//!
+//! A connection counts as broken from the moment a request is written until its last answer is
+//! read and the session is idle, so one whose request was abandoned half-way (the caller went
+//! away) is closed, never reused.
 //!
 //! A statement that leaves a transaction open (a lone `BEGIN`) makes `DISCARD ALL` fail; then a
 //! second round trip (`ROLLBACK`, `DISCARD ALL`) cleans up, and a connection that still is not
@@ -248,31 +259,34 @@ impl WireConn {
             return Err(unexpected("a connection that was closed"));
         }
         let out = encode(tx, statements)?;
+        // Broken until its last answer is read and the session is idle: a request dropped
+        // half-way (the client went away) leaves answers in flight, and such a connection must
+        // never serve another request.
+        self.broken = true;
         // The whole request (one statement or a batch) gets the timeout, plus a moment for the
         // server's own `statement_timeout` error to arrive first; a session that turned that off
         // (`SET LOCAL statement_timeout = 0` in a batch) is cancelled here.
         let budget = limits.timeout + Duration::from_secs(1);
-        let outcome = tokio::time::timeout(budget, self.exchange(&out, tx.is_some(), limits)).await;
+        let outcome = tokio::time::timeout(budget, self.converse(out, tx.is_some(), limits)).await;
         let outcome = match outcome {
             Err(_) => {
                 self.cancel();
                 return Err(WireError::Timeout(budget));
             }
-            Ok(Err(e)) => {
-                self.broken = true;
-                return Err(e);
-            }
+            Ok(Err(e)) => return Err(e),
             Ok(Ok(o)) => o,
         };
         if outcome.too_large {
-            self.broken = true; // cancelled: the cancel may land on anything still queued
-        } else if !outcome.clean {
-            self.reset().await;
-        }
-        if outcome.too_large {
+            // Cancelled: the cancel may land on anything still queued, so the connection stays
+            // broken and closes.
             return Err(WireError::TooLarge {
                 limit: limits.max_response,
             });
+        }
+        if outcome.clean {
+            self.broken = false;
+        } else {
+            self.reset().await;
         }
         match outcome.error {
             Some(e) => Err(e.into()),
@@ -281,11 +295,49 @@ impl WireConn {
         }
     }
 
-    /// Writes `out` while reading the answers, until the last `ReadyForQuery`.
+    /// A single statement: one round trip (statement, `DISCARD ALL`). A batch: `BEGIN` and the
+    /// statements, then — only once their answers are in and within the limit — `COMMIT` (else
+    /// `ROLLBACK`) and `DISCARD ALL`, so a batch whose answer is too large never commits.
+    async fn converse(
+        &mut self,
+        out: BytesMut,
+        in_tx: bool,
+        limits: &Limits,
+    ) -> Result<Outcome, WireError> {
+        if !in_tx {
+            return self
+                .exchange(&out, &[Phase::Statements, Phase::Discard], limits)
+                .await;
+        }
+        let mut first = self
+            .exchange(&out, &[Phase::Begin, Phase::Statements], limits)
+            .await?;
+        if first.too_large {
+            return Ok(first);
+        }
+        let mut end = BytesMut::new();
+        let finish = if first.error.is_some() {
+            "ROLLBACK"
+        } else {
+            "COMMIT"
+        };
+        frontend::query(finish, &mut end)?;
+        frontend::query("DISCARD ALL", &mut end)?;
+        let second = self
+            .exchange(&end, &[Phase::Commit, Phase::Discard], limits)
+            .await?;
+        if first.error.is_none() {
+            first.error = second.error;
+        }
+        first.clean = second.clean;
+        Ok(first)
+    }
+
+    /// Writes `out` while reading the answers, one `ReadyForQuery` per phase.
     async fn exchange(
         &mut self,
         out: &[u8],
-        in_tx: bool,
+        phases: &[Phase],
         limits: &Limits,
     ) -> Result<Outcome, WireError> {
         let canceller = self.canceller();
@@ -300,10 +352,27 @@ impl WireConn {
             Ok::<_, WireError>(())
         };
         let read = async {
-            let mut answers = Answers::new(in_tx, limits.max_response);
+            let mut answers = Answers::new(phases, limits.max_response);
             let mut cancelled = false;
             loop {
                 let msg = loop {
+                    match guard(buf, &mut answers)? {
+                        Guarded::Skip(mut n) => {
+                            // A message too large to hold: dropped as it streams by.
+                            while n > 0 {
+                                if buf.is_empty() && rd.read_buf(buf).await? == 0 {
+                                    return Err(WireError::Io(
+                                        std::io::ErrorKind::UnexpectedEof.into(),
+                                    ));
+                                }
+                                let k = n.min(buf.len());
+                                let _ = buf.split_to(k);
+                                n -= k;
+                            }
+                            continue;
+                        }
+                        Guarded::Parse => {}
+                    }
                     if let Some(m) = Message::parse(buf)? {
                         break m;
                     }
@@ -326,13 +395,13 @@ impl WireConn {
     }
 
     /// The second round trip after a request left the session in a transaction: `ROLLBACK`,
-    /// `DISCARD ALL`. A session still not clean (or any failure) closes the connection.
+    /// `DISCARD ALL`. The connection is usable again only when both worked and it is idle.
     async fn reset(&mut self) {
+        self.broken = true;
         let mut out = BytesMut::new();
         let ok = frontend::query("ROLLBACK", &mut out).is_ok()
             && frontend::query("DISCARD ALL", &mut out).is_ok();
         if !ok || self.send(&out).await.is_err() {
-            self.broken = true;
             return;
         }
         let (mut ready, mut failed) = (0, false);
@@ -351,9 +420,56 @@ impl WireConn {
             true
         };
         let finished = tokio::time::timeout(Duration::from_secs(5), done).await;
-        if !matches!(finished, Ok(true)) || failed {
-            self.broken = true;
+        if matches!(finished, Ok(true)) && !failed {
+            self.broken = false;
         }
+    }
+}
+
+/// Largest message other than a row that is read into memory (a `RowDescription` of 1,600
+/// columns is about 100 kB); a larger notice is skipped, a larger error reported without its text.
+const MAX_MESSAGE: usize = 1 << 20;
+/// What a row costs besides its values (the `Row`, the JSON array), so zero-column rows count.
+const ROW_OVERHEAD: usize = 16;
+
+enum Guarded {
+    /// Parse the next message normally.
+    Parse,
+    /// Drop this many bytes (a whole message) without holding them.
+    Skip(usize),
+}
+
+/// Looks at the next message's header before it is buffered whole: a row that would pass the
+/// response limit, or any other message over [`MAX_MESSAGE`], is skipped as it streams (and
+/// accounted for in `answers`) instead of being held in memory.
+fn guard(buf: &BytesMut, answers: &mut Answers) -> Result<Guarded, WireError> {
+    if buf.len() < 5 {
+        return Ok(Guarded::Parse);
+    }
+    let tag = buf[0];
+    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+    let total = len + 1;
+    match tag {
+        b'D' if answers.size + total > answers.max => {
+            answers.size += total;
+            answers.too_large = true;
+            Ok(Guarded::Skip(total))
+        }
+        b'D' => Ok(Guarded::Parse),
+        _ if total > MAX_MESSAGE => {
+            if tag == b'E' {
+                answers.record_error(ServerError {
+                    severity: "ERROR".into(),
+                    code: "54000".into(),
+                    message: format!(
+                        "the server's error message is {total} bytes, more than pgfleet passes on ({MAX_MESSAGE}); it was dropped"
+                    ),
+                    ..ServerError::default()
+                });
+            }
+            Ok(Guarded::Skip(total))
+        }
+        _ => Ok(Guarded::Parse),
     }
 }
 
@@ -403,10 +519,9 @@ fn encode(tx: Option<&Transaction>, statements: &[Statement]) -> Result<BytesMut
         frontend::execute("", 0, &mut out)?;
     }
     frontend::sync(&mut out);
-    if tx.is_some() {
-        frontend::query("COMMIT", &mut out)?;
+    if tx.is_none() {
+        frontend::query("DISCARD ALL", &mut out)?;
     }
-    frontend::query("DISCARD ALL", &mut out)?;
     Ok(out)
 }
 
@@ -417,15 +532,27 @@ struct Outcome {
     error: Option<ServerError>,
     /// The rows went over the limit (the rest were dropped unread).
     too_large: bool,
-    /// `DISCARD ALL` succeeded and the session is idle.
+    /// The last phase left the session idle without an error in `DISCARD ALL`.
     clean: bool,
 }
 
-/// Reads the answers of a pipeline, message by message. Phases are counted by `ReadyForQuery`:
-/// batches have four (BEGIN, statements, COMMIT, DISCARD ALL), single statements two.
-struct Answers {
-    in_tx: bool,
-    ready: u8,
+/// What the answers between two `ReadyForQuery` messages belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// `BEGIN …` (simple query).
+    Begin,
+    /// The statements (extended protocol, one `Sync`).
+    Statements,
+    /// `COMMIT` or `ROLLBACK` (simple query).
+    Commit,
+    /// `DISCARD ALL` (simple query).
+    Discard,
+}
+
+/// Reads the answers of a pipeline, message by message; one `ReadyForQuery` ends each phase.
+struct Answers<'p> {
+    phases: &'p [Phase],
+    ready: usize,
     results: Vec<TextResult>,
     current: Option<TextResult>,
     error: Option<ServerError>,
@@ -436,10 +563,10 @@ struct Answers {
     last_status: u8,
 }
 
-impl Answers {
-    fn new(in_tx: bool, max: usize) -> Self {
+impl<'p> Answers<'p> {
+    fn new(phases: &'p [Phase], max: usize) -> Self {
         Self {
-            in_tx,
+            phases,
             ready: 0,
             results: Vec::new(),
             current: None,
@@ -452,22 +579,27 @@ impl Answers {
         }
     }
 
-    fn statements_phase(&self) -> bool {
-        self.ready == u8::from(self.in_tx)
+    fn phase(&self) -> Option<Phase> {
+        self.phases.get(self.ready).copied()
     }
 
-    fn discard_phase(&self) -> bool {
-        self.ready == if self.in_tx { 3 } else { 1 }
+    fn record_error(&mut self, e: ServerError) {
+        if self.phase() == Some(Phase::Discard) {
+            self.discard_failed = true;
+        } else if self.error.is_none() {
+            self.error = Some(e);
+        }
     }
 
-    /// Takes one message; `true` after the last `ReadyForQuery`.
+    /// Takes one message; `true` after the last phase's `ReadyForQuery`.
     fn take(&mut self, msg: Message) -> Result<bool, WireError> {
+        let statements = self.phase() == Some(Phase::Statements);
         match msg {
-            Message::RowDescription(body) if self.statements_phase() => {
+            Message::RowDescription(body) if statements => {
                 self.current.get_or_insert_default().fields = fields(&body)?;
             }
-            Message::DataRow(row) if self.statements_phase() => {
-                self.size += row.buffer().len();
+            Message::DataRow(row) if statements => {
+                self.size += row.buffer().len() + ROW_OVERHEAD;
                 if !self.too_large {
                     let row = Row::parse(&row)?;
                     // JSON adds a few bytes per value (quotes, commas).
@@ -478,25 +610,19 @@ impl Answers {
                     self.too_large = true;
                 }
             }
-            Message::CommandComplete(body) if self.statements_phase() => {
+            Message::CommandComplete(body) if statements => {
                 let mut r = self.current.take().unwrap_or_default();
                 r.tag = body.tag()?.to_string();
                 self.results.push(r);
             }
-            Message::EmptyQueryResponse if self.statements_phase() => {
+            Message::EmptyQueryResponse if statements => {
                 self.results.push(self.current.take().unwrap_or_default());
             }
-            Message::ErrorResponse(body) => {
-                if self.discard_phase() {
-                    self.discard_failed = true;
-                } else if self.error.is_none() {
-                    self.error = Some(ServerError::parse(&body));
-                }
-            }
+            Message::ErrorResponse(body) => self.record_error(ServerError::parse(&body)),
             Message::ReadyForQuery(body) => {
                 self.ready += 1;
                 self.last_status = body.status();
-                return Ok(self.ready == if self.in_tx { 4 } else { 2 });
+                return Ok(self.ready == self.phases.len());
             }
             Message::CopyInResponse(_) | Message::CopyOutResponse(_) => {
                 return Err(WireError::Unsupported(

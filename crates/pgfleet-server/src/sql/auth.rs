@@ -7,8 +7,9 @@
 //!
 //! Every refusal is a [`Refusal`] with a short reason, counted in
 //! `pgfleet_sql_auth_failures_total{reason}`, before any tenant is touched. App tokens are looked
-//! up in the catalog by digest and cached for [`TOKEN_CACHE_TTL`] (so a revoked token stops
-//! working within that time).
+//! up in the catalog by digest; the answer, accepted or refused, is cached for
+//! [`TOKEN_CACHE_TTL`] (so a revoked token stops working within that time, and a flood of wrong
+//! tokens costs the catalog one query per token and TTL).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -52,8 +53,12 @@ pub struct Refusal {
 
 impl Refusal {
     fn new(label: &'static str, reason: &'static str) -> Self {
-        metrics::counter!("pgfleet_sql_auth_failures_total", "reason" => label).increment(1);
         Self { reason, label }
+    }
+
+    /// Counts it in `pgfleet_sql_auth_failures_total{reason}`.
+    pub fn count(&self) {
+        metrics::counter!("pgfleet_sql_auth_failures_total", "reason" => self.label).increment(1);
     }
 }
 
@@ -61,7 +66,17 @@ impl Refusal {
 pub struct Auth {
     control: Control,
     jwt: Option<JwtVerifier>,
-    cache: Mutex<HashMap<[u8; 32], (String, Instant)>>,
+    /// Token digests checked lately: the token's name, or `None` for a refused one.
+    cache: Mutex<HashMap<[u8; 32], (Option<String>, Instant)>>,
+}
+
+/// Most digests [`Auth`] remembers; beyond it, expired ones go, then all.
+const CACHE_ENTRIES: usize = 10_000;
+
+/// Whether `key` can name a tenant: 1 to 256 bytes, no control characters (as the catalog
+/// takes keys, and so they cannot forge log lines).
+fn valid_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= 256 && !key.chars().any(char::is_control)
 }
 
 impl std::fmt::Debug for Auth {
@@ -94,17 +109,22 @@ impl Auth {
         &self,
         headers: &HeaderMap,
     ) -> Result<Result<Caller, Refusal>, AuthUnavailable> {
-        let conn = match headers.get("neon-connection-string") {
-            Some(v) => match v.to_str().ok().and_then(parse_connection_string) {
-                Some(c) => Some(c),
-                None => {
-                    return Ok(Err(Refusal::new(
+        // Read only for app-token callers: a JWT caller's tenant never comes from it.
+        let conn = || match headers.get("neon-connection-string") {
+            Some(v) => v
+                .to_str()
+                .ok()
+                .and_then(parse_connection_string)
+                .ok_or_else(|| {
+                    Refusal::new(
                         "bad_connection_string",
                         "Neon-Connection-String is not a postgresql:// URL with a user",
-                    )));
-                }
-            },
-            None => None,
+                    )
+                }),
+            None => Err(Refusal::new(
+                "no_tenant",
+                "an app token needs the tenant key as the user of Neon-Connection-String",
+            )),
         };
         if let Some(auth) = headers.get("authorization") {
             let Some(token) = auth
@@ -122,13 +142,10 @@ impl Auth {
                 )));
             };
             if token.starts_with(TOKEN_PREFIX) {
-                let Some((user, _)) = conn else {
-                    return Ok(Err(Refusal::new(
-                        "no_tenant",
-                        "an app token needs the tenant key as the user of Neon-Connection-String",
-                    )));
+                return match conn() {
+                    Ok((user, _)) => self.app_token(token, user).await,
+                    Err(r) => Ok(Err(r)),
                 };
-                return self.app_token(token, user).await;
             }
             let Some(jwt) = &self.jwt else {
                 return Ok(Err(Refusal::new(
@@ -137,17 +154,32 @@ impl Auth {
                 )));
             };
             return Ok(match jwt.tenant(token) {
-                Ok(key) => Ok(Caller { key, via: Via::Jwt }),
+                Ok(key) if valid_key(&key) => Ok(Caller { key, via: Via::Jwt }),
+                Ok(_) => Err(Refusal::new(
+                    "jwt_invalid",
+                    "the tenant claim is not a tenant key (1 to 256 bytes, no control characters)",
+                )),
                 Err(reason) => Err(Refusal::new("jwt_invalid", reason)),
             });
         }
-        match conn {
-            Some((user, Some(password))) => self.app_token(&password, user).await,
-            _ => Ok(Err(Refusal::new(
+        match conn() {
+            Ok((user, Some(password))) => self.app_token(&password, user).await,
+            Ok((_, None)) | Err(_) => Ok(Err(Refusal::new(
                 "missing",
                 "no credentials: send `Authorization: Bearer <jwt>`, or an app token as the password of the connection string",
             ))),
         }
+    }
+
+    fn remember(&self, digest: [u8; 32], name: Option<String>) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHE_ENTRIES {
+            cache.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE_TTL);
+            if cache.len() >= CACHE_ENTRIES {
+                cache.clear();
+            }
+        }
+        cache.insert(digest, (name, Instant::now()));
     }
 
     async fn app_token(
@@ -155,6 +187,12 @@ impl Auth {
         token: &str,
         key: String,
     ) -> Result<Result<Caller, Refusal>, AuthUnavailable> {
+        if !valid_key(&key) {
+            return Ok(Err(Refusal::new(
+                "no_tenant",
+                "the connection string's user is not a tenant key (1 to 256 bytes, no control characters)",
+            )));
+        }
         let digest = token_digest(token);
         let cached = {
             let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -164,14 +202,17 @@ impl Auth {
                 .map(|(name, _)| name.clone())
         };
         let name = match cached {
-            Some(n) => n,
+            // Refused a moment ago: refused again without asking the catalog.
+            Some(None) => {
+                return Ok(Err(Refusal::new(
+                    "token_invalid",
+                    "the app token is unknown or revoked",
+                )));
+            }
+            Some(Some(n)) => n,
             None => match self.control.verify_token(token).await {
                 Ok(Some((name, Scope::Sql))) => {
-                    let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-                    if cache.len() > 10_000 {
-                        cache.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE_TTL);
-                    }
-                    cache.insert(digest, (name.clone(), Instant::now()));
+                    self.remember(digest, Some(name.clone()));
                     name
                 }
                 Ok(Some(_)) => {
@@ -181,6 +222,7 @@ impl Auth {
                     )));
                 }
                 Ok(None) => {
+                    self.remember(digest, None);
                     return Ok(Err(Refusal::new(
                         "token_invalid",
                         "the app token is unknown or revoked",
@@ -189,12 +231,6 @@ impl Auth {
                 Err(e) => return Err(AuthUnavailable(pgfleet::control::error::chain(&e))),
             },
         };
-        if key.is_empty() {
-            return Ok(Err(Refusal::new(
-                "no_tenant",
-                "an app token needs the tenant key as the user of Neon-Connection-String",
-            )));
-        }
         Ok(Ok(Caller {
             key,
             via: Via::AppToken(name),

@@ -47,7 +47,7 @@ pub enum JwtConfigError {
 }
 
 /// Where the keys and rules come from.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct JwtSettings {
     /// The HS256 shared secret.
     pub secret: Option<Vec<u8>>,
@@ -59,6 +59,19 @@ pub struct JwtSettings {
     pub audience: Option<String>,
     /// The claim that names the tenant (default `sub`).
     pub tenant_claim: String,
+}
+
+impl std::fmt::Debug for JwtSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret.
+        f.debug_struct("JwtSettings")
+            .field("secret", &self.secret.as_ref().map(|_| "(set)"))
+            .field("jwks_file", &self.jwks_file)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("tenant_claim", &self.tenant_claim)
+            .finish()
+    }
 }
 
 impl JwtSettings {
@@ -166,14 +179,9 @@ impl JwtVerifier {
             return Err("the token is larger than 8 KiB");
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| "the token is not a JWT")?;
+        // A kid names a public key of the JWKS; the shared secret is for tokens without one.
         let key = match &header.kid {
-            Some(kid) => match self.by_kid.get(kid) {
-                Some(k) => k,
-                None if self.secret.is_some() && header.alg == Algorithm::HS256 => {
-                    self.secret.as_ref().expect("checked")
-                }
-                None => return Err("no key has the token's kid"),
-            },
+            Some(kid) => self.by_kid.get(kid).ok_or("no key has the token's kid")?,
             None => self.secret.as_ref().ok_or("the token has no kid")?,
         };
         if header.alg != key.alg {
@@ -243,6 +251,17 @@ fn load_jwks(path: &Path) -> Result<HashMap<String, Key>, JwtConfigError> {
             .key_id
             .clone()
             .ok_or_else(|| bad("every key needs a \"kid\"".into()))?;
+        if keys.contains_key(&kid) {
+            return Err(bad(format!("two keys have kid {kid:?}")));
+        }
+        if matches!(
+            jwk.common.public_key_use,
+            Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+        ) {
+            return Err(bad(format!(
+                "key {kid:?} is an encryption key (\"use\": \"enc\"), not a signing key"
+            )));
+        }
         let implied = match &jwk.algorithm {
             AlgorithmParameters::RSA(_) => Algorithm::RS256,
             AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {

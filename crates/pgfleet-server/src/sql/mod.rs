@@ -104,17 +104,23 @@ impl SqlService {
     async fn handle(&self, headers: &HeaderMap, body: Body) -> Result<Response, Failure> {
         let caller = match self.auth.caller(headers).await {
             Ok(Ok(c)) => c,
-            Ok(Err(refusal)) => return Err(Failure::Unauthorized(refusal.reason)),
+            Ok(Err(refusal)) => {
+                refusal.count();
+                return Err(Failure::Unauthorized(refusal.reason));
+            }
             Err(e) => {
+                tracing::warn!("/sql: cannot check credentials: {}", e.0);
                 return Err(Failure::Unavailable {
-                    message: format!("cannot check credentials now: {}", e.0),
+                    message: "cannot check credentials now; retry shortly".into(),
                     code: "08006",
                 });
             }
         };
+        // The tenant's slot first, so its limit also bounds bodies being read and parsed.
+        let _slot = self.enter(&caller.key)?;
         let bytes = self.read_body(headers, body).await?;
         let req = request::parse(&bytes, headers).map_err(Failure::BadRequest)?;
-        let _slot = self.enter(&caller.key)?;
+        drop(bytes);
         self.run(&caller, &req).await
     }
 
@@ -174,12 +180,10 @@ impl SqlService {
                 if healed {
                     metrics::counter!("pgfleet_sql_healed_total").increment(1);
                 }
-                Ok(response::ok(
-                    &results,
-                    matches!(req.work, Work::Batch { .. }),
-                    req.array_mode,
-                    healed,
-                ))
+                let batch = matches!(req.work, Work::Batch { .. });
+                let max = self.opts.max_response;
+                response::ok(&results, batch, req.array_mode, healed, max)
+                    .ok_or(Failure::Query(WireError::TooLarge { limit: max }))
             }
             Err(e) => Err(router_failure(caller, e)),
         }
@@ -198,21 +202,38 @@ async fn execute(
 }
 
 fn router_failure(caller: &Caller, e: RouterError) -> Failure {
-    let unavailable = |code| Failure::Unavailable {
-        message: pgfleet::control::error::chain(&e),
-        code,
+    // What failed stays in the log: server names, roles and causes are the operator's business.
+    let unavailable = |message: &str, code| {
+        tracing::warn!(tenant = %caller.key.escape_debug(), "/sql: {}", pgfleet::control::error::chain(&e));
+        Failure::Unavailable {
+            message: message.to_string(),
+            code,
+        }
     };
     match &e {
         RouterError::TenantNotFound(key) => Failure::UnknownTenant(key.clone()),
-        RouterError::Unavailable { .. } => unavailable("08006"),
-        RouterError::Timeout { .. } => unavailable("53300"),
+        RouterError::Unavailable { .. } => unavailable(
+            "the tenant's database server is unavailable; retry shortly",
+            "08006",
+        ),
+        RouterError::Timeout { .. } => unavailable(
+            "no connection to the tenant's database server was free in time; retry shortly",
+            "53300",
+        ),
         RouterError::Directory { source, .. } if source.is_not_found() => {
             Failure::UnknownTenant(caller.key.clone())
         }
-        RouterError::Directory { source, .. } if source.is_retryable() => unavailable("57P03"),
+        RouterError::Directory { source, .. } if source.is_retryable() => unavailable(
+            "the tenant is not available yet (being provisioned, or the catalog is unreachable); retry shortly",
+            "57P03",
+        ),
+        RouterError::Directory { .. } => unavailable(
+            "the tenant could not be placed or provisioned; the server's log says why",
+            "57P03",
+        ),
         RouterError::Query { .. } | RouterError::RepairFailed { .. } => {
             if let RouterError::RepairFailed { repair, .. } = &e {
-                tracing::warn!(tenant = %caller.key, "repairing the tenant after a query error failed: {}", pgfleet::control::error::chain(repair));
+                tracing::warn!(tenant = %caller.key.escape_debug(), "repairing the tenant after a query error failed: {}", pgfleet::control::error::chain(repair));
             }
             match into_wire_error(e) {
                 Ok(w) => Failure::Query(w),

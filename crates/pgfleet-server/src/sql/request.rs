@@ -5,6 +5,9 @@ use axum::http::HeaderMap;
 use pgfleet::router::wire::{Isolation, Statement, Transaction};
 use serde_json::Value;
 
+/// Most parameters of one statement (PostgreSQL's protocol limit).
+pub const MAX_PARAMS: usize = 65_535;
+
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Work {
@@ -77,6 +80,13 @@ fn statement(query: Value, params: Option<Value>, at: Option<usize>) -> Result<S
     };
     let params = match params {
         None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(ps)) if ps.len() > MAX_PARAMS => {
+            return Err(format!(
+                "{} has {} parameters; PostgreSQL takes at most {MAX_PARAMS}",
+                whose("params"),
+                ps.len()
+            ));
+        }
         Some(Value::Array(ps)) => ps.iter().map(param).collect(),
         Some(_) => return Err(format!("{} must be an array", whose("params"))),
     };

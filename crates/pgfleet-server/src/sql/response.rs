@@ -65,8 +65,16 @@ fn string(out: &mut Vec<u8>, s: &str) {
     serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
 }
 
-/// A 200 with `results` (one for a single statement, `{"results": […]}` for a batch).
-pub fn ok(results: &[TextResult], batch: bool, array_mode: bool, healed: bool) -> Response {
+/// A 200 with `results` (one for a single statement, `{"results": […]}` for a batch); `None`
+/// when the JSON would be larger than `max` bytes (escaping and column names can make it larger
+/// than the rows the connection counted).
+pub fn ok(
+    results: &[TextResult],
+    batch: bool,
+    array_mode: bool,
+    healed: bool,
+    max: usize,
+) -> Option<Response> {
     let mut out = Vec::with_capacity(256);
     if batch {
         out.extend_from_slice(b"{\"results\":[");
@@ -80,6 +88,9 @@ pub fn ok(results: &[TextResult], batch: bool, array_mode: bool, healed: bool) -
     } else if let Some(r) = results.first() {
         write_result(&mut out, r, array_mode);
     }
+    if out.len() > max {
+        return None;
+    }
     let mut resp = (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
@@ -90,7 +101,7 @@ pub fn ok(results: &[TextResult], batch: bool, array_mode: bool, healed: bool) -
         resp.headers_mut()
             .insert("pgfleet-healed", HeaderValue::from_static("1"));
     }
-    resp
+    Some(resp)
 }
 
 /// Why a request failed.
@@ -132,9 +143,23 @@ fn body(status: StatusCode, v: Value) -> Response {
         .into_response()
 }
 
+/// Longest text of one error field passed on (a `RAISE` can make messages of any size).
+const MAX_FIELD: usize = 16 * 1024;
+
+fn clip(s: &str) -> &str {
+    if s.len() <= MAX_FIELD {
+        return s;
+    }
+    let mut end = MAX_FIELD;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 fn server_error_json(e: &ServerError) -> Value {
     let mut m = Map::new();
-    m.insert("message".into(), json!(e.message));
+    m.insert("message".into(), json!(clip(&e.message)));
     m.insert("code".into(), json!(e.code));
     m.insert("severity".into(), json!(e.severity));
     let fields = [
@@ -155,7 +180,7 @@ fn server_error_json(e: &ServerError) -> Value {
     ];
     for (k, v) in fields {
         if let Some(v) = v {
-            m.insert(k.into(), json!(v));
+            m.insert(k.into(), json!(clip(v)));
         }
     }
     Value::Object(m)
@@ -244,9 +269,15 @@ fn query_failure(e: &WireError) -> Response {
             StatusCode::BAD_REQUEST,
             json!({"message": e.to_string(), "code": e.sqlstate(), "severity": "ERROR"}),
         ),
-        _ => body(
-            StatusCode::BAD_GATEWAY,
-            json!({"message": format!("the connection to the tenant's server failed: {}", pgfleet::control::error::chain(e)), "code": "08006"}),
-        ),
+        _ => {
+            tracing::warn!(
+                "/sql: a tenant connection failed: {}",
+                pgfleet::control::error::chain(e)
+            );
+            body(
+                StatusCode::BAD_GATEWAY,
+                json!({"message": "the connection to the tenant's server failed; retry", "code": "08006"}),
+            )
+        }
     }
 }
