@@ -67,8 +67,11 @@ pub struct Auth {
     control: Control,
     jwt: Option<JwtVerifier>,
     /// Token digests checked lately: the token's name, or `None` for a refused one.
-    cache: Mutex<HashMap<[u8; 32], (Option<String>, Instant)>>,
+    cache: Mutex<HashMap<[u8; 32], Checked>>,
 }
+
+/// A token check: the token's name (`None`: refused) and when it was made.
+type Checked = (Option<String>, Instant);
 
 /// Most digests [`Auth`] remembers; beyond it, expired ones go, then all.
 const CACHE_ENTRIES: usize = 10_000;
