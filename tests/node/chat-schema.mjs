@@ -1,4 +1,4 @@
-// Drizzle ORM description of the chat tables of tests/node/schema.sql (= examples/chat/schema.sql
+// Drizzle ORM description of the chat tables of the test schema (examples/chat/schema.sql
 // plus the test-only type_samples). Drizzle only maps them: pgfleet provisions the real schema.
 import { relations } from 'drizzle-orm';
 import {

@@ -51,12 +51,12 @@ fn repo_root() -> PathBuf {
 }
 
 impl Harness {
-    async fn start(schema: &Path, jwks: Option<&Path>, opts: SqlOptions) -> Harness {
+    async fn start(schema: &[PathBuf], jwks: Option<&Path>, opts: SqlOptions) -> Harness {
         Self::start_with(schema, jwks, opts, None, pgfleet::UnknownPolicy::Reject).await
     }
 
     async fn start_with(
-        schema: &Path,
+        schema: &[PathBuf],
         jwks: Option<&Path>,
         opts: SqlOptions,
         tls: Option<tokio_rustls::TlsAcceptor>,
@@ -70,7 +70,12 @@ impl Harness {
         ));
         let migrations = dir.join("migrations");
         std::fs::create_dir_all(&migrations).unwrap();
-        std::fs::copy(schema, migrations.join("20260101000000_init.sql")).unwrap();
+        let sql: String = schema
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(migrations.join("20260101000000_init.sql"), sql).unwrap();
         let m = pgfleet::migrate::MigrationDir::load(&migrations).unwrap();
         pgfleet::migrate::sum::write(&m).unwrap();
         let m = pgfleet::migrate::MigrationDir::load(&migrations).unwrap();
@@ -268,8 +273,8 @@ fn parse_response(raw: &[u8]) -> Response {
     }
 }
 
-fn chat_schema() -> PathBuf {
-    repo_root().join("examples/chat/schema.sql")
+fn chat_schema() -> Vec<PathBuf> {
+    vec![repo_root().join("examples/chat/schema.sql")]
 }
 
 #[tokio::test]
@@ -723,7 +728,10 @@ async fn real_clients_neon_drizzle_and_pg() {
         ..SqlOptions::default()
     };
     let h = Harness::start(
-        &root.join("tests/node/schema.sql"),
+        &[
+            root.join("examples/chat/schema.sql"),
+            root.join("tests/node/schema-extra.sql"),
+        ],
         Some(&keys.join("jwks.json")),
         opts,
     )
