@@ -200,7 +200,9 @@ pub async fn front_door(
     };
     let jwt = JwtSettings::from_env(|k| std::env::var(k).ok())?;
     // Fail at start, not at the first request, when the keys are unusable.
-    pgfleet_server::sql::jwt::JwtVerifier::new(&jwt)?;
+    if let Some(v) = pgfleet_server::sql::jwt::JwtVerifier::new(&jwt)? {
+        v.fetch_remote_keys().await?;
+    }
     let addr = tokio::net::lookup_host(&listen)
         .await
         .ok()

@@ -232,6 +232,9 @@ pub async fn serve(
     let sql = match opts.sql {
         Some(door) => {
             let jwt = sql::jwt::JwtVerifier::new(&door.jwt)?;
+            if let Some(j) = &jwt {
+                j.fetch_remote_keys().await?;
+            }
             let router = pgfleet::router::Router::new(control.clone(), door.router);
             let auth = sql::auth::Auth::new(control.clone(), jwt);
             let read_timeout = door.options.read_timeout;

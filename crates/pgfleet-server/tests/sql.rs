@@ -129,6 +129,7 @@ impl Harness {
             jwt: JwtSettings {
                 secret: Some(SECRET.as_bytes().to_vec()),
                 jwks_file: jwks.map(Path::to_path_buf),
+                jwks_url: None,
                 issuer: Some(ISSUER.into()),
                 audience: Some(AUDIENCE.into()),
                 tenant_claim: "sub".into(),
@@ -932,4 +933,145 @@ async fn first_use_provisions_a_tenant_exactly_once() {
         .collect();
     assert_eq!(tenants.len(), 1);
     h.stop().await;
+}
+
+/// An Ed25519 key pair made by `openssl`: the private key's PEM and the public key's JWK `x`.
+fn ed25519_key(dir: &Path, name: &str) -> (Vec<u8>, String) {
+    let pem = dir.join(format!("{name}.pem"));
+    let ok = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&pem)
+        .status()
+        .expect("openssl");
+    assert!(ok.success());
+    let der = std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+        .arg(&pem)
+        .output()
+        .unwrap()
+        .stdout;
+    let raw = &der[der.len() - 32..];
+    let b64 = |b: &[u8]| {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in b.chunks(3) {
+            let n =
+                chunk.iter().fold(0u32, |a, &c| (a << 8) | u32::from(c)) << (8 * (3 - chunk.len()));
+            for i in 0..=chunk.len() {
+                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        out
+    };
+    (std::fs::read(&pem).unwrap(), b64(raw))
+}
+
+fn signed(pem: &[u8], kid: &str, sub: &str) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some(kid.into());
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    jsonwebtoken::encode(
+        &header,
+        &serde_json::json!({"sub": sub, "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_ed_pem(pem).unwrap(),
+    )
+    .unwrap()
+}
+
+/// `PGFLEET_JWKS_URL`: keys are read at start, read again for an unknown `kid` at most every 5 s
+/// (a stream of made-up `kid`s costs nothing more), so a key added to the set works soon after.
+#[tokio::test]
+async fn jwks_from_a_url_is_read_at_start_and_again_for_a_new_kid_at_most_every_5_s() {
+    use pgfleet_server::sql::jwks_url::MIN_REFETCH;
+    use pgfleet_server::sql::jwt::JwtVerifier;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = std::env::temp_dir().join(format!("pgfleet-jwks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (pem1, x1) = ed25519_key(&dir, "k1");
+    let (pem2, x2) = ed25519_key(&dir, "k2");
+    let jwk = |kid: &str, x: &str| serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"});
+    let doc = std::sync::Arc::new(std::sync::Mutex::new(
+        serde_json::json!({"keys": [jwk("k1", &x1)]}).to_string(),
+    ));
+    let fetches = std::sync::Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/.well-known/jwks.json",
+        listener.local_addr().unwrap()
+    );
+    let (d, f) = (doc.clone(), fetches.clone());
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            f.fetch_add(1, Ordering::SeqCst);
+            let body = d.lock().unwrap().clone();
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(resp.as_bytes()).await;
+        }
+    });
+    let settings = JwtSettings {
+        jwks_url: Some(url),
+        tenant_claim: "sub".into(),
+        ..JwtSettings::default()
+    };
+    let v = JwtVerifier::new(&settings).unwrap().unwrap();
+    v.fetch_remote_keys().await.unwrap();
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        v.tenant(&signed(&pem1, "k1", "alice")).await,
+        Ok("alice".into())
+    );
+
+    // Unknown kids right after a fetch: refused, and no fetch each.
+    for i in 0..20 {
+        assert!(
+            v.tenant(&signed(&pem2, &format!("made-up-{i}"), "mallory"))
+                .await
+                .is_err()
+        );
+    }
+    assert!(v.tenant(&signed(&pem2, "k2", "bob")).await.is_err());
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        1,
+        "no fetch within 5 s of the last"
+    );
+
+    // The issuer adds k2; after the interval, the first token with k2 fetches it.
+    *doc.lock().unwrap() =
+        serde_json::json!({"keys": [jwk("k1", &x1), jwk("k2", &x2)]}).to_string();
+    tokio::time::sleep(MIN_REFETCH + Duration::from_millis(200)).await;
+    assert_eq!(
+        v.tenant(&signed(&pem2, "k2", "bob")).await,
+        Ok("bob".into())
+    );
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    // A key signed by k1's private key but naming k2 does not verify.
+    assert!(v.tenant(&signed(&pem1, "k2", "bob")).await.is_err());
+
+    // Not https (and not loopback), or unreachable: the server does not start.
+    for bad in ["ftp://example.com/jwks", "http://127.0.0.1:1/jwks"] {
+        let s = JwtSettings {
+            jwks_url: Some(bad.into()),
+            tenant_claim: "sub".into(),
+            ..JwtSettings::default()
+        };
+        let err = JwtVerifier::new(&s)
+            .unwrap()
+            .unwrap()
+            .fetch_remote_keys()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("PGFLEET_JWKS_URL"), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

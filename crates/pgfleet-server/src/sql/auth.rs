@@ -156,7 +156,7 @@ impl Auth {
                     "this server accepts no JWTs (no PGFLEET_JWT_SECRET or PGFLEET_JWKS_FILE)",
                 )));
             };
-            return Ok(match jwt.tenant(token) {
+            return Ok(match jwt.tenant(token).await {
                 Ok(key) if valid_key(&key) => Ok(Caller { key, via: Via::Jwt }),
                 Ok(_) => Err(Refusal::new(
                     "jwt_invalid",

@@ -6,10 +6,12 @@
 //!
 //! Keys come only from the environment or files (never a flag or `pgfleet.toml`):
 //! `PGFLEET_JWT_SECRET` / `PGFLEET_JWT_SECRET_FILE` (HS256, the secret's UTF-8 bytes as given) and
-//! `PGFLEET_JWKS_FILE` (public keys selected by `kid`: RS256, ES256, EdDSA).
+//! `PGFLEET_JWKS_FILE` and/or `PGFLEET_JWKS_URL` (public keys selected by `kid`: RS256, ES256,
+//! EdDSA; the URL's keys are re-read as [`super::jwks_url`] says).
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -53,6 +55,8 @@ pub struct JwtSettings {
     pub secret: Option<Vec<u8>>,
     /// A JWKS file of public keys.
     pub jwks_file: Option<std::path::PathBuf>,
+    /// A JWKS URL of public keys.
+    pub jwks_url: Option<String>,
     /// Required `iss`.
     pub issuer: Option<String>,
     /// Required `aud` (one of).
@@ -67,6 +71,7 @@ impl std::fmt::Debug for JwtSettings {
         f.debug_struct("JwtSettings")
             .field("secret", &self.secret.as_ref().map(|_| "(set)"))
             .field("jwks_file", &self.jwks_file)
+            .field("jwks_url", &self.jwks_url)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("tenant_claim", &self.tenant_claim)
@@ -97,6 +102,7 @@ impl JwtSettings {
             jwks_file: env("PGFLEET_JWKS_FILE")
                 .filter(|s| !s.is_empty())
                 .map(Into::into),
+            jwks_url: env("PGFLEET_JWKS_URL").filter(|s| !s.is_empty()),
             issuer: env("PGFLEET_JWT_ISSUER").filter(|s| !s.is_empty()),
             audience: env("PGFLEET_JWT_AUDIENCE").filter(|s| !s.is_empty()),
             tenant_claim: env("PGFLEET_JWT_TENANT_CLAIM")
@@ -107,19 +113,21 @@ impl JwtSettings {
 
     /// Whether any key is configured.
     pub fn is_configured(&self) -> bool {
-        self.secret.is_some() || self.jwks_file.is_some()
+        self.secret.is_some() || self.jwks_file.is_some() || self.jwks_url.is_some()
     }
 }
 
-struct Key {
+/// A verification key and the one algorithm it takes.
+pub(crate) struct Key {
     alg: Algorithm,
     key: DecodingKey,
 }
 
 /// Checks end-user tokens and returns the tenant they name.
 pub struct JwtVerifier {
-    secret: Option<Key>,
-    by_kid: HashMap<String, Key>,
+    secret: Option<Arc<Key>>,
+    by_kid: HashMap<String, Arc<Key>>,
+    remote: Option<super::jwks_url::RemoteJwks>,
     issuer: Option<String>,
     audience: Option<String>,
     tenant_claim: String,
@@ -130,6 +138,10 @@ impl std::fmt::Debug for JwtVerifier {
         f.debug_struct("JwtVerifier")
             .field("hs256", &self.secret.is_some())
             .field("kids", &self.by_kid.keys().collect::<Vec<_>>())
+            .field(
+                "jwks_url",
+                &self.remote.as_ref().map(|r| r.url().to_string()),
+            )
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("tenant_claim", &self.tenant_claim)
@@ -148,13 +160,13 @@ impl JwtVerifier {
         }
         let secret = match &s.secret {
             Some(b) if b.len() < 32 => return Err(JwtConfigError::ShortSecret(b.len())),
-            Some(b) => Some(Key {
+            Some(b) => Some(Arc::new(Key {
                 alg: Algorithm::HS256,
                 key: DecodingKey::from_secret(b).map_err(|e| JwtConfigError::Jwks {
                     path: "PGFLEET_JWT_SECRET".into(),
                     cause: e.to_string(),
                 })?,
-            }),
+            })),
             None => None,
         };
         let by_kid = match &s.jwks_file {
@@ -164,25 +176,44 @@ impl JwtVerifier {
         Ok(Some(Self {
             secret,
             by_kid,
+            remote: s.jwks_url.as_deref().map(super::jwks_url::RemoteJwks::new),
             issuer: s.issuer.clone(),
             audience: s.audience.clone(),
             tenant_claim: s.tenant_claim.clone(),
         }))
     }
 
+    /// Reads the keys of `PGFLEET_JWKS_URL`, when it is set: call once at start.
+    ///
+    /// # Errors
+    /// The URL cannot be read or its keys cannot be used.
+    pub async fn fetch_remote_keys(&self) -> Result<(), JwtConfigError> {
+        if let Some(r) = &self.remote {
+            r.refresh().await.map_err(|cause| JwtConfigError::Jwks {
+                path: format!("PGFLEET_JWKS_URL {}", r.url()),
+                cause,
+            })?;
+        }
+        Ok(())
+    }
+
     /// The tenant key a valid token names.
     ///
     /// # Errors
     /// A short reason, safe to show the caller.
-    pub fn tenant(&self, token: &str) -> Result<String, &'static str> {
+    pub async fn tenant(&self, token: &str) -> Result<String, &'static str> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err("the token is larger than 8 KiB");
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| "the token is not a JWT")?;
         // A kid names a public key of the JWKS; the shared secret is for tokens without one.
         let key = match &header.kid {
-            Some(kid) => self.by_kid.get(kid).ok_or("no key has the token's kid")?,
-            None => self.secret.as_ref().ok_or("the token has no kid")?,
+            Some(kid) => match (self.by_kid.get(kid), &self.remote) {
+                (Some(k), _) => k.clone(),
+                (None, Some(r)) => r.key(kid).await.ok_or("no key has the token's kid")?,
+                (None, None) => return Err("no key has the token's kid"),
+            },
+            None => self.secret.clone().ok_or("the token has no kid")?,
         };
         if header.alg != key.alg {
             return Err("the token's algorithm is not the one its key takes");
@@ -233,17 +264,25 @@ fn reason(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
     }
 }
 
-fn load_jwks(path: &Path) -> Result<HashMap<String, Key>, JwtConfigError> {
+fn load_jwks(path: &Path) -> Result<HashMap<String, Arc<Key>>, JwtConfigError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| JwtConfigError::Read {
         path: shown.clone(),
         cause: e.to_string(),
     })?;
+    parse_jwks(&text, &shown)
+}
+
+/// The keys of a JWKS document (`source` names it in errors).
+pub(crate) fn parse_jwks(
+    text: &str,
+    source: &str,
+) -> Result<HashMap<String, Arc<Key>>, JwtConfigError> {
     let bad = |cause: String| JwtConfigError::Jwks {
-        path: shown.clone(),
+        path: source.to_string(),
         cause,
     };
-    let set: JwkSet = serde_json::from_str(&text).map_err(|e| bad(format!("not a JWKS: {e}")))?;
+    let set: JwkSet = serde_json::from_str(text).map_err(|e| bad(format!("not a JWKS: {e}")))?;
     let mut keys = HashMap::new();
     for jwk in &set.keys {
         let kid = jwk
@@ -291,7 +330,7 @@ fn load_jwks(path: &Path) -> Result<HashMap<String, Key>, JwtConfigError> {
             }
         };
         let key = DecodingKey::from_jwk(jwk).map_err(|e| bad(format!("key {kid:?}: {e}")))?;
-        keys.insert(kid, Key { alg, key });
+        keys.insert(kid, Arc::new(Key { alg, key }));
     }
     Ok(keys)
 }

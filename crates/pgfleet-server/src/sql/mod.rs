@@ -9,6 +9,7 @@
 //! was missing), and answered ([`response`]) with PostgreSQL's own text output.
 
 pub mod auth;
+pub mod jwks_url;
 pub mod jwt;
 pub mod listener;
 pub mod request;
