@@ -86,11 +86,21 @@ pub fn run(quick: bool) -> anyhow::Result<Report> {
         }
         let mut medians = [0.0; 3];
         for (i, way) in WAYS.into_iter().enumerate() {
-            medians[i] = percentile(&mut times[i], 50.0);
+            medians[i] = crate::report::percentile_of(&mut times[i], 50.0);
             let label = way.label(query);
             report.push(&label, "throughput", ops as f64 / medians[i], "ops/s");
-            report.push(&label, "p50", percentile(&mut lats[i], 50.0), "ms");
-            report.push(&label, "p99", percentile(&mut lats[i], 99.0), "ms");
+            report.push(
+                &label,
+                "p50",
+                crate::report::percentile_of(&mut lats[i], 50.0),
+                "ms",
+            );
+            report.push(
+                &label,
+                "p99",
+                crate::report::percentile_of(&mut lats[i], 99.0),
+                "ms",
+            );
         }
         ratios.push((medians[1] / medians[0], medians[2] / medians[0]));
     }
@@ -99,11 +109,6 @@ pub fn run(quick: bool) -> anyhow::Result<Report> {
     report.ratio("http_vs_direct_10_rows", ratios[1].0);
     report.ratio("http_vs_connect_per_request_10_rows", ratios[1].1);
     Ok(report)
-}
-
-fn percentile(samples: &mut [f64], p: f64) -> f64 {
-    samples.sort_by(|a, b| a.total_cmp(b));
-    crate::report::percentile(samples, p)
 }
 
 /// Provisions tenant `hot` with 10 users, an app token, a `/sql` front door and a plain pool.

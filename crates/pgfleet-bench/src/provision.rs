@@ -17,14 +17,12 @@ use pgfleet::migrate::{MigrationDir, sum};
 use pgfleet::pg::connect;
 
 use crate::Report;
-
-/// The target: the chat example schema (tables, enum, indexes, pgvector HNSW).
-const TARGET: &str = include_str!("../../../examples/chat/schema.sql");
+// The target: the chat example schema (tables, enum, indexes, pgvector HNSW).
+use crate::chat_fleet::TARGET;
 
 fn percentile_ms(samples: &[Duration], p: f64) -> f64 {
     let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
-    ms.sort_by(|a, b| a.total_cmp(b));
-    crate::report::percentile(&ms, p)
+    crate::report::percentile_of(&mut ms, p)
 }
 
 /// One way of provisioning, with a catalog (and control plane) of its own.

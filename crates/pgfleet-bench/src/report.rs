@@ -160,6 +160,12 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// The `p`-th percentile of unsorted `samples` (sorted in place first).
+pub fn percentile_of(samples: &mut [f64], p: f64) -> f64 {
+    samples.sort_by(|a, b| a.total_cmp(b));
+    percentile(samples, p)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

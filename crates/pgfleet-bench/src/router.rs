@@ -44,11 +44,6 @@ const ZIPF_TASKS: u64 = 64;
 /// Connections the router of (c) may open to the server.
 const BUDGET: usize = 100;
 
-fn percentile_ms(samples: &mut [f64], p: f64) -> f64 {
-    samples.sort_by(|a, b| a.total_cmp(b));
-    crate::report::percentile(samples, p)
-}
-
 /// A small deterministic generator (xorshift64*), so runs are comparable.
 struct Rng(u64);
 
@@ -287,7 +282,7 @@ impl HotRounds {
     fn report(mut self, report: &mut Report, ops_per_round: usize) -> [f64; 3] {
         let mut medians = [0.0; 3];
         for (i, way) in WAYS.into_iter().enumerate() {
-            medians[i] = percentile_ms(&mut self.times[i], 50.0);
+            medians[i] = crate::report::percentile_of(&mut self.times[i], 50.0);
             let label = way.label();
             report.push(
                 label,
@@ -295,8 +290,18 @@ impl HotRounds {
                 ops_per_round as f64 / medians[i],
                 "ops/s",
             );
-            report.push(label, "p50", percentile_ms(&mut self.lats[i], 50.0), "ms");
-            report.push(label, "p99", percentile_ms(&mut self.lats[i], 99.0), "ms");
+            report.push(
+                label,
+                "p50",
+                crate::report::percentile_of(&mut self.lats[i], 50.0),
+                "ms",
+            );
+            report.push(
+                label,
+                "p99",
+                crate::report::percentile_of(&mut self.lats[i], 99.0),
+                "ms",
+            );
         }
         medians
     }
@@ -370,13 +375,13 @@ impl ZipfOutcome {
         report.push(
             &case,
             "acquire p50",
-            percentile_ms(&mut self.acquire, 50.0),
+            crate::report::percentile_of(&mut self.acquire, 50.0),
             "ms",
         );
         report.push(
             &case,
             "acquire p99",
-            percentile_ms(&mut self.acquire, 99.0),
+            crate::report::percentile_of(&mut self.acquire, 99.0),
             "ms",
         );
         report.push(&case, "throughput", zipf_ops as f64 / self.seconds, "ops/s");
