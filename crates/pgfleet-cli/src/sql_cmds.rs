@@ -168,6 +168,7 @@ pub async fn front_door(
         } else {
             a.cors_origin.clone()
         },
+        write_timeout: defaults.write_timeout,
     };
     let provision_timeout = a
         .provision_timeout

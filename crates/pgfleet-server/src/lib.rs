@@ -237,11 +237,14 @@ pub async fn serve(
             }
             let router = pgfleet::router::Router::new(control.clone(), door.router);
             let auth = sql::auth::Auth::new(control.clone(), jwt);
-            let read_timeout = door.options.read_timeout;
+            let (read_timeout, write_timeout) =
+                (door.options.read_timeout, door.options.write_timeout);
             let service = Arc::new(sql::SqlService::new(router, auth, door.options));
             let listen = sql::listener::ListenOptions {
                 read_timeout,
                 tls: door.tls,
+                write_timeout,
+                max_connections: sql::listener::MAX_CONNECTIONS,
             };
             let stop = stop_rx.clone();
             Some(tokio::spawn(sql::listener::serve(

@@ -460,6 +460,7 @@ async fn callers_limits_and_bad_requests() {
         max_concurrent_per_tenant: 2,
         read_timeout: Duration::from_secs(1),
         cors_origins: vec!["https://app.example.com".into()],
+        write_timeout: Duration::from_secs(30),
     };
     let h = Harness::start(&chat_schema(), None, opts).await;
     let select = br#"{"query":"SELECT current_user"}"#;
@@ -1074,4 +1075,35 @@ async fn jwks_from_a_url_is_read_at_start_and_again_for_a_new_kid_at_most_every_
         assert!(err.to_string().contains("PGFLEET_JWKS_URL"), "{err}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A client that asks for a large answer and does not read it: after the write timeout its
+/// connection (and the answer held for it) is dropped, and the tenant is served as before.
+#[tokio::test]
+async fn a_client_that_does_not_read_its_answer_is_dropped() {
+    let opts = SqlOptions {
+        max_response: 64 << 20,
+        write_timeout: Duration::from_secs(1),
+        ..SqlOptions::default()
+    };
+    let h = Harness::start(&chat_schema(), None, opts).await;
+    let conn = h.conn("a", &h.token);
+    let body = r#"{"query":"SELECT repeat('x', 32000000)"}"#;
+    let mut s = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    s.write_all(format!("POST /sql HTTP/1.1\r\nhost: x\r\nneon-connection-string: {conn}\r\ncontent-length: {}\r\n\r\n{body}", body.len()).as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await; // not reading
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut raw))
+        .await
+        .expect("closed");
+    assert!(
+        raw.len() < 32_000_000,
+        "the whole answer arrived ({} bytes): it was not dropped",
+        raw.len()
+    );
+    let r = h.sql("a", r#"{"query":"SELECT 1"}"#).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    h.stop().await;
 }

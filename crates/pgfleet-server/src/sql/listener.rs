@@ -1,7 +1,9 @@
 //! Serving a front door's routes on a listener of its own, over plain TCP or TLS: one task per
 //! connection (a slow TLS handshake or a slow client holds only its own), HTTP/1.1 with
-//! keep-alive, a bound on the time a request's headers may take (slow-loris), and a graceful
-//! stop that lets requests in flight finish.
+//! keep-alive, a bound on the time a request's headers may take (slow-loris), a bound on the time
+//! a write may wait for a client that does not read (its connection, and the answer it holds, are
+//! dropped), at most [`ListenOptions::max_connections`] connections at once, and a graceful stop
+//! that lets requests in flight finish.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -16,6 +18,10 @@ use tower::ServiceExt;
 
 /// How long a request's headers may take, and an idle keep-alive connection stays open.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a write may wait for the client to read before the connection is dropped.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default [`ListenOptions::max_connections`].
+pub const MAX_CONNECTIONS: usize = 4096;
 
 /// How to serve.
 #[derive(Clone)]
@@ -24,6 +30,10 @@ pub struct ListenOptions {
     pub read_timeout: Duration,
     /// TLS, when set.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// How long a write may wait for the client to read ([`WRITE_TIMEOUT`] by default).
+    pub write_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl std::fmt::Debug for ListenOptions {
@@ -31,6 +41,8 @@ impl std::fmt::Debug for ListenOptions {
         f.debug_struct("ListenOptions")
             .field("read_timeout", &self.read_timeout)
             .field("tls", &self.tls.is_some())
+            .field("write_timeout", &self.write_timeout)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -44,7 +56,12 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut conns = tokio::task::JoinSet::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1)));
     loop {
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => s.expect("never closed"),
+            _ = stopped(&mut stop) => break,
+        };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stopped(&mut stop) => break,
@@ -61,6 +78,8 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let (app, opts, stop) = (app.clone(), opts.clone(), stop.clone());
         conns.spawn(async move {
+            let _slot = slot;
+            let stream = WriteDeadline::new(stream, opts.write_timeout);
             match &opts.tls {
                 None => connection(stream, app, opts.read_timeout, stop).await,
                 Some(acceptor) => {
@@ -166,4 +185,85 @@ pub fn tls_acceptor(
         })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// A stream whose writes fail with `TimedOut` once one has waited `limit` for the peer to read.
+struct WriteDeadline<S> {
+    inner: S,
+    limit: Duration,
+    waiting: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    fn new(inner: S, limit: Duration) -> Self {
+        Self {
+            inner,
+            limit,
+            waiting: None,
+        }
+    }
+
+    /// After the inner write was `Pending`: arms the timer, or fails when it ran out.
+    fn pending<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        let limit = self.limit;
+        let sleep = self
+            .waiting
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match sleep.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client did not read its answer in time",
+            ))),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match std::pin::Pin::new(&mut self.inner).poll_write(cx, buf) {
+            std::task::Poll::Pending => self.pending(cx),
+            ready => {
+                self.waiting = None;
+                ready
+            }
+        }
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match std::pin::Pin::new(&mut self.inner).poll_flush(cx) {
+            std::task::Poll::Pending => self.pending(cx),
+            ready => {
+                self.waiting = None;
+                ready
+            }
+        }
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }

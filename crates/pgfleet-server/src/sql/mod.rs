@@ -50,6 +50,9 @@ pub struct SqlOptions {
     pub read_timeout: Duration,
     /// Origins allowed to call from a browser (`--cors-origin`; `*` for any). Empty: none.
     pub cors_origins: Vec<String>,
+    /// How long a write may wait for a client that does not read its answer before its
+    /// connection (and the answer) is dropped (default 30 s).
+    pub write_timeout: Duration,
 }
 
 impl Default for SqlOptions {
@@ -61,6 +64,7 @@ impl Default for SqlOptions {
             max_concurrent_per_tenant: 16,
             read_timeout: Duration::from_secs(10),
             cors_origins: Vec::new(),
+            write_timeout: listener::WRITE_TIMEOUT,
         }
     }
 }
