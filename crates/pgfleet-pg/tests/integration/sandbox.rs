@@ -325,7 +325,9 @@ async fn a_file_that_sets_the_roles_own_password_cannot_log_in_with_it() {
     let role: String = loop {
         let row = admin
             .query_opt(
-                "SELECT usename::text FROM pg_stat_activity WHERE query LIKE '%' || $1 || '%' AND usename LIKE 'pgfleet\\_shadow\\_%'",
+                // Sleeping, so the statements before the sleep (the password change) are done:
+                // the marker shows from the start when the file goes as one query.
+                "SELECT usename::text FROM pg_stat_activity WHERE query LIKE '%' || $1 || '%' AND usename LIKE 'pgfleet\\_shadow\\_%' AND wait_event = 'PgSleep'",
                 &[&marker],
             )
             .await
