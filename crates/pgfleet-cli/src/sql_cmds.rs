@@ -63,28 +63,25 @@ pub struct SqlArgs {
     )]
     pub tls_key: Option<PathBuf>,
     /// Create a tenant the first time a verified caller names it (exactly once, however many
-    /// requests race), instead of answering 404
-    #[arg(long, env = "PGFLEET_PROVISION_ON_FIRST_USE")]
-    pub provision_on_first_use: bool,
+    /// requests race), instead of answering 404; `--provision-on-first-use=false` turns off a
+    /// `true` in pgfleet.toml
+    #[arg(
+        long,
+        env = "PGFLEET_PROVISION_ON_FIRST_USE",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub provision_on_first_use: Option<bool>,
     /// How long a request waits for its tenant to be provisioned [default: 30s]
     #[arg(long, value_name = "DURATION", env = "PGFLEET_PROVISION_TIMEOUT", value_parser = parse_duration)]
     pub provision_timeout: Option<Duration>,
-    /// Connections per server, for all its tenants together
-    #[arg(
-        long,
-        value_name = "N",
-        env = "PGFLEET_BUDGET_PER_SERVER",
-        default_value_t = 20
-    )]
-    pub budget_per_server: usize,
-    /// Connections one tenant may hold at once
-    #[arg(
-        long,
-        value_name = "N",
-        env = "PGFLEET_CONNECTIONS_PER_TENANT",
-        default_value_t = 5
-    )]
-    pub connections_per_tenant: usize,
+    /// Connections per server, for all its tenants together [default: 20]
+    #[arg(long, value_name = "N", env = "PGFLEET_BUDGET_PER_SERVER")]
+    pub budget_per_server: Option<usize>,
+    /// Connections one tenant may hold at once [default: 5]
+    #[arg(long, value_name = "N", env = "PGFLEET_CONNECTIONS_PER_TENANT")]
+    pub connections_per_tenant: Option<usize>,
 }
 
 /// A size: bytes, or with a unit (`kB`, `KiB`, `MB`, `MiB`, `GiB`).
@@ -162,7 +159,14 @@ pub async fn front_door(
             .or(file.max_concurrent_per_tenant)
             .unwrap_or(defaults.max_concurrent_per_tenant)
             .max(1),
-        read_timeout: a.sql_read_timeout.unwrap_or(defaults.read_timeout),
+        read_timeout: a
+            .sql_read_timeout
+            .or(from_file(
+                file.read_timeout.as_ref(),
+                "read_timeout",
+                parse_duration,
+            )?)
+            .unwrap_or(defaults.read_timeout),
         cors_origins: if a.cors_origin.is_empty() {
             file.cors_origins.clone().unwrap_or_default()
         } else {
@@ -178,10 +182,21 @@ pub async fn front_door(
             parse_duration,
         )?)
         .unwrap_or(Duration::from_secs(30));
-    let first_use = a.provision_on_first_use || file.provision_on_first_use.unwrap_or(false);
+    let first_use = a
+        .provision_on_first_use
+        .or(file.provision_on_first_use)
+        .unwrap_or(false);
     let router = RouterOptions {
-        budget_per_server: a.budget_per_server.max(1),
-        per_tenant: a.connections_per_tenant.max(1),
+        budget_per_server: a
+            .budget_per_server
+            .or(file.budget_per_server)
+            .unwrap_or(20)
+            .max(1),
+        per_tenant: a
+            .connections_per_tenant
+            .or(file.connections_per_tenant)
+            .unwrap_or(5)
+            .max(1),
         unknown: if first_use {
             UnknownPolicy::Provision(provision_timeout)
         } else {
@@ -303,7 +318,54 @@ pub fn token(control: &ControlArgs, cmd: &TokenCommand) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::*;
+
+    #[tokio::test]
+    async fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let file = SqlSettings {
+            listen: Some("127.0.0.1:0".into()),
+            max_body: Some("1MiB".into()),
+            read_timeout: Some("3s".into()),
+            budget_per_server: Some(7),
+            provision_on_first_use: Some(true),
+            ..SqlSettings::default()
+        };
+        let from_file = front_door(&SqlArgs::default(), &file)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(from_file.options.max_body, 1 << 20);
+        assert_eq!(from_file.options.read_timeout, Duration::from_secs(3));
+        assert_eq!(from_file.router.budget_per_server, 7);
+        assert_eq!(from_file.router.per_tenant, 5, "the default");
+        assert!(matches!(
+            from_file.router.unknown,
+            UnknownPolicy::Provision(_)
+        ));
+        let flags = SqlArgs {
+            sql_max_body: Some(2 << 20),
+            budget_per_server: Some(9),
+            provision_on_first_use: Some(false),
+            ..SqlArgs::default()
+        };
+        let door = front_door(&flags, &file).await.unwrap().unwrap();
+        assert_eq!(door.options.max_body, 2 << 20);
+        assert_eq!(door.router.budget_per_server, 9);
+        assert_eq!(
+            door.router.unknown,
+            UnknownPolicy::Reject,
+            "a flag turns the file's true off"
+        );
+        let bad = SqlSettings {
+            statement_timeout: Some("soon".into()),
+            ..file
+        };
+        let err = front_door(&SqlArgs::default(), &bad)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[sql] statement_timeout"), "{err}");
+    }
 
     #[test]
     fn sizes() {

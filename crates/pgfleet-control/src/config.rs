@@ -18,6 +18,9 @@
 //! provision_timeout = "30s"
 //! tls_cert = "/etc/pgfleet/tls.crt"
 //! tls_key = "/etc/pgfleet/tls.key"
+//! read_timeout = "10s"
+//! budget_per_server = 20
+//! connections_per_tenant = 5
 //! ```
 //!
 //! The master key itself is taken only from `PGFLEET_MASTER_KEY` or a file (`--master-key-file`,
@@ -188,6 +191,12 @@ pub struct SqlSettings {
     pub tls_cert: Option<PathBuf>,
     /// `--tls-key`.
     pub tls_key: Option<PathBuf>,
+    /// `--sql-read-timeout`.
+    pub read_timeout: Option<String>,
+    /// `--budget-per-server`.
+    pub budget_per_server: Option<usize>,
+    /// `--connections-per-tenant`.
+    pub connections_per_tenant: Option<usize>,
 }
 
 impl SqlSettings {
@@ -206,6 +215,9 @@ impl SqlSettings {
             provision_timeout: self.provision_timeout.or(lower.provision_timeout),
             tls_cert: self.tls_cert.or(lower.tls_cert),
             tls_key: self.tls_key.or(lower.tls_key),
+            read_timeout: self.read_timeout.or(lower.read_timeout),
+            budget_per_server: self.budget_per_server.or(lower.budget_per_server),
+            connections_per_tenant: self.connections_per_tenant.or(lower.connections_per_tenant),
         }
     }
 }
