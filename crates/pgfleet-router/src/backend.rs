@@ -19,6 +19,31 @@ use std::future::Future;
 use crate::directory::{BoxError, Placement};
 use crate::pool::BudgetPermit;
 
+impl BudgetPermit {
+    /// Closes a connection that speaks the protocol itself over `stream`, as
+    /// [`Backend::connect`] asks, in the background: `Terminate`, shut down the write side, read
+    /// until the server's end of file (at most 30 s: a backend busy with a cancelled statement
+    /// closes soon, but never wait forever), then give this permit back. Without a Tokio runtime
+    /// the socket closes with the process.
+    pub fn release_after_close(self, mut stream: tokio::net::TcpStream) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let mut out = bytes::BytesMut::new();
+            postgres_protocol::message::frontend::terminate(&mut out);
+            let _ = stream.write_all(&out).await;
+            let _ = stream.shutdown().await;
+            let mut scratch = [0u8; 512];
+            let drain =
+                async { while matches!(stream.read(&mut scratch).await, Ok(n) if n > 0) {} };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), drain).await;
+            drop(self);
+        });
+    }
+}
+
 /// A kind of connection the router pools. A kind is a type: connections opened by one backend
 /// type are pooled together, so two values of one backend type must open interchangeable
 /// connections (put settings that change what a connection is into the type, or into the
@@ -40,8 +65,9 @@ pub trait Backend: Send + Sync + 'static {
     ///
     /// `permit` is the connection's share of its server's budget: keep it until the server has
     /// closed the connection (after the connection is dropped, close it, wait for the server's
-    /// end of file, then drop the permit), so the server never counts more connections than the
-    /// budget. Dropping it on failure is right.
+    /// end of file, then drop the permit: [`BudgetPermit::release_after_close`] does that for a
+    /// TCP stream), so the server never counts more connections than the budget. Dropping it on
+    /// failure is right.
     ///
     /// The router bounds the call by [`RouterOptions::connect_timeout`](crate::RouterOptions::connect_timeout).
     ///

@@ -262,21 +262,9 @@ fn unexpected(what: &str) -> RawError {
 impl Drop for RawConn {
     /// `Terminate`, then the budget permit goes back once the server has closed the socket.
     fn drop(&mut self) {
-        let (Some(mut stream), permit) = (self.stream.take(), self.permit.take()) else {
-            return;
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return; // no runtime left: the socket closes with the process
-        };
-        runtime.spawn(async move {
-            let mut out = BytesMut::new();
-            frontend::terminate(&mut out);
-            let _ = stream.write_all(&out).await;
-            let _ = stream.shutdown().await;
-            let mut scratch = [0u8; 256];
-            while matches!(stream.read(&mut scratch).await, Ok(n) if n > 0) {}
-            drop(permit);
-        });
+        if let (Some(stream), Some(permit)) = (self.stream.take(), self.permit.take()) {
+            permit.release_after_close(stream);
+        }
     }
 }
 

@@ -244,23 +244,8 @@ pub(super) fn unexpected(what: &str) -> WireError {
 impl Drop for WireConn {
     /// `Terminate`, then the budget permit goes back once the server has closed the socket.
     fn drop(&mut self) {
-        let (Some(mut stream), permit) = (self.stream.take(), self.permit.take()) else {
-            return;
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return; // no runtime left: the socket closes with the process
-        };
-        runtime.spawn(async move {
-            let mut out = BytesMut::new();
-            frontend::terminate(&mut out);
-            let _ = stream.write_all(&out).await;
-            let _ = stream.shutdown().await;
-            let mut scratch = [0u8; 512];
-            let drain =
-                async { while matches!(stream.read(&mut scratch).await, Ok(n) if n > 0) {} };
-            // A backend busy with a cancelled statement closes soon; never wait forever.
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), drain).await;
-            drop(permit);
-        });
+        if let (Some(stream), Some(permit)) = (self.stream.take(), self.permit.take()) {
+            permit.release_after_close(stream);
+        }
     }
 }
