@@ -60,6 +60,8 @@ struct Setup {
     conn_string: String,
     pool: deadpool_postgres::Pool,
     config: tokio_postgres::Config,
+    /// Keeps the front door serving.
+    _stop: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// Runs the benchmark.
@@ -133,7 +135,6 @@ fn set_up(f: &ChatFleet) -> anyhow::Result<Setup> {
         let token = control.create_token("bench", Scope::Sql).await?.secret;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let endpoint = listener.local_addr()?;
-        let ops = pgfleet_server::bind("127.0.0.1:0".parse()?).await?;
         let door = pgfleet_server::SqlFrontDoor {
             listener,
             options: pgfleet_server::sql::SqlOptions {
@@ -148,17 +149,9 @@ fn set_up(f: &ChatFleet) -> anyhow::Result<Setup> {
                 ..RouterOptions::default()
             },
         };
-        let c = control.clone();
-        tokio::spawn(async move {
-            let opts = pgfleet_server::ServeOptions {
-                workers: None,
-                metrics_interval: Duration::from_secs(60),
-                sql: Some(door),
-            };
-            if let Err(e) = pgfleet_server::serve(c, ops, opts, std::future::pending()).await {
-                eprintln!("http: the server stopped: {e}");
-            }
-        });
+        // Serves until the benchmark's runtime ends (the sender lives in `Setup`).
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        pgfleet_server::start_sql(&control, door, stopped).await?;
         let pool = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::from_config(
             placement.config.clone(),
             tokio_postgres::NoTls,
@@ -174,6 +167,7 @@ fn set_up(f: &ChatFleet) -> anyhow::Result<Setup> {
             conn_string: format!("postgresql://hot:{token}@pgfleet.internal/app"),
             pool,
             config: placement.config,
+            _stop: Arc::new(stop),
         })
     })
 }

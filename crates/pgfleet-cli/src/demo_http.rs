@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use anyhow::Context;
 use pgfleet::control::Control;
@@ -61,7 +60,6 @@ pub async fn node_example(control: &Control, key: &str) -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let endpoint = format!("http://{}/sql", listener.local_addr()?);
-    let ops = pgfleet_server::bind("127.0.0.1:0".parse()?).await?;
     let door = pgfleet_server::SqlFrontDoor {
         listener,
         options: pgfleet_server::sql::SqlOptions::default(),
@@ -73,19 +71,8 @@ pub async fn node_example(control: &Control, key: &str) -> anyhow::Result<()> {
         tls: None,
         router: pgfleet::RouterOptions::default(),
     };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let c = control.clone();
-    let server = tokio::spawn(async move {
-        let opts = pgfleet_server::ServeOptions {
-            workers: None,
-            metrics_interval: Duration::from_secs(60),
-            sql: Some(door),
-        };
-        pgfleet_server::serve(c, ops, opts, async move {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let server = pgfleet_server::start_sql(control, door, stopped).await?;
     println!("  pgfleet serve --sql-listen: {endpoint} (app token `demo-backend`, HS256 JWTs)");
     println!("  $ node examples/node-drizzle/main.mjs   (tenant {key})");
     let run = {
@@ -111,7 +98,7 @@ pub async fn node_example(control: &Control, key: &str) -> anyhow::Result<()> {
     for line in String::from_utf8_lossy(&run.stdout).lines() {
         println!("    {line}");
     }
-    let _ = stop.send(());
+    let _ = stop.send(true);
     let _ = server.await;
     anyhow::ensure!(
         run.status.success(),

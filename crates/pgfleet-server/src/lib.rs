@@ -230,30 +230,7 @@ pub async fn serve(
         tokio::spawn(async move { g.run(c, stop).await })
     };
     let sql = match opts.sql {
-        Some(door) => {
-            let jwt = sql::jwt::JwtVerifier::new(&door.jwt)?;
-            if let Some(j) = &jwt {
-                j.fetch_remote_keys().await?;
-            }
-            let router = pgfleet::router::Router::new(control.clone(), door.router);
-            let auth = sql::auth::Auth::new(control.clone(), jwt);
-            let (read_timeout, write_timeout) =
-                (door.options.read_timeout, door.options.write_timeout);
-            let service = Arc::new(sql::SqlService::new(router, auth, door.options));
-            let listen = sql::listener::ListenOptions {
-                read_timeout,
-                tls: door.tls,
-                write_timeout,
-                max_connections: sql::listener::MAX_CONNECTIONS,
-            };
-            let stop = stop_rx.clone();
-            Some(tokio::spawn(sql::listener::serve(
-                door.listener,
-                sql::app(service),
-                listen,
-                stop,
-            )))
-        }
+        Some(door) => Some(start_sql(&control, door, stop_rx.clone()).await?),
         None => None,
     };
     let workers = opts.workers.map(|w| {
@@ -282,6 +259,39 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// Starts the SQL-over-HTTP front door on its listener: reads the JWT keys (fetching
+/// `PGFLEET_JWKS_URL`'s), starts a router over `control`, and serves until `stop` turns true (then
+/// lets requests in flight finish). [`serve`] calls it; so can a program that wants the front door
+/// alone.
+///
+/// # Errors
+/// [`ServeError::Jwt`]: unusable keys.
+pub async fn start_sql(
+    control: &Control,
+    door: SqlFrontDoor,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, ServeError> {
+    let jwt = sql::jwt::JwtVerifier::new(&door.jwt)?;
+    if let Some(j) = &jwt {
+        j.fetch_remote_keys().await?;
+    }
+    let router = pgfleet::router::Router::new(control.clone(), door.router);
+    let auth = sql::auth::Auth::new(control.clone(), jwt);
+    let listen = sql::listener::ListenOptions {
+        read_timeout: door.options.read_timeout,
+        write_timeout: door.options.write_timeout,
+        tls: door.tls,
+        max_connections: sql::listener::MAX_CONNECTIONS,
+    };
+    let service = Arc::new(sql::SqlService::new(router, auth, door.options));
+    Ok(tokio::spawn(sql::listener::serve(
+        door.listener,
+        sql::app(service),
+        listen,
+        stop,
+    )))
 }
 
 /// The HTTP routes of `pgfleet serve` (`/healthz`, `/readyz`, `/metrics`) over `control`, with the
