@@ -436,8 +436,9 @@ pub fn print_drift(key: &str, drift: &Drift, say_clean: bool) {
 /// Flags of `pgfleet serve`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
-    /// Address of the HTTP server (/healthz, /readyz, /metrics), HOST:PORT; port 0 picks a free
-    /// one (printed on stderr)
+    /// Address of the operators' HTTP server (the dashboard at /, the management API at /v1,
+    /// /healthz, /readyz, /metrics), HOST:PORT; port 0 picks a free one (printed on stderr). Keep
+    /// it on loopback or a private network: it serves no TLS
     #[arg(
         long,
         value_name = "HOST:PORT",
@@ -464,6 +465,9 @@ pub struct ServeArgs {
     /// withdrawn when the catalog has not answered for three intervals
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = metrics_interval)]
     pub metrics_interval: Duration,
+    /// Dashboard sessions end after this long unused, e.g. 30m, 8h
+    #[arg(long, value_name = "DURATION", default_value = "8h", value_parser = crate::schema_cmds::parse_duration)]
+    pub session_idle: Duration,
     /// The SQL front door.
     #[command(flatten, next_help_heading = "SQL over HTTP (POST /sql)")]
     pub sql: crate::sql_cmds::SqlArgs,
@@ -510,7 +514,7 @@ pub fn serve(a: &ServeArgs) -> anyhow::Result<()> {
             );
         }
         eprintln!(
-            "pgfleet serve: http://{addr} (/healthz, /readyz, /metrics); worker {}: {} queue task(s), {}; stop with SIGTERM or Ctrl-C",
+            "pgfleet serve: http://{addr} (dashboard /, management API /v1, /healthz, /readyz, /metrics; sign in with `pgfleet token create NAME --scope admin`); worker {}: {} queue task(s), {}; stop with SIGTERM or Ctrl-C",
             c.worker_name(),
             a.queue_tasks,
             match &health {
@@ -529,6 +533,8 @@ pub fn serve(a: &ServeArgs) -> anyhow::Result<()> {
             }),
             metrics_interval: a.metrics_interval,
             sql,
+            session_idle: a.session_idle,
+            rollouts: pgfleet::control::fleet::FleetOptions::default(),
         };
         pgfleet_server::serve(c, listener, opts, shutdown_signal()).await?;
         eprintln!("pgfleet serve: stopped (work in flight finished, unfinished operations handed back)");

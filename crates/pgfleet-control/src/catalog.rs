@@ -59,6 +59,10 @@ pub fn catalog_migrations() -> MigrationDir {
                 "20261204000003_tokens.sql".to_string(),
                 include_str!("catalog/migrations/20261204000003_tokens.sql").to_string(),
             ),
+            (
+                "20261204000004_api.sql".to_string(),
+                include_str!("catalog/migrations/20261204000004_api.sql").to_string(),
+            ),
         ],
     )
     .expect("the catalog migrations compiled into pgfleet are valid")

@@ -21,6 +21,7 @@
 //! processes can create tenants and run the provisioning work.
 #![deny(missing_docs)]
 
+pub mod browse;
 pub mod catalog;
 pub mod config;
 mod connections;
@@ -39,6 +40,7 @@ pub mod provision;
 pub mod secrets;
 pub mod security;
 pub mod server;
+pub mod sessions;
 pub mod spares;
 pub mod tenant;
 pub mod tokens;

@@ -93,6 +93,18 @@ impl<D: Directory> Router<D> {
         key: &str,
         backend: &B,
     ) -> Result<Pooled<B>, RouterError> {
+        let started = std::time::Instant::now();
+        let c = self.connection_of(key, backend).await?;
+        metrics::histogram!("pgfleet_router_acquire_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        Ok(c)
+    }
+
+    async fn connection_of<B: Backend>(
+        &self,
+        key: &str,
+        backend: &B,
+    ) -> Result<Pooled<B>, RouterError> {
         let entry = self.snapshot.entry(key).await?;
         match self.acquire(&entry, backend).await {
             Err(Retry::Reload(why)) => {

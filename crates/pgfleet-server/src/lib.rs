@@ -14,7 +14,10 @@
 
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod catalog_gauges;
+pub mod dashboard;
+pub mod history;
 pub mod sql;
 
 use std::future::Future;
@@ -71,6 +74,24 @@ pub struct ServeOptions {
     pub metrics_interval: Duration,
     /// The SQL-over-HTTP front door on a listener of its own (`None`: not served).
     pub sql: Option<SqlFrontDoor>,
+    /// Dashboard sessions end after this long unused ([`api::DEFAULT_SESSION_IDLE`]).
+    pub session_idle: Duration,
+    /// How rollouts started over the API and the dashboard run (concurrency, per server, lock
+    /// wait; each request may change canary, continue-on-error and verify).
+    pub rollouts: pgfleet::control::fleet::FleetOptions,
+}
+
+impl Default for ServeOptions {
+    /// HTTP only: no workers, no SQL front door, the default intervals.
+    fn default() -> Self {
+        Self {
+            workers: None,
+            metrics_interval: DEFAULT_METRICS_INTERVAL,
+            sql: None,
+            session_idle: api::DEFAULT_SESSION_IDLE,
+            rollouts: pgfleet::control::fleet::FleetOptions::default(),
+        }
+    }
 }
 
 /// The SQL-over-HTTP front door of [`serve`] (see [`sql`]).
@@ -167,6 +188,11 @@ fn describe() {
         "pgfleet_catalog_errors_total",
         "Catalog queries of the background workers and of the metrics refresh that failed"
     );
+    describe_histogram!(
+        "pgfleet_router_acquire_duration_seconds",
+        Unit::Seconds,
+        "Router acquires that succeeded (routing, pool, login when the pool had no idle connection)"
+    );
     describe_counter!(
         "pgfleet_sql_requests_total",
         "POST /sql requests, by outcome (ok, unauthorized, unknown_tenant, bad_request, too_many_requests, query_error, unavailable, internal)"
@@ -209,6 +235,22 @@ struct AppState {
     gauges: Arc<CatalogGauges>,
 }
 
+/// Reads this process's metrics into the dashboard's history every [`history::SAMPLE_EVERY`] until
+/// `stop` turns true.
+async fn sample_history(
+    history: Arc<history::History>,
+    metrics: PrometheusHandle,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        history.sample(&metrics.render());
+        tokio::select! {
+            () = tokio::time::sleep(history::SAMPLE_EVERY) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
 /// Serves on `listener` and runs the workers until `shutdown` completes; then stops taking work,
 /// lets work in flight finish and hands unfinished operations back.
 ///
@@ -229,15 +271,30 @@ pub async fn serve(
         let (g, c, stop) = (gauges.clone(), control.clone(), stop_rx.clone());
         tokio::spawn(async move { g.run(c, stop).await })
     };
+    let state = Arc::new(api::ApiState {
+        rollout_defaults: opts.rollouts,
+        session_idle: opts.session_idle,
+        ..api::ApiState::new(control.clone())
+    });
+    let sampler = tokio::spawn(sample_history(
+        state.history.clone(),
+        metrics.clone(),
+        stop_rx.clone(),
+    ));
     let sql = match opts.sql {
-        Some(door) => Some(start_sql(&control, door, stop_rx.clone()).await?),
+        Some(door) => {
+            let budget = door.router.budget_per_server;
+            let (task, service) = start_sql_service(&control, door, stop_rx.clone()).await?;
+            let _ = state.sql.set((service, budget));
+            Some(task)
+        }
         None => None,
     };
     let workers = opts.workers.map(|w| {
         let c = control.clone();
         tokio::spawn(async move { c.run_workers(w, stop_rx).await })
     });
-    let app = app(control.clone(), metrics, gauges);
+    let app = app_with(state, metrics, gauges);
     let c = control.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -249,6 +306,7 @@ pub async fn serve(
         .await
         .map_err(ServeError::Http)?;
     refresher.abort();
+    sampler.abort();
     if let Some(s) = sql {
         let _ = s.await;
     }
@@ -273,6 +331,18 @@ pub async fn start_sql(
     door: SqlFrontDoor,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, ServeError> {
+    Ok(start_sql_service(control, door, stop).await?.0)
+}
+
+/// As [`start_sql`], and returns the front door's service too (its router's connections).
+///
+/// # Errors
+/// [`ServeError::Jwt`]: unusable keys.
+pub async fn start_sql_service(
+    control: &Control,
+    door: SqlFrontDoor,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(tokio::task::JoinHandle<()>, Arc<sql::SqlService>), ServeError> {
     let jwt = sql::jwt::JwtVerifier::new(&door.jwt)?;
     if let Some(j) = &jwt {
         j.fetch_remote_keys().await?;
@@ -286,20 +356,31 @@ pub async fn start_sql(
         max_connections: sql::listener::MAX_CONNECTIONS,
     };
     let service = Arc::new(sql::SqlService::new(router, auth, door.options));
-    Ok(tokio::spawn(sql::listener::serve(
+    let task = tokio::spawn(sql::listener::serve(
         door.listener,
-        sql::app(service),
+        sql::app(service.clone()),
         listen,
         stop,
-    )))
+    ));
+    Ok((task, service))
 }
 
-/// The HTTP routes of `pgfleet serve` (`/healthz`, `/readyz`, `/metrics`) over `control`, with the
-/// metrics of `metrics` and the tenant gauges of `gauges` (refreshed by whoever owns them: [`serve`]
-/// runs their refresher).
+/// The HTTP routes of `pgfleet serve`'s operators' listener (`/healthz`, `/readyz`, `/metrics`, the
+/// management API under `/v1`, the dashboard at `/`) over `control`, with the metrics of `metrics`
+/// and the tenant gauges of `gauges` (refreshed by whoever owns them: [`serve`] runs their
+/// refresher).
 pub fn app(control: Control, metrics: PrometheusHandle, gauges: Arc<CatalogGauges>) -> Router {
-    let state = Arc::new(AppState {
-        control,
+    app_with(Arc::new(api::ApiState::new(control)), metrics, gauges)
+}
+
+/// As [`app`], over the API's and the dashboard's `state`.
+pub fn app_with(
+    state: Arc<api::ApiState>,
+    metrics: PrometheusHandle,
+    gauges: Arc<CatalogGauges>,
+) -> Router {
+    let ops = Arc::new(AppState {
+        control: state.control.clone(),
         metrics,
         gauges,
     });
@@ -307,7 +388,9 @@ pub fn app(control: Control, metrics: PrometheusHandle, gauges: Arc<CatalogGauge
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_page))
-        .with_state(state)
+        .with_state(ops)
+        .nest("/v1", api::routes(state.clone()))
+        .merge(dashboard::routes(state))
 }
 
 async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {

@@ -115,6 +115,7 @@ async fn a_real_listener_serves_until_shutdown_and_then_returns() {
             workers: None,
             metrics_interval: Duration::from_millis(200),
             sql: None,
+            ..pgfleet_server::ServeOptions::default()
         },
         async move {
             let _ = stopped.await;

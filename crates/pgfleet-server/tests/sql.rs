@@ -153,6 +153,7 @@ impl Harness {
                     workers: None,
                     metrics_interval: Duration::from_secs(5),
                     sql: Some(door),
+                    ..pgfleet_server::ServeOptions::default()
                 },
                 async move {
                     let _ = stopped.await;

@@ -484,6 +484,38 @@ pub fn example_bin(name: &str) -> PathBuf {
     path
 }
 
+/// Inserts `n` made-up tenants into a pgfleet catalog (rows only: no database, schema or role
+/// exists behind them), for tests and benchmarks of listing and paging at scale. Keys are
+/// `{prefix}0000001`, `{prefix}0000002`, …; states and health vary (4 in 5 ready); every row is
+/// on `server` at the current target version. Ids start with `tf` so they never collide with
+/// pgfleet's random ones in a test's lifetime (`offset` keeps several batches apart).
+///
+/// # Panics
+/// When the insert fails (no catalog, unknown server).
+pub async fn insert_catalog_tenants(
+    catalog: &tokio_postgres::Client,
+    server: &str,
+    prefix: &str,
+    n: i64,
+    offset: i64,
+) {
+    catalog
+        .execute(
+            "INSERT INTO pgfleet.tenants (id, key, mode, server, database_name, schema_name, role_name,
+                                          state, step, schema_version, health)
+             SELECT 'tf' || lpad(to_hex($4::bigint + i), 15, '0'), $2 || lpad(i::text, 7, '0'), 'schema', $1,
+                    'pgfleet_tenants', 'tf' || lpad(to_hex($4::bigint + i), 15, '0'),
+                    'pgfleet_tf' || lpad(to_hex($4::bigint + i), 15, '0'),
+                    (ARRAY['ready', 'ready', 'ready', 'ready', 'failed'])[1 + i % 5], 'done',
+                    (SELECT version FROM pgfleet.targets WHERE is_current),
+                    (ARRAY['healthy', 'healthy', 'degraded', 'unknown'])[1 + i % 4]
+             FROM generate_series(1, $3::bigint) AS i",
+            &[&server, &prefix, &n, &offset],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("pgfleet-testkit: inserting {n} catalog tenants: {e}"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

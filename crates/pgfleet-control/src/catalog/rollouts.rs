@@ -16,11 +16,12 @@ pub(crate) async fn start(
     target: &str,
     owner: &str,
     total: i32,
+    options: &serde_json::Value,
 ) -> Result<i64, ControlError> {
     lock_session
         .query_opt(
             include_str!("sql/rollout_start.sql"),
-            &[&LOCK_CLASS, &target, &owner, &total],
+            &[&LOCK_CLASS, &target, &owner, &total, &options.to_string()],
         )
         .await
         .map_err(q("recording the rollout"))?
@@ -31,8 +32,8 @@ pub(crate) async fn start(
         })
 }
 
-/// The counts a rollout ended with.
-#[derive(Debug, Clone, Copy)]
+/// The counts of a rollout (at its end, or added by a batch of its progress).
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Counts {
     pub failed: i32,
     pub migrated: i32,
@@ -60,6 +61,27 @@ pub(crate) async fn finish(
     )
     .await
     .map_err(q("recording the rollout"))?;
+    Ok(())
+}
+
+/// Adds a batch of outcomes to a running rollout's counts (its live progress).
+pub(crate) async fn progress(
+    c: &impl GenericClient,
+    id: i64,
+    add: Counts,
+) -> Result<(), ControlError> {
+    c.execute(
+        include_str!("sql/rollout_progress.sql"),
+        &[
+            &id,
+            &add.failed,
+            &add.migrated,
+            &add.up_to_date,
+            &add.not_run,
+        ],
+    )
+    .await
+    .map_err(q("recording the rollout's progress"))?;
     Ok(())
 }
 

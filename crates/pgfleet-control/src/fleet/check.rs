@@ -67,6 +67,7 @@ impl Control {
         let target = self.target().await?;
         let (ready, _) = self.fleet_tenants(&[]).await?;
         let counters = Arc::new(Counters {
+            rollout: 0,
             total: ready.len(),
             done: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),

@@ -6,12 +6,13 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::report::{Outcome, TenantMigration};
-use crate::catalog::{events, tenants};
+use crate::catalog::{events, rollouts, tenants};
 use crate::{Control, ControlError};
 
 /// Writes outcomes to the catalog in batches (versions, errors, events).
 pub(super) async fn record(
     control: Control,
+    rollout: i64,
     target: String,
     mut rx: mpsc::UnboundedReceiver<TenantMigration>,
 ) -> Result<(), ControlError> {
@@ -23,7 +24,7 @@ pub(super) async fn record(
             match tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
                 Ok(item) => item,
                 Err(_) => {
-                    flush(&control, &target, &mut batch).await?;
+                    flush(&control, rollout, &target, &mut batch).await?;
                     continue;
                 }
             }
@@ -32,11 +33,11 @@ pub(super) async fn record(
             Some(r) => {
                 batch.push(r);
                 if batch.len() >= 200 {
-                    flush(&control, &target, &mut batch).await?;
+                    flush(&control, rollout, &target, &mut batch).await?;
                 }
             }
             None => {
-                flush(&control, &target, &mut batch).await?;
+                flush(&control, rollout, &target, &mut batch).await?;
                 return Ok(());
             }
         }
@@ -45,6 +46,7 @@ pub(super) async fn record(
 
 async fn flush(
     control: &Control,
+    rollout: i64,
     target: &str,
     batch: &mut Vec<TenantMigration>,
 ) -> Result<(), ControlError> {
@@ -66,7 +68,7 @@ async fn flush(
     let details: Vec<String> = migrated
         .iter()
         .map(|r| {
-            serde_json::json!({"from": r.from, "to": target, "applied": r.applied, "duration_ms": r.duration_ms})
+            serde_json::json!({"from": r.from, "to": target, "applied": r.applied, "duration_ms": r.duration_ms, "rollout": rollout})
                 .to_string()
         })
         .collect();
@@ -91,7 +93,9 @@ async fn flush(
     tenants::migrate_failed(&*c, &ids, &errors, &versions).await?;
     let details: Vec<String> = failed
         .iter()
-        .map(|r| serde_json::json!({"target": target, "error": r.error}).to_string())
+        .map(|r| {
+            serde_json::json!({"target": target, "error": r.error, "rollout": rollout}).to_string()
+        })
         .collect();
     events::record_many(
         &*c,
@@ -99,6 +103,19 @@ async fn flush(
         &ids,
         &failed.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
         &details,
+    )
+    .await?;
+    let count = |o: Outcome| batch.iter().filter(|r| r.outcome == o).count() as i32;
+    rollouts::progress(
+        &*c,
+        rollout,
+        rollouts::Counts {
+            migrated: count(Outcome::Migrated),
+            up_to_date: count(Outcome::UpToDate),
+            failed: count(Outcome::Failed),
+            not_run: count(Outcome::NotRun),
+            stopped: false,
+        },
     )
     .await?;
     batch.clear();

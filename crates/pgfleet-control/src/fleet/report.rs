@@ -28,6 +28,23 @@ pub struct FleetOptions {
     pub lock_wait: Duration,
 }
 
+impl FleetOptions {
+    /// What the run was asked, as recorded in its `pgfleet.rollouts` row (`options`).
+    pub fn summary(&self) -> serde_json::Value {
+        serde_json::json!({
+            "concurrency": self.concurrency,
+            "per_server": self.per_server,
+            "canary": self.canary.map(|c| match c {
+                Canary::Count(n) => n.to_string(),
+                Canary::Percent(p) => format!("{p}%"),
+            }),
+            "tenants": self.tenants.len(),
+            "continue_on_error": self.continue_on_error,
+            "verify": self.verify,
+        })
+    }
+}
+
 impl Default for FleetOptions {
     fn default() -> Self {
         Self {
@@ -159,6 +176,8 @@ pub struct FleetMigration {
 /// Progress of a fleet operation, reported after every tenant.
 #[derive(Debug, Clone, Copy)]
 pub struct FleetProgress {
+    /// The run's row in `pgfleet.rollouts` (known from the first report on).
+    pub rollout: i64,
     /// Tenants in the run.
     pub total: usize,
     /// Tenants finished (including failed ones).
@@ -176,6 +195,7 @@ pub type ProgressFn = Arc<dyn Fn(FleetProgress) + Send + Sync>;
 
 /// Progress counters of a fleet operation, reported through its callback after every tenant.
 pub(super) struct Counters {
+    pub(super) rollout: i64,
     pub(super) total: usize,
     pub(super) done: AtomicUsize,
     pub(super) failed: AtomicUsize,
@@ -202,6 +222,7 @@ impl Counters {
             self.not_run.load(Ordering::Relaxed)
         };
         (self.progress)(FleetProgress {
+            rollout: self.rollout,
             total: self.total,
             done,
             failed,

@@ -59,6 +59,7 @@ impl Control {
             &target.version,
             &self.inner.worker,
             (ready.len() + not_ready.len()) as i32,
+            &opts.summary(),
         )
         .await?;
         let outcome = self
@@ -142,7 +143,19 @@ impl Control {
                 0.0,
             ));
         }
+        // Live progress in the row (the recorder adds each batch): what needs no work counts now.
+        rollouts::progress(
+            &*self.catalog(),
+            rollout,
+            rollouts::Counts {
+                up_to_date: current.len() as i32,
+                not_run: (results.len() - current.len()) as i32,
+                ..rollouts::Counts::default()
+            },
+        )
+        .await?;
         let counters = Arc::new(Counters {
+            rollout,
             total: results.len() + todo.len(),
             done: AtomicUsize::new(results.len()),
             failed: AtomicUsize::new(0),
@@ -151,6 +164,7 @@ impl Control {
             progress,
         });
         (counters.progress)(FleetProgress {
+            rollout,
             total: counters.total,
             done: results.len(),
             failed: 0,

@@ -73,7 +73,12 @@ impl Runner {
             per_server.insert(s.name, Arc::new(Semaphore::new(opts.per_server.max(1))));
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let recorder_task = tokio::spawn(record(control.clone(), target.version.clone(), rx));
+        let recorder_task = tokio::spawn(record(
+            control.clone(),
+            counters.rollout,
+            target.version.clone(),
+            rx,
+        ));
         let creates_schema = target
             .dir
             .migrations

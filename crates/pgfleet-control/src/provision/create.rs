@@ -28,6 +28,19 @@ impl Control {
         key: &str,
         opts: &CreateOptions,
     ) -> Result<Tenant, ControlError> {
+        Ok(self.create_or_find_tenant(key, opts).await?.0)
+    }
+
+    /// As [`Control::create_tenant`], and says whether this call created the tenant (of callers
+    /// racing on one new key, exactly one is told it did).
+    ///
+    /// # Errors
+    /// As [`Control::create_tenant`].
+    pub async fn create_or_find_tenant(
+        &self,
+        key: &str,
+        opts: &CreateOptions,
+    ) -> Result<(Tenant, bool), ControlError> {
         if key.is_empty() || key.len() > 256 || key.contains('\0') {
             return Err(ControlError::InvalidKey { len: key.len() });
         }
@@ -39,10 +52,11 @@ impl Control {
         {
             // The common call (an app provisioning on every login): one catalog read.
             self.check_same_options(t, opts).await?;
-            return Ok(t.clone());
+            return Ok((t.clone(), false));
         }
         // Past this point secrets may be sealed: only with the key the catalog uses.
         self.check_master_key().await?;
+        let mut created = false;
         let tenant = match existing {
             Some(t) => t,
             None => {
@@ -63,6 +77,7 @@ impl Control {
                 };
                 match tenants::insert(&*c, new).await? {
                     Some(t) => {
+                        created = true;
                         events::record(
                             &c,
                             Some(&t.id),
@@ -103,9 +118,11 @@ impl Control {
         if tenant.state != State::Ready {
             operations::enqueue_provision(&*c, &tenant.id).await?;
         }
-        self.find(key)
+        let t = self
+            .find(key)
             .await?
-            .ok_or_else(|| ControlError::UnknownTenant(key.into()))
+            .ok_or_else(|| ControlError::UnknownTenant(key.into()))?;
+        Ok((t, created))
     }
 
     async fn check_same_options(

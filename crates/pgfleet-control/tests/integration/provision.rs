@@ -602,7 +602,8 @@ async fn an_older_catalog_is_refused_until_init_upgrades_it() {
             "20261204000000",
             "20261204000001",
             "20261204000002",
-            "20261204000003"
+            "20261204000003",
+            "20261204000004"
         ]
     );
     pgfleet_control::Control::connect(pgfleet_control::config::Config::new(db.url(), key))

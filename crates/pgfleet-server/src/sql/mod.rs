@@ -106,6 +106,11 @@ impl SqlService {
         &self.opts
     }
 
+    /// Open connections of this front door's router, by server.
+    pub fn open_connections(&self) -> HashMap<String, usize> {
+        self.router.open_connections()
+    }
+
     async fn handle(&self, headers: &HeaderMap, body: Body) -> Result<Response, Failure> {
         let caller = match self.auth.caller(headers).await {
             Ok(Ok(c)) => c,

@@ -1,0 +1,20 @@
+-- The management API and the dashboard: sign-in sessions, the rollout a failure belongs to, and
+-- indexes for paging events by tenant and kind.
+
+-- Dashboard sessions: only a SHA-256 digest of the session secret is kept, so a read of the catalog
+-- cannot sign anyone in. A session lives while its token is live and it was used within the idle
+-- expiry; several `pgfleet serve` processes share them.
+CREATE TABLE pgfleet.sessions (
+    digest      bytea PRIMARY KEY CHECK (length(digest) = 32),
+    token_name  text NOT NULL REFERENCES pgfleet.tokens ON DELETE CASCADE,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    last_seen   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX sessions_last_seen ON pgfleet.sessions (last_seen);
+
+-- What a rollout was asked (canary, continue_on_error, ...), for the API and the dashboard.
+ALTER TABLE pgfleet.rollouts ADD COLUMN options jsonb NOT NULL DEFAULT '{}';
+
+CREATE INDEX events_key_id ON pgfleet.events (tenant_key, id);
+CREATE INDEX events_kind_id ON pgfleet.events (kind, id);
+CREATE INDEX tenants_state_key ON pgfleet.tenants (state, key);

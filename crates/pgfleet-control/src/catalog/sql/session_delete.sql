@@ -1,0 +1,2 @@
+-- Signs a session out: $1 its digest.
+DELETE FROM pgfleet.sessions WHERE digest = $1
