@@ -4,7 +4,11 @@
 # (to run PostgreSQL as an unprivileged user when run as root), and with --with-pg15 Debian's
 # PostgreSQL 15 binaries (the schema engine's compatibility tests run on them; no service is started),
 # and with --with-node Node.js >= 20 plus the pinned npm dependencies of tests/node and
-# examples/node-drizzle (scripts/node.sh: the system node when recent enough, else a PyPI wheel).
+# examples/node-drizzle and tests/browser (scripts/node.sh: the system node when recent enough, else
+# a PyPI wheel), with --with-chromium Debian's Chromium and a font for headless screenshots (the
+# dashboard's real-browser tests in tests/browser drive /usr/bin/chromium), and with
+# --with-schemathesis the pinned schemathesis in a venv (scripts/schemathesis.sh: fuzzes the /v1 API
+# against its OpenAPI document).
 # Idempotent: safe to run again.
 set -euo pipefail
 
@@ -20,17 +24,28 @@ command -v getent >/dev/null 2>&1 || need_apt+=(libc-bin)
 command -v useradd >/dev/null 2>&1 || need_apt+=(passwd)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl) # self-signed certificates of the TLS tests
 
-with_pg15= with_node=
+with_pg15= with_node= with_chromium= with_schemathesis=
 for arg in "$@"; do
   case "$arg" in
     --with-pg15) with_pg15=1 ;;
     --with-node) with_node=1 ;;
-    *) say "unknown argument $arg (expected --with-pg15, --with-node)"; exit 2 ;;
+    --with-chromium) with_chromium=1 ;;
+    --with-schemathesis) with_schemathesis=1 ;;
+    *) say "unknown argument $arg (expected --with-pg15, --with-node, --with-chromium, --with-schemathesis)"; exit 2 ;;
   esac
 done
 
 if [ -n "$with_pg15" ] && [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
   need_apt+=(postgresql-15)
+fi
+# Headless Chromium for the dashboard's browser tests; without recommends it comes with no font,
+# and screenshots of text need one.
+if [ -n "$with_chromium" ] && [ ! -x /usr/bin/chromium ]; then
+  need_apt+=(chromium fonts-dejavu-core)
+fi
+# The schemathesis venv needs python3 -m venv (Debian ships it apart from python3).
+if [ -n "$with_schemathesis" ] && command -v python3 >/dev/null 2>&1 && ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+  need_apt+=(python3-venv)
 fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -52,4 +67,8 @@ fi
 
 if [ -n "$with_node" ]; then
   bash "$(dirname "$0")/node.sh" >/dev/null
+fi
+
+if [ -n "$with_schemathesis" ]; then
+  bash "$(dirname "$0")/schemathesis.sh" --install
 fi

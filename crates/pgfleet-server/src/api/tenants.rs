@@ -98,6 +98,21 @@ impl TenantQuery {
     /// # Errors
     /// `invalid-input`.
     pub fn filter(&self) -> Result<TenantFilter, Problem> {
+        // An empty field of the dashboard's search form means "any".
+        let empty = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+        let q = Self {
+            state: empty(&self.state),
+            server: empty(&self.server),
+            mode: empty(&self.mode),
+            version: empty(&self.version),
+            q: empty(&self.q),
+            limit: self.limit,
+            cursor: self.cursor.clone(),
+        };
+        q.checked()
+    }
+
+    fn checked(&self) -> Result<TenantFilter, Problem> {
         one_of(
             "state",
             &self.state,
@@ -107,13 +122,12 @@ impl TenantQuery {
         super::filter("server", &self.server, 63)?;
         super::filter("version", &self.version, 64)?;
         super::filter("q", &self.q, MAX_KEY)?;
-        let empty = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
         Ok(TenantFilter {
-            state: empty(&self.state),
-            server: empty(&self.server),
-            mode: empty(&self.mode),
-            version: empty(&self.version),
-            search: empty(&self.q),
+            state: self.state.clone(),
+            server: self.server.clone(),
+            mode: self.mode.clone(),
+            version: self.version.clone(),
+            search: self.q.clone(),
         })
     }
 

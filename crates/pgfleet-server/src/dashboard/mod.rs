@@ -11,7 +11,7 @@
 //!   refused anyway.
 //! - Destructive actions (drop, reset) need the tenant's key typed again.
 //! - Headers: a Content-Security-Policy that allows only this origin's script and style, no
-//!   framing, no referrer, no caching of pages.
+//!   framing, no referrer to other sites, no caching of pages.
 //!
 //! [`Control::open_session`]: pgfleet::control::Control::open_session
 
@@ -171,9 +171,10 @@ fn secure_headers(h: &mut HeaderMap) {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // Not `no-referrer`: with it, browsers send `Origin: null` on the dashboard's own form posts.
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -187,25 +188,29 @@ pub type Fields = HashMap<String, String>;
 /// # Errors
 /// `forbidden`.
 pub fn allow(who: &Signed, headers: &HeaderMap, form: &Fields, admin: bool) -> Result<(), Problem> {
-    let same_origin = match headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
-        None => true,
-        Some(origin) => {
-            let host = headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("");
-            origin
-                .split_once("://")
-                .is_some_and(|(_, rest)| rest == host)
-        }
-    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok())
+        && origin
+            .split_once("://")
+            .is_none_or(|(_, rest)| rest != host)
+    {
+        return Err(Problem::new(
+            "forbidden",
+            format!(
+                "the form was posted from {origin}, not from this dashboard ({host}): open the dashboard at its own address"
+            ),
+        ));
+    }
     let csrf_ok = form
         .get("csrf")
         .is_some_and(|c| constant_eq(c.as_bytes(), who.csrf.as_bytes()));
-    if !same_origin || !csrf_ok {
+    if !csrf_ok {
         return Err(Problem::new(
             "forbidden",
-            "the form did not come from this dashboard (missing or wrong CSRF value, or another origin): reload the page and try again",
+            "the form did not come from this session's dashboard page (missing or wrong CSRF value): reload the page and try again",
         ));
     }
     if admin && who.scope != Scope::Admin {
