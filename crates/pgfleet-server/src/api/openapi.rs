@@ -314,7 +314,7 @@ pub fn endpoints() -> Vec<Endpoint> {
                 "additionalProperties": false,
                 "properties": {
                     "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"},
-                    "url": {"type": "string", "description": "postgres:// URL of an admin role; stored sealed, never shown again"},
+                    "url": {"type": "string", "pattern": "^postgres(ql)?://", "description": "postgres:// URL of an admin role; stored sealed, never shown again"},
                     "capacity": {"type": "integer", "minimum": 0, "maximum": 2147483647, "default": 1000},
                     "weight": {"type": "integer", "minimum": 1, "maximum": 2147483647, "default": 1},
                 },
