@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 pub mod chat_fleet;
+pub mod dashboard;
 pub mod fleet;
 pub mod http;
 pub mod migrate;
@@ -73,6 +74,11 @@ pub const BENCHMARKS: &[Benchmark] = &[
         run: http::run,
     },
     Benchmark {
+        name: "dashboard",
+        about: "the dashboard's overview and tenants pages and GET /v1/tenants with 100,000 tenants in the catalog vs the page query alone",
+        run: dashboard::run,
+    },
+    Benchmark {
         name: "schema",
         about: "introspect a 1,000-table schema vs pg_dump --schema-only; diff + plan time",
         run: schema::run,
@@ -86,7 +92,7 @@ pub const BENCHMARKS: &[Benchmark] = &[
     about = "Run a pgfleet benchmark against its same-run baseline"
 )]
 #[command(
-    after_help = "Benchmarks:\n  smoke   embedded server start vs raw pg_ctl; connect + SELECT 1 over TCP vs unix socket\n  schema  introspect a 1,000-table schema vs pg_dump --schema-only; diff + plan time\n  migrate 200 small migrations by the migrator vs the same SQL by one psql -f\n  provision tenants provisioned to ready in each mode vs CREATE DATABASE/SCHEMA + psql -f\n  fleet   one migration to 1,000 schema + 100 database tenants by migrate --all vs a sequential psql loop; a no-op run\n  router  select 1 through Fleet::client vs a plain pool and a check-every-table pool; 10,000 tenants under Zipf access and a budget\n\nResults: a Markdown table on stdout and target/bench/NAME.json"
+    after_help = "Benchmarks:\n  smoke   embedded server start vs raw pg_ctl; connect + SELECT 1 over TCP vs unix socket\n  schema  introspect a 1,000-table schema vs pg_dump --schema-only; diff + plan time\n  migrate 200 small migrations by the migrator vs the same SQL by one psql -f\n  provision tenants provisioned to ready in each mode vs CREATE DATABASE/SCHEMA + psql -f\n  fleet   one migration to 1,000 schema + 100 database tenants by migrate --all vs a sequential psql loop; a no-op run\n  router  select 1 through Fleet::client vs a plain pool and a check-every-table pool; 10,000 tenants under Zipf access and a budget\n  http    select 1 and a 10-row select through POST /sql vs a plain pool and vs a connection per request\n  dashboard  overview, tenants pages and GET /v1/tenants with 100,000 catalog tenants vs the page query alone\n\nResults: a Markdown table on stdout and target/bench/NAME.json"
 )]
 pub struct Args {
     /// Benchmark to run (see below), or `list`.

@@ -259,30 +259,25 @@ impl Control {
     /// # Errors
     /// Catalog errors.
     pub async fn overview(&self) -> Result<Overview, ControlError> {
-        let row = self
+        let rows = self
             .catalog()
-            .query_one(include_str!("catalog/sql/overview.sql"), &[])
+            .query(include_str!("catalog/sql/overview.sql"), &[])
             .await
             .map_err(q("reading the overview"))?;
-        let v: serde_json::Value =
-            serde_json::from_str(row.get::<_, &str>(0)).map_err(|e| ControlError::CorruptRow {
-                table: "tenants",
-                detail: format!("the overview is not JSON: {e}"),
-            })?;
-        let counts = |k: &str| {
-            v[k].as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, n)| (k.clone(), n.as_i64().unwrap_or(0)))
-                        .collect()
-                })
-                .unwrap_or_default()
+        let mut o = Overview {
+            total: 0,
+            by_state: Default::default(),
+            by_health: Default::default(),
         };
-        Ok(Overview {
-            total: v["total"].as_i64().unwrap_or(0),
-            by_state: counts("by_state"),
-            by_health: counts("by_health"),
-        })
+        for r in &rows {
+            let (state, health, n): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
+            o.total += n;
+            if state == "ready" {
+                *o.by_health.entry(health).or_default() += n;
+            }
+            *o.by_state.entry(state).or_default() += n;
+        }
+        Ok(o)
     }
 
     /// The `limit` tenants that most recently failed, failed a migration or turned unhealthy.

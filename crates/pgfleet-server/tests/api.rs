@@ -607,7 +607,10 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
         String::from_utf8_lossy(&out.stderr)
     );
     // The token never reaches the report schemathesis prints.
-    assert!(!text.contains(&f.admin) || !out.status.success(), "the token in the output");
+    assert!(
+        !text.contains(&f.admin) || !out.status.success(),
+        "the token in the output"
+    );
     assert!(out.status.success(), "schemathesis found problems:\n{text}");
     assert!(text.contains("passed"), "{text}");
     eprintln!("{text}");

@@ -18,3 +18,7 @@ ALTER TABLE pgfleet.rollouts ADD COLUMN options jsonb NOT NULL DEFAULT '{}';
 CREATE INDEX events_key_id ON pgfleet.events (tenant_key, id);
 CREATE INDEX events_kind_id ON pgfleet.events (kind, id);
 CREATE INDEX tenants_state_key ON pgfleet.tenants (state, key);
+-- The overview's "needs attention" list: tenants that failed, failed a migration or are unhealthy,
+-- most recent first, without scanning every tenant.
+CREATE INDEX tenants_attention ON pgfleet.tenants ((coalesce(health_checked_at, created_at)) DESC)
+    WHERE state = 'failed' OR migrate_error IS NOT NULL OR health IN ('degraded', 'unreachable');
