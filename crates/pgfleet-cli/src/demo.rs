@@ -264,6 +264,9 @@ pub fn run(data_dir: &Path, port: Option<u16>) -> anyhow::Result<()> {
     );
     println!("  pgfleet tenant list; pgfleet check-user bob; pgfleet tenant show alice");
     println!(
+        "  pgfleet token create me --scope admin; pgfleet serve   # then sign in at http://127.0.0.1:6480/ (the dashboard) with the token"
+    );
+    println!(
         "The server keeps running; stop it with: pgfleet down --data-dir {}",
         up.cluster.data_dir().display()
     );

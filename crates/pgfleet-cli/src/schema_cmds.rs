@@ -181,12 +181,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_or((s, "ms"), |i| (&s[..i], &s[i..]));
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("{s:?} is not a duration (examples: 5s, 500ms, 2m)"))?;
+        .map_err(|_| format!("{s:?} is not a duration (examples: 5s, 500ms, 2m, 8h)"))?;
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
         "m" | "min" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("unknown unit {unit:?} in {s:?} (use ms, s or m)")),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!(
+            "unknown unit {unit:?} in {s:?} (use ms, s, m or h)"
+        )),
     }
 }
 
@@ -275,8 +278,9 @@ mod tests {
         assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("8h").unwrap(), Duration::from_secs(8 * 3600));
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
         assert!(parse_duration("fast").is_err());
-        assert!(parse_duration("5h").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
     }
 }
