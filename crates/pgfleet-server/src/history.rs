@@ -41,11 +41,17 @@ impl Minute {
     }
 }
 
-/// The series the dashboard draws: (name, Prometheus metric, is a histogram).
+/// The series the dashboard draws: (name, Prometheus metric with the labels it must have, is a
+/// histogram). Heals are the router's repairs that repaired something (a request that failed on a
+/// missing table, column or schema, repaired and run again).
 pub const SERIES: [(&str, &str, bool); 3] = [
     ("provisioning", "pgfleet_provision_duration_seconds", true),
     ("acquire", "pgfleet_router_acquire_duration_seconds", true),
-    ("heals", "pgfleet_corrections_total", false),
+    (
+        "heals",
+        "pgfleet_router_repairs_total{outcome=\"repaired\"}",
+        false,
+    ),
 ];
 
 #[derive(Debug, Default)]
@@ -175,7 +181,8 @@ pgfleet_provision_duration_seconds_count 2
 pgfleet_router_acquire_duration_seconds_sum{x=\"a\"} 1
 pgfleet_router_acquire_duration_seconds_count{x=\"a\"} 10
 pgfleet_router_acquire_duration_seconds_count{x=\"b\"} 10
-pgfleet_corrections_total 3
+pgfleet_router_repairs_total{outcome=\"repaired\"} 3
+pgfleet_router_repairs_total{outcome=\"nothing\"} 7
 pgfleet_corrections_totalx 100
 ";
 
@@ -183,8 +190,8 @@ pgfleet_corrections_totalx 100
     fn totals_add_label_sets_and_ignore_other_metrics() {
         let t = totals(TEXT_1, "pgfleet_router_acquire_duration_seconds", true);
         assert_eq!((t.sum, t.count), (1.0, 20.0));
-        let t = totals(TEXT_1, "pgfleet_corrections_total", false);
-        assert_eq!(t.count, 3.0);
+        let t = totals(TEXT_1, SERIES[2].1, false);
+        assert_eq!(t.count, 3.0, "only the repairs that repaired");
     }
 
     #[test]
@@ -194,7 +201,7 @@ pgfleet_corrections_totalx 100
         let text_2 = TEXT_1
             .replace("_sum 0.5", "_sum 1.5")
             .replace("_count 2", "_count 4")
-            .replace("corrections_total 3", "corrections_total 5");
+            .replace("\"repaired\"} 3", "\"repaired\"} 5");
         h.sample_at(&text_2, 101);
         let all = h.series.lock().unwrap();
         let p = &all[0].minutes;

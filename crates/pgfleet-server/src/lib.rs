@@ -5,6 +5,8 @@
 //! |---|---|
 //! | `GET /healthz` | `200 ok` while the process runs (liveness) |
 //! | `GET /readyz` | `200 ready` when the catalog answers within 2 s and the process is not shutting down; `503` with the reason otherwise |
+//! | `/` | the admin dashboard ([`dashboard`]): sign in with a `read` or `admin` token |
+//! | `/v1/…` | the management API ([`api`]); its OpenAPI 3.1 document at `/v1/openapi.json` |
 //! | `POST /sql` | on its own listener (`--sql-listen`): SQL over HTTP for the Neon serverless driver, see [`sql`] |
 //! | `GET /metrics` | Prometheus text format: whether the catalog is up and how old the data behind the tenant gauges is, tenants by state, server and health (read from the catalog every metrics interval; withdrawn when that data is stale, see [`catalog_gauges`]), operations by kind and outcome, provisioning, migration and health-check durations (histograms), health-check results, corrections, catalog errors |
 //!

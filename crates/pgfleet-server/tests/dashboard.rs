@@ -243,11 +243,37 @@ async fn sessions_csrf_scopes_and_no_secret_in_urls_or_logs() {
         page.body
     );
 
-    // Sign-out ends the session; revoking a token ends its sessions.
+    // Sessions live in the catalog: another serve process of the fleet knows this one.
+    let other = pgfleet::control::Control::connect(f.control.config().clone())
+        .await
+        .unwrap();
+    let listener = pgfleet_server::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let other_addr = listener.local_addr().unwrap();
+    let (stop_other, other_stopped) = tokio::sync::oneshot::channel::<()>();
+    let other_server = tokio::spawn(pgfleet_server::serve(
+        other,
+        listener,
+        pgfleet_server::ServeOptions::default(),
+        async move {
+            let _ = other_stopped.await;
+        },
+    ));
+    let cookie = format!("pgfleet_session={secret}");
+    let r = request(other_addr, "GET", "/", &[("cookie", &cookie)], b"").await;
+    assert_eq!(r.status, 200, "the second process: {}", r.body);
+    assert!(r.body.contains("<h1>Overview</h1>"));
+
+    // Sign-out ends the session (in every process); revoking a token ends its sessions.
     let r = admin.post("/logout", &[("csrf", &csrf)], None).await;
     assert_eq!((r.status, r.header("location")), (303, "/login"));
     assert!(r.cookies[0].contains("Max-Age=0"));
     assert_eq!(admin.get("/").await.status, 303);
+    let r = request(other_addr, "GET", "/", &[("cookie", &cookie)], b"").await;
+    assert_eq!(r.status, 303, "signed out in the other process too");
+    let _ = stop_other.send(());
+    other_server.await.unwrap().unwrap();
     f.control.revoke_token("viewer").await.unwrap();
     assert_eq!(reader.get("/").await.status, 303);
 

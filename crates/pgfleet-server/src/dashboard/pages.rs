@@ -179,7 +179,7 @@ pub(super) async fn overview(State(s): S, who: Signed) -> R {
     ));
     b.push_str(&chart(
         "chart-heals",
-        "Heals (corrections)",
+        "Heals (requests repaired and run again)",
         "per minute",
         &h.last_hour("heals"),
         |m| m.count,
