@@ -4,10 +4,12 @@
 //! (`tests/node`: the real `@neondatabase/serverless`, `drizzle-orm` and `pg`) and the Node
 //! example against the same server.
 
-use std::collections::HashMap;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::{Response, node, repo_root};
 use pgfleet::control::config::Config;
 use pgfleet::control::provision::CreateOptions;
 use pgfleet::control::secrets::MasterKey;
@@ -44,10 +46,6 @@ struct Tenant {
     database: String,
     schema: String,
     direct_url: String,
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 impl Harness {
@@ -221,58 +219,11 @@ impl Harness {
     }
 }
 
-struct Response {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: String,
-}
-
-impl Response {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
-    }
-}
-
-/// One HTTP/1.1 request on a fresh connection.
+/// One `POST /sql` on a fresh connection (`text/plain` unless `headers` say otherwise first).
 async fn post(addr: std::net::SocketAddr, headers: &[(&str, &str)], body: &[u8]) -> Response {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut req = format!(
-        "POST /sql HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: text/plain;charset=UTF-8\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    s.write_all(body).await.unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.unwrap();
-    parse_response(&raw)
-}
-
-fn parse_response(raw: &[u8]) -> Response {
-    let text = String::from_utf8_lossy(raw);
-    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Response {
-        status,
-        headers,
-        body: body.to_string(),
-    }
+    let mut all = vec![("content-type", "text/plain;charset=UTF-8")];
+    all.extend_from_slice(headers);
+    common::request(addr, "POST", "/sql", &all, body).await
 }
 
 fn chat_schema() -> Vec<PathBuf> {
@@ -587,7 +538,7 @@ async fn callers_limits_and_bad_requests() {
         .await
         .expect("answered in time")
         .unwrap();
-    assert_eq!(parse_response(&raw).status, 408);
+    assert_eq!(common::parse(&raw).status, 408);
 
     // Concurrency per tenant: the third of three slow requests is refused with Retry-After.
     let slow = br#"{"query":"SELECT pg_sleep(0.3)"}"#;
@@ -657,7 +608,7 @@ async fn get_text(addr: std::net::SocketAddr, path: &str) -> String {
         .unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await.unwrap();
-    parse_response(&raw).body
+    common::parse(&raw).body
 }
 
 async fn futures_join3<A, B, C>(a: A, b: B, c: C) -> Vec<Response>
@@ -668,23 +619,6 @@ where
 {
     let (a, b, c) = tokio::join!(a, b, c);
     vec![a, b, c]
-}
-
-/// The Node toolchain: `scripts/node.sh` makes sure Node >= 20 and the projects' dependencies
-/// are there (idempotent; `scripts/test.sh` runs it first) and prints the node binary.
-fn node() -> PathBuf {
-    let out = std::process::Command::new("bash")
-        .arg(repo_root().join("scripts/node.sh"))
-        .arg("--print-node")
-        .current_dir(repo_root())
-        .output()
-        .expect("running scripts/node.sh");
-    assert!(
-        out.status.success(),
-        "scripts/node.sh could not provide Node >= 20 with the test dependencies:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 fn run_node(node: &Path, dir: &Path, args: &[&str], env: &[(String, String)]) {

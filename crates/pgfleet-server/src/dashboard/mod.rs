@@ -17,6 +17,7 @@
 
 mod html;
 mod pages;
+mod tenant;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -316,13 +317,13 @@ pub fn routes(state: Arc<ApiState>) -> Router {
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/tenants", get(pages::tenants))
-        .route("/tenants/{key}", get(pages::tenant))
-        .route("/tenants/{key}/check", post(pages::check))
-        .route("/tenants/{key}/check-user", get(pages::check_user))
-        .route("/tenants/{key}/fix", post(pages::fix))
-        .route("/tenants/{key}/rotate-password", post(pages::rotate))
-        .route("/tenants/{key}/reset", post(pages::reset))
-        .route("/tenants/{key}/drop", post(pages::drop))
+        .route("/tenants/{key}", get(tenant::tenant))
+        .route("/tenants/{key}/check", post(tenant::check))
+        .route("/tenants/{key}/check-user", get(tenant::check_user))
+        .route("/tenants/{key}/fix", post(tenant::fix))
+        .route("/tenants/{key}/rotate-password", post(tenant::rotate))
+        .route("/tenants/{key}/reset", post(tenant::reset))
+        .route("/tenants/{key}/drop", post(tenant::drop))
         .route("/servers", get(pages::servers))
         .route("/servers/{name}/{action}", post(pages::server_action))
         .route("/rollouts", get(pages::rollouts).post(pages::start_rollout))

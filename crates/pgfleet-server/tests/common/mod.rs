@@ -307,3 +307,21 @@ pub fn enc(s: &str) -> String {
         })
         .collect()
 }
+
+/// Node.js and the Node test projects' dependencies: `scripts/node.sh` makes sure Node >= 20 and
+/// the pinned packages are there (idempotent; `scripts/test.sh` runs it first) and prints the node
+/// binary.
+pub fn node() -> PathBuf {
+    let out = std::process::Command::new("bash")
+        .arg(repo_root().join("scripts/node.sh"))
+        .arg("--print-node")
+        .current_dir(repo_root())
+        .output()
+        .expect("running scripts/node.sh");
+    assert!(
+        out.status.success(),
+        "scripts/node.sh could not provide Node >= 20 with the test dependencies:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}

@@ -4,12 +4,10 @@
 //! Debian's Chromium through `tests/browser` (puppeteer-core) and saves screenshots under
 //! `target/screenshots/dashboard/`.
 
-mod common;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use common::{Fleet, Response, enc, repo_root, request};
+use crate::common::{Fleet, Response, enc, repo_root, request};
 
 /// Log lines of the whole test binary (every level), to look for secrets in them.
 #[derive(Clone, Default)]
@@ -305,7 +303,7 @@ async fn a_real_browser_signs_in_checks_fixes_and_watches_a_rollout() {
         ("PGFLEET_TENANT_KEY", "alice@example.com".into()),
         (
             "PGFLEET_TENANT_URL",
-            common::url_for_database(f.db.admin_url(), &t.database),
+            crate::common::url_for_database(f.db.admin_url(), &t.database),
         ),
         ("PGFLEET_DROP_SQL", format!("DROP TABLE {table} CASCADE")),
         ("PGFLEET_DROPPED_TABLE", "chat_threads".into()),
@@ -329,23 +327,12 @@ async fn a_real_browser_signs_in_checks_fixes_and_watches_a_rollout() {
     f.stop().await;
 }
 
-/// Node and the test projects' dependencies (`scripts/node.sh`), and Chromium (bootstrap).
+/// Node with the test projects' dependencies, and Chromium (`scripts/bootstrap.sh --with-chromium`).
 fn node() -> std::path::PathBuf {
-    let out = std::process::Command::new("bash")
-        .arg(repo_root().join("scripts/node.sh"))
-        .arg("--print-node")
-        .current_dir(repo_root())
-        .output()
-        .expect("running scripts/node.sh");
-    assert!(
-        out.status.success(),
-        "scripts/node.sh could not provide Node >= 20 with the test dependencies:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         std::path::Path::new(&chromium).exists(),
         "no Chromium at {chromium}: run `bash scripts/bootstrap.sh --with-chromium` (scripts/test.sh does)"
     );
-    std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    crate::common::node()
 }

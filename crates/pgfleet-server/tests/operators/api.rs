@@ -3,12 +3,10 @@
 //! fix, reset, drop, servers, rollouts with their event stream, events naming the token),
 //! problem+json for bad input, paging over 10,000 tenants, and the OpenAPI document.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{Fleet, enc};
+use crate::common::{Fleet, enc};
 use pgfleet_server::api::openapi::{Needs, endpoints};
 
 /// A concrete path of an operation: the fleet's tenant and server, a rollout id.
@@ -433,7 +431,7 @@ async fn bad_input_is_problem_json_and_paging_covers_10000_tenants() {
     }
     let h = [("authorization", format!("Bearer {}", f.admin))];
     let auth: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let r = common::request(f.addr, "POST", "/v1/tenants", &auth, b"{\"key\":\"x\"}").await;
+    let r = crate::common::request(f.addr, "POST", "/v1/tenants", &auth, b"{\"key\":\"x\"}").await;
     r.problem(415, "unsupported-media-type");
     f.call(
         "POST",
@@ -565,7 +563,7 @@ fn the_openapi_document_lists_every_operation_with_its_problems() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
     let f = Fleet::start().await;
-    let root = common::repo_root();
+    let root = crate::common::repo_root();
     let work = root.join("target/schemathesis");
     std::fs::create_dir_all(&work).unwrap();
     let out = std::process::Command::new("bash")
