@@ -9,13 +9,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Response, node, repo_root};
-use pgfleet::control::config::Config;
+use common::{Response, node, repo_root, run_node};
+use pgfleet::control::Control;
 use pgfleet::control::provision::CreateOptions;
-use pgfleet::control::secrets::MasterKey;
 use pgfleet::control::tenant::Mode;
 use pgfleet::control::tokens::Scope;
-use pgfleet::control::{Control, catalog};
 use pgfleet_server::sql::SqlOptions;
 use pgfleet_server::sql::jwt::JwtSettings;
 use pgfleet_testkit::TestDb;
@@ -61,27 +59,12 @@ impl Harness {
         unknown: pgfleet::UnknownPolicy,
     ) -> Harness {
         let db = TestDb::new().await;
-        let dir = std::env::temp_dir().join(format!(
-            "pgfleet-sql-test-{}-{}",
-            std::process::id(),
-            db.name()
-        ));
-        let migrations = dir.join("migrations");
-        std::fs::create_dir_all(&migrations).unwrap();
         let sql: String = schema
             .iter()
             .map(|p| std::fs::read_to_string(p).unwrap())
             .collect::<Vec<_>>()
             .join("\n");
-        std::fs::write(migrations.join("20260101000000_init.sql"), sql).unwrap();
-        let m = pgfleet::migrate::MigrationDir::load(&migrations).unwrap();
-        pgfleet::migrate::sum::write(&m).unwrap();
-        let m = pgfleet::migrate::MigrationDir::load(&migrations).unwrap();
-        let url = pgfleet::pg::connect::parse_url(db.url()).unwrap();
-        catalog::init(&url, Some(&m)).await.unwrap();
-        let control = Control::connect(Config::new(db.url(), MasterKey::generate().unwrap()))
-            .await
-            .unwrap();
+        let (control, dir) = common::catalog_with_target(&db, "sql", &sql).await;
         control
             .add_server("main", db.admin_url(), 100, 1)
             .await
@@ -619,26 +602,6 @@ where
 {
     let (a, b, c) = tokio::join!(a, b, c);
     vec![a, b, c]
-}
-
-fn run_node(node: &Path, dir: &Path, args: &[&str], env: &[(String, String)]) {
-    let out = std::process::Command::new(node)
-        .args(args)
-        .current_dir(dir)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .expect("running node");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "node {args:?} in {} failed:\n{text}",
-        dir.display()
-    );
-    eprintln!("{text}");
 }
 
 /// The real clients, at the versions pinned in `tests/node/package-lock.json`:

@@ -40,26 +40,8 @@ pub struct Fleet {
 impl Fleet {
     pub async fn start() -> Fleet {
         let db = TestDb::new().await;
-        let dir = std::env::temp_dir().join(format!(
-            "pgfleet-api-test-{}-{}",
-            std::process::id(),
-            db.name()
-        ));
-        let migrations = dir.join("migrations");
-        std::fs::create_dir_all(&migrations).unwrap();
-        std::fs::copy(
-            repo_root().join("examples/chat/schema.sql"),
-            migrations.join("20260101000000_init.sql"),
-        )
-        .unwrap();
-        let m = pgfleet::migrate::MigrationDir::load(&migrations).unwrap();
-        pgfleet::migrate::sum::write(&m).unwrap();
-        let m = pgfleet::migrate::MigrationDir::load(&migrations).unwrap();
-        let url = pgfleet::pg::connect::parse_url(db.url()).unwrap();
-        catalog::init(&url, Some(&m)).await.unwrap();
-        let control = Control::connect(Config::new(db.url(), MasterKey::generate().unwrap()))
-            .await
-            .unwrap();
+        let schema = std::fs::read_to_string(repo_root().join("examples/chat/schema.sql")).unwrap();
+        let (control, dir) = catalog_with_target(&db, "api", &schema).await;
         control
             .add_server("main", db.admin_url(), 100_000, 1)
             .await
@@ -174,6 +156,50 @@ impl Fleet {
             ),
         )
     }
+}
+
+/// A catalog in `db` whose target is one migration of `sql` (in a directory of its own, named
+/// after `what` and the database, returned for removal), and its control plane with a new master
+/// key.
+pub async fn catalog_with_target(db: &TestDb, what: &str, sql: &str) -> (Control, PathBuf) {
+    let dir = std::env::temp_dir().join(format!(
+        "pgfleet-{what}-test-{}-{}",
+        std::process::id(),
+        db.name()
+    ));
+    let migrations = dir.join("migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    std::fs::write(migrations.join("20260101000000_init.sql"), sql).unwrap();
+    let m = pgfleet::migrate::MigrationDir::load(&migrations).unwrap();
+    pgfleet::migrate::sum::write(&m).unwrap();
+    let m = pgfleet::migrate::MigrationDir::load(&migrations).unwrap();
+    let url = pgfleet::pg::connect::parse_url(db.url()).unwrap();
+    catalog::init(&url, Some(&m)).await.unwrap();
+    let control = Control::connect(Config::new(db.url(), MasterKey::generate().unwrap()))
+        .await
+        .unwrap();
+    (control, dir)
+}
+
+/// Runs `node args` in `dir` with `env`; fails the test with its output when it fails.
+pub fn run_node(node: &Path, dir: &Path, args: &[&str], env: &[(String, String)]) {
+    let out = std::process::Command::new(node)
+        .args(args)
+        .current_dir(dir)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("running node");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "node {args:?} in {} failed:\n{text}",
+        dir.display()
+    );
+    eprintln!("{text}");
 }
 
 /// `url` with its database replaced.

@@ -309,19 +309,13 @@ async fn a_real_browser_signs_in_checks_fixes_and_watches_a_rollout() {
         ("PGFLEET_DROPPED_TABLE", "chat_threads".into()),
         ("PGFLEET_SCREENSHOT_DIR", shots.display().to_string()),
     ];
-    let out = std::process::Command::new(&node)
-        .args(["--test", "--test-concurrency=1", "dashboard.test.mjs"])
-        .current_dir(repo_root().join("tests/browser"))
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .expect("running node");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let env: Vec<(String, String)> = env.into_iter().map(|(k, v)| (k.into(), v)).collect();
+    crate::common::run_node(
+        &node,
+        &repo_root().join("tests/browser"),
+        &["--test", "--test-concurrency=1", "dashboard.test.mjs"],
+        &env,
     );
-    assert!(out.status.success(), "the browser test failed:\n{text}");
-    eprintln!("{text}");
     let taken = std::fs::read_dir(&shots).unwrap().count();
     assert!(taken >= 6, "screenshots in {}: {taken}", shots.display());
     f.stop().await;
