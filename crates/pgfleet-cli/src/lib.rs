@@ -220,7 +220,12 @@ pub enum Command {
         control: control_cmds::ControlArgs,
     },
     /// Run the background workers (provisioning queue, health checks, spare schemas) and serve
-    /// /healthz, /readyz and Prometheus /metrics. Several processes may serve one catalog.
+    /// the dashboard (/), the management API (/v1), /healthz, /readyz and Prometheus /metrics.
+    /// Several processes may serve one catalog.
+    ///
+    /// Sign in to the dashboard, or call the API with `Authorization: Bearer`, with a token of
+    /// scope read (look) or admin (change): `pgfleet token create NAME --scope admin`. The API's
+    /// OpenAPI document is at /v1/openapi.json.
     ///
     /// Stops on SIGTERM or Ctrl-C: no new work, work in flight finishes, unfinished operations go
     /// back to the queue.
