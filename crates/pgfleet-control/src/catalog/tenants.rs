@@ -350,7 +350,7 @@ pub(crate) struct HealthRow<'a> {
     pub error: Option<&'a str>,
 }
 
-/// Records health check results.
+/// Records health check results, and a `tenant.health` event for each tenant whose health changed.
 pub(crate) async fn record_health(
     c: &impl GenericClient,
     results: &[HealthRow<'_>],

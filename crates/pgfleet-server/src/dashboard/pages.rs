@@ -87,17 +87,23 @@ pub(super) async fn overview(State(s): S, who: Signed) -> R {
     let servers = s.control.servers().await?;
     let (latest, _) = s.control.rollout_page(None, 1).await?;
     let problems = s.control.problems(10).await?;
-    let (corrections, _) = s
-        .control
-        .event_page(
-            &EventFilter {
-                kind: Some("tenant.correction".into()),
-                ..EventFilter::default()
-            },
-            None,
-            10,
-        )
-        .await?;
+    let recent = |kind: &'static str| {
+        let c = s.control.clone();
+        async move {
+            c.event_page(
+                &EventFilter {
+                    kind: Some(kind.into()),
+                    ..EventFilter::default()
+                },
+                None,
+                10,
+            )
+            .await
+            .map(|(events, _)| events)
+        }
+    };
+    let corrections = recent("tenant.correction").await?;
+    let health_changes = recent("tenant.health").await?;
     let mut b = String::from("<h1>Overview</h1>");
     b.push_str(r#"<section id="tenants-by-state" class="cards" aria-label="Tenants by state">"#);
     for state in ["ready", "provisioning", "failed", "dropping"] {
@@ -203,6 +209,8 @@ pub(super) async fn overview(State(s): S, who: Signed) -> R {
     }
     b.push_str("</ul></section><section><h2>Recent corrections</h2>");
     b.push_str(&events_list("corrections", &corrections));
+    b.push_str("</section><section><h2>Health changes</h2>");
+    b.push_str(&events_list("health-changes", &health_changes));
     b.push_str("</section></div>");
     Ok(html_response(page(
         "Overview",

@@ -402,6 +402,45 @@ async fn servers_rollouts_events_and_validate() {
     .await
     .problem(404, "not-found");
 
+    // Health changes are events: every check slower than 0 ms is degraded, then healthy again.
+    for degraded_after in [Duration::ZERO, Duration::from_secs(30)] {
+        let opts = pgfleet::control::health::HealthOptions {
+            interval: Duration::ZERO,
+            degraded_after,
+            ..Default::default()
+        };
+        let round = f.control.health_round(&opts).await.unwrap();
+        assert_eq!(round.total(), 2, "{round:?}");
+    }
+    let changes = f
+        .call(
+            "GET",
+            "/v1/events?kind=tenant.health&tenant=bob",
+            Some(&f.read),
+            None,
+        )
+        .await
+        .json();
+    let moves: Vec<(String, String)> = changes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["detail"]["from"].as_str().unwrap().into(),
+                e["detail"]["to"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            ("degraded".to_string(), "healthy".to_string()),
+            ("unknown".into(), "degraded".into())
+        ],
+        "{changes}"
+    );
+
     let v = f
         .call("GET", "/v1/validate", Some(&f.read), None)
         .await
