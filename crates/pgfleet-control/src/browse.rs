@@ -205,9 +205,13 @@ impl Control {
         before: Option<i64>,
         limit: i64,
     ) -> Result<(Vec<Rollout>, bool), ControlError> {
-        rollouts::abandon_dead(&*self.lock_session().await?).await?;
         let limit = limit.clamp(1, MAX_PAGE);
         let mut list = self.rollouts_where(before, None, limit + 1).await?;
+        if list.iter().any(|r| r.state == "running") {
+            // Its process may have died: mark it abandoned, and read the page again.
+            rollouts::abandon_dead(&*self.lock_session().await?).await?;
+            list = self.rollouts_where(before, None, limit + 1).await?;
+        }
         let more = list.len() as i64 > limit;
         list.truncate(limit as usize);
         Ok((list, more))
@@ -219,6 +223,19 @@ impl Control {
     /// Catalog errors.
     pub async fn rollout(&self, id: i64) -> Result<Option<Rollout>, ControlError> {
         Ok(self.rollouts_where(None, Some(id), 1).await?.pop())
+    }
+
+    /// Rollout `id`, marked `abandoned` first when it is `running` but its process died.
+    ///
+    /// # Errors
+    /// Catalog errors.
+    pub async fn rollout_checked(&self, id: i64) -> Result<Option<Rollout>, ControlError> {
+        let r = self.rollout(id).await?;
+        if r.as_ref().is_some_and(|r| r.state == "running") {
+            rollouts::abandon_dead(&*self.lock_session().await?).await?;
+            return self.rollout(id).await;
+        }
+        Ok(r)
     }
 
     async fn rollouts_where(

@@ -169,6 +169,16 @@ pub enum ControlError {
         /// What was asked.
         requested: String,
     },
+    /// A rollout runs already: one at a time.
+    #[error(
+        "rollout {id} is running (process {owner}): one rollout runs at a time; wait for it to end (pgfleet serve's dashboard or GET /v1/rollouts/{id} follows it)"
+    )]
+    RolloutRunning {
+        /// Its id.
+        id: i64,
+        /// The process that runs it.
+        owner: String,
+    },
     /// A tenant (or spare schema) differs from the target after its migrations.
     #[error(
         "verification failed: {what} differs from target {target} in {} step(s):\n{}",
@@ -267,6 +277,7 @@ impl ControlError {
         matches!(
             self,
             Self::Conflict { .. }
+                | Self::RolloutRunning { .. }
                 | Self::ServerExists(_)
                 | Self::Dropping { .. }
                 | Self::RecordedMigrationChanged { .. }

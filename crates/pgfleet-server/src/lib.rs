@@ -276,6 +276,7 @@ pub async fn serve(
     let state = Arc::new(api::ApiState {
         rollout_defaults: opts.rollouts,
         session_idle: opts.session_idle,
+        stop: stop_rx.clone(),
         ..api::ApiState::new(control.clone())
     });
     let sampler = tokio::spawn(sample_history(
@@ -296,7 +297,7 @@ pub async fn serve(
         let c = control.clone();
         tokio::spawn(async move { c.run_workers(w, stop_rx).await })
     });
-    let app = app_with(state, metrics, gauges);
+    let app = app_with(state.clone(), metrics, gauges);
     let c = control.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -309,6 +310,8 @@ pub async fn serve(
         .map_err(ServeError::Http)?;
     refresher.abort();
     sampler.abort();
+    // Rollouts started over HTTP finish their work in flight, as the workers do.
+    state.wait_for_rollouts().await;
     if let Some(s) = sql {
         let _ = s.await;
     }

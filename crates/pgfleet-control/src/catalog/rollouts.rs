@@ -10,7 +10,8 @@ use crate::{ControlError, q};
 /// The advisory-lock class of running rollouts.
 pub(crate) const LOCK_CLASS: i32 = 0x7066_6c72;
 
-/// Records a new rollout and locks it on `lock_session` in the same statement. Returns its id.
+/// Records a new rollout and locks it on `lock_session` in the same statement. Returns its id;
+/// [`ControlError::RolloutRunning`] while another rollout runs.
 pub(crate) async fn start(
     lock_session: &impl GenericClient,
     target: &str,
@@ -18,18 +19,32 @@ pub(crate) async fn start(
     total: i32,
     options: &serde_json::Value,
 ) -> Result<i64, ControlError> {
-    lock_session
+    let row = lock_session
         .query_opt(
             include_str!("sql/rollout_start.sql"),
             &[&LOCK_CLASS, &target, &owner, &total, &options.to_string()],
         )
         .await
         .map_err(q("recording the rollout"))?
-        .map(|r| r.get(0))
-        .ok_or_else(|| ControlError::CorruptRow {
-            table: "rollouts",
-            detail: "inserting a rollout returned no row".into(),
-        })
+        .map(|r| r.get(0));
+    if let Some(id) = row {
+        return Ok(id);
+    }
+    let running = lock_session
+        .query_opt(include_str!("sql/rollout_running.sql"), &[])
+        .await
+        .map_err(q("reading the running rollout"))?;
+    Err(match running {
+        Some(r) => ControlError::RolloutRunning {
+            id: r.get(0),
+            owner: r.get(1),
+        },
+        // It ended between the insert and the look-up: the caller may try again.
+        None => ControlError::RolloutRunning {
+            id: 0,
+            owner: "(it just ended; try again)".into(),
+        },
+    })
 }
 
 /// The counts of a rollout (at its end, or added by a batch of its progress).

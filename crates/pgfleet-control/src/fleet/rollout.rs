@@ -184,6 +184,15 @@ impl Control {
                 "a canary tenant failed: the other {} tenant(s) were not started",
                 rest.len()
             ));
+            rollouts::progress(
+                &*self.catalog(),
+                rollout,
+                rollouts::Counts {
+                    not_run: rest.len() as i32,
+                    ..rollouts::Counts::default()
+                },
+            )
+            .await?;
             for t in &rest {
                 results.push(result(
                     t,

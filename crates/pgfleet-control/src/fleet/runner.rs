@@ -172,14 +172,17 @@ impl Runner {
 
     fn not_started(&self, t: &Tenant) -> TenantMigration {
         self.counters.count(false, true);
-        result(
+        let r = result(
             t,
             Outcome::NotRun,
             t.schema_version.clone(),
             Vec::new(),
             Some("not started: another tenant failed".into()),
             0.0,
-        )
+        );
+        // The recorder counts it in the rollout's live progress (and records nothing else).
+        let _ = self.recorder.send(r.clone());
+        r
     }
 
     /// A schema tenant cannot take a migration that creates a schema (its objects live in its

@@ -52,6 +52,10 @@ pub struct ApiState {
     pub sql: std::sync::OnceLock<(Arc<crate::sql::SqlService>, usize)>,
     /// Dashboard sessions end after this long unused.
     pub session_idle: Duration,
+    /// Turns true when `serve` stops: event streams end.
+    pub stop: tokio::sync::watch::Receiver<bool>,
+    /// Rollouts started here that still run: `serve` waits for them when it stops.
+    pub running: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl ApiState {
@@ -63,6 +67,18 @@ impl ApiState {
             history: Arc::default(),
             sql: std::sync::OnceLock::new(),
             session_idle: DEFAULT_SESSION_IDLE,
+            stop: tokio::sync::watch::channel(false).1,
+            running: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Waits for the rollouts started here to end (their work in flight finishes; a rollout
+    /// started over HTTP is not cut off by a shutdown).
+    pub async fn wait_for_rollouts(&self) {
+        let running: Vec<_> =
+            std::mem::take(&mut *self.running.lock().unwrap_or_else(|e| e.into_inner()));
+        for r in running {
+            let _ = r.await;
         }
     }
 }

@@ -102,6 +102,7 @@ const DESTROY: &[&str] = &[
     "unprocessable",
     "unavailable",
 ];
+const CHECK_USER: &[&str] = &["invalid-input", "not-found", "unprocessable", "unavailable"];
 const LIST: &[&str] = &["invalid-input", "unavailable"];
 const BODY: &[&str] = &[
     "invalid-input",
@@ -280,7 +281,7 @@ pub fn endpoints() -> Vec<Endpoint> {
                 })),
                 "The findings",
             )],
-            problems: KEY_LOOKUP,
+            problems: CHECK_USER,
             route: || get(tenants::check_user),
         },
         Endpoint {
@@ -545,9 +546,10 @@ fn schemas() -> Value {
         "RolloutDetail": {
             "allOf": [r("Rollout"), {
                 "type": "object",
-                "required": ["done", "failures"],
+                "required": ["done", "failures", "failures_truncated"],
                 "properties": {
                     "done": int,
+                    "failures_truncated": {"type": "boolean"},
                     "failures": {"type": "array", "items": {"type": "object", "required": ["key", "error", "at"], "properties": {"key": ns(), "error": {}, "at": s()}}},
                 },
             }],

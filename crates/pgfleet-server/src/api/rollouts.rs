@@ -104,22 +104,14 @@ impl StartBody {
     }
 }
 
-/// Starts a rollout in the background and returns its id once its row exists.
+/// Starts a rollout in the background and returns its id once its row exists; `serve` waits for it
+/// when it stops.
 ///
 /// # Errors
-/// `conflict` when one is running; the rollout's own errors (no target, unknown tenants).
-pub async fn start(control: &Control, opts: FleetOptions, actor: &str) -> Result<i64, Problem> {
-    if let Some(r) = control.rollout_page(None, 1).await?.0.first()
-        && r.state == "running"
-    {
-        return Err(Problem::new(
-            "conflict",
-            format!(
-                "rollout {} is running (owner {}): wait for it (GET /v1/rollouts/{})",
-                r.id, r.owner, r.id
-            ),
-        ));
-    }
+/// `conflict` when one is running (the catalog allows one at a time); the rollout's own errors (no
+/// target, unknown tenants).
+pub async fn start(state: &ApiState, opts: FleetOptions, actor: &str) -> Result<i64, Problem> {
+    let control = &state.control;
     let (tx, rx) = tokio::sync::oneshot::channel::<i64>();
     let tx = Mutex::new(Some(tx));
     let progress: ProgressFn = Arc::new(move |p| {
@@ -150,13 +142,29 @@ pub async fn start(control: &Control, opts: FleetOptions, actor: &str) -> Result
         () = tokio::time::sleep(ROLLOUT_START_WAIT) => None,
     };
     let Some(id) = id else {
+        // Still not started (a slow catalog): it goes on; say where to look.
+        state
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(tokio::spawn(async move {
+                let _ = run.await;
+            }));
         return Err(Problem::new(
             "unavailable",
-            "the rollout did not start in time; see GET /v1/rollouts",
+            "the rollout did not start within 30 s; it may still start: see GET /v1/rollouts",
         ));
     };
+    let _ = control
+        .record_event_as(
+            actor,
+            None,
+            "api.rollout.start",
+            serde_json::json!({"rollout": id, "token": actor.trim_start_matches("token:")}),
+        )
+        .await;
     if !run.is_finished() {
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             match run.await {
                 Ok(Ok(r)) => tracing::info!(
                     "rollout {}: {} migrated, {} up to date, {} failed, {} not run",
@@ -172,22 +180,17 @@ pub async fn start(control: &Control, opts: FleetOptions, actor: &str) -> Result
                 Err(e) => tracing::error!("rollout {id}: its task failed: {e}"),
             }
         });
+        let mut running = state.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.retain(|t| !t.is_finished());
+        running.push(task);
     }
-    let _ = control
-        .record_event_as(
-            actor,
-            None,
-            "api.rollout.start",
-            serde_json::json!({"rollout": id, "token": actor.trim_start_matches("token:")}),
-        )
-        .await;
     Ok(id)
 }
 
 pub(super) async fn create(State(s): S, Admin(c): Admin, headers: HeaderMap, body: Bytes) -> R {
     let b: StartBody = json_body(&headers, &body)?;
     let opts = b.options(&s.rollout_defaults)?;
-    let id = start(&s.control, opts, &c.actor()).await?;
+    let id = start(&s, opts, &c.actor()).await?;
     let mut r = json(StatusCode::ACCEPTED, detail(&s.control, id).await?);
     if let Ok(v) = HeaderValue::from_str(&format!("/v1/rollouts/{id}")) {
         r.headers_mut().insert(header::LOCATION, v);
@@ -201,15 +204,17 @@ fn rollout_id(p: Result<Path<String>, PathRejection>) -> Result<i64, Problem> {
         .map_err(|_| Problem::invalid(format!("id must be a rollout number, got {v:?}")))
 }
 
-/// A rollout with how many tenants are done and its failed tenants (with their reasons).
+/// A rollout with how many tenants are done and its failed tenants with their reasons (the first
+/// 100: `failures_truncated` says when there are more; `GET /v1/events?kind=tenant.migrate_failed`
+/// lists them all). A `running` rollout whose process died is marked `abandoned` first.
 ///
 /// # Errors
 /// `not-found`, catalog errors.
 pub async fn detail(control: &Control, id: i64) -> Result<serde_json::Value, Problem> {
-    let r = control.rollout(id).await?.ok_or_else(|| {
+    let r = control.rollout_checked(id).await?.ok_or_else(|| {
         Problem::not_found(format!("no rollout {id} (list them: GET /v1/rollouts)"))
     })?;
-    let (failed, _) = control
+    let (failed, truncated) = control
         .event_page(
             &EventFilter {
                 kind: Some("tenant.migrate_failed".into()),
@@ -233,6 +238,7 @@ pub async fn detail(control: &Control, id: i64) -> Result<serde_json::Value, Pro
     let mut v = serde_json::to_value(&r).unwrap_or_default();
     v["done"] = r.done().into();
     v["failures"] = failures.into();
+    v["failures_truncated"] = truncated.into();
     Ok(v)
 }
 
@@ -244,41 +250,55 @@ pub(super) async fn get(State(s): S, _: Reader, id: Result<Path<String>, PathRej
 pub(super) async fn events(State(s): S, _: Reader, id: Result<Path<String>, PathRejection>) -> R {
     let id = rollout_id(id)?;
     detail(&s.control, id).await?;
-    Ok(stream(s.control.clone(), id).into_response())
+    Ok(stream(s.control.clone(), id, s.stop.clone()).into_response())
 }
+
+/// How long one event stream lasts at most; the browser's `EventSource` then connects again.
+const STREAM_FOR: Duration = Duration::from_secs(600);
 
 /// A rollout's progress as server-sent events: a `progress` event (the rollout as `GET
 /// /v1/rollouts/{id}` shows it) each time it changes, then an `end` event when it is no longer
-/// running, then the stream closes.
-pub fn stream(control: Control, id: i64) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+/// running (or a `problem` event when it cannot be read), then the stream closes. It also closes,
+/// without `end`, when `serve` stops (`stop` turns true) and after [`STREAM_FOR`].
+pub fn stream(
+    control: Control,
+    id: i64,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let until = tokio::time::Instant::now() + STREAM_FOR;
     let events = futures_util::stream::unfold(
         (control, String::new(), false),
-        move |(control, last, ended)| async move {
-            if ended {
-                return None;
-            }
-            let mut first = last.is_empty();
-            loop {
-                if !first {
-                    tokio::time::sleep(POLL).await;
+        move |(control, last, ended)| {
+            let stop = stop.clone();
+            async move {
+                if ended {
+                    return None;
                 }
-                first = false;
-                let v = match detail(&control, id).await {
-                    Ok(v) => v,
-                    Err(p) => {
-                        let e = Event::default().event("error").data(p.body().to_string());
-                        return Some((Ok(e), (control, last, true)));
+                let mut first = last.is_empty();
+                loop {
+                    if !first {
+                        tokio::time::sleep(POLL).await;
                     }
-                };
-                let text = v.to_string();
-                let running = v["state"] == "running";
-                if !running {
-                    let e = Event::default().event("end").data(text);
-                    return Some((Ok(e), (control, String::new(), true)));
-                }
-                if text != last {
-                    let e = Event::default().event("progress").data(text.clone());
-                    return Some((Ok(e), (control, text, false)));
+                    first = false;
+                    if *stop.borrow() || tokio::time::Instant::now() >= until {
+                        return None;
+                    }
+                    let v = match detail(&control, id).await {
+                        Ok(v) => v,
+                        Err(p) => {
+                            let e = Event::default().event("problem").data(p.body().to_string());
+                            return Some((Ok(e), (control, last, true)));
+                        }
+                    };
+                    let text = v.to_string();
+                    if v["state"] != "running" {
+                        let e = Event::default().event("end").data(text);
+                        return Some((Ok(e), (control, String::new(), true)));
+                    }
+                    if text != last {
+                        let e = Event::default().event("progress").data(text.clone());
+                        return Some((Ok(e), (control, text, false)));
+                    }
                 }
             }
         },

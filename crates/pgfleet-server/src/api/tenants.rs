@@ -27,7 +27,7 @@ pub const DEFAULT_LIMIT: i64 = 50;
 /// How long a reset may take (it provisions the tenant's schema again).
 const RESET_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long adding a server may take to reach and check it.
-const ADD_SERVER_TIMEOUT: Duration = Duration::from_secs(10);
+const ADD_SERVER_TIMEOUT: Duration = Duration::from_secs(25);
 
 /// The value of a path parameter.
 pub fn path_text(p: Result<Path<String>, PathRejection>, field: &str) -> Result<String, Problem> {
@@ -188,14 +188,20 @@ pub(super) async fn create(State(s): S, Admin(c): Admin, headers: HeaderMap, bod
         mode: b.mode,
         server: b.server,
     };
+    let failed_before = s
+        .control
+        .find(&b.key)
+        .await?
+        .is_some_and(|t| t.state == pgfleet::control::tenant::State::Failed);
     let (t, created) = s.control.create_or_find_tenant(&b.key, &opts).await?;
-    if created {
+    if created || failed_before {
+        // A failed tenant's provisioning is queued again: a change too.
         record(
             &s,
             &c,
             Some(&t),
             "api.tenant.create",
-            serde_json::json!({"token": c.token, "mode": t.mode, "server": opts.server}),
+            serde_json::json!({"token": c.token, "mode": t.mode, "server": opts.server, "created": created, "retried": failed_before}),
         )
         .await;
     }
@@ -362,6 +368,17 @@ pub(super) async fn add_server(State(s): S, Admin(c): Admin, headers: HeaderMap,
     let b: ServerBody = json_body(&headers, &body)?;
     text("name", &b.name, 63)?;
     text("url", &b.url, 2048)?;
+    let first = b.name.as_bytes()[0];
+    if !(first.is_ascii_lowercase() || first.is_ascii_digit())
+        || !b
+            .name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
+    {
+        return Err(Problem::invalid(
+            "name: lowercase letters, digits, `_` and `-`, starting with a letter or digit, at most 63",
+        ));
+    }
     if !(b.url.starts_with("postgres://") || b.url.starts_with("postgresql://")) {
         return Err(Problem::invalid(
             "url must be a postgres:// or postgresql:// URL of an admin role",
@@ -373,6 +390,9 @@ pub(super) async fn add_server(State(s): S, Admin(c): Admin, headers: HeaderMap,
         return Err(Problem::invalid(
             "capacity must be at least 0 and weight at least 1",
         ));
+    }
+    if s.control.servers().await?.iter().any(|x| x.name == b.name) {
+        return Err(ControlError::ServerExists(b.name.clone()).into());
     }
     let added = tokio::time::timeout(
         ADD_SERVER_TIMEOUT,
@@ -390,8 +410,13 @@ pub(super) async fn add_server(State(s): S, Admin(c): Admin, headers: HeaderMap,
     })?;
     match added {
         Ok(_) => {}
-        // The server the caller named cannot be used: the caller's problem, not ours.
-        Err(e @ ControlError::Pg(_)) => {
+        // The server the caller named cannot be reached or its URL is not one: the caller's
+        // problem, not ours (a catalog that fails is still a 503).
+        Err(
+            e @ ControlError::Pg(
+                pgfleet::pg::PgError::Connect { .. } | pgfleet::pg::PgError::BadUrl { .. },
+            ),
+        ) => {
             return Err(Problem::new(
                 "unprocessable",
                 pgfleet::control::error::chain(&e),
@@ -509,11 +534,14 @@ impl EventQuery {
     /// # Errors
     /// `invalid-input`.
     pub fn filter(&self) -> Result<EventFilter, Problem> {
-        super::filter("tenant", &self.tenant, MAX_KEY)?;
-        super::filter("kind", &self.kind, 64)?;
+        // An empty field (the dashboard's filter form) means "any".
+        let tenant = self.tenant.clone().filter(|s| !s.is_empty());
+        let kind = self.kind.clone().filter(|s| !s.is_empty());
+        super::filter("tenant", &tenant, MAX_KEY)?;
+        super::filter("kind", &kind, 64)?;
         Ok(EventFilter {
-            tenant: self.tenant.clone().filter(|s| !s.is_empty()),
-            kind: self.kind.clone().filter(|s| !s.is_empty()),
+            tenant,
+            kind,
             rollout: None,
         })
     }

@@ -181,6 +181,32 @@ fn secure_headers(h: &mut HeaderMap) {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
+/// Refuses a form posted from another origin: its `Origin` (when the browser sent one, and
+/// `null` counts as another) must be this dashboard's `Host`, or the `X-Forwarded-Host` a proxy in
+/// front set (a cross-site form cannot set request headers).
+fn same_origin(headers: &HeaderMap) -> Result<(), Problem> {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return Ok(());
+    };
+    let host = |name| {
+        headers
+            .get(name)
+            .and_then(|h: &HeaderValue| h.to_str().ok())
+    };
+    let from = origin.split_once("://").map(|(_, rest)| rest);
+    let ours = [host(header::HOST.as_str()), host("x-forwarded-host")];
+    if from.is_some_and(|f| ours.iter().flatten().any(|h| *h == f)) {
+        return Ok(());
+    }
+    Err(Problem::new(
+        "forbidden",
+        format!(
+            "the form was posted from {origin}, not from this dashboard ({}): open the dashboard at its own address (behind a proxy, pass the browser's Host or X-Forwarded-Host on)",
+            ours[0].unwrap_or("?")
+        ),
+    ))
+}
+
 /// The form of an action: its CSRF value and the other fields.
 pub type Fields = HashMap<String, String>;
 
@@ -189,22 +215,7 @@ pub type Fields = HashMap<String, String>;
 /// # Errors
 /// `forbidden`.
 pub fn allow(who: &Signed, headers: &HeaderMap, form: &Fields, admin: bool) -> Result<(), Problem> {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok())
-        && origin
-            .split_once("://")
-            .is_none_or(|(_, rest)| rest != host)
-    {
-        return Err(Problem::new(
-            "forbidden",
-            format!(
-                "the form was posted from {origin}, not from this dashboard ({host}): open the dashboard at its own address"
-            ),
-        ));
-    }
+    same_origin(headers)?;
     let csrf_ok = form
         .get("csrf")
         .is_some_and(|c| constant_eq(c.as_bytes(), who.csrf.as_bytes()));
@@ -249,18 +260,22 @@ async fn login_page() -> Response {
 
 async fn login(
     State(s): State<Arc<ApiState>>,
+    headers: HeaderMap,
     f: Result<Form<Fields>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, Refused> {
+    // Nobody else's page may sign this browser in (into the other's session).
+    same_origin(&headers)?;
     let f = form(f)?;
+    if let Some(old) = cookie_value(&headers, COOKIE) {
+        s.control.close_session(old).await?;
+    }
     let token = f.get("token").map(|t| t.trim()).unwrap_or("");
     match s.control.open_session(token, s.session_idle).await? {
         Some(new) => {
             let mut r = see_other("/");
-            let cookie = format!(
-                "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-                new.secret,
-                s.session_idle.as_secs()
-            );
+            // No Max-Age: the server ends the session after the idle expiry (a cookie's lifetime
+            // would count from sign-in); the browser forgets it when it closes.
+            let cookie = format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict", new.secret);
             if let Ok(v) = HeaderValue::from_str(&cookie) {
                 r.headers_mut().insert(header::SET_COOKIE, v);
             }

@@ -450,7 +450,7 @@ pub(super) async fn start_rollout(State(s): S, who: Signed, headers: HeaderMap, 
         ..StartBody::default()
     };
     let opts = body.options(&s.rollout_defaults)?;
-    let id = crate::api::start_rollout(&s.control, opts, &format!("token:{}", who.token)).await?;
+    let id = crate::api::start_rollout(&s, opts, &format!("token:{}", who.token)).await?;
     Ok(see_other(&format!("/rollouts/{id}")))
 }
 
@@ -498,7 +498,7 @@ pub(super) async fn rollout(State(s): S, who: Signed, id: K) -> R {
 pub(super) async fn rollout_events(State(s): S, _who: Signed, id: K) -> R {
     let id = rollout_id(id)?;
     crate::api::rollout_detail(&s.control, id).await?;
-    Ok(crate::api::rollout_stream(s.control.clone(), id).into_response())
+    Ok(crate::api::rollout_stream(s.control.clone(), id, s.stop.clone()).into_response())
 }
 
 pub(super) async fn events(State(s): S, who: Signed, uri: Uri) -> R {

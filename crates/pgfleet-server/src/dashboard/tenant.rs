@@ -158,6 +158,12 @@ async fn tenant_page(s: &ApiState, who: &Signed, key: &str, extra: Extra) -> R {
     }
     b.push_str(r#"<h2>Events and corrections</h2>"#);
     b.push_str(&events_list("events", &events));
+    let _ = write!(
+        b,
+        r#"<p><a href="/events?tenant={}">All events of this tenant →</a> · <a href="/events?tenant={}&amp;kind=tenant.correction">its corrections</a></p>"#,
+        url(key),
+        url(key)
+    );
     if v.admin() {
         let confirm = r#"<label>Type the key to confirm <input name="confirm" required autocomplete="off" aria-label="tenant key, to confirm"></label>"#;
         b.push_str(r#"<details class="danger"><summary>Destructive actions</summary>"#);

@@ -384,6 +384,83 @@ async fn servers_rollouts_events_and_validate() {
         .await
         .json();
     assert_eq!(started["items"][0]["detail"]["rollout"], id, "{started}");
+    // One rollout at a time: while another process runs one (its row running, its lock held),
+    // a start is refused; once that process is gone, its rollout is abandoned and a start works.
+    let other = pgfleet_testkit::connect(f.db.url()).await;
+    let running: i64 = other
+        .query_one(
+            "INSERT INTO pgfleet.rollouts (target, owner, total) VALUES ('x', 'elsewhere', 0) RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    other
+        .execute(
+            "SELECT pg_advisory_lock($1::int4, $2::int4)",
+            &[&0x7066_6c72_i32, &(running as i32)],
+        )
+        .await
+        .unwrap();
+    let p = f
+        .call("POST", "/v1/rollouts", admin, Some(serde_json::json!({})))
+        .await
+        .problem(409, "conflict");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("rollout {running} is running")),
+        "{p}"
+    );
+    let r = f
+        .call(
+            "GET",
+            &format!("/v1/rollouts/{running}"),
+            Some(&f.read),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(r["state"], "running");
+    drop(other);
+    let mut state = serde_json::Value::Null;
+    for _ in 0..100 {
+        state = f
+            .call(
+                "GET",
+                &format!("/v1/rollouts/{running}"),
+                Some(&f.read),
+                None,
+            )
+            .await
+            .json()["state"]
+            .clone();
+        if state == "abandoned" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(state, "abandoned", "a rollout whose process is gone");
+    let r = f
+        .call("POST", "/v1/rollouts", admin, Some(serde_json::json!({})))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let stream = f
+        .call(
+            "GET",
+            &format!("/v1/rollouts/{}/events", r.json()["id"]),
+            Some(&f.read),
+            None,
+        )
+        .await;
+    assert!(stream.body.contains("event: end"), "{}", stream.body);
+    // An empty filter means any.
+    let all = f
+        .call("GET", "/v1/events?tenant=&kind=", Some(&f.read), None)
+        .await;
+    assert_eq!(all.status, 200, "{}", all.body);
+
     // Bad options are refused before anything runs.
     f.call(
         "POST",

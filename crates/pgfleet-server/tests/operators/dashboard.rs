@@ -121,6 +121,17 @@ async fn sessions_csrf_scopes_and_no_secret_in_urls_or_logs() {
         assert!(r.cookies.is_empty());
     }
 
+    // Nobody else's page may sign this browser in.
+    let r = anon
+        .post(
+            "/login",
+            &[("token", &f.admin)],
+            Some("http://evil.example"),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.cookies.is_empty());
+
     // Admin: the cookie is HttpOnly, SameSite=Strict, holds no token; the catalog holds a digest.
     let raw = anon.post("/login", &[("token", &f.admin)], None).await;
     let cookie = &raw.cookies[0];

@@ -12,11 +12,16 @@ CREATE TABLE pgfleet.sessions (
 );
 CREATE INDEX sessions_last_seen ON pgfleet.sessions (last_seen);
 
+-- One rollout runs at a time (a second `migrate --all`, from the CLI, the API or the dashboard,
+-- is refused while one runs; a run whose process died is marked abandoned before a new one starts).
+CREATE UNIQUE INDEX rollouts_one_running ON pgfleet.rollouts ((true)) WHERE state = 'running';
+
 -- What a rollout was asked (canary, continue_on_error, ...), for the API and the dashboard.
 ALTER TABLE pgfleet.rollouts ADD COLUMN options jsonb NOT NULL DEFAULT '{}';
 
 CREATE INDEX events_key_id ON pgfleet.events (tenant_key, id);
 CREATE INDEX events_kind_id ON pgfleet.events (kind, id);
+CREATE INDEX events_rollout ON pgfleet.events ((detail->>'rollout'), id) WHERE kind LIKE 'tenant.migrat%';
 CREATE INDEX tenants_state_key ON pgfleet.tenants (state, key);
 -- The overview's "needs attention" list: tenants that failed, failed a migration or are unhealthy,
 -- most recent first, without scanning every tenant.

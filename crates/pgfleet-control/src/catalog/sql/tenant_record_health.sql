@@ -5,6 +5,7 @@ WITH u AS (
     SELECT u.id, u.health, u.latency, u.error, t.key, t.health AS before
     FROM unnest($1::text[], $2::text[], $3::float8[], $4::text[]) AS u(id, health, latency, error)
     JOIN pgfleet.tenants t ON t.id = u.id
+    FOR UPDATE OF t
 ), changed AS (
     UPDATE pgfleet.tenants t SET health = u.health, health_latency_ms = u.latency,
            health_error = u.error, health_checked_at = now()

@@ -23,6 +23,12 @@
       // The failures list is rendered by the server: show it once the run ended.
       if (document.getElementById("failures")) { window.setTimeout(function () { window.location.reload(); }, 300); }
     });
-    es.addEventListener("error", function () { /* the browser reconnects by itself */ });
+    // The server could not read the rollout: say so and stop (no reconnecting).
+    es.addEventListener("problem", function (e) {
+      es.close();
+      var state = box.querySelector("#rollout-state");
+      try { if (state) state.textContent = "unknown: " + JSON.parse(e.data).detail; } catch (_) {}
+    });
+    // A dropped connection (or the stream's 10-minute end): the browser connects again by itself.
   });
 })();

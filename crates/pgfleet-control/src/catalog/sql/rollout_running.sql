@@ -1,0 +1,2 @@
+-- The running rollout, if any: id and owner.
+SELECT id, owner FROM pgfleet.rollouts WHERE state = 'running'
