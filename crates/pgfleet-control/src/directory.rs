@@ -16,7 +16,8 @@ pub use crate::catalog::CHANGES_CHANNEL;
 
 impl Control {
     /// Where a ready tenant lives and how to log in as it (its own role, password, database, and
-    /// `search_path` as a startup option). `None` when no ready tenant has this key.
+    /// `search_path` as a startup option), and for a schema tenant the shared login of its server's
+    /// pool role. `None` when no ready tenant has this key.
     ///
     /// # Errors
     /// Catalog errors, a master key that does not open the password.
@@ -41,6 +42,25 @@ impl Control {
             Mode::Schema => config.options(format!("-c search_path={},public", t.schema)),
             Mode::Database => config.options("-c search_path=public"),
         };
+        // Trusted callers of schema tenants share the pool role's connections (best effort: a
+        // server whose pool role cannot be set up serves them with the tenant's own logins).
+        let shared = match t.mode {
+            Mode::Database => None,
+            Mode::Schema => match self.shared_login(&server).await {
+                Ok(config) => Some(pgfleet_router::SharedLogin {
+                    config,
+                    role: t.role.clone(),
+                    search_path: format!("{},public", t.schema),
+                }),
+                Err(e) => {
+                    tracing::warn!(
+                        "server {server}: no shared connections for its schema tenants (the pool role could not be set up): {}",
+                        crate::chain(&e)
+                    );
+                    None
+                }
+            },
+        };
         Ok(Some(Placement {
             key: t.key.clone(),
             tenant_id: t.id.clone(),
@@ -50,6 +70,7 @@ impl Control {
             schema: t.schema.clone(),
             config,
             version: t.schema_version.clone(),
+            shared,
         }))
     }
 

@@ -36,6 +36,7 @@ pub mod health;
 pub mod keys;
 mod owner;
 mod pool;
+mod pool_role;
 pub mod provision;
 pub mod secrets;
 pub mod security;
@@ -94,6 +95,8 @@ struct Inner {
     owners: std::sync::Mutex<HashMap<String, owner::Owner>>,
     /// Held while one task of this process makes sure of an owner role.
     owner_lock: tokio::sync::Mutex<()>,
+    /// The pool role of each server this process made sure of ([`pool_role`]).
+    pool_roles: std::sync::Mutex<HashMap<String, pool_role::PoolRole>>,
 }
 
 /// Most idle connections kept per catalog or server database.
@@ -137,6 +140,7 @@ impl Control {
                 shared_ready: std::sync::Mutex::new(Default::default()),
                 owners: std::sync::Mutex::new(HashMap::new()),
                 owner_lock: tokio::sync::Mutex::new(()),
+                pool_roles: std::sync::Mutex::new(HashMap::new()),
             }),
         })
     }

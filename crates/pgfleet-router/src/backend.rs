@@ -87,6 +87,26 @@ pub trait Backend: Send + Sync + 'static {
     /// The SQLSTATE of an error, when the server sent one. Heal-and-retry acts on `42P01`,
     /// `42703` and `3F000`; [`RouterError::sqlstate`](crate::RouterError::sqlstate) reports it.
     fn sqlstate(error: &Self::Error) -> Option<&str>;
+
+    /// The idle list a connection of this kind goes back to: the tenant's own (the default), or a
+    /// list several tenants share (connections that switch to their tenant on checkout).
+    fn idle_key(placement: &Placement) -> &str {
+        &placement.key
+    }
+
+    /// Prepares a connection, new or idle, for `placement` just before it is handed out; must not
+    /// wait for the server (queue statements instead). The default does nothing.
+    fn checkout(_conn: &mut Self::Conn, _placement: &Placement) {}
+
+    /// Whether what [`Backend::checkout`] queued took effect, once the server answered:
+    /// `Ok` for a kind that queues nothing. The router asks it after the work of
+    /// [`Router::with_connection`](crate::Router::with_connection) and before a repair.
+    ///
+    /// # Errors
+    /// Why the checkout did not take effect (the work then fails).
+    fn checked_out(_conn: &Self::Conn) -> Option<crate::shared::SwitchCheck> {
+        None
+    }
 }
 
 /// Why a connection could not be opened, classified for the router.

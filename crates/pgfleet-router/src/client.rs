@@ -12,13 +12,15 @@ use tokio_postgres::Client;
 
 use crate::backend::Backend;
 use crate::connect::PgBackend;
+use crate::error::RouterError;
+use crate::shared::SharedPgBackend;
 use crate::snapshot::Entry;
 
 /// A pooled connection of kind `B` to one tenant, as its own role with its `search_path`.
 /// Dereferences (also mutably) to the connection; dropping it returns the connection to the pool.
 pub struct Pooled<B: Backend> {
     conn: Option<B::Conn>,
-    entry: Arc<Entry>,
+    pub(crate) entry: Arc<Entry>,
     _cap: OwnedSemaphorePermit,
 }
 
@@ -92,46 +94,98 @@ impl<B: Backend> Drop for Pooled<B> {
         } else {
             self.entry
                 .server
-                .put_idle::<B, B::Conn>(&self.entry.placement.key, conn);
+                .put_idle::<B, B::Conn>(B::idle_key(&self.entry.placement), conn);
         }
     }
 }
 
-/// A pooled tokio-postgres connection to one tenant, as its own role with its `search_path`.
-/// Dereferences to a [`tokio_postgres::Client`]; dropping it returns the connection to the pool.
-pub struct TenantClient(pub(crate) Pooled<PgBackend>);
+/// A pooled tokio-postgres connection to one tenant, running as the tenant's role with its
+/// `search_path`: logged in as the role, or (trusted callers of schema tenants, see the `shared`
+/// module) a shared connection of the pool role switched to it. Dereferences to a
+/// [`tokio_postgres::Client`]; dropping it returns the connection to the pool.
+pub struct TenantClient(pub(crate) Kind);
+
+pub(crate) enum Kind {
+    Own(Pooled<PgBackend>),
+    Shared(Pooled<SharedPgBackend>),
+}
 
 impl TenantClient {
+    pub(crate) fn own(p: Pooled<PgBackend>) -> Self {
+        Self(Kind::Own(p))
+    }
+
+    pub(crate) fn shared(p: Pooled<SharedPgBackend>) -> Self {
+        Self(Kind::Shared(p))
+    }
+
+    fn entry(&self) -> &Entry {
+        match &self.0 {
+            Kind::Own(p) => &p.entry,
+            Kind::Shared(p) => &p.entry,
+        }
+    }
+
     /// The tenant's key.
     pub fn key(&self) -> &str {
-        self.0.key()
+        &self.entry().placement.key
     }
     /// The server that serves it.
     pub fn server(&self) -> &str {
-        self.0.server()
+        &self.entry().placement.server
     }
     /// Its database.
     pub fn database(&self) -> &str {
-        self.0.database()
+        &self.entry().placement.database
     }
     /// Its schema (`public` in database mode).
     pub fn schema(&self) -> &str {
-        self.0.schema()
+        &self.entry().placement.schema
     }
     /// `database` or `schema`.
     pub fn mode(&self) -> &str {
-        self.0.mode()
+        &self.entry().placement.mode
     }
     /// Served by the configured fallback database, not by the tenant's own.
     pub fn is_fallback(&self) -> bool {
-        self.0.is_fallback()
+        self.entry().fallback
+    }
+    /// A shared connection (logged in as the pool role, switched to the tenant), not a login of
+    /// the tenant's own role.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.0, Kind::Shared(_))
+    }
+
+    /// Waits until the server has answered this checkout's switch to the tenant (at once for a
+    /// connection logged in as the tenant; for a shared one, the answer arrives before that of
+    /// the caller's first statement).
+    ///
+    /// # Errors
+    /// [`RouterError::RoleSwitch`]: the connection runs as the pool role, which can do nothing.
+    pub async fn verify(&self) -> Result<(), RouterError> {
+        match &self.0 {
+            Kind::Own(_) => Ok(()),
+            Kind::Shared(p) => match SharedPgBackend::checked_out(p) {
+                Some(mut check) => check
+                    .outcome()
+                    .await
+                    .map_err(|cause| RouterError::RoleSwitch {
+                        key: self.key().to_string(),
+                        cause,
+                    }),
+                None => Ok(()),
+            },
+        }
     }
 }
 
 impl Deref for TenantClient {
     type Target = Client;
     fn deref(&self) -> &Client {
-        &self.0
+        match &self.0 {
+            Kind::Own(p) => p,
+            Kind::Shared(p) => p,
+        }
     }
 }
 
@@ -142,6 +196,7 @@ impl std::fmt::Debug for TenantClient {
             .field("server", &self.server())
             .field("database", &self.database())
             .field("fallback", &self.is_fallback())
+            .field("shared", &self.is_shared())
             .finish_non_exhaustive()
     }
 }

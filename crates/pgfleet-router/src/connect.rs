@@ -25,7 +25,27 @@ impl Backend for PgBackend {
         placement: &Placement,
         permit: BudgetPermit,
     ) -> Result<Client, ConnectError> {
-        let (client, connection) = open(&placement.config).await.map_err(|e| {
+        self.connect_config(&placement.config, permit).await
+    }
+
+    fn is_closed(conn: &Client) -> bool {
+        conn.is_closed()
+    }
+
+    fn sqlstate(error: &tokio_postgres::Error) -> Option<&str> {
+        error.code().map(|c| c.code())
+    }
+}
+
+impl PgBackend {
+    /// Opens a client with `config`; its connection task holds `permit` until the server has
+    /// closed the socket.
+    pub(crate) async fn connect_config(
+        &self,
+        config: &tokio_postgres::Config,
+        permit: BudgetPermit,
+    ) -> Result<Client, ConnectError> {
+        let (client, connection) = open(config).await.map_err(|e| {
             let code = e.code().map(|c| c.code().to_string());
             ConnectError::from_sqlstate(code.as_deref(), e)
         })?;
@@ -35,14 +55,6 @@ impl Backend for PgBackend {
             drop(permit);
         });
         Ok(client)
-    }
-
-    fn is_closed(conn: &Client) -> bool {
-        conn.is_closed()
-    }
-
-    fn sqlstate(error: &tokio_postgres::Error) -> Option<&str> {
-        error.code().map(|c| c.code())
     }
 }
 

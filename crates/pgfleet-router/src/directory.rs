@@ -86,6 +86,30 @@ pub struct Placement {
     pub config: tokio_postgres::Config,
     /// The target version the tenant was verified at.
     pub version: Option<String>,
+    /// How trusted callers may reach the tenant over a shared connection (schema tenants whose
+    /// server has a pool role): `None` means per-tenant logins only.
+    pub shared: Option<SharedLogin>,
+}
+
+/// A shared login of a schema tenant's server: the pool role's settings (its database is the
+/// server's shared tenant database) and what a checkout switches to.
+#[derive(Clone)]
+pub struct SharedLogin {
+    /// The pool role's login on the shared database.
+    pub config: tokio_postgres::Config,
+    /// The tenant's role (`SET ROLE` on checkout).
+    pub role: String,
+    /// The tenant's `search_path` (its schema, then `public`), as `SET search_path` takes it.
+    pub search_path: String,
+}
+
+impl std::fmt::Debug for SharedLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedLogin")
+            .field("role", &self.role)
+            .field("search_path", &self.search_path)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Placement {
@@ -99,6 +123,7 @@ impl std::fmt::Debug for Placement {
             .field("database", &self.database)
             .field("schema", &self.schema)
             .field("version", &self.version)
+            .field("shared", &self.shared.is_some())
             .finish_non_exhaustive()
     }
 }

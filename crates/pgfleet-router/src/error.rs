@@ -82,6 +82,19 @@ pub enum RouterError {
         #[source]
         repair: DirectoryError,
     },
+    /// A shared connection did not switch to the tenant (the pool role is not a member of the
+    /// tenant's role, or the server refused the switch): the work ran as the pool role, which can
+    /// do nothing, and failed or did nothing. The connection is closed and the tenant's trusted
+    /// callers log in as its own role from now on in this process.
+    #[error(
+        "tenant {key:?}: the shared connection did not switch to the tenant's role ({cause}); nothing ran as the tenant. Retry: the next attempt logs in as the tenant (a pgfleet process grants the pool role's missing memberships when it first uses the server)"
+    )]
+    RoleSwitch {
+        /// The key.
+        key: String,
+        /// The server's answer to the switch.
+        cause: String,
+    },
     /// The directory (the catalog) could not place the tenant: reading its placement, or
     /// provisioning it on first use ([`UnknownPolicy::Provision`](crate::UnknownPolicy::Provision)),
     /// failed.
@@ -137,7 +150,7 @@ impl RouterError {
     /// statement that may have run can safely run again is the caller's call.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Unavailable { .. } | Self::Timeout { .. } => true,
+            Self::Unavailable { .. } | Self::Timeout { .. } | Self::RoleSwitch { .. } => true,
             Self::Directory { source, .. } => source.is_retryable(),
             Self::RepairFailed { repair, .. } => repair.is_retryable(),
             Self::Query {

@@ -17,6 +17,7 @@ use crate::connect::PgBackend;
 use crate::directory::{Directory, DirectoryError};
 use crate::error::{RouterError, describe};
 use crate::router::Router;
+use crate::shared::{SharedPgBackend, SwitchCheck};
 use crate::snapshot::Entry;
 
 /// SQLSTATEs that mean "the tenant's schema misses something": `undefined_table`,
@@ -48,7 +49,18 @@ impl<D: Directory> Router<D> {
         F: FnMut(TenantClient) -> Fut,
         Fut: Future<Output = Result<T, tokio_postgres::Error>>,
     {
-        self.with_connection(key, &PgBackend, |c| f(TenantClient(c)))
+        let entry = self.snapshot.entry(key).await?;
+        if self.shares(&entry) {
+            let r = self
+                .with_connection(key, &SharedPgBackend, |c| f(TenantClient::shared(c)))
+                .await;
+            if matches!(r, Err(RouterError::RoleSwitch { .. })) {
+                // Log in as the tenant from now on (in this process).
+                entry.unshared.store(true, Ordering::Relaxed);
+            }
+            return r;
+        }
+        self.with_connection(key, &PgBackend, |c| f(TenantClient::own(c)))
             .await
     }
 
@@ -72,7 +84,11 @@ impl<D: Directory> Router<D> {
         let generation = entry.repairs.load(Ordering::Acquire);
         let seen = SystemTime::now();
         let conn = self.connection(key, backend).await?;
-        let error = match f(conn).await {
+        let check = B::checked_out(&conn);
+        let result = f(conn).await;
+        // The work of a connection that did not switch to the tenant ran as nobody: it fails.
+        switched(key, check).await?;
+        let error = match result {
             Ok(v) => return Ok(v),
             Err(e) => e,
         };
@@ -91,7 +107,10 @@ impl<D: Directory> Router<D> {
         match self.heal(&entry, generation, &reason, seen).await {
             Healing::Retry => {
                 let conn = self.connection(key, backend).await?;
-                f(conn).await.map_err(|e| query_error::<B>(key, e, true))
+                let check = B::checked_out(&conn);
+                let result = f(conn).await;
+                switched(key, check).await?;
+                result.map_err(|e| query_error::<B>(key, e, true))
             }
             Healing::NotHealed => Err(query_error::<B>(key, error, false)),
             Healing::Failed(repair) => Err(RouterError::RepairFailed {
@@ -148,6 +167,17 @@ impl<D: Directory> Router<D> {
                 Healing::Failed(e)
             }
         }
+    }
+}
+
+/// [`RouterError::RoleSwitch`] when a checkout's switch did not take effect.
+async fn switched(key: &str, check: Option<SwitchCheck>) -> Result<(), RouterError> {
+    match check {
+        Some(mut c) => c.outcome().await.map_err(|cause| RouterError::RoleSwitch {
+            key: key.into(),
+            cause,
+        }),
+        None => Ok(()),
     }
 }
 

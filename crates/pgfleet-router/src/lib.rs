@@ -43,15 +43,17 @@ mod housekeeping;
 mod options;
 mod pool;
 mod router;
+mod shared;
 mod snapshot;
 pub mod wire;
 
 pub use backend::{Backend, ConnectError};
 pub use client::{Pooled, TenantClient};
 pub use connect::PgBackend;
-pub use directory::{BoxError, Directory, DirectoryError, Placement, Repair};
+pub use directory::{BoxError, Directory, DirectoryError, Placement, Repair, SharedLogin};
 pub use error::RouterError;
 pub use heal::is_healable;
 pub use options::{RouterOptions, UnknownPolicy};
 pub use pool::BudgetPermit;
 pub use router::Router;
+pub use shared::{SharedConn, SwitchCheck};

@@ -36,6 +36,12 @@ pub struct RouterOptions {
     pub repair_cooldown: Duration,
     /// After a server refused a connection, its tenants fail fast for this long.
     pub down_for: Duration,
+    /// Trusted callers ([`Router::client`](crate::Router::client),
+    /// [`Router::with_tenant`](crate::Router::with_tenant)) of schema-mode tenants share
+    /// connections of the fleet's pool role, switched to the tenant on each checkout, so that many
+    /// active tenants need few connections. On by default; `PGFLEET_SHARED_CONNECTIONS=off` in the
+    /// environment turns the default off. End users (other connection kinds) never share.
+    pub shared_connections: bool,
 }
 
 impl Default for RouterOptions {
@@ -51,6 +57,9 @@ impl Default for RouterOptions {
             fallback: None,
             repair_cooldown: Duration::from_secs(30),
             down_for: Duration::from_secs(1),
+            shared_connections: std::env::var("PGFLEET_SHARED_CONNECTIONS")
+                .map(|v| !matches!(v.trim(), "off" | "0" | "false" | "no"))
+                .unwrap_or(true),
         }
     }
 }
@@ -65,6 +74,7 @@ impl std::fmt::Debug for RouterOptions {
             .field("ttl", &self.ttl)
             .field("unknown", &self.unknown)
             .field("fallback", &self.fallback.is_some())
+            .field("shared_connections", &self.shared_connections)
             .finish_non_exhaustive()
     }
 }

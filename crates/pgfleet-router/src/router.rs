@@ -14,6 +14,7 @@ use crate::error::{RouterError, describe};
 use crate::housekeeping;
 use crate::options::RouterOptions;
 use crate::pool::BudgetPermit;
+use crate::shared::SharedPgBackend;
 use crate::snapshot::{Entry, Snapshot};
 
 /// Routes tenant keys to pooled connections. Cheap to clone (an `Arc` inside).
@@ -80,7 +81,23 @@ impl<D: Directory> Router<D> {
     /// [`RouterError::TenantNotFound`], [`RouterError::Unavailable`], [`RouterError::Timeout`],
     /// [`RouterError::Directory`].
     pub async fn client(&self, key: &str) -> Result<TenantClient, RouterError> {
-        self.connection(key, &PgBackend).await.map(TenantClient)
+        let entry = self.snapshot.entry(key).await?;
+        if self.shares(&entry) {
+            self.connection(key, &SharedPgBackend)
+                .await
+                .map(TenantClient::shared)
+        } else {
+            self.connection(key, &PgBackend)
+                .await
+                .map(TenantClient::own)
+        }
+    }
+
+    /// Whether trusted callers of this tenant are served from shared connections.
+    pub(crate) fn shares(&self, entry: &Entry) -> bool {
+        self.snapshot.opts.shared_connections
+            && entry.placement.shared.is_some()
+            && !entry.unshared.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A pooled connection of kind `B` to tenant `key`, under the same budget, cap, idle list,
@@ -158,7 +175,9 @@ impl<D: Directory> Router<D> {
             .map_err(|_| timeout("the tenant's connections are all in use"))?
             .expect("never closed");
         let pool = &entry.server;
-        if let Some(c) = pool.take_idle::<B, B::Conn>(&p.key, B::is_closed) {
+        let idle_key = B::idle_key(p);
+        if let Some(mut c) = pool.take_idle::<B, B::Conn>(idle_key, B::is_closed) {
+            B::checkout(&mut c, p);
             return Ok(Pooled::new(c, entry.clone(), cap));
         }
         if let Some(why) = pool.down_reason() {
@@ -169,15 +188,17 @@ impl<D: Directory> Router<D> {
             }));
         }
         let permit = pool
-            .permit(TypeId::of::<B>(), &p.key, deadline)
+            .permit(TypeId::of::<B>(), idle_key, deadline)
             .await
             .map_err(|()| timeout("the server's connection budget is in use"))?;
         // Another task may have returned one meanwhile.
-        if let Some(c) = pool.take_idle::<B, B::Conn>(&p.key, B::is_closed) {
+        if let Some(mut c) = pool.take_idle::<B, B::Conn>(idle_key, B::is_closed) {
             drop(permit);
+            B::checkout(&mut c, p);
             return Ok(Pooled::new(c, entry.clone(), cap));
         }
-        let conn = self.open(entry, backend, permit).await?;
+        let mut conn = self.open(entry, backend, permit).await?;
+        B::checkout(&mut conn, p);
         Ok(Pooled::new(conn, entry.clone(), cap))
     }
 

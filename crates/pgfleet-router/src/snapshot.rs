@@ -29,6 +29,8 @@ pub(crate) struct Entry {
     refreshing: AtomicBool,
     /// Dropped from the snapshot: its connections are not reused.
     pub(crate) stale: AtomicBool,
+    /// A shared connection could not switch to it: trusted callers log in as it instead.
+    pub(crate) unshared: AtomicBool,
     pub(crate) fallback: bool,
 }
 
@@ -43,6 +45,7 @@ impl Entry {
             repairs: AtomicU64::new(0),
             refreshing: AtomicBool::new(false),
             stale: AtomicBool::new(false),
+            unshared: AtomicBool::new(false),
             fallback,
         }
     }
@@ -216,6 +219,7 @@ impl<D: Directory> Snapshot<D> {
             schema: String::new(),
             config,
             version: None,
+            shared: None,
         };
         // Not kept in the snapshot: every use goes through the warning again.
         Arc::new(Entry::new(

@@ -335,6 +335,7 @@ impl Directory for Schemas {
             schema: key.into(),
             config,
             version: None,
+            shared: None,
         }))
     }
 

@@ -158,7 +158,13 @@ async fn warm_clients_send_nothing_but_the_application_s_statements() {
     let c = s.control().await;
     provision(&c, &["a".into(), "b".into()], Mode::Schema, "proxied").await;
     provision(&c, &["d".into()], Mode::Database, "proxied").await;
-    let fleet = s.fleet(RouterOptions::default()).await;
+    // Logins of the tenants' own roles: nothing but the application's statements.
+    let fleet = s
+        .fleet(RouterOptions {
+            shared_connections: false,
+            ..RouterOptions::default()
+        })
+        .await;
     for key in ["a", "b", "d"] {
         // Warm: the first use reads the catalog (not through the proxy) and opens a connection.
         fleet
@@ -196,6 +202,47 @@ async fn warm_clients_send_nothing_but_the_application_s_statements() {
     // Unknown keys are refused with a typed error.
     let err = fleet.client("nobody").await.unwrap_err();
     assert!(err.is_not_found(), "{err}");
+    drop(client);
+
+    // Shared connections (the default for schema tenants): each checkout queues two messages of
+    // its own (the reset and the switch) ahead of the application's, and waits for none of them.
+    let fleet = s.fleet(RouterOptions::default()).await;
+    for key in ["a", "b", "d"] {
+        fleet
+            .client(key)
+            .await
+            .unwrap()
+            .simple_query("select 1")
+            .await
+            .unwrap();
+    }
+    let before = count.load(Ordering::SeqCst);
+    for i in 0..N {
+        let key = ["a", "b", "d"][i % 3];
+        let client = fleet.client(key).await.unwrap();
+        assert_eq!(client.is_shared(), key != "d");
+        client.simple_query("select 1").await.unwrap();
+    }
+    assert_eq!(count.load(Ordering::SeqCst) - before, N + 2 * (2 * N / 3));
+    let client = fleet.client("a").await.unwrap();
+    client.verify().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT current_user::text, session_user::text, current_schema()::text",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, String>(0),
+        t.role,
+        "running as the tenant's role"
+    );
+    assert!(
+        row.get::<_, String>(1).starts_with("pgfleet_pool_"),
+        "logged in as the pool role"
+    );
+    assert_eq!(row.get::<_, String>(2), t.schema);
 }
 
 #[tokio::test]
@@ -323,7 +370,7 @@ async fn the_budget_holds_under_load_and_a_hot_tenant_does_not_starve_the_others
             while !stop.load(Ordering::SeqCst) {
                 let n: i64 = admin
                     .query_one(
-                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgfleet router'",
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pgfleet router%'",
                         &[],
                     )
                     .await
@@ -573,4 +620,158 @@ async fn unknown_keys_are_refused_provisioned_or_sent_to_a_configured_fallback_v
     // Without a fallback: refused.
     let fleet = s.fleet(RouterOptions::default()).await;
     assert!(fleet.client("stranger").await.unwrap_err().is_not_found());
+}
+
+/// Trusted callers of schema tenants share the pool role's connections: one connection (a budget
+/// of 1) serves tenant `a`, then `b`, and nothing of `a`'s session reaches `b` — settings, SQL
+/// prepared statements, cursors held past a transaction, advisory locks, `LISTEN`, an open
+/// transaction (rolled back), temporary tables (tenants may create none). A switch that cannot take
+/// effect fails the work (nothing runs), and the tenant is then served by its own logins. Callers
+/// of other connection kinds (end users' front doors) always log in as the tenant.
+#[tokio::test]
+async fn a_shared_connection_carries_nothing_from_one_tenant_to_the_next_and_fails_closed() {
+    let cluster = TestCluster::start();
+    let s = Setup::new(&[("main", cluster.url())]).await;
+    let c = s.control().await;
+    provision(
+        &c,
+        &["a".into(), "b".into(), "c".into()],
+        Mode::Schema,
+        "main",
+    )
+    .await;
+    let fleet = s
+        .fleet(RouterOptions {
+            budget_per_server: 1,
+            ..RouterOptions::default()
+        })
+        .await;
+    let a = fleet.client("a").await.unwrap();
+    assert!(a.is_shared());
+    let a_pid = backend_pid(&a).await;
+    a.batch_execute(
+        "SET work_mem = '7MB';
+         PREPARE a_stmt AS SELECT 1;
+         BEGIN; DECLARE a_cur CURSOR WITH HOLD FOR SELECT 1; COMMIT;
+         SELECT pg_advisory_lock(4242);
+         LISTEN a_channel;",
+    )
+    .await
+    .unwrap();
+    let temp = a.batch_execute("CREATE TEMP TABLE a_temp (x int)").await;
+    assert!(temp.is_err(), "a tenant may create no temporary table");
+    a.batch_execute("BEGIN; INSERT INTO notes (body) VALUES ('uncommitted of a')")
+        .await
+        .unwrap();
+    drop(a); // back to the pool idle in a transaction
+
+    let b = fleet.client("b").await.unwrap();
+    assert_eq!(backend_pid(&b).await, a_pid, "the same server connection");
+    let tb = c.tenant("b").await.unwrap();
+    let row = b
+        .query_one(
+            "SELECT current_user::text, current_schema()::text, current_setting('work_mem'),
+                    (SELECT count(*) FROM pg_prepared_statements WHERE from_sql),
+                    (SELECT count(*) FROM pg_cursors WHERE name = 'a_cur'),
+                    (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()),
+                    (SELECT count(*) FROM pg_listening_channels()),
+                    (SELECT count(*) FROM notes)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), tb.role);
+    assert_eq!(row.get::<_, String>(1), tb.schema);
+    assert_eq!(row.get::<_, String>(2), "4MB", "a's setting is gone");
+    for (i, what) in [
+        (3, "prepared statements"),
+        (4, "cursors"),
+        (5, "advisory locks"),
+        (6, "LISTEN channels"),
+        (7, "notes of b"),
+    ] {
+        assert_eq!(row.get::<_, i64>(i), 0, "{what} of a seen by b");
+    }
+    // a's transaction was rolled back, not committed by b's checkout.
+    let ta = c.tenant("a").await.unwrap();
+    let admin = pgfleet_testkit::connect(&cluster.url_for(&ta.database)).await;
+    let rows: i64 = admin
+        .query_one(&format!("SELECT count(*) FROM {}.notes", ta.schema), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0, "a's open transaction was rolled back");
+    // b cannot reach a: a's schema is not b's, and a's role is not b's to take.
+    assert!(
+        b.simple_query(&format!("SELECT * FROM {}.notes", ta.schema))
+            .await
+            .is_err()
+    );
+    drop(b);
+
+    // Fail-closed: the pool role loses its membership in c's role behind pgfleet's back.
+    let pool: String = admin
+        .query_one(
+            "SELECT rolname::text FROM pg_roles WHERE rolname LIKE 'pgfleet_pool_%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let tc = c.tenant("c").await.unwrap();
+    admin
+        .batch_execute(&format!("REVOKE {} FROM {pool}", tc.role))
+        .await
+        .unwrap();
+    let err = fleet
+        .with_tenant("c", |client| async move {
+            client
+                .execute("INSERT INTO notes (body) VALUES ('ran as whom?')", &[])
+                .await
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, pgfleet::RouterError::RoleSwitch { .. }),
+        "{err}"
+    );
+    assert!(err.is_retryable());
+    let rows: i64 = admin
+        .query_one(&format!("SELECT count(*) FROM {}.notes", tc.schema), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0, "nothing ran");
+    // The next attempt logs in as c.
+    let n = fleet
+        .with_tenant("c", |client| async move {
+            assert!(!client.is_shared());
+            client
+                .execute("INSERT INTO notes (body) VALUES ('as c')", &[])
+                .await
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+
+    // End users' connection kinds log in as the tenant, never as the pool role.
+    let own = fleet
+        .router()
+        .connection("a", &pgfleet::router::PgBackend)
+        .await
+        .unwrap();
+    let who: String = own
+        .query_one("SELECT session_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(who, ta.role);
+}
+
+async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
+    client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0)
 }

@@ -211,6 +211,20 @@ impl Run<'_> {
                         .unwrap_or_else(|e| e.into_inner())
                         .insert(server_name);
                 }
+                // Trusted callers share connections of the pool role, which switch to the
+                // tenant's role: it needs membership (best effort: without it the router logs in
+                // as the tenant instead).
+                let server = t.server.clone().unwrap_or_default();
+                if let Err(e) = control
+                    .grant_to_pool(self.admin().await?, &server, &t.role)
+                    .await
+                {
+                    tracing::warn!(
+                        tenant = %t.key,
+                        "the pool role of server {server} could not be given the tenant's role (shared connections will not serve it): {}",
+                        crate::chain(&e)
+                    );
+                }
                 let in_db = self.in_db().await?;
                 if crate::spares::claim(in_db, &t, &target, &owner).await? {
                     tenants::set_version(&*control.catalog(), &t.id, &target.version).await?;

@@ -1,0 +1,205 @@
+//! The fleet's **pool role** on each server: the login of the connections that trusted callers of
+//! schema-mode tenants share (see `pgfleet_router`'s shared connections).
+//!
+//! `pgfleet_pool_<fleet>`: `LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
+//! NOBYPASSRLS`, owner of nothing, holder of no privilege but `CONNECT` on the server's shared
+//! tenant database, with a `search_path` that resolves nothing. It is a member of every schema
+//! tenant's role of the server **without inheriting** it: a session of the pool role can do nothing
+//! until it runs `SET ROLE` to a tenant, and the router does that on every checkout.
+//!
+//! Its password is derived from the master key (SHA-256 of the key and the server's name), so no
+//! catalog table holds it; after `keys rotate` the next process that uses it sets the new one.
+//! Memberships are granted when a tenant's role is created (provisioning) and, for tenants made
+//! before pool roles existed, once per process and server when the role is first used.
+
+use base64::Engine;
+use pgfleet_pg::PgError;
+use pgfleet_schema::quote::{ident, literal};
+use sha2::{Digest, Sha256};
+use tokio_postgres::Client;
+
+use crate::secrets::Secret;
+use crate::tenant::SHARED_DATABASE;
+use crate::{Control, ControlError, q};
+
+/// The pool role of a server, with its password.
+#[derive(Clone)]
+pub(crate) struct PoolRole {
+    /// The role's name.
+    pub role: String,
+    password: Secret,
+}
+
+impl std::fmt::Debug for PoolRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolRole")
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+impl Control {
+    fn pool_role_of(&self, server: &str) -> Result<PoolRole, ControlError> {
+        let key = self.config().master_key()?.to_base64();
+        let digest = Sha256::new()
+            .chain_update(b"pgfleet-pool-role-password\0")
+            .chain_update(server.as_bytes())
+            .chain_update(b"\0")
+            .chain_update(key.expose().as_bytes())
+            .finalize();
+        Ok(PoolRole {
+            role: format!("pgfleet_pool_{}", self.fleet_id()),
+            password: Secret::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)),
+        })
+    }
+
+    /// The fleet's pool role on `server`, made to exist there with its password, `CONNECT` on the
+    /// shared database and membership in every schema tenant's role the catalog knows on the
+    /// server. Once per process per server.
+    ///
+    /// # Errors
+    /// Catalog or server errors (an admin that may not create roles or grant them).
+    pub(crate) async fn pool_role(&self, server: &str) -> Result<PoolRole, ControlError> {
+        if let Some(p) = self.cached_pool_role(server) {
+            return Ok(p);
+        }
+        let _creating = self.inner.owner_lock.lock().await;
+        if let Some(p) = self.cached_pool_role(server) {
+            return Ok(p);
+        }
+        let pool = self.pool_role_of(server)?;
+        let admin_key = format!("{server}/{SHARED_DATABASE}");
+        let admin = match self.take_idle(&admin_key) {
+            Some(c) => c,
+            None => {
+                let mut config = self.server_admin_config(server).await?;
+                config.dbname(SHARED_DATABASE);
+                pgfleet_pg::connect::connect(&config).await?
+            }
+        };
+        ensure_pool_role(&admin, &pool).await?;
+        let roles: Vec<String> = self
+            .catalog()
+            .query(
+                "SELECT role_name FROM pgfleet.tenants WHERE server = $1 AND mode = 'schema'",
+                &[&server],
+            )
+            .await
+            .map_err(q("listing the server's schema tenants"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        grant_missing(&admin, &pool.role, &roles).await?;
+        self.put_idle(&admin_key, admin);
+        self.inner
+            .pool_roles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(server.to_string(), pool.clone());
+        Ok(pool)
+    }
+
+    fn cached_pool_role(&self, server: &str) -> Option<PoolRole> {
+        self.inner
+            .pool_roles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(server)
+            .cloned()
+    }
+
+    /// Makes the pool role of `server` a member (without inheriting) of tenant role `role`, on
+    /// `admin` (a connection of the server's admin).
+    ///
+    /// # Errors
+    /// As [`Control::pool_role`].
+    pub(crate) async fn grant_to_pool(
+        &self,
+        admin: &Client,
+        server: &str,
+        role: &str,
+    ) -> Result<(), ControlError> {
+        let pool = self.pool_role(server).await?;
+        grant_missing(admin, &pool.role, &[role.to_string()]).await
+    }
+
+    /// Login settings of the pool role on `server`'s shared tenant database: the admin URL's host,
+    /// port and TLS settings, the pool role's name and password, no `search_path` of its own.
+    ///
+    /// # Errors
+    /// As [`Control::pool_role`].
+    pub async fn shared_login(&self, server: &str) -> Result<tokio_postgres::Config, ControlError> {
+        let pool = self.pool_role(server).await?;
+        let mut config = self.server_admin_config(server).await?;
+        config
+            .user(&pool.role)
+            .password(pool.password.expose())
+            .dbname(SHARED_DATABASE)
+            .application_name("pgfleet router (shared)");
+        Ok(config)
+    }
+}
+
+/// Creates the pool role (or sets its password and attributes again), with `CONNECT` on the shared
+/// database and a `search_path` that resolves nothing.
+async fn ensure_pool_role(admin: &Client, pool: &PoolRole) -> Result<(), ControlError> {
+    let verifier =
+        crate::secrets::scram_verifier(&pool.password, crate::secrets::SCRAM_ITERATIONS)?;
+    let attributes =
+        "LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS";
+    let sql = format!(
+        "DO $$ BEGIN
+             IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {name_lit}) THEN
+                 ALTER ROLE {name} {attributes} PASSWORD {verifier};
+             ELSE
+                 CREATE ROLE {name} {attributes} PASSWORD {verifier};
+             END IF;
+         END $$;
+         ALTER ROLE {name} SET search_path = '';
+         GRANT CONNECT ON DATABASE {db} TO {name};",
+        name = ident(&pool.role),
+        name_lit = literal(&pool.role),
+        verifier = literal(&verifier),
+        db = ident(SHARED_DATABASE),
+    );
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match admin.batch_execute(&sql).await {
+            Ok(()) => return Ok(()),
+            // Another process creates or alters it at the same moment.
+            Err(e)
+                if tries < 5
+                    && e.as_db_error().is_some_and(|d| {
+                        matches!(d.code().code(), "XX000" | "23505" | "42710" | "40001")
+                    }) =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20 * tries)).await;
+            }
+            Err(e) => return Err(PgError::query("creating the fleet's pool role", e).into()),
+        }
+    }
+}
+
+/// Grants each of `roles` that exists and that `pool` is not yet a member of to `pool`.
+async fn grant_missing(admin: &Client, pool: &str, roles: &[String]) -> Result<(), ControlError> {
+    let missing: Vec<String> = admin
+        .query(
+            "SELECT r.rolname::text FROM pg_catalog.pg_roles r
+             WHERE r.rolname = ANY($1) AND NOT pg_catalog.pg_has_role($2, r.oid, 'MEMBER')",
+            &[&roles, &pool],
+        )
+        .await
+        .map_err(q("reading the pool role's memberships"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for chunk in missing.chunks(500) {
+        let list: Vec<String> = chunk.iter().map(|r| ident(r)).collect();
+        admin
+            .batch_execute(&format!("GRANT {} TO {}", list.join(", "), ident(pool)))
+            .await
+            .map_err(q("making the pool role a member of tenant roles"))?;
+    }
+    Ok(())
+}
