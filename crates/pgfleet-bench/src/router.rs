@@ -5,7 +5,15 @@
 //! (b) against a seed-style wrapper that checks every required table of the schema on each
 //!     connection before the query (a deadpool pool plus one existence query per table);
 //! (c) many schema-mode tenants (10,000; 1,000 with `--quick`) under Zipf(1.1) access by 64 tasks
-//!     with a budget of 100 connections: errors, acquire latency, peak server connections.
+//!     with a budget of 100 connections, as a trusted caller (shared connections of the pool role):
+//!     errors, acquire latency, peak server connections; against one tenant through the same
+//!     router options (per-tenant cap raised to the budget), same tasks, same run
+//!     (`many_tenants_vs_single`);
+//! (e) (c) with per-tenant logins (shared connections off: how end users' front doors connect)
+//!     (`jwt_many_vs_single`);
+//! (d) 2,000 database-mode tenants (200 with `--quick`) under the same access: pooled (eviction keeps
+//!     the hot tenants) against a new connection per request (`db_many_vs_connect_per_request`,
+//!     `db_pool_hit_rate`).
 //!
 //! (a) and (b) run interleaved, five rounds each, and report medians.
 
@@ -33,7 +41,7 @@ const REQUIRED: &[&str] = &[
 
 /// The server's connections that a router opened.
 const ROUTER_CONNECTIONS: &str =
-    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgfleet router'";
+    "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pgfleet router%'";
 
 /// Tasks of (a) and (b), and the size of each of their pools.
 const HOT_TASKS: usize = 8;
@@ -64,6 +72,8 @@ struct Scale {
     ops_per_round: usize,
     /// Queries of (c), over all tasks.
     zipf_ops: usize,
+    /// Database-mode tenants of (d).
+    n_db_tenants: usize,
 }
 
 impl Scale {
@@ -77,6 +87,7 @@ impl Scale {
             n_tenants,
             ops_per_round,
             zipf_ops,
+            n_db_tenants: if quick { 200 } else { 2_000 },
         }
     }
 }
@@ -102,14 +113,69 @@ pub fn run(quick: bool) -> anyhow::Result<Report> {
     // (c): many tenants, Zipf access, a budget. The connections of (a) and (b) go first, so the
     // server's count is this router's alone.
     hot.close();
-    provision_zipf_tenants(&f, &schema_opts, scale.n_tenants)?;
-    let mut zipf = zipf_case(&f, scale.n_tenants, scale.zipf_ops)?;
-    zipf.report(&mut report, scale.n_tenants, scale.zipf_ops);
+    provision_zipf_tenants(&f, &schema_opts, scale.n_tenants, "z")?;
+    let mut single = zipf_case(&f, 1, scale.zipf_ops, true)?;
+    single.report(&mut report, "one tenant (trusted)", scale.zipf_ops);
+    let mut zipf = zipf_case(&f, scale.n_tenants, scale.zipf_ops, true)?;
+    zipf.report(
+        &mut report,
+        &format!(
+            "{} schema tenants (trusted, shared connections)",
+            scale.n_tenants
+        ),
+        scale.zipf_ops,
+    );
+    let mut own = zipf_case(&f, scale.n_tenants, scale.zipf_ops, false)?;
+    own.report(
+        &mut report,
+        &format!("{} schema tenants (per-tenant logins)", scale.n_tenants),
+        scale.zipf_ops,
+    );
 
+    // (d): database-mode tenants under the same access: pooled (the hot ones kept by eviction)
+    // against a new connection per request.
+    let db_opts = CreateOptions {
+        mode: Some(Mode::Database),
+        server: None,
+    };
+    provision_zipf_tenants(&f, &db_opts, scale.n_db_tenants, "d")?;
+    let mut db = zipf_case_of(&f, scale.n_db_tenants, scale.zipf_ops, true, "d")?;
+    db.report(
+        &mut report,
+        &format!("{} database tenants (pooled)", scale.n_db_tenants),
+        scale.zipf_ops,
+    );
+    let connect_each = connect_per_request(&f, scale.n_db_tenants, scale.zipf_ops / 4)?;
+    report.push(
+        &format!(
+            "{} database tenants, a new connection per request, Zipf(1.1), {ZIPF_TASKS} tasks",
+            scale.n_db_tenants
+        ),
+        "throughput",
+        (scale.zipf_ops / 4) as f64 / connect_each,
+        "ops/s",
+    );
+    report.ratio(
+        "db_many_vs_connect_per_request",
+        (scale.zipf_ops as f64 / db.seconds) / ((scale.zipf_ops / 4) as f64 / connect_each),
+    );
+    report.ratio("db_pool_hit_rate", db.hit_rate);
     report.ratio("overhead_vs_direct", medians[0] / medians[1]);
     report.ratio("speedup_vs_check_each_connect", medians[2] / medians[0]);
-    report.ratio("budget_exceeded", zipf.peak as f64 - BUDGET as f64);
-    report.ratio("errors", zipf.errors as f64);
+    report.ratio("many_tenants_vs_single", single.seconds / zipf.seconds);
+    report.ratio("jwt_many_vs_single", single.seconds / own.seconds);
+    report.ratio(
+        "acquire_p99_ms",
+        crate::report::percentile_of(&mut zipf.acquire, 99.0),
+    );
+    report.ratio(
+        "budget_exceeded",
+        zipf.peak.max(own.peak) as f64 - BUDGET as f64,
+    );
+    report.ratio(
+        "errors",
+        (zipf.errors + own.errors + single.errors + db.errors) as f64,
+    );
     Ok(report)
 }
 
@@ -312,6 +378,7 @@ fn provision_zipf_tenants(
     f: &ChatFleet,
     schema_opts: &CreateOptions,
     n_tenants: usize,
+    prefix: &'static str,
 ) -> anyhow::Result<()> {
     let control = &f.control;
     let started = Instant::now();
@@ -322,7 +389,7 @@ fn provision_zipf_tenants(
             let (c, gate, opts) = (control.clone(), gate.clone(), schema_opts.clone());
             set.spawn(async move {
                 let _p = gate.acquire_owned().await?;
-                c.provision(&format!("z{i:05}"), &opts, Duration::from_secs(600))
+                c.provision(&format!("{prefix}{i:05}"), &opts, Duration::from_secs(600))
                     .await?;
                 anyhow::Ok(())
             });
@@ -365,13 +432,14 @@ struct ZipfOutcome {
     peak: usize,
     /// Failed acquires and queries.
     errors: usize,
+    /// Measured acquires served by an idle connection, over all measured acquires.
+    hit_rate: f64,
 }
 
 impl ZipfOutcome {
     /// Reports acquire p50 and p99, throughput, peak connections and errors.
-    fn report(&mut self, report: &mut Report, n_tenants: usize, zipf_ops: usize) {
-        let case =
-            format!("{n_tenants} schema tenants, Zipf(1.1), {ZIPF_TASKS} tasks, budget {BUDGET}");
+    fn report(&mut self, report: &mut Report, what: &str, zipf_ops: usize) {
+        let case = format!("{what}, Zipf(1.1), {ZIPF_TASKS} tasks, budget {BUDGET}");
         report.push(
             &case,
             "acquire p50",
@@ -387,49 +455,96 @@ impl ZipfOutcome {
         report.push(&case, "throughput", zipf_ops as f64 / self.seconds, "ops/s");
         report.push(&case, "peak server connections", self.peak as f64, "count");
         report.push(&case, "errors", self.errors as f64, "count");
+        report.push(&case, "pool hit rate", self.hit_rate, "ratio");
     }
 }
 
-/// (c): a router with a budget of `BUDGET` connections serves `zipf_ops` queries by
-/// `ZIPF_TASKS` tasks to tenants drawn from Zipf(1.1), while a watcher samples the server's count
-/// of router connections.
-fn zipf_case(f: &ChatFleet, n_tenants: usize, zipf_ops: usize) -> anyhow::Result<ZipfOutcome> {
+/// (c), (e) and their baseline (each after a warm-up of a quarter as many queries): a router with a budget of `BUDGET` connections (`shared`
+/// connections or per-tenant logins) serves `zipf_ops` queries by `ZIPF_TASKS` tasks to tenants
+/// drawn from Zipf(1.1) over `n_tenants` (1: the single-tenant baseline), while a watcher samples
+/// the server's count of router connections.
+fn zipf_case(
+    f: &ChatFleet,
+    n_tenants: usize,
+    zipf_ops: usize,
+    shared: bool,
+) -> anyhow::Result<ZipfOutcome> {
+    zipf_case_of(f, n_tenants, zipf_ops, shared, "z")
+}
+
+/// As [`zipf_case`], over the tenants named `{prefix}00000`, `{prefix}00001`, …
+fn zipf_case_of(
+    f: &ChatFleet,
+    n_tenants: usize,
+    zipf_ops: usize,
+    shared: bool,
+    prefix: &'static str,
+) -> anyhow::Result<ZipfOutcome> {
+    let defaults = RouterOptions::default();
     let fleet = f.rt.block_on(Fleet::connect(
         f.config.clone(),
         RouterOptions {
             budget_per_server: BUDGET,
             acquire_timeout: Duration::from_secs(30),
-            ..RouterOptions::default()
+            shared_connections: shared,
+            // One tenant may use the whole budget (the baseline); many keep the default cap.
+            per_tenant: if n_tenants == 1 {
+                BUDGET
+            } else {
+                defaults.per_tenant
+            },
+            ..defaults
         },
     ))?;
     let cdf = Arc::new(zipf_cdf(n_tenants));
     let errors = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
-    let (acquire, seconds, peak) = f.rt.block_on(async {
+    let (acquire, seconds, peak, hit_rate) = f.rt.block_on(async {
         let watcher_stop = Arc::new(AtomicBool::new(false));
         let admin = connect::connect(&connect::parse_url(&f.cluster.url())?).await?;
         wait_until_no_router_connections(&admin).await?;
         let watcher = tokio::spawn(watch_peak(admin, peak.clone(), watcher_stop.clone()));
+        // Warm-up (not measured): a quarter of the queries, so the pools are open.
+        let mut set = tokio::task::JoinSet::new();
+        for task in 0..ZIPF_TASKS {
+            let (fleet, cdf, errors) = (fleet.clone(), cdf.clone(), errors.clone());
+            set.spawn(zipf_task(
+                task + 1000,
+                fleet,
+                cdf,
+                errors,
+                zipf_ops / 4,
+                prefix,
+            ));
+        }
+        while let Some(r) = set.join_next().await {
+            r?;
+        }
+        let (h0, m0) = fleet.router().acquires();
         let started = Instant::now();
         let mut set = tokio::task::JoinSet::new();
         for task in 0..ZIPF_TASKS {
             let (fleet, cdf, errors) = (fleet.clone(), cdf.clone(), errors.clone());
-            set.spawn(zipf_task(task, fleet, cdf, errors, zipf_ops));
+            set.spawn(zipf_task(task, fleet, cdf, errors, zipf_ops, prefix));
         }
         let mut acquire = Vec::new();
         while let Some(r) = set.join_next().await {
             acquire.extend(r?);
         }
         let elapsed = started.elapsed().as_secs_f64();
+        let (h1, m1) = fleet.router().acquires();
         watcher_stop.store(true, Ordering::Relaxed);
         watcher.await?;
-        anyhow::Ok((acquire, elapsed, peak.load(Ordering::Relaxed)))
+        let hits = (h1 - h0) as f64;
+        let rate = hits / (hits + (m1 - m0) as f64).max(1.0);
+        anyhow::Ok((acquire, elapsed, peak.load(Ordering::Relaxed), rate))
     })?;
     Ok(ZipfOutcome {
         acquire,
         seconds,
         peak,
         errors: errors.load(Ordering::Relaxed),
+        hit_rate,
     })
 }
 
@@ -469,13 +584,14 @@ async fn zipf_task(
     cdf: Arc<Vec<f64>>,
     errors: Arc<AtomicUsize>,
     zipf_ops: usize,
+    prefix: &'static str,
 ) -> Vec<f64> {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (task + 1).wrapping_mul(0x1000_0001));
     let mut lat = Vec::new();
     for _ in 0..zipf_ops / ZIPF_TASKS as usize {
         let u = rng.next_f64();
         let i = cdf.partition_point(|c| *c < u).min(cdf.len() - 1);
-        let key = format!("z{i:05}");
+        let key = format!("{prefix}{i:05}");
         let t = Instant::now();
         match fleet.client(&key).await {
             Ok(c) => {
@@ -491,4 +607,47 @@ async fn zipf_task(
         }
     }
     lat
+}
+
+/// (d)'s baseline: `ops` queries by `ZIPF_TASKS` tasks, each on a new connection (logged in as the
+/// tenant drawn from Zipf(1.1) over the `d…` tenants, `select 1`, closed). Returns the seconds.
+fn connect_per_request(f: &ChatFleet, n_tenants: usize, ops: usize) -> anyhow::Result<f64> {
+    let configs: Vec<tokio_postgres::Config> = f.rt.block_on(async {
+        let mut out = Vec::with_capacity(n_tenants);
+        for i in 0..n_tenants {
+            let p = f
+                .control
+                .placement(&format!("d{i:05}"))
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("d{i:05} is not ready"))?;
+            out.push(p.config);
+        }
+        anyhow::Ok(out)
+    })?;
+    let configs = Arc::new(configs);
+    let cdf = Arc::new(zipf_cdf(n_tenants));
+    f.rt.block_on(async {
+        let started = Instant::now();
+        let mut set = tokio::task::JoinSet::new();
+        for task in 0..ZIPF_TASKS {
+            let (configs, cdf) = (configs.clone(), cdf.clone());
+            set.spawn(async move {
+                let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (task + 1).wrapping_mul(0x1000_0001));
+                for _ in 0..ops / ZIPF_TASKS as usize {
+                    let u = rng.next_f64();
+                    let i = cdf.partition_point(|c| *c < u).min(cdf.len() - 1);
+                    let (client, conn) = configs[i].connect(tokio_postgres::NoTls).await?;
+                    let driver = tokio::spawn(conn);
+                    client.simple_query("select 1").await?;
+                    drop(client);
+                    let _ = driver.await;
+                }
+                anyhow::Ok(())
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            r??;
+        }
+        anyhow::Ok(started.elapsed().as_secs_f64())
+    })
 }

@@ -1,5 +1,7 @@
-//! pgfleet's hot path: from a tenant key to a pooled connection authenticated as the tenant's own
-//! role, with no catalog query and no statement on the way once warm.
+//! pgfleet's hot path: from a tenant key to a pooled connection running as the tenant's own role
+//! (logged in as it, or — trusted callers of schema tenants — a shared connection of the fleet's
+//! pool role switched to it on checkout, see [`SharedConn`]), with no catalog query and no round
+//! trip waited for on the way once warm.
 //!
 //! - **Routing snapshot**: placements (server, database, schema, credentials) come from a
 //!   [`Directory`] (the control plane) on first use and are kept per key. Changes announced by the

@@ -1,6 +1,8 @@
 //! One server's connections: its budget (every open connection holds one [`BudgetPermit`],
 //! whichever tenant and connection kind it serves), its idle connections by kind and tenant,
-//! eviction of the longest-idle one, reaping, and the "down" mark that makes its tenants fail fast.
+//! eviction by recent use and frequency (each tenant's uses, decayed with a half-life of
+//! [`USE_HALF_LIFE`]: the idle connection of the coldest other tenant goes first, the longest-idle
+//! among equals), hits and misses, reaping, and the "down" mark that makes its tenants fail fast.
 //!
 //! This module knows neither tenants' placements nor how connections are opened: a connection
 //! kind is a type (`K`, the [`Backend`](crate::Backend)) and its connections are values of another
@@ -14,6 +16,23 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
+/// How fast a tenant's use count fades: it halves every this long without use.
+pub(crate) const USE_HALF_LIFE: Duration = Duration::from_secs(30);
+
+/// A tenant's recent use: a count decayed with [`USE_HALF_LIFE`], as of `at`.
+#[derive(Clone, Copy)]
+struct Use {
+    score: f64,
+    at: Instant,
+}
+
+impl Use {
+    fn now(self, now: Instant) -> f64 {
+        let age = now.saturating_duration_since(self.at).as_secs_f64();
+        self.score * 0.5f64.powf(age / USE_HALF_LIFE.as_secs_f64())
+    }
+}
+
 /// One server's connections: its budget, and its tenants' idle connections of every kind.
 pub(crate) struct ServerPool {
     pub(crate) name: String,
@@ -25,6 +44,12 @@ pub(crate) struct ServerPool {
     down: Mutex<Option<(Instant, String)>>,
     /// Budget permits out: connections open or being opened.
     open: AtomicUsize,
+    /// Each tenant's (idle list's) recent use, for eviction.
+    uses: Mutex<HashMap<String, Use>>,
+    /// Acquires served by an idle connection.
+    pub(crate) hits: std::sync::atomic::AtomicU64,
+    /// Acquires that opened a connection.
+    pub(crate) misses: std::sync::atomic::AtomicU64,
 }
 
 /// One connection's share of its server's budget. The router takes it before it opens a
@@ -95,8 +120,8 @@ struct IdleOf<C>(HashMap<String, Vec<(Instant, C)>>);
 /// reap, drop a tenant's. Closed connections are handed back boxed, to be dropped outside the lock.
 trait IdleKind: Send {
     fn as_any(&mut self) -> &mut dyn Any;
-    /// The longest-idle connection not of tenant `except`: since when, and its tenant.
-    fn oldest(&self, except: Option<&str>) -> Option<(Instant, &str)>;
+    /// Each tenant's longest-idle connection, except tenant `except`'s: since when, and the tenant.
+    fn oldest_each(&self, except: Option<&str>) -> Vec<(Instant, &str)>;
     /// Takes tenant `key`'s longest-idle connection out.
     fn take_oldest_of(&mut self, key: &str) -> Option<Box<dyn Send>>;
     /// Takes connections idle for longer than `max` out.
@@ -110,12 +135,12 @@ impl<C: Send + 'static> IdleKind for IdleOf<C> {
         self
     }
 
-    fn oldest(&self, except: Option<&str>) -> Option<(Instant, &str)> {
+    fn oldest_each(&self, except: Option<&str>) -> Vec<(Instant, &str)> {
         self.0
             .iter()
             .filter(|(k, v)| Some(k.as_str()) != except && !v.is_empty())
             .map(|(k, v)| (v[0].0, k.as_str()))
-            .min_by_key(|(since, _)| *since)
+            .collect()
     }
 
     fn take_oldest_of(&mut self, key: &str) -> Option<Box<dyn Send>> {
@@ -155,7 +180,42 @@ impl ServerPool {
             changed: Notify::new(),
             down: Mutex::new(None),
             open: AtomicUsize::new(0),
+            uses: Mutex::new(HashMap::new()),
+            hits: std::sync::atomic::AtomicU64::new(0),
+            misses: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Counts one use of idle list `key` (a tenant, or a shared list).
+    pub(crate) fn touch(&self, key: &str) {
+        let now = Instant::now();
+        let mut uses = self.uses.lock().unwrap_or_else(|e| e.into_inner());
+        match uses.get_mut(key) {
+            Some(u) => {
+                *u = Use {
+                    score: u.now(now) + 1.0,
+                    at: now,
+                };
+            }
+            None => {
+                uses.insert(
+                    key.to_string(),
+                    Use {
+                        score: 1.0,
+                        at: now,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Idle list `key`'s recent use, now.
+    fn heat(&self, key: &str, now: Instant) -> f64 {
+        self.uses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .map_or(0.0, |u| u.now(now))
     }
 
     /// Connections open or being opened (budget permits out).
@@ -194,21 +254,27 @@ impl ServerPool {
         self.changed.notify_waiters();
     }
 
-    /// Closes the longest-idle connection that is not tenant `key`'s of kind `kind` (another
-    /// tenant's of any kind, or this tenant's of another kind); whether one was closed.
+    /// Closes an idle connection that is not tenant `key`'s of kind `kind` (another tenant's of
+    /// any kind, or this tenant's of another kind): the one of the least recently and frequently
+    /// used tenant, the longest-idle among equals; whether one was closed.
     fn evict_other(&self, kind: TypeId, key: &str) -> bool {
+        let now = Instant::now();
         let victim = {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            let mut oldest: Option<(Instant, usize, String)> = None;
+            let mut coldest: Option<(f64, Instant, usize, String)> = None;
             for (at, (k, list)) in idle.kinds.iter().enumerate() {
                 let except = (*k == kind).then_some(key);
-                if let Some((since, victim)) = list.oldest(except)
-                    && oldest.as_ref().is_none_or(|o| since < o.0)
-                {
-                    oldest = Some((since, at, victim.to_string()));
+                for (since, victim) in list.oldest_each(except) {
+                    let heat = self.heat(victim, now);
+                    let colder = coldest.as_ref().is_none_or(|c| {
+                        heat < c.0 - 1e-9 || ((heat - c.0).abs() <= 1e-9 && since < c.1)
+                    });
+                    if colder {
+                        coldest = Some((heat, since, at, victim.to_string()));
+                    }
                 }
             }
-            oldest.and_then(|(_, at, victim)| idle.kinds[at].1.take_oldest_of(&victim))
+            coldest.and_then(|(_, _, at, victim)| idle.kinds[at].1.take_oldest_of(&victim))
         };
         victim.is_some()
     }
@@ -224,6 +290,12 @@ impl ServerPool {
         }
         let n = closed.len();
         drop(closed);
+        // Forget tenants whose use has faded out (about 10 half-lives without use).
+        let now = Instant::now();
+        self.uses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, u| u.now(now) > 0.001);
         n
     }
 
@@ -365,6 +437,29 @@ mod tests {
                 .await
                 .is_ok()
         );
+    }
+
+    #[tokio::test]
+    async fn eviction_keeps_the_hot_tenants_connection() {
+        let pool = ServerPool::new("s", 2);
+        let closed = Arc::new(AtomicUsize::new(0));
+        for _ in 0..10 {
+            pool.touch("hot");
+        }
+        pool.touch("cold");
+        // The hot tenant's connection has been idle longer, yet the cold one's goes.
+        pool.put_idle::<A, Conn>("hot", Conn("hot", closed.clone()));
+        std::thread::sleep(Duration::from_millis(2));
+        pool.put_idle::<A, Conn>("cold", Conn("cold", closed.clone()));
+        assert!(pool.evict_other(TypeId::of::<A>(), "new"));
+        assert!(pool.take_idle::<A, Conn>("cold", open).is_none());
+        assert_eq!(pool.take_idle::<A, Conn>("hot", open).unwrap().0, "hot");
+        // Use fades: a half-life later a count of 10 is 5.
+        let u = Use {
+            score: 10.0,
+            at: Instant::now() - USE_HALF_LIFE,
+        };
+        assert!((u.now(Instant::now()) - 5.0).abs() < 0.01);
     }
 
     #[tokio::test]

@@ -93,6 +93,17 @@ impl<D: Directory> Router<D> {
         }
     }
 
+    /// Acquires since the router started: (served by an idle connection, opened one), over all
+    /// servers. The hit rate is the first over the sum.
+    pub fn acquires(&self) -> (u64, u64) {
+        self.snapshot.servers().iter().fold((0, 0), |(h, m), s| {
+            (
+                h + s.hits.load(std::sync::atomic::Ordering::Relaxed),
+                m + s.misses.load(std::sync::atomic::Ordering::Relaxed),
+            )
+        })
+    }
+
     /// Whether trusted callers of this tenant are served from shared connections.
     pub(crate) fn shares(&self, entry: &Entry) -> bool {
         self.snapshot.opts.shared_connections
@@ -176,8 +187,10 @@ impl<D: Directory> Router<D> {
             .expect("never closed");
         let pool = &entry.server;
         let idle_key = B::idle_key(p);
+        pool.touch(idle_key);
         if let Some(mut c) = pool.take_idle::<B, B::Conn>(idle_key, B::is_closed) {
             B::checkout(&mut c, p);
+            hit(pool, true);
             return Ok(Pooled::new(c, entry.clone(), cap));
         }
         if let Some(why) = pool.down_reason() {
@@ -195,9 +208,11 @@ impl<D: Directory> Router<D> {
         if let Some(mut c) = pool.take_idle::<B, B::Conn>(idle_key, B::is_closed) {
             drop(permit);
             B::checkout(&mut c, p);
+            hit(pool, true);
             return Ok(Pooled::new(c, entry.clone(), cap));
         }
         let mut conn = self.open(entry, backend, permit).await?;
+        hit(pool, false);
         B::checkout(&mut conn, p);
         Ok(Pooled::new(conn, entry.clone(), cap))
     }
@@ -240,4 +255,15 @@ impl<D: Directory> Router<D> {
             }
         }
     }
+}
+
+/// Counts an acquire served by an idle connection (`true`) or by a new one.
+fn hit(pool: &crate::pool::ServerPool, hit: bool) {
+    let (n, result) = if hit {
+        (&pool.hits, "hit")
+    } else {
+        (&pool.misses, "miss")
+    };
+    n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    metrics::counter!("pgfleet_router_acquires_total", "result" => result).increment(1);
 }

@@ -13,7 +13,9 @@
 //!    statements made with SQL `PREPARE` (not the driver's: deallocating those would break
 //!    tokio-postgres's cached type look-ups) — then `SET ROLE` the tenant and `SET search_path`.
 //!
-//! `DISCARD ALL` would do most of it but cannot run inside a multi-statement query. The answers are
+//! A connection handed back to the tenant it serves already gets nothing: what that tenant left is
+//! its own, as on a connection logged in as it. `DISCARD ALL` would do most of the reset but cannot
+//! run inside a multi-statement query. The answers are
 //! read in the background ([`SwitchCheck`]). **Fail-closed**: if step 2 fails, all of it is rolled
 //! back and the session stays the pool role, which can do nothing, so the caller's work fails; the
 //! router then reports [`RouterError::RoleSwitch`](crate::RouterError::RoleSwitch) (never a repair)
@@ -63,6 +65,8 @@ impl SwitchCheck {
 pub struct SharedConn {
     client: Arc<Client>,
     switch: Option<SwitchCheck>,
+    /// The tenant role it was last switched to.
+    role: Option<String>,
 }
 
 impl Deref for SharedConn {
@@ -137,6 +141,7 @@ impl Backend for SharedPgBackend {
         Ok(SharedConn {
             client: Arc::new(client),
             switch: None,
+            role: None,
         })
     }
 
@@ -156,6 +161,12 @@ impl Backend for SharedPgBackend {
         let Some(shared) = &placement.shared else {
             return;
         };
+        if conn.role.as_deref() == Some(shared.role.as_str()) {
+            // Back to the tenant it serves already (its switch took effect, or the connection
+            // would have been closed): nothing to send, as for a connection logged in as it.
+            return;
+        }
+        conn.role = Some(shared.role.clone());
         let client = conn.client.clone();
         let switch = switch_sql(&shared.role, &shared.search_path);
         let mut work = Box::pin(async move {

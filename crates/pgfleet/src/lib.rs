@@ -2,8 +2,9 @@
 //! the fleet provisioned, migrated, verified, routed, healed and visible.
 //!
 //! Applications use [`Fleet`]: built from the same configuration as the `pgfleet` CLI (catalog URL,
-//! master key), it provisions tenants exactly once and hands out pooled connections authenticated as
-//! each tenant's own role, with no catalog query or schema check per request once warm, and repairs a
+//! master key), it provisions tenants exactly once and hands out pooled connections running as
+//! each tenant's own role (schema tenants share connections of the fleet's pool role, switched to
+//! the tenant on checkout), with no catalog query or schema check per request once warm, and repairs a
 //! tenant whose table went missing before retrying once.
 //!
 //! ```no_run

@@ -224,6 +224,25 @@ async fn warm_clients_send_nothing_but_the_application_s_statements() {
         client.simple_query("select 1").await.unwrap();
     }
     assert_eq!(count.load(Ordering::SeqCst) - before, N + 2 * (2 * N / 3));
+    // Back to the tenant it serves already: nothing but the application's statement.
+    fleet
+        .client("a")
+        .await
+        .unwrap()
+        .simple_query("select 1")
+        .await
+        .unwrap();
+    let before = count.load(Ordering::SeqCst);
+    for _ in 0..10 {
+        fleet
+            .client("a")
+            .await
+            .unwrap()
+            .simple_query("select 1")
+            .await
+            .unwrap();
+    }
+    assert_eq!(count.load(Ordering::SeqCst) - before, 10);
     let client = fleet.client("a").await.unwrap();
     client.verify().await.unwrap();
     let row = client
