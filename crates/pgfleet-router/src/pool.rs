@@ -128,6 +128,8 @@ trait IdleKind: Send {
     fn reap(&mut self, max: Duration, closed: &mut Vec<Box<dyn Send>>);
     /// Takes all of tenant `key`'s connections out.
     fn take_all_of(&mut self, key: &str) -> Option<Box<dyn Send>>;
+    /// Whether tenant `key` has an idle connection.
+    fn has(&self, key: &str) -> bool;
 }
 
 impl<C: Send + 'static> IdleKind for IdleOf<C> {
@@ -168,6 +170,10 @@ impl<C: Send + 'static> IdleKind for IdleOf<C> {
         self.0
             .remove(key)
             .map(|list| Box::new(list) as Box<dyn Send>)
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.0.get(key).is_some_and(|l| !l.is_empty())
     }
 }
 
@@ -336,21 +342,35 @@ impl ServerPool {
     /// longest waiter, so no tenant loses every race to the others (a CI run saw a hot tenant time
     /// out after 10 s when every waiter was woken to race for each permit). A waiter closes
     /// another idle connection when it starts waiting and whenever the pool changes.
+    ///
+    /// `Ok(None)` when, while it waited, a connection of kind `kind` came back to `key`'s own idle
+    /// list (which it never evicts): take that one instead.
     pub(crate) async fn permit(
         self: &Arc<Self>,
         kind: TypeId,
         key: &str,
         deadline: tokio::time::Instant,
-    ) -> Result<BudgetPermit, ()> {
+    ) -> Result<Option<BudgetPermit>, ()> {
         let permit = match self.budget.clone().try_acquire_owned() {
             Ok(p) => p,
-            Err(_) => self.wait_for_permit(kind, key, deadline).await?,
+            Err(_) => match self.wait_for_permit(kind, key, deadline).await? {
+                Some(p) => p,
+                None => return Ok(None),
+            },
         };
         self.open.fetch_add(1, Ordering::Relaxed);
-        Ok(BudgetPermit {
+        Ok(Some(BudgetPermit {
             permit: Some(permit),
             pool: Arc::downgrade(self),
-        })
+        }))
+    }
+
+    /// Whether `key` has an idle connection of kind `kind`.
+    fn has_idle(&self, kind: TypeId, key: &str) -> bool {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.kinds
+            .iter()
+            .any(|(k, list)| *k == kind && list.has(key))
     }
 
     async fn wait_for_permit(
@@ -358,17 +378,20 @@ impl ServerPool {
         kind: TypeId,
         key: &str,
         deadline: tokio::time::Instant,
-    ) -> Result<OwnedSemaphorePermit, ()> {
+    ) -> Result<Option<OwnedSemaphorePermit>, ()> {
         let acquire = self.budget.clone().acquire_owned();
         tokio::pin!(acquire);
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
+            if self.has_idle(kind, key) {
+                return Ok(None);
+            }
             self.evict_other(kind, key);
             tokio::select! {
                 biased;
-                p = &mut acquire => return Ok(p.expect("the budget is never closed")),
+                p = &mut acquire => return Ok(Some(p.expect("the budget is never closed"))),
                 () = &mut changed => {}
                 () = tokio::time::sleep_until(deadline) => return Err(()),
             }
@@ -405,6 +428,7 @@ mod tests {
             permits.push(
                 pool.permit(TypeId::of::<A>(), "t", deadline())
                     .await
+                    .unwrap()
                     .unwrap(),
             );
         }

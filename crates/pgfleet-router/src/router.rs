@@ -200,17 +200,23 @@ impl<D: Directory> Router<D> {
                 cause: why,
             }));
         }
-        let permit = pool
-            .permit(TypeId::of::<B>(), idle_key, deadline)
-            .await
-            .map_err(|()| timeout("the server's connection budget is in use"))?;
-        // Another task may have returned one meanwhile.
-        if let Some(mut c) = pool.take_idle::<B, B::Conn>(idle_key, B::is_closed) {
-            drop(permit);
-            B::checkout(&mut c, p);
-            hit(pool, true);
-            return Ok(Pooled::new(c, entry.clone(), cap));
-        }
+        let permit = loop {
+            let waited = pool
+                .permit(TypeId::of::<B>(), idle_key, deadline)
+                .await
+                .map_err(|()| timeout("the server's connection budget is in use"))?;
+            // Another task may have returned one meanwhile (the wait ends for that too: a
+            // connection of one's own idle list is never evicted for one's own sake).
+            if let Some(mut c) = pool.take_idle::<B, B::Conn>(idle_key, B::is_closed) {
+                drop(waited);
+                B::checkout(&mut c, p);
+                hit(pool, true);
+                return Ok(Pooled::new(c, entry.clone(), cap));
+            }
+            if let Some(permit) = waited {
+                break permit;
+            }
+        };
         let mut conn = self.open(entry, backend, permit).await?;
         hit(pool, false);
         B::checkout(&mut conn, p);
