@@ -182,7 +182,7 @@ pub fn run(data_dir: &Path, port: Option<u16>) -> anyhow::Result<()> {
                 if uses_index { ", via the HNSW index" } else { "" }
             );
         }
-        println!("  (each tenant's connection is its own role with its own search_path: it sees only its own documents)");
+        println!("  (each tenant's connection runs as its own role with its own search_path: it sees only its own documents)");
 
         println!();
         let victim = TENANTS[1].0;

@@ -181,40 +181,15 @@ fn owner_pool_key(server: &str, database: &str) -> String {
 /// admin that is not a superuser (a role with `CREATEDB` and `CREATEROLE`) becomes a member of it,
 /// which it needs to create schemas for it and to hand objects over to it.
 async fn ensure_owner_role(admin: &Client, owner: &Owner) -> Result<(), ControlError> {
-    let verifier =
-        crate::secrets::scram_verifier(&owner.password, crate::secrets::SCRAM_ITERATIONS)?;
-    let attributes =
-        "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS";
-    // Another process may create or alter it at the same moment ("tuple concurrently updated",
-    // a unique violation on the name): a few tries.
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let create = format!(
-            "DO $$ BEGIN
-                 IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {name_lit}) THEN
-                     ALTER ROLE {name} {attributes} PASSWORD {verifier};
-                 ELSE
-                     CREATE ROLE {name} {attributes} PASSWORD {verifier};
-                 END IF;
-             END $$",
-            name = ident(&owner.role),
-            name_lit = literal(&owner.role),
-            verifier = literal(&verifier)
-        );
-        match admin.batch_execute(&create).await {
-            Ok(()) => break,
-            Err(e)
-                if tries < 5
-                    && e.as_db_error().is_some_and(|d| {
-                        matches!(d.code().code(), "XX000" | "23505" | "42710" | "40001")
-                    }) =>
-            {
-                tokio::time::sleep(std::time::Duration::from_millis(20 * tries)).await;
-            }
-            Err(e) => return Err(PgError::query("creating the fleet's owner role", e).into()),
-        }
-    }
+    ensure_login_role(
+        admin,
+        &owner.role,
+        &owner.password,
+        "NOINHERIT",
+        "",
+        "creating the fleet's owner role",
+    )
+    .await?;
     let superuser: bool = admin
         .query_one(
             "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user",
@@ -230,4 +205,50 @@ async fn ensure_owner_role(admin: &Client, owner: &Owner) -> Result<(), ControlE
             .map_err(q("making the admin a member of the owner role"))?;
     }
     Ok(())
+}
+
+/// Creates login role `name` with `password` (as a SCRAM verifier) and no server-level right
+/// (`NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS`, plus `inherit`), or sets its
+/// password and attributes again, then runs `then` (more statements about it). Another process may
+/// create or alter it at the same moment ("tuple concurrently updated", a unique violation on the
+/// name): a few tries.
+pub(crate) async fn ensure_login_role(
+    admin: &Client,
+    name: &str,
+    password: &Secret,
+    inherit: &str,
+    then: &str,
+    what: &'static str,
+) -> Result<(), ControlError> {
+    let verifier = crate::secrets::scram_verifier(password, crate::secrets::SCRAM_ITERATIONS)?;
+    let attributes =
+        format!("LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE {inherit} NOREPLICATION NOBYPASSRLS");
+    let sql = format!(
+        "DO $$ BEGIN
+             IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {name_lit}) THEN
+                 ALTER ROLE {name_id} {attributes} PASSWORD {verifier};
+             ELSE
+                 CREATE ROLE {name_id} {attributes} PASSWORD {verifier};
+             END IF;
+         END $$;{then}",
+        name_id = ident(name),
+        name_lit = literal(name),
+        verifier = literal(&verifier)
+    );
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match admin.batch_execute(&sql).await {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if tries < 5
+                    && e.as_db_error().is_some_and(|d| {
+                        matches!(d.code().code(), "XX000" | "23505" | "42710" | "40001")
+                    }) =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20 * tries)).await;
+            }
+            Err(e) => return Err(PgError::query(what, e).into()),
+        }
+    }
 }

@@ -13,8 +13,7 @@
 //! before pool roles existed, once per process and server when the role is first used.
 
 use base64::Engine;
-use pgfleet_pg::PgError;
-use pgfleet_schema::quote::{ident, literal};
+use pgfleet_schema::quote::ident;
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
@@ -143,42 +142,20 @@ impl Control {
 /// Creates the pool role (or sets its password and attributes again), with `CONNECT` on the shared
 /// database and a `search_path` that resolves nothing.
 async fn ensure_pool_role(admin: &Client, pool: &PoolRole) -> Result<(), ControlError> {
-    let verifier =
-        crate::secrets::scram_verifier(&pool.password, crate::secrets::SCRAM_ITERATIONS)?;
-    let attributes =
-        "LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS";
-    let sql = format!(
-        "DO $$ BEGIN
-             IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {name_lit}) THEN
-                 ALTER ROLE {name} {attributes} PASSWORD {verifier};
-             ELSE
-                 CREATE ROLE {name} {attributes} PASSWORD {verifier};
-             END IF;
-         END $$;
-         ALTER ROLE {name} SET search_path = '';
-         GRANT CONNECT ON DATABASE {db} TO {name};",
+    let then = format!(
+        "\nALTER ROLE {name} SET search_path = '';\nGRANT CONNECT ON DATABASE {db} TO {name};",
         name = ident(&pool.role),
-        name_lit = literal(&pool.role),
-        verifier = literal(&verifier),
         db = ident(SHARED_DATABASE),
     );
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        match admin.batch_execute(&sql).await {
-            Ok(()) => return Ok(()),
-            // Another process creates or alters it at the same moment.
-            Err(e)
-                if tries < 5
-                    && e.as_db_error().is_some_and(|d| {
-                        matches!(d.code().code(), "XX000" | "23505" | "42710" | "40001")
-                    }) =>
-            {
-                tokio::time::sleep(std::time::Duration::from_millis(20 * tries)).await;
-            }
-            Err(e) => return Err(PgError::query("creating the fleet's pool role", e).into()),
-        }
-    }
+    crate::owner::ensure_login_role(
+        admin,
+        &pool.role,
+        &pool.password,
+        "NOINHERIT",
+        &then,
+        "creating the fleet's pool role",
+    )
+    .await
 }
 
 /// Grants each of `roles` that exists and that `pool` is not yet a member of to `pool`.
