@@ -6,6 +6,11 @@
 //! The loop applies an equivalent migration under other names (`priority_b`), so both sides do the
 //! same work on the same tenants. `migrate --all` runs as the CLI does: a multi-threaded runtime and
 //! its default bounds (8 tenants at once, 4 per server).
+//!
+//! Then the DDL floor of schema tenants: a second migration rolled out to the schema tenants only,
+//! next to the same change applied by **one** psql session (one connection) to every tenant schema
+//! in turn, `SET search_path` before each, and by one psql process per schema
+//! (`rollout_vs_ddl_floor`, `schema_rollout_speedup_vs_psql_loop`).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -28,6 +33,11 @@ const LOOP_MIGRATION: &str =
     "ALTER TABLE chat_threads ADD COLUMN priority_b integer NOT NULL DEFAULT 0;
 CREATE INDEX chat_threads_priority_b_idx ON chat_threads (priority_b);
 ";
+
+/// The same change under the names `priority_<suffix>`.
+fn migration_named(suffix: &str) -> String {
+    MIGRATION.replace("priority", &format!("priority_{suffix}"))
+}
 
 /// Runs the benchmark.
 ///
@@ -55,14 +65,36 @@ pub fn run(quick: bool) -> anyhow::Result<Report> {
     let check = rollout.check_all()?;
 
     // The baseline: a sequential shell loop, one psql process per tenant.
-    let psql_loop = psql_loop(&f, &work)?;
+    let tenants = f.rt.block_on(f.control.tenants(None))?;
+    let whole_loop = psql_loop(&f, &work, &tenants, LOOP_MIGRATION)?;
+
+    // Schema tenants only: a second rollout, the DDL floor (one psql session) and a psql loop.
+    let schema: Vec<Tenant> = tenants
+        .into_iter()
+        .filter(|t| t.mode == Mode::Schema)
+        .collect();
+    let mut second = Rollout::add(
+        &f,
+        "20260202000000_priority_c.sql",
+        &migration_named("c"),
+        schema.len(),
+    )?;
+    second.opts.tenants = schema.iter().map(|t| t.key.clone()).collect();
+    let schema_record = second.record_target()?;
+    let schema_migrate = second.migrate_all()?;
+    let floor = ddl_floor(&f, &work, &schema, &migration_named("d"))?;
+    let schema_loop = psql_loop(&f, &work, &schema, &migration_named("e"))?;
 
     let seconds = Seconds {
         record,
         migrate,
         noop,
         check,
-        psql_loop,
+        psql_loop: whole_loop,
+        schema_record,
+        schema_migrate,
+        ddl_floor: floor,
+        schema_loop,
     };
     seconds.report(&mut report, n_schema, n_database);
     Ok(report)
@@ -132,8 +164,13 @@ struct Rollout<'a> {
 impl<'a> Rollout<'a> {
     /// Adds the migration to the target's directory and loads it.
     fn prepare(f: &'a ChatFleet, tenants: usize) -> anyhow::Result<Self> {
+        Self::add(f, "20260201000000_priority.sql", MIGRATION, tenants)
+    }
+
+    /// Adds the migration `file` to the target's directory and loads it; `tenants` must migrate.
+    fn add(f: &'a ChatFleet, file: &str, sql: &str, tenants: usize) -> anyhow::Result<Self> {
         let dir_path = &f.migrations;
-        std::fs::write(dir_path.join("20260201000000_priority.sql"), MIGRATION)?;
+        std::fs::write(dir_path.join(file), sql)?;
         sum::write(&MigrationDir::load(dir_path)?)?;
         let dir = MigrationDir::load(dir_path)?;
         Ok(Self {
@@ -230,14 +267,48 @@ impl<'a> Rollout<'a> {
     }
 }
 
-/// The baseline: the equivalent migration applied by a bash script of one `psql -f` per tenant,
-/// run in sequence. Returns seconds.
-fn psql_loop(f: &ChatFleet, work: &Path) -> anyhow::Result<f64> {
+/// The DDL floor of schema tenants: `sql` applied by one psql session (one connection, as the
+/// admin) to every tenant schema in turn, `SET search_path` before each. Returns seconds.
+fn ddl_floor(f: &ChatFleet, work: &Path, schema: &[Tenant], sql: &str) -> anyhow::Result<f64> {
+    let psql = pgfleet_testkit::binaries().tool("psql");
+    let mut script = String::new();
+    for t in schema {
+        writeln!(
+            script,
+            "SET search_path TO {}, public;\n{sql}",
+            pgfleet::schema::quote::ident(&t.schema)
+        )?;
+    }
+    let file = work.join("floor.sql");
+    std::fs::write(&file, script)?;
+    let database = schema.first().map_or("postgres", |t| t.database.as_str());
+    anyhow::ensure!(
+        schema.iter().all(|t| t.database == database),
+        "the floor runs in one session: every schema tenant must be in one database"
+    );
+    let t = Instant::now();
+    let out = std::process::Command::new(&psql)
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
+        .arg(&file)
+        .arg(f.cluster.url_for(database))
+        .output()
+        .context("running psql for the DDL floor")?;
+    let floor_s = t.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        out.status.success(),
+        "the DDL floor failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(floor_s)
+}
+
+/// The baseline: the equivalent migration `sql` applied to `tenants` by a bash script of one
+/// `psql -f` per tenant, run in sequence. Returns seconds.
+fn psql_loop(f: &ChatFleet, work: &Path, tenants: &[Tenant], sql: &str) -> anyhow::Result<f64> {
     let psql = pgfleet_testkit::binaries().tool("psql");
     let loop_file = work.join("loop.sql");
-    std::fs::write(&loop_file, LOOP_MIGRATION)?;
-    let tenants = f.rt.block_on(f.control.tenants(None))?;
-    let script = loop_script(f, &psql, &loop_file, &tenants)?;
+    std::fs::write(&loop_file, sql)?;
+    let script = loop_script(f, &psql, &loop_file, tenants)?;
     let script_path = work.join("loop.sh");
     std::fs::write(&script_path, script)?;
     let t = Instant::now();
@@ -292,6 +363,14 @@ struct Seconds {
     check: f64,
     /// The psql loop.
     psql_loop: f64,
+    /// Recording the second target (schema tenants only).
+    schema_record: f64,
+    /// `migrate --all` of the second migration, schema tenants only.
+    schema_migrate: f64,
+    /// The same change by one psql session over every tenant schema.
+    ddl_floor: f64,
+    /// The same change by one psql process per tenant schema.
+    schema_loop: f64,
 }
 
 impl Seconds {
@@ -341,5 +420,31 @@ impl Seconds {
             self.psql_loop / (self.migrate + self.record),
         );
         report.ratio("noop_seconds", self.noop);
+        let schema_case = format!("{n_schema} schema tenants");
+        for (name, seconds) in [
+            (
+                format!("migrate --all, {schema_case} (a second migration)"),
+                self.schema_migrate,
+            ),
+            (
+                format!("DDL floor: one psql session, SET search_path per schema, {schema_case}"),
+                self.ddl_floor,
+            ),
+            (
+                format!("sequential psql -f loop, {schema_case}"),
+                self.schema_loop,
+            ),
+        ] {
+            report.push(&name, "wall time", seconds, "s");
+        }
+        report.ratio("rollout_vs_ddl_floor", self.schema_migrate / self.ddl_floor);
+        report.ratio(
+            "rollout_with_recording_vs_ddl_floor",
+            (self.schema_migrate + self.schema_record) / self.ddl_floor,
+        );
+        report.ratio(
+            "schema_rollout_speedup_vs_psql_loop",
+            self.schema_loop / self.schema_migrate,
+        );
     }
 }

@@ -1,8 +1,9 @@
 //! `provision`: tenants provisioned to `ready` (placed, role, database or schema, migrated, granted,
 //! verified) on the embedded server, one after another, next to the physical floor measured in the
 //! same run: `CREATE DATABASE` (resp. `CREATE SCHEMA`) plus the target DDL by one `psql` call.
-//! Database mode runs twice, interleaved: from a per-server template at the target (the default)
-//! and from `template0` followed by the migrations, to justify the default.
+//! Database mode runs twice, interleaved: from a per-server template at the target and from
+//! `template0` followed by the migrations, to justify the template; then from spare databases (the
+//! default of long-running processes), next to a bare `CREATE DATABASE` of the same run.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -35,21 +36,25 @@ struct Case {
     use_templates: bool,
     /// Spare schemas kept per server.
     spare_schemas: usize,
+    /// Spare databases kept per server.
+    spare_databases: usize,
 }
 
-/// The cases, in the order of the report. Indexes 0 and 1 run interleaved, then 2, then 3.
-const CASES: [Case; 4] = [
+/// The cases, in the order of the report. Indexes 0 and 1 run interleaved, then 2, 3 and 4.
+const CASES: [Case; 5] = [
     Case {
-        label: "database mode, from the per-server template (default)",
+        label: "database mode, from the per-server template (no spares, back to back)",
         mode: Mode::Database,
         use_templates: true,
         spare_schemas: 0,
+        spare_databases: 0,
     },
     Case {
         label: "database mode, from template0 + migrations",
         mode: Mode::Database,
         use_templates: false,
         spare_schemas: 0,
+        spare_databases: 0,
     },
     // The on-demand case builds every schema; the spares case keeps 4 per server.
     Case {
@@ -57,17 +62,32 @@ const CASES: [Case; 4] = [
         mode: Mode::Schema,
         use_templates: false,
         spare_schemas: 0,
+        spare_databases: 0,
     },
     Case {
         label: "schema mode, from spare schemas (default; one tenant every 200 ms)",
         mode: Mode::Schema,
         use_templates: false,
         spare_schemas: 4,
+        spare_databases: 0,
+    },
+    Case {
+        label: "database mode, from spare databases (default; one tenant every 500 ms)",
+        mode: Mode::Database,
+        use_templates: true,
+        spare_schemas: 0,
+        spare_databases: 2,
     },
 ];
 
-/// The spares case's index in [`CASES`].
+/// The spare schemas case's index in [`CASES`].
 const SPARES: usize = 3;
+
+/// The spare databases case's index in [`CASES`].
+const DB_SPARES: usize = 4;
+
+/// How often a tenant arrives in the spare databases case.
+const DB_PACE: Duration = Duration::from_millis(500);
 
 /// Runs the benchmark.
 ///
@@ -84,7 +104,13 @@ pub fn run(quick: bool) -> anyhow::Result<Report> {
     cases.database_interleaved(n)?;
     cases.schema_on_demand(n)?;
     cases.schema_from_spares(n)?;
-    let from_spare = cases.claimed_spares()?;
+    // Paced at 500 ms: a quarter of the tenants (the time of the other cases).
+    let n_db_spares = (n / 4).max(10);
+    cases.database_from_spares(n_db_spares)?;
+    let from_spare = [
+        cases.claimed_spares(SPARES)?,
+        cases.claimed_spares(DB_SPARES)?,
+    ];
 
     // The floor, in the same run.
     let floor = bench.floor(n)?;
@@ -139,6 +165,7 @@ impl Bench {
         })?;
         let mut floor = Floor {
             database: Vec::new(),
+            create: Vec::new(),
             schema: Vec::new(),
         };
         rt.block_on(admin.batch_execute("CREATE DATABASE floor_shared"))?;
@@ -150,18 +177,26 @@ impl Bench {
             anyhow::Ok(())
         })?;
         for i in 0..n {
-            floor.database.push(self.floor_database(&admin, i)?);
+            let (create, whole) = self.floor_database(&admin, i)?;
+            floor.create.push(create);
+            floor.database.push(whole);
             floor.schema.push(self.floor_schema(i)?);
         }
         Ok(floor)
     }
 
-    /// `CREATE DATABASE floor_db_<i>` and the target by one psql call, timed.
-    fn floor_database(&self, admin: &tokio_postgres::Client, i: usize) -> anyhow::Result<Duration> {
+    /// `CREATE DATABASE floor_db_<i>` and the target by one psql call, timed: the `CREATE
+    /// DATABASE` alone, and both.
+    fn floor_database(
+        &self,
+        admin: &tokio_postgres::Client,
+        i: usize,
+    ) -> anyhow::Result<(Duration, Duration)> {
         let db = format!("floor_db_{i}");
         let t = Instant::now();
         self.rt
             .block_on(admin.batch_execute(&format!("CREATE DATABASE {db}")))?;
+        let create = t.elapsed();
         let out = std::process::Command::new(&self.psql)
             .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
             .arg(&self.target_file)
@@ -174,7 +209,7 @@ impl Bench {
             "psql failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Ok(elapsed)
+        Ok((create, elapsed))
     }
 
     /// `CREATE SCHEMA floor_s<i>` and the target in it, by one psql call, timed.
@@ -213,6 +248,8 @@ struct Timings {
 struct Floor {
     /// `CREATE DATABASE` + psql.
     database: Vec<Duration>,
+    /// `CREATE DATABASE` alone.
+    create: Vec<Duration>,
     /// `CREATE SCHEMA` + psql.
     schema: Vec<Duration>,
 }
@@ -257,6 +294,7 @@ impl<'a> Cases<'a> {
             let mut config = Config::new(&catalog_url, key.clone());
             config.use_templates = case.use_templates;
             config.spare_schemas = case.spare_schemas;
+            config.spare_databases = case.spare_databases;
             let control = Control::connect(config).await?;
             control
                 .add_server("local", &bench.cluster.url(), 100_000, 1)
@@ -313,7 +351,7 @@ impl<'a> Cases<'a> {
     /// arrive every 200 ms and the pool refills in the background between them.
     fn schema_from_spares(&mut self, n: usize) -> anyhow::Result<()> {
         let rt = &self.bench.rt;
-        rt.block_on(self.controls[SPARES].refill_spares("local"))?;
+        rt.block_on(self.controls[SPARES].refill_spare_schemas("local"))?;
         self.controls[SPARES].keep_spares(true);
         let pace = Duration::from_millis(200);
         for i in 0..n {
@@ -323,9 +361,22 @@ impl<'a> Cases<'a> {
         Ok(())
     }
 
-    /// How many tenants of the spares case's catalog claimed a spare schema.
-    fn claimed_spares(&self) -> anyhow::Result<i64> {
-        Ok(self.bench.rt.block_on(self.controls[SPARES].catalog().query_one(
+    /// Case 4. Spare databases: the pool starts full, tenants arrive every [`DB_PACE`] and the
+    /// pool refills in the background between them.
+    fn database_from_spares(&mut self, n: usize) -> anyhow::Result<()> {
+        let rt = &self.bench.rt;
+        rt.block_on(self.controls[DB_SPARES].refill_spare_databases("local"))?;
+        self.controls[DB_SPARES].keep_spares(true);
+        for i in 0..n {
+            let d = self.provision(DB_SPARES, i)?;
+            rt.block_on(async { tokio::time::sleep(DB_PACE.saturating_sub(d)).await });
+        }
+        Ok(())
+    }
+
+    /// How many tenants of case `c`'s catalog claimed a spare.
+    fn claimed_spares(&self, c: usize) -> anyhow::Result<i64> {
+        Ok(self.bench.rt.block_on(self.controls[c].catalog().query_one(
             "SELECT count(*) FROM pgfleet.events WHERE kind = 'tenant.ready' AND (detail->>'from_spare')::boolean",
             &[],
         ))?.get(0))
@@ -337,15 +388,16 @@ impl<'a> Cases<'a> {
 fn write_report(
     report: &mut Report,
     timings: &[Timings],
-    from_spare: i64,
+    from_spare: [i64; 2],
     floor: &Floor,
     n: usize,
 ) {
     for (i, (case, t)) in CASES.iter().zip(timings).enumerate() {
         let name = format!("provision to ready: {}", case.label);
         report.durations(&name, &t.each);
-        if i == SPARES {
-            report.push(&name, "claimed a spare", from_spare as f64, "count");
+        if i == SPARES || i == DB_SPARES {
+            let claimed = from_spare[usize::from(i == DB_SPARES)];
+            report.push(&name, "claimed a spare", claimed as f64, "count");
             continue; // paced: its rate is the pace
         }
         report.push(
@@ -356,6 +408,10 @@ fn write_report(
         );
     }
     report.durations("floor: CREATE DATABASE + psql -f target", &floor.database);
+    report.durations(
+        "floor: CREATE DATABASE alone (from template0)",
+        &floor.create,
+    );
     report.durations("floor: CREATE SCHEMA + psql -f target", &floor.schema);
     let db_p50 = percentile_ms(&timings[0].each, 50.0);
     let migrate_p50 = percentile_ms(&timings[1].each, 50.0);
@@ -372,4 +428,10 @@ fn write_report(
         schema_p50 / percentile_ms(&floor.schema, 50.0),
     );
     report.ratio("schema_on_demand_p50_ms", on_demand_p50);
+    let spare_p50 = percentile_ms(&timings[DB_SPARES].each, 50.0);
+    report.ratio("database_spare_p50_ms", spare_p50);
+    report.ratio(
+        "database_spare_p50_vs_create_database",
+        spare_p50 / percentile_ms(&floor.create, 50.0),
+    );
 }

@@ -63,9 +63,10 @@ pub enum ServerCommand {
         /// The server.
         name: String,
     },
-    /// Build verified spare schemas on a server now, so schema-mode tenants claim one instead of
-    /// running DDL (the schema-mode fast path; `pgfleet serve` keeps them topped up). Drops spares
-    /// of an older target and unfinished ones. Count: PGFLEET_SPARE_SCHEMAS (default 4)
+    /// Build verified spare schemas and spare databases on a server now, so new tenants claim one
+    /// instead of running DDL or CREATE DATABASE (the fast path of provisioning; `pgfleet serve`
+    /// keeps them topped up). Drops spares of an older target and unfinished ones. Counts:
+    /// PGFLEET_SPARE_SCHEMAS (default 4), PGFLEET_SPARE_DATABASES (default 2)
     Spares {
         /// The server.
         name: String,
@@ -317,9 +318,13 @@ pub fn server(args: &ControlArgs, cmd: &ServerCommand) -> anyhow::Result<()> {
                     anyhow::bail!("unknown server {name:?}: `pgfleet server list` shows the servers");
                 }
                 let built = c.refill_spares(name).await?;
+                let config = c.config();
                 eprintln!(
-                    "Server {name}: built {built} spare schema(s); pool size {} (verified, at the current target)",
-                    c.config().spare_schemas
+                    "Server {name}: built {} spare schema(s) (keeps {}) and {} spare database(s) (keeps {}), verified, at the current target",
+                    built.schemas,
+                    config.spare_schemas,
+                    built.databases,
+                    if config.use_templates { config.spare_databases } else { 0 }
                 );
             }
         }

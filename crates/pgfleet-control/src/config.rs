@@ -225,6 +225,9 @@ impl SqlSettings {
 /// Spare schemas kept per server by default.
 pub const DEFAULT_SPARE_SCHEMAS: usize = 4;
 
+/// Spare databases kept per server by default.
+pub const DEFAULT_SPARE_DATABASES: usize = 2;
+
 /// The resolved configuration.
 #[derive(Clone)]
 pub struct Config {
@@ -246,6 +249,10 @@ pub struct Config {
     /// Spare schemas kept per server for schema-mode tenants by processes that keep them
     /// (`PGFLEET_SPARE_SCHEMAS`, default 4; 0 turns building them off). See [`crate::spares`].
     pub spare_schemas: usize,
+    /// Spare databases kept per server for database-mode tenants by processes that keep spares
+    /// (`PGFLEET_SPARE_DATABASES`, default 2; 0 turns building them off). Copies of the server's
+    /// template, so none are built when templates are off. See [`crate::spares::databases`].
+    pub spare_databases: usize,
     /// Untrusted extensions the fleet's target may create (`PGFLEET_ALLOWED_EXTENSIONS`,
     /// comma-separated, besides `vector`, which is always allowed): pgfleet creates them itself, as
     /// the admin, when it replays the target in a shadow database and before tenants' migrations.
@@ -324,6 +331,13 @@ impl Config {
                     reason: format!("expected a number of schemas (0 or more), got {v:?}"),
                 })?,
             },
+            spare_databases: match var("PGFLEET_SPARE_DATABASES") {
+                None => DEFAULT_SPARE_DATABASES,
+                Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
+                    name: "PGFLEET_SPARE_DATABASES".into(),
+                    reason: format!("expected a number of databases (0 or more), got {v:?}"),
+                })?,
+            },
             allowed_extensions: var("PGFLEET_ALLOWED_EXTENSIONS")
                 .map(|v| {
                     v.split(',')
@@ -348,6 +362,7 @@ impl Config {
             previous_master_key: None,
             use_templates: true,
             spare_schemas: DEFAULT_SPARE_SCHEMAS,
+            spare_databases: DEFAULT_SPARE_DATABASES,
             allowed_extensions: Vec::new(),
             master_key: Ok(master_key),
         }

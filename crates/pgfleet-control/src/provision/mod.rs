@@ -9,9 +9,9 @@
 //! | step | does (every step can run again after a crash) |
 //! |---|---|
 //! | `place` | chooses a server under a placement lock (capacity, weight, drain) |
-//! | `role` | seals a random password in the catalog first, then creates (or re-sets) the login role with a SCRAM verifier: the password never reaches the server in clear |
+//! | `role` | seals a random password in the catalog first, then creates (or re-sets) the login role with a SCRAM verifier: the password never reaches the server in clear. Database mode, when the server has a verified spare database of the current target: claims it instead (its role renamed to the tenant's and given the verifier, the database renamed and opened, one transaction, no connection to the database; next step `claimed`) |
 //! | `database` | database mode: `CREATE DATABASE` (from the server's template at the target), closed to `PUBLIC`, `CONNECT` for the role, `public` locked down. Schema mode: the server's shared database, then a verified spare schema claimed (next step `claimed`) or `CREATE SCHEMA` owned by the fleet's owner role, `USAGE` for the role only |
-//! | `claimed` | schema mode with a spare: the grants, then `ready` (the spare was migrated and verified when it was built) |
+//! | `claimed` | a spare was claimed (migrated, granted and verified when it was built): schema mode, the grants, then `ready`; database mode, `ready` |
 //! | `migrate` | the target's migrations, as the fleet's owner role (nothing to run for a copy of the template) |
 //! | `grant` | DML on the tenant's tables, sequences and functions to the role (never ownership, DDL or `TRIGGER`) |
 //! | `verify` | introspects the tenant and diffs it against the target model: the difference must be empty |

@@ -11,7 +11,7 @@ use crate::ddl::{
     create_database, create_tenant_schema, ensure_role, ensure_shared_database, grant_dml,
     lock_down_public, prepare_shared_database, user_schemas,
 };
-use crate::secrets::Sealed;
+use crate::secrets::{Sealed, Secret};
 use crate::tenant::{Mode, State, Tenant};
 use crate::{Control, ControlError, events, q, server};
 
@@ -143,9 +143,11 @@ impl Run<'_> {
     async fn run(&mut self, step: Step) -> Result<Step, ControlError> {
         match step {
             Step::Place => self.place().await?,
-            Step::Role => self.role().await?,
+            Step::Role => return self.role().await,
             Step::Database => return self.database().await,
             Step::Migrate => self.migrate().await?,
+            // A claimed spare database came with its grants; a claimed spare schema needs them.
+            Step::Claimed if self.tenant.mode == Mode::Database => {}
             Step::Grant | Step::Claimed => self.grant().await?,
             Step::Verify => self.verify().await?,
             Step::Ready => {}
@@ -163,13 +165,43 @@ impl Run<'_> {
         Ok(())
     }
 
-    async fn role(&mut self) -> Result<(), ControlError> {
+    /// The tenant's login role, or for a database tenant a claimed spare database (whose role
+    /// becomes the tenant's: next step `claimed`).
+    async fn role(&mut self) -> Result<Step, ControlError> {
         let password = self
             .control
             .password(&self.tenant.id, self.sealed_password.take())
             .await?;
+        if self.tenant.mode == Mode::Database && self.claim_database(&password).await? {
+            return Ok(Step::Claimed);
+        }
         let role = self.tenant.role.clone();
-        ensure_role(self.admin().await?, &role, &password).await
+        ensure_role(self.admin().await?, &role, &password).await?;
+        Ok(Step::Database)
+    }
+
+    /// Claims a spare database of the current target for this database tenant (see
+    /// [`crate::spares::databases`]), in one transaction of the admin.
+    async fn claim_database(&mut self, password: &Secret) -> Result<bool, ControlError> {
+        let control = self.control;
+        let target = self.target().await?;
+        let template = control.template_name(&self.server(), &target).await?;
+        let verifier = crate::secrets::scram_verifier(password, crate::secrets::SCRAM_ITERATIONS)?;
+        let t = self.tenant.clone();
+        let fleet = control.fleet_id();
+        let admin = self.admin().await?;
+        let claimed = crate::spares::databases::claim(
+            admin,
+            &fleet,
+            &t,
+            &crate::spares::databases::marker(&template),
+            &verifier,
+        )
+        .await?;
+        if claimed {
+            tenants::set_version(&*control.catalog(), &t.id, &target.version).await?;
+        }
+        Ok(claimed)
     }
 
     async fn database(&mut self) -> Result<Step, ControlError> {
@@ -298,18 +330,19 @@ impl Run<'_> {
         }
     }
 
-    /// A clean end: the server connections go back for the next tenant.
-    fn finish(mut self) {
+    /// A clean end: the server connections go back for the next tenant; when it `provisioned`
+    /// something, its server's spares of its mode are topped up (by processes that keep them).
+    fn finish(mut self, provisioned: bool) {
         let t = &self.tenant;
         if let Some(a) = self.admin.take() {
             self.control.pool_admin(t, None, a);
         }
         if let Some(d) = self.in_db.take() {
             self.control.pool_admin(t, Some(&t.database), d);
-            if t.mode == Mode::Schema {
-                self.control
-                    .spawn_refill(t.server.as_deref().unwrap_or_default());
-            }
+        }
+        if provisioned {
+            self.control
+                .spawn_refill(t.server.as_deref().unwrap_or_default(), t.mode);
         }
     }
 }
@@ -336,7 +369,7 @@ impl Control {
         };
         loop {
             if run.tenant.state == State::Ready {
-                run.finish();
+                run.finish(false);
                 return Ok(());
             }
             let step = Step::parse(&run.tenant.step)?;
@@ -371,7 +404,7 @@ impl Control {
             }
             super::queue::failpoint(&format!("provision:after:{step}"));
             if next == Step::Ready {
-                run.finish();
+                run.finish(true);
                 return Ok(());
             }
             // The next step reads the tenant as the catalog has it now (its server, its version).

@@ -5,6 +5,7 @@ use pgfleet_pg::connect;
 use pgfleet_schema::quote::ident;
 use tokio_postgres::Client;
 
+use crate::catalog::Target;
 use crate::ddl::{lock_down_public, retry_in_use};
 use crate::tenant::Tenant;
 use crate::{Control, ControlError, events, q};
@@ -14,30 +15,16 @@ impl Control {
     /// once per server and target from `template0` by the migrator, then marked `IS_TEMPLATE` with
     /// connections disallowed, so no session ever holds it open. Templates of older targets are
     /// dropped when a new one is built.
-    pub(super) async fn ensure_template(
+    pub(crate) async fn ensure_template(
         &self,
         t: &Tenant,
         admin: &Client,
     ) -> Result<String, ControlError> {
         let target = self.provisioning_target().await?;
-        let hash: String = target
-            .dir_hash
-            .trim_start_matches("sha256:")
-            .chars()
-            .take(8)
-            .collect();
-        // Named after this catalog too: fleets that share a server keep their own templates.
         let fleet = self.fleet_id();
         let server = t.server.clone().unwrap_or_default();
         let owner = self.owner(&server).await?.role;
-        // The owner role is part of the name: templates whose objects the admin owns (built by
-        // pgfleet before the owner role existed) are not used, and are dropped below.
-        let hash: String = pgfleet_migrate::dir::checksum(format!("{hash}:{owner}").as_bytes())
-            .trim_start_matches("sha256:")
-            .chars()
-            .take(6)
-            .collect();
-        let name = format!("pgfleet_tpl_{fleet}_{}_{hash}", target.version);
+        let name = self.template_name(&server, &target).await?;
         let ready: bool = admin
             .query_one(
                 "SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1 AND datistemplate AND NOT datallowconn)",
@@ -153,6 +140,32 @@ impl Control {
         )
         .await?;
         Ok(name)
+    }
+
+    /// The name of `server`'s template database at `target`: `pgfleet_tpl_<fleet>_<version>_<hash>`,
+    /// the hash covering the target's files and the fleet's owner role on the server.
+    pub(crate) async fn template_name(
+        &self,
+        server: &str,
+        target: &Target,
+    ) -> Result<String, ControlError> {
+        let hash: String = target
+            .dir_hash
+            .trim_start_matches("sha256:")
+            .chars()
+            .take(8)
+            .collect();
+        // Named after this catalog too: fleets that share a server keep their own templates.
+        let fleet = self.fleet_id();
+        let owner = self.owner(server).await?.role;
+        // The owner role is part of the name: templates whose objects the admin owns (built by
+        // pgfleet before the owner role existed) are not used, and are dropped by the next build.
+        let hash: String = pgfleet_migrate::dir::checksum(format!("{hash}:{owner}").as_bytes())
+            .trim_start_matches("sha256:")
+            .chars()
+            .take(6)
+            .collect();
+        Ok(format!("pgfleet_tpl_{fleet}_{}_{hash}", target.version))
     }
 
     /// A short id of this fleet (its catalog's location), for names on shared servers.

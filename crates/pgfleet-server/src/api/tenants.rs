@@ -488,17 +488,18 @@ pub(super) async fn spares(
     let name = path_text(name, "name")?;
     server(&s, &name).await?;
     let built = s.control.refill_spares(&name).await?;
+    let total = built.schemas + built.databases;
     record(
         &s,
         &c,
         None,
         "api.server.spares",
-        serde_json::json!({"token": c.token, "server": name, "built": built}),
+        serde_json::json!({"token": c.token, "server": name, "built": total, "schemas": built.schemas, "databases": built.databases}),
     )
     .await;
     Ok(json(
         StatusCode::OK,
-        serde_json::json!({"server": name, "built": built}),
+        serde_json::json!({"server": name, "built": total, "schemas": built.schemas, "databases": built.databases}),
     ))
 }
 

@@ -378,7 +378,7 @@ pub(super) async fn server_action(
         }
         "spares" => {
             let built = s.control.refill_spares(&name).await?;
-            serde_json::json!({"server": name, "built": built})
+            serde_json::json!({"server": name, "built": built.schemas + built.databases, "schemas": built.schemas, "databases": built.databases})
         }
         _ => return Err(Problem::not_found("no such server action").into()),
     };

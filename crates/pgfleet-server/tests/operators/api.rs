@@ -325,6 +325,13 @@ async fn servers_rollouts_events_and_validate() {
         .problem(404, "not-found");
     let r = f.call("POST", "/v1/servers/main/spares", admin, None).await;
     assert_eq!(r.status, 200, "{}", r.body);
+    let (schemas, databases) = (r.json()["schemas"].as_u64(), r.json()["databases"].as_u64());
+    assert_eq!(
+        r.json()["built"].as_u64(),
+        schemas.zip(databases).map(|(s, d)| s + d),
+        "{}",
+        r.body
+    );
     // A server that cannot be reached is the caller's problem (422), never a 5xx.
     let port = pgfleet_testkit::free_port();
     f.call(

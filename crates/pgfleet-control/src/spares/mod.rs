@@ -18,6 +18,9 @@
 //! - **Refilled** by long-running processes ([`Control::keep_spares`]): after each schema-mode
 //!   tenant a background task tops its server up to `spare_schemas` (`PGFLEET_SPARE_SCHEMAS`,
 //!   default 4). One-shot CLI commands claim spares but never build them.
+//!
+//! Database-mode tenants have spare databases ([`databases`]), built, claimed and refilled the
+//! same way.
 
 use pgfleet_migrate::MigrateOptions;
 use pgfleet_schema::quote::{ident, literal};
@@ -28,8 +31,19 @@ use crate::ddl::{SHARED_ACL_LOCK_SQL, prepare_schema_sql, role_access_sql};
 use crate::tenant::{self, Mode, State, Tenant};
 use crate::{Control, ControlError, q};
 
-/// Name prefix of spare schemas.
+pub mod databases;
+
+/// Name prefix of spare schemas (and of spare databases and their roles).
 pub const SPARE_PREFIX: &str = "pgfleet_spare_";
+
+/// What a refill built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Refilled {
+    /// Spare schemas built.
+    pub schemas: usize,
+    /// Spare databases built.
+    pub databases: usize,
+}
 
 /// The schema comment that marks a finished, verified spare of `target`.
 pub(crate) fn marker(target: &Target) -> String {
@@ -160,47 +174,68 @@ async fn claim_one(
 }
 
 impl Control {
-    /// Keeps spare schemas topped up in the background after each schema-mode tenant this process
-    /// provisions (for long-running processes: `pgfleet serve`, applications). Off by default.
+    /// Keeps spares topped up in the background after each tenant this process provisions (for
+    /// long-running processes: `pgfleet serve`, applications). Off by default.
     pub fn keep_spares(&self, on: bool) {
         self.inner
             .keep_spares
             .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Starts a background refill of `server`'s spares when this process keeps them and no refill
-    /// of that server runs in it yet.
-    pub(crate) fn spawn_refill(&self, server: &str) {
+    /// Starts a background refill of `server`'s spares of the `mode` when this process keeps them
+    /// and no such refill runs in it yet.
+    pub(crate) fn spawn_refill(&self, server: &str, mode: Mode) {
+        let want = match mode {
+            Mode::Schema => self.config().spare_schemas,
+            Mode::Database => self.config().spare_databases,
+        };
         if !self
             .inner
             .keep_spares
             .load(std::sync::atomic::Ordering::Relaxed)
-            || self.config().spare_schemas == 0
+            || want == 0
         {
             return;
         }
+        let busy_key = format!("{mode}:{server}");
         {
             let mut busy = self
                 .inner
                 .refilling
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            if !busy.insert(server.to_string()) {
+            if !busy.insert(busy_key.clone()) {
                 return;
             }
         }
         let this = self.clone();
         let server = server.to_string();
         tokio::spawn(async move {
-            if let Err(e) = this.refill_spares(&server).await {
-                tracing::warn!(server = %server, "refilling spare schemas failed: {e}");
+            let result = match mode {
+                Mode::Schema => this.refill_spare_schemas(&server).await,
+                Mode::Database => this.refill_spare_databases(&server).await,
+            };
+            if let Err(e) = result {
+                tracing::warn!(server = %server, "refilling spare {mode}s failed: {e}");
             }
             this.inner
                 .refilling
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .remove(&server);
+                .remove(&busy_key);
         });
+    }
+
+    /// Refills both kinds of `server`'s spares: [`Control::refill_spare_schemas`], then
+    /// [`Control::refill_spare_databases`].
+    ///
+    /// # Errors
+    /// As theirs.
+    pub async fn refill_spares(&self, server: &str) -> Result<Refilled, ControlError> {
+        Ok(Refilled {
+            schemas: self.refill_spare_schemas(server).await?,
+            databases: self.refill_spare_databases(server).await?,
+        })
     }
 
     /// Drops `server`'s spares that are unfinished or of an older target, then builds verified
@@ -210,7 +245,7 @@ impl Control {
     /// # Errors
     /// Connection, migration or verification errors (a spare that fails verification is dropped
     /// and reported).
-    pub async fn refill_spares(&self, server: &str) -> Result<usize, ControlError> {
+    pub async fn refill_spare_schemas(&self, server: &str) -> Result<usize, ControlError> {
         let want = self.config().spare_schemas;
         let target = self.provisioning_target().await?;
         let base = pseudo_tenant(server, "");
