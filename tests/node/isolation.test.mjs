@@ -1,10 +1,12 @@
 // Tenants are isolated through POST /sql, and requests are isolated from each other.
 //
-// 1. Whatever SQL tenant a sends (as its app-token caller), it never reads or changes tenant b's
-//    rows: set role, set search_path, schema-qualified names, reset role, set_config, set session
-//    authorization, the roles a's role is a member of, connection-string options, writes and DDL on
-//    b's table. Errors are fine; wrong data is not. b's rows are seeded through b's own
-//    connection string first and checked through it afterwards.
+// 1. Whatever SQL tenant a's end user sends (with a JWT: untrusted SQL, always on a connection
+//    logged in as a's role), it never reads or changes tenant b's rows: set role, set search_path,
+//    schema-qualified names, reset role, set_config, set session authorization, the roles a's role
+//    is a member of, connection-string options, writes and DDL on b's table. Errors are fine; wrong
+//    data is not. b's rows are seeded through b's own connection string first and checked through
+//    it afterwards. The app's token is a trusted caller (it reaches any tenant by naming it): for
+//    schema tenants it runs on the pool role's shared connections, which end users never get.
 // 2. Nothing a request leaves behind is seen by the next: SET, custom settings, temp tables,
 //    prepared statements, cursors, LISTEN, advisory locks, an open transaction.
 // 3. The database-mode tenant `db` works and is isolated from a (and a from it).
@@ -23,6 +25,8 @@ import {
   assertStatus,
   sleep,
   sqlFor,
+  sqlWithJwt,
+  goodJwt,
   TEST_OPTS,
   tenants,
   uniq,
@@ -31,6 +35,8 @@ import {
 
 const { a, b, db: dbTenant } = tenants;
 const sqlA = sqlFor(a);
+// a's end user: the attacker of part 1.
+const attackA = sqlWithJwt(goodJwt.hs256(a.key));
 const sqlB = sqlFor(b);
 const sqlDb = sqlFor(dbTenant);
 
@@ -85,6 +91,15 @@ const bUsers = `${B}.users`;
 const bRole = ident(b.role);
 
 describe("tenant a can never read or change tenant b's rows", () => {
+  test("a's end user runs as a's own login; the app's token on the pool role's shared connection", TEST_OPTS, async () => {
+    const who = 'select session_user::text as session, current_user::text as current';
+    const [user] = await attackA.query(who);
+    assert.deepEqual(user, { session: a.role, current: a.role });
+    const [app] = await sqlA.query(who);
+    assert.match(app.session, /^pgfleet_pool_/);
+    assert.equal(app.current, a.role);
+  });
+
   // Each attack: a list of requests (a string = one query; an array = one transaction batch).
   const attacks = {
     "select from b's schema by qualified name": [`select * from ${bUsers}`],
@@ -116,7 +131,7 @@ describe("tenant a can never read or change tenant b's rows", () => {
     test(`${name}: refused or harmless`, TEST_OPTS, async () => {
       for (const request of requests) {
         const result = await outcome(() =>
-          Array.isArray(request) ? sqlA.transaction(request.map((q) => sqlA.query(q))) : sqlA.query(request),
+          Array.isArray(request) ? attackA.transaction(request.map((q) => attackA.query(q))) : attackA.query(request),
         );
         assertNothingOf(result, 'b', `${name} (${JSON.stringify(request)})`);
       }
@@ -128,10 +143,10 @@ describe("tenant a can never read or change tenant b's rows", () => {
   }
 
   test("the roles a's role is a member of give no way into b's schema", TEST_OPTS, async () => {
-    const groups = await sqlA`select r.rolname from pg_auth_members m join pg_roles r on r.oid = m.roleid where m.member = (select oid from pg_roles where rolname = current_user)`;
+    const groups = await attackA`select r.rolname from pg_auth_members m join pg_roles r on r.oid = m.roleid where m.member = (select oid from pg_roles where rolname = current_user)`;
     for (const { rolname } of groups) {
       const result = await outcome(() =>
-        sqlA.transaction([sqlA.query(`set role ${ident(rolname)}`), sqlA.query(`select * from ${bUsers}`)]),
+        attackA.transaction([attackA.query(`set role ${ident(rolname)}`), attackA.query(`select * from ${bUsers}`)]),
       );
       assertNothingOf(result, 'b', `set role ${rolname}`);
     }

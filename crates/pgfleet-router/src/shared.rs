@@ -107,7 +107,7 @@ fn switch_sql(role: &str, search_path: &str) -> String {
 
 /// `SET search_path = ` takes a list of names: each quoted (the placement gives them
 /// comma-separated).
-fn search_path_sql(path: &str) -> String {
+pub(crate) fn search_path_sql(path: &str) -> String {
     let names: Vec<String> = path
         .split(',')
         .map(str::trim)

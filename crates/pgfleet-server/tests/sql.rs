@@ -386,6 +386,167 @@ async fn queries_batches_errors_and_isolation_over_http() {
     h.stop().await;
 }
 
+/// An HS256 end-user JWT for tenant `sub` (the harness's secret, issuer and audience).
+fn hs256(sub: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 300;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": sub, "iss": ISSUER, "aud": AUDIENCE, "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+/// `(session_user, current_user)` of a request of tenant `key`: as the app (trusted) or as an
+/// end user (a JWT).
+async fn who(h: &Harness, key: &str, end_user: bool) -> (String, String) {
+    let body = br#"{"query":"SELECT session_user::text, current_user::text"}"#;
+    let r = if end_user {
+        let bearer = format!("Bearer {}", hs256(key));
+        let conn = "postgresql://user@pgfleet.internal/app".to_string();
+        post(
+            h.addr,
+            &[
+                ("neon-connection-string", &conn),
+                ("authorization", &bearer),
+                ("neon-array-mode", "true"),
+            ],
+            body,
+        )
+        .await
+    } else {
+        h.sql(key, std::str::from_utf8(body).unwrap()).await
+    };
+    assert_eq!(r.status, 200, "{}", r.body);
+    let row = &r.json()["rows"][0];
+    (
+        row[0].as_str().unwrap().to_string(),
+        row[1].as_str().unwrap().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn the_apps_token_shares_connections_of_schema_tenants_end_users_never_and_a_failed_switch_runs_nothing()
+ {
+    let h = Harness::start(&chat_schema(), None, SqlOptions::default()).await;
+    let role = |key: &str| {
+        let c = h.control.clone();
+        let key = key.to_string();
+        async move { c.tenant(&key).await.unwrap().role }
+    };
+    let (a_role, b_role, db_role) = (role("a").await, role("b").await, role("db").await);
+
+    // The app's token: schema tenants run on the pool role's connections, switched to them; a
+    // database tenant on its own login. End users: always their tenant's own login.
+    for _ in 0..3 {
+        for (key, tenant_role) in [("a", &a_role), ("b", &b_role)] {
+            let (session, current) = who(&h, key, false).await;
+            assert!(session.starts_with("pgfleet_pool_"), "{key}: {session}");
+            assert_eq!(&current, tenant_role);
+            assert_eq!(
+                who(&h, key, true).await,
+                (tenant_role.clone(), tenant_role.clone())
+            );
+        }
+    }
+    assert_eq!(
+        who(&h, "db", false).await,
+        (db_role.clone(), db_role.clone())
+    );
+    // Nothing of one tenant's request reaches the next on a shared connection: a setting, a
+    // temporary object, a prepared statement, a lock, an open transaction.
+    for (a_sql, b_sql, expect) in [
+        (
+            "SELECT set_config('app.leak', 'from a', false)",
+            "SELECT coalesce(current_setting('app.leak', true), '')",
+            "",
+        ),
+        (
+            "PREPARE leak AS SELECT 1",
+            "SELECT count(*)::text FROM pg_prepared_statements",
+            "0",
+        ),
+        (
+            "SELECT pg_advisory_lock(4242)::text",
+            "SELECT count(*)::text FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242",
+            "0",
+        ),
+        (
+            // Had a's transaction stayed open, b's transaction-level lock would outlive b's
+            // request (counted below).
+            "BEGIN",
+            "SELECT pg_advisory_xact_lock(77)::text",
+            "",
+        ),
+    ] {
+        for _ in 0..4 {
+            let r = h
+                .sql("a", &serde_json::json!({"query": a_sql}).to_string())
+                .await;
+            assert_eq!(r.status, 200, "{a_sql}: {}", r.body);
+            let r = h
+                .sql("b", &serde_json::json!({"query": b_sql}).to_string())
+                .await;
+            assert_eq!(
+                r.json()["rows"][0][0],
+                expect,
+                "{a_sql} then {b_sql}: {}",
+                r.body
+            );
+        }
+    }
+
+    let r = h
+        .sql("b", r#"{"query":"SELECT count(*)::text FROM pg_locks WHERE locktype = 'advisory' AND objid = 77"}"#)
+        .await;
+    assert_eq!(
+        r.json()["rows"][0][0],
+        "0",
+        "no transaction left open: {}",
+        r.body
+    );
+
+    // Fail-closed: the pool role loses its membership in a's role. The switch fails, nothing of
+    // the request runs (the insert below lands once), and a's app callers log in as a from now.
+    let a = h.tenant("a").await;
+    let admin = pgfleet_testkit::connect(&pgfleet_testkit::shared().url_for(&a.database)).await;
+    let pool: String = admin
+        .query_one(
+            "SELECT rolname::text FROM pg_roles WHERE rolname LIKE 'pgfleet\\_pool\\_%' ORDER BY oid DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    admin
+        .batch_execute(&format!("REVOKE \"{a_role}\" FROM \"{pool}\""))
+        .await
+        .unwrap();
+    let r = h
+        .sql(
+            "a",
+            r#"{"queries":[{"query":"INSERT INTO users (external_id, email, display_name) VALUES ('once', 'once@example.com', 'Once')"},{"query":"SELECT session_user::text"}]}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["results"][1]["rows"][0][0], a_role.as_str());
+    let r = h
+        .sql(
+            "a",
+            r#"{"query":"SELECT count(*)::text FROM users WHERE external_id = 'once'"}"#,
+        )
+        .await;
+    assert_eq!(r.json()["rows"][0][0], "1", "{}", r.body);
+    assert_eq!(who(&h, "a", false).await, (a_role.clone(), a_role.clone()));
+    // b still shares.
+    assert!(who(&h, "b", false).await.0.starts_with("pgfleet_pool_"));
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn callers_limits_and_bad_requests() {
     let opts = SqlOptions {

@@ -27,6 +27,11 @@ pub struct WireConn {
     /// Where `CancelRequest` goes, and the key that names this session.
     peer: SocketAddr,
     pub(super) cancel_key: Option<(i32, i32)>,
+    /// Logged in as the pool role ([`SharedWireBackend`](super::SharedWireBackend)): every
+    /// request must switch to a tenant first.
+    pub(super) shared: bool,
+    /// The tenant the next request switches to (role, `search_path`), set at checkout.
+    pub(super) switch: Option<(String, String)>,
 }
 
 impl std::fmt::Debug for WireConn {
@@ -67,6 +72,8 @@ impl WireConn {
             broken: true,
             peer,
             cancel_key: None,
+            shared: false,
+            switch: None,
         };
         match conn.startup(config, extra_options, application_name).await {
             Ok(()) => {

@@ -34,6 +34,10 @@ pub enum WireError {
     /// The server sent something this client does not expect here.
     #[error("unexpected message from the server: {0}")]
     Protocol(String),
+    /// A shared connection did not switch to its tenant (the server's message): nothing of the
+    /// request ran, and the connection is closed.
+    #[error("the shared connection did not switch to the tenant's role: {0}")]
+    Switch(String),
 }
 
 impl WireError {
@@ -46,7 +50,7 @@ impl WireError {
             Self::Timeout(_) => Some("57014"),
             Self::InvalidRequest(_) => Some("08P01"),
             Self::Unsupported(_) => Some("0A000"),
-            Self::Io(_) | Self::Protocol(_) => None,
+            Self::Io(_) | Self::Protocol(_) | Self::Switch(_) => None,
         }
     }
 

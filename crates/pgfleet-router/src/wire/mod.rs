@@ -61,6 +61,159 @@ impl WireBackend {
     }
 }
 
+impl WireBackend {
+    /// The shared connections of the same settings, for trusted callers of schema-mode tenants
+    /// ([`Router::with_wire`](crate::Router::with_wire) chooses).
+    pub fn shared(&self) -> SharedWireBackend {
+        SharedWireBackend(self.clone())
+    }
+}
+
+/// Wire connections logged in as the fleet's pool role, shared by the schema-mode tenants of a
+/// server (one idle list per server), for trusted callers only. Every request switches to its
+/// tenant first, in its own pipeline (`SET ROLE`, `SET search_path`, no extra round trip); when
+/// the switch fails the server skips the rest of the request (fail-closed), and the request fails
+/// with [`WireError::Switch`]. Every request ends with `DISCARD ALL`, which makes the session the
+/// pool role again with nothing of the tenant left (settings, temporary tables, prepared
+/// statements, cursors, advisory locks, `LISTEN`).
+#[derive(Debug, Clone)]
+pub struct SharedWireBackend(WireBackend);
+
+impl Backend for SharedWireBackend {
+    type Conn = WireConn;
+    type Error = WireError;
+
+    async fn connect(
+        &self,
+        placement: &Placement,
+        permit: BudgetPermit,
+    ) -> Result<WireConn, ConnectError> {
+        let Some(shared) = &placement.shared else {
+            return Err(ConnectError::Refused(
+                "the tenant has no shared login".into(),
+            ));
+        };
+        let mut conn = WireConn::open(
+            &shared.config,
+            &self.0.extra_options,
+            &self.0.application_name,
+            permit,
+        )
+        .await?;
+        conn.shared = true;
+        Ok(conn)
+    }
+
+    fn is_closed(conn: &WireConn) -> bool {
+        conn.is_closed()
+    }
+
+    fn sqlstate(error: &WireError) -> Option<&str> {
+        error.sqlstate()
+    }
+
+    fn idle_key(_placement: &Placement) -> &str {
+        crate::shared::SHARED_KEY
+    }
+
+    fn checkout(conn: &mut WireConn, placement: &Placement) {
+        conn.switch = placement
+            .shared
+            .as_ref()
+            .map(|s| (s.role.clone(), s.search_path.clone()));
+    }
+}
+
+/// A wire connection lent by [`Router::with_wire`](crate::Router::with_wire): logged in as the
+/// tenant's role, or a shared one switched to it.
+#[derive(Debug)]
+pub enum WireLease {
+    /// Logged in as the tenant's role.
+    Own(crate::Pooled<WireBackend>),
+    /// A shared connection of the pool role, switched to the tenant for each request.
+    Shared(crate::Pooled<SharedWireBackend>),
+}
+
+impl WireLease {
+    /// Whether it is a shared connection.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Self::Shared(_))
+    }
+}
+
+impl std::ops::Deref for WireLease {
+    type Target = WireConn;
+    fn deref(&self) -> &WireConn {
+        match self {
+            Self::Own(c) => c,
+            Self::Shared(c) => c,
+        }
+    }
+}
+
+impl std::ops::DerefMut for WireLease {
+    fn deref_mut(&mut self) -> &mut WireConn {
+        match self {
+            Self::Own(c) => c,
+            Self::Shared(c) => c,
+        }
+    }
+}
+
+impl<D: crate::Directory> crate::Router<D> {
+    /// As [`Router::with_connection`](crate::Router::with_connection) over `backend`, choosing the
+    /// connection by who calls: a `trusted` caller (the application's own token, which may reach
+    /// any tenant by naming it) of a schema-mode tenant gets a shared connection of the pool role
+    /// ([`SharedWireBackend`]) when the router shares connections; anyone else a connection
+    /// logged in as the tenant's role.
+    ///
+    /// # Errors
+    /// As [`Router::with_connection`](crate::Router::with_connection), and
+    /// [`RouterError::RoleSwitch`](crate::RouterError::RoleSwitch) when a shared connection did
+    /// not switch to the tenant: nothing of the request ran, and the tenant's trusted callers log
+    /// in as its role from now on (in this process), so running it again is safe and does that.
+    pub async fn with_wire<T, F, Fut>(
+        &self,
+        key: &str,
+        backend: &WireBackend,
+        trusted: bool,
+        mut f: F,
+    ) -> Result<T, crate::RouterError>
+    where
+        F: FnMut(WireLease) -> Fut,
+        Fut: std::future::Future<Output = Result<T, WireError>>,
+    {
+        if trusted {
+            let entry = self.snapshot.entry(key).await?;
+            if self.shares(&entry) {
+                let r = self
+                    .with_connection(key, &backend.shared(), |c| f(WireLease::Shared(c)))
+                    .await;
+                let cause = match &r {
+                    Err(crate::RouterError::Query { source, .. }) => {
+                        match source.downcast_ref::<WireError>() {
+                            Some(WireError::Switch(cause)) => cause.clone(),
+                            _ => return r,
+                        }
+                    }
+                    _ => return r,
+                };
+                metrics::counter!("pgfleet_router_role_switch_failures_total").increment(1);
+                tracing::warn!(tenant = %key, "a shared wire connection did not switch to its tenant ({cause}); its trusted callers log in as the tenant from now on");
+                entry
+                    .unshared
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                return Err(crate::RouterError::RoleSwitch {
+                    key: key.into(),
+                    cause,
+                });
+            }
+        }
+        self.with_connection(key, backend, |c| f(WireLease::Own(c)))
+            .await
+    }
+}
+
 impl Backend for WireBackend {
     type Conn = WireConn;
     type Error = WireError;

@@ -6,6 +6,8 @@
 //!
 //! ```text
 //! [Query BEGIN …]                         batches only
+//! [Parse, Bind, Execute: SET ROLE …,      shared connections only: the switch to the tenant;
+//!  SET search_path = …]                   an error skips everything up to Sync (fail-closed)
 //! Parse, Bind (text), Describe, Execute   per statement (unnamed statement and portal)
 //! Sync
 //! Query DISCARD ALL                       single statements; settings, temporary tables,
@@ -258,7 +260,14 @@ impl WireConn {
         if self.broken {
             return Err(unexpected("a connection that was closed"));
         }
-        let out = encode(tx, statements)?;
+        // A shared connection runs as the pool role until it switches: never without a switch.
+        let switch = self.switch.take();
+        if self.shared && switch.is_none() {
+            return Err(unexpected(
+                "a shared connection that was not switched to a tenant",
+            ));
+        }
+        let out = encode(tx, switch.as_ref(), statements)?;
         // Broken until its last answer is read and the session is idle: a request dropped
         // half-way (the client went away) leaves answers in flight, and such a connection must
         // never serve another request.
@@ -267,7 +276,13 @@ impl WireConn {
         // server's own `statement_timeout` error to arrive first; a session that turned that off
         // (`SET LOCAL statement_timeout = 0` in a batch) is cancelled here.
         let budget = limits.timeout + Duration::from_secs(1);
-        let outcome = tokio::time::timeout(budget, self.converse(out, tx.is_some(), limits)).await;
+        let switches = if switch.is_some() {
+            SWITCH_STATEMENTS
+        } else {
+            0
+        };
+        let outcome =
+            tokio::time::timeout(budget, self.converse(out, tx.is_some(), switches, limits)).await;
         let outcome = match outcome {
             Err(_) => {
                 self.cancel();
@@ -288,6 +303,12 @@ impl WireConn {
         } else {
             self.reset().await;
         }
+        if let Some(e) = outcome.switch_error {
+            // Nothing ran (the server skipped the statements after the failed switch); the
+            // connection is not used again.
+            self.broken = true;
+            return Err(WireError::Switch(e.message));
+        }
         match outcome.error {
             Some(e) => Err(e.into()),
             None if outcome.results.len() == statements.len() => Ok(outcome.results),
@@ -302,15 +323,16 @@ impl WireConn {
         &mut self,
         out: BytesMut,
         in_tx: bool,
+        switches: usize,
         limits: &Limits,
     ) -> Result<Outcome, WireError> {
         if !in_tx {
             return self
-                .exchange(&out, &[Phase::Statements, Phase::Discard], limits)
+                .exchange(&out, &[Phase::Statements, Phase::Discard], switches, limits)
                 .await;
         }
         let mut first = self
-            .exchange(&out, &[Phase::Begin, Phase::Statements], limits)
+            .exchange(&out, &[Phase::Begin, Phase::Statements], switches, limits)
             .await?;
         if first.too_large {
             return Ok(first);
@@ -324,7 +346,7 @@ impl WireConn {
         frontend::query(finish, &mut end)?;
         frontend::query("DISCARD ALL", &mut end)?;
         let second = self
-            .exchange(&end, &[Phase::Commit, Phase::Discard], limits)
+            .exchange(&end, &[Phase::Commit, Phase::Discard], 0, limits)
             .await?;
         if first.error.is_none() {
             first.error = second.error;
@@ -338,6 +360,7 @@ impl WireConn {
         &mut self,
         out: &[u8],
         phases: &[Phase],
+        switches: usize,
         limits: &Limits,
     ) -> Result<Outcome, WireError> {
         let canceller = self.canceller();
@@ -352,7 +375,7 @@ impl WireConn {
             Ok::<_, WireError>(())
         };
         let read = async {
-            let mut answers = Answers::new(phases, limits.max_response);
+            let mut answers = Answers::new(phases, switches, limits.max_response);
             let mut cancelled = false;
             loop {
                 let msg = loop {
@@ -473,12 +496,45 @@ fn guard(buf: &BytesMut, answers: &mut Answers) -> Result<Guarded, WireError> {
     }
 }
 
-/// The pipeline of a request (see the module documentation).
-fn encode(tx: Option<&Transaction>, statements: &[Statement]) -> Result<BytesMut, WireError> {
+/// Statements of a switch (`SET ROLE`, `SET search_path`).
+const SWITCH_STATEMENTS: usize = 2;
+
+/// The pipeline of a request (see the module documentation); `switch` is the tenant (role,
+/// `search_path`) a shared connection switches to first.
+fn encode(
+    tx: Option<&Transaction>,
+    switch: Option<&(String, String)>,
+    statements: &[Statement],
+) -> Result<BytesMut, WireError> {
     let invalid = |what: String| WireError::InvalidRequest(what);
     let mut out = BytesMut::new();
     if let Some(tx) = tx {
         frontend::query(&tx.begin_sql(), &mut out)?;
+    }
+    if let Some((role, search_path)) = switch {
+        let sets = [
+            format!("SET ROLE {}", pgfleet_schema::quote::ident(role)),
+            format!(
+                "SET search_path = {}",
+                crate::shared::search_path_sql(search_path)
+            ),
+        ];
+        debug_assert_eq!(sets.len(), SWITCH_STATEMENTS);
+        for sql in sets {
+            frontend::parse("", &sql, std::iter::empty::<u32>(), &mut out)
+                .map_err(|_| invalid("the tenant's role name contains a NUL character".into()))?;
+            frontend::bind(
+                "",
+                "",
+                std::iter::empty::<i16>(),
+                std::iter::empty::<Option<&str>>(),
+                |_, _: &mut BytesMut| Ok(IsNull::Yes),
+                std::iter::empty::<i16>(),
+                &mut out,
+            )
+            .map_err(|_| invalid("the switch cannot be sent".into()))?;
+            frontend::execute("", 0, &mut out)?;
+        }
     }
     for (i, s) in statements.iter().enumerate() {
         if s.params.len() > usize::from(u16::MAX) {
@@ -532,6 +588,8 @@ struct Outcome {
     error: Option<ServerError>,
     /// The rows went over the limit (the rest were dropped unread).
     too_large: bool,
+    /// The switch of a shared connection failed (so nothing else ran).
+    switch_error: Option<ServerError>,
     /// The last phase left the session idle without an error in `DISCARD ALL`.
     clean: bool,
 }
@@ -552,6 +610,9 @@ enum Phase {
 /// Reads the answers of a pipeline, message by message; one `ReadyForQuery` ends each phase.
 struct Answers<'p> {
     phases: &'p [Phase],
+    /// Switch statements whose answers come before the statements'.
+    switches_left: usize,
+    switch_error: Option<ServerError>,
     ready: usize,
     results: Vec<TextResult>,
     current: Option<TextResult>,
@@ -564,9 +625,11 @@ struct Answers<'p> {
 }
 
 impl<'p> Answers<'p> {
-    fn new(phases: &'p [Phase], max: usize) -> Self {
+    fn new(phases: &'p [Phase], switches: usize, max: usize) -> Self {
         Self {
             phases,
+            switches_left: switches,
+            switch_error: None,
             ready: 0,
             results: Vec::new(),
             current: None,
@@ -586,6 +649,12 @@ impl<'p> Answers<'p> {
     fn record_error(&mut self, e: ServerError) {
         if self.phase() == Some(Phase::Discard) {
             self.discard_failed = true;
+        } else if self.phase() == Some(Phase::Statements) && self.switches_left > 0 {
+            // The switch failed: the server skips the rest up to Sync. Also the request's error,
+            // so a batch rolls back.
+            self.switches_left = 0;
+            self.error.get_or_insert(e.clone());
+            self.switch_error = Some(e);
         } else if self.error.is_none() {
             self.error = Some(e);
         }
@@ -609,6 +678,9 @@ impl<'p> Answers<'p> {
                 if self.size > self.max {
                     self.too_large = true;
                 }
+            }
+            Message::CommandComplete(_) if statements && self.switches_left > 0 => {
+                self.switches_left -= 1;
             }
             Message::CommandComplete(body) if statements => {
                 let mut r = self.current.take().unwrap_or_default();
@@ -642,6 +714,7 @@ impl<'p> Answers<'p> {
             results: self.results,
             error: self.error,
             too_large: self.too_large,
+            switch_error: self.switch_error,
         }
     }
 }

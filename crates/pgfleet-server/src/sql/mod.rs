@@ -4,9 +4,13 @@
 //!
 //! A request is authenticated ([`auth`]: an end-user JWT or an app token), read within the body
 //! limit and time, parsed ([`request`]), admitted under the tenant's concurrent-request limit,
-//! and run through the router on a [`WireBackend`] connection logged in as the tenant's own role
-//! (pooled under the per-server budget; healed and run once more when a table, column or schema
-//! was missing), and answered ([`response`]) with PostgreSQL's own text output.
+//! and run through the router on a [`WireBackend`] connection (pooled under the per-server
+//! budget; healed and run once more when a table, column or schema was missing), and answered
+//! ([`response`]) with PostgreSQL's own text output. End users (JWT callers) always run on a
+//! connection logged in as their tenant's own role; the application's own token (a trusted
+//! caller, which may reach any tenant by naming it) of a schema-mode tenant runs on a shared
+//! connection of the pool role, switched to the tenant for the request
+//! ([`Router::with_wire`](pgfleet::router::Router::with_wire)).
 
 pub mod auth;
 pub mod jwks_url;
@@ -26,10 +30,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use http_body_util::BodyExt;
 use pgfleet::control::Control;
-use pgfleet::router::wire::{Limits, TextResult, WireBackend, WireError};
-use pgfleet::router::{Pooled, Router, RouterError};
+use pgfleet::router::wire::{Limits, TextResult, WireBackend, WireError, WireLease};
+use pgfleet::router::{Router, RouterError};
 
-use self::auth::{Auth, Caller};
+use self::auth::{Auth, Caller, Via};
 use self::request::{SqlRequest, Work};
 use self::response::Failure;
 
@@ -177,13 +181,26 @@ impl SqlService {
             timeout: self.opts.statement_timeout,
         };
         let mut attempts = 0u32;
-        let outcome = self
+        // End users never share a connection; the application's own token may.
+        let trusted = caller.via != Via::Jwt;
+        let mut outcome = self
             .router
-            .with_connection(&caller.key, &self.wire, |conn| {
+            .with_wire(&caller.key, &self.wire, trusted, |conn| {
                 attempts += 1;
                 execute(conn, &req.work, limits)
             })
             .await;
+        if matches!(outcome, Err(RouterError::RoleSwitch { .. })) {
+            // Nothing ran; the tenant's own login from now on.
+            attempts = 0;
+            outcome = self
+                .router
+                .with_wire(&caller.key, &self.wire, trusted, |conn| {
+                    attempts += 1;
+                    execute(conn, &req.work, limits)
+                })
+                .await;
+        }
         let healed = attempts > 1;
         match outcome {
             Ok(results) => {
@@ -201,7 +218,7 @@ impl SqlService {
 }
 
 async fn execute(
-    mut conn: Pooled<WireBackend>,
+    mut conn: WireLease,
     work: &Work,
     limits: Limits,
 ) -> Result<Vec<TextResult>, WireError> {
