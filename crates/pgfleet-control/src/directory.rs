@@ -51,6 +51,7 @@ impl Control {
                     config,
                     role: t.role.clone(),
                     search_path: format!("{},public", t.schema),
+                    switch_function: Some(crate::pool_role::SWITCH_FUNCTION.into()),
                 }),
                 Err(e) => {
                     tracing::warn!(

@@ -21,6 +21,41 @@ use crate::secrets::Secret;
 use crate::tenant::SHARED_DATABASE;
 use crate::{Control, ControlError, q};
 
+/// The function of the shared database that clears a shared connection's session and switches
+/// it to a tenant (see [`SWITCH_FUNCTION_SQL`]).
+pub(crate) const SWITCH_FUNCTION: &str = "pgfleet_pool.switch_to";
+
+/// The schema `pgfleet_pool` of the shared database (the admin's; usable by the pool role only)
+/// and its function `switch_to(role, search_path)`, run as the pool role on every checkout that
+/// changes tenant: everything of the last tenant's session the router cannot drop from outside a
+/// transaction goes (settings, `LISTEN`, advisory locks, SQL prepared statements, temporary
+/// objects, sequence state), then `role` and `search_path` are set. One statement whose plan each
+/// session caches, instead of seven parsed every time. Every name it uses is schema-qualified: it
+/// runs with the caller's (empty) `search_path`. `set_config('role', …)` fails unless the session's
+/// user (the pool role) is a member of `role`: then the transaction rolls back (fail-closed).
+const SWITCH_FUNCTION_SQL: &str = "CREATE SCHEMA IF NOT EXISTS pgfleet_pool;
+REVOKE ALL ON SCHEMA pgfleet_pool FROM PUBLIC;
+CREATE OR REPLACE FUNCTION pgfleet_pool.switch_to(tenant_role text, tenant_path text)
+RETURNS void LANGUAGE plpgsql AS $pgfleet$
+DECLARE n text;
+BEGIN
+  RESET ALL;
+  UNLISTEN *;
+  PERFORM pg_catalog.pg_advisory_unlock_all();
+  DISCARD TEMP;
+  DISCARD SEQUENCES;
+  FOR n IN SELECT s.name FROM pg_catalog.pg_prepared_statements s WHERE s.from_sql LOOP
+    EXECUTE 'DEALLOCATE ' || pg_catalog.quote_ident(n);
+  END LOOP;
+  PERFORM pg_catalog.set_config('role', tenant_role, false);
+  PERFORM pg_catalog.set_config('search_path', tenant_path, false);
+END $pgfleet$;
+REVOKE ALL ON FUNCTION pgfleet_pool.switch_to(text, text) FROM PUBLIC;";
+
+/// Version of [`SWITCH_FUNCTION_SQL`], kept in the function's comment: a process finding another
+/// version replaces it.
+const SWITCH_FUNCTION_VERSION: &str = "pgfleet switch_to v1";
+
 /// The pool role of a server, with its password.
 #[derive(Clone)]
 pub(crate) struct PoolRole {
@@ -77,6 +112,7 @@ impl Control {
             }
         };
         ensure_pool_role(&admin, &pool).await?;
+        ensure_switch_function(&admin, &pool.role).await?;
         let roles: Vec<String> = self
             .catalog()
             .query(
@@ -156,6 +192,38 @@ async fn ensure_pool_role(admin: &Client, pool: &PoolRole) -> Result<(), Control
         "creating the fleet's pool role",
     )
     .await
+}
+
+/// Makes [`SWITCH_FUNCTION_SQL`] exist in the shared database (at its version), callable by the
+/// pool role `pool` only.
+async fn ensure_switch_function(admin: &Client, pool: &str) -> Result<(), ControlError> {
+    let current: bool = admin
+        .query_one(
+            "SELECT coalesce((SELECT pg_catalog.obj_description(p.oid, 'pg_proc') = $1
+                                AND pg_catalog.has_function_privilege($2, p.oid, 'EXECUTE')
+                              FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                              WHERE n.nspname = 'pgfleet_pool' AND p.proname = 'switch_to'), false)",
+            &[&SWITCH_FUNCTION_VERSION, &pool],
+        )
+        .await
+        .map_err(q("looking for the pool role's switch function"))?
+        .get(0);
+    if current {
+        return Ok(());
+    }
+    let sql = format!(
+        "BEGIN; {lock} {SWITCH_FUNCTION_SQL}          COMMENT ON FUNCTION pgfleet_pool.switch_to(text, text) IS {version};          GRANT USAGE ON SCHEMA pgfleet_pool TO {p};          GRANT EXECUTE ON FUNCTION pgfleet_pool.switch_to(text, text) TO {p}; COMMIT;",
+        lock = crate::ddl::SHARED_ACL_LOCK_SQL,
+        version = pgfleet_schema::quote::literal(SWITCH_FUNCTION_VERSION),
+        p = ident(pool),
+    );
+    if let Err(e) = admin.batch_execute(&sql).await {
+        let _ = admin.batch_execute("ROLLBACK").await;
+        return Err(
+            pgfleet_pg::PgError::query("creating the pool role's switch function", e).into(),
+        );
+    }
+    Ok(())
 }
 
 /// Grants each of `roles` that exists and that `pool` is not yet a member of to `pool`.

@@ -94,6 +94,13 @@ pub trait Backend: Send + Sync + 'static {
         &placement.key
     }
 
+    /// Whether an idle connection is ready for `placement` as it is (a shared connection switched
+    /// to that tenant already): such a connection is taken before others of the idle list. The
+    /// default says no.
+    fn serves(_conn: &Self::Conn, _placement: &Placement) -> bool {
+        false
+    }
+
     /// Prepares a connection, new or idle, for `placement` just before it is handed out; must not
     /// wait for the server (queue statements instead). The default does nothing.
     fn checkout(_conn: &mut Self::Conn, _placement: &Placement) {}

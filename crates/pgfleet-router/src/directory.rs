@@ -101,6 +101,12 @@ pub struct SharedLogin {
     pub role: String,
     /// The tenant's `search_path` (its schema, then `public`), as `SET search_path` takes it.
     pub search_path: String,
+    /// A function of the shared database, `f(role text, search_path text)`, that the pool role
+    /// may call to clear the last tenant's session (settings, `LISTEN`, advisory locks, prepared
+    /// statements made with SQL `PREPARE`, temporary objects, sequence state) and switch to `role`
+    /// and `search_path`, in one statement with a plan cached per session. `None`: the router
+    /// sends those statements itself (slower: parsed on every switch).
+    pub switch_function: Option<String>,
 }
 
 impl std::fmt::Debug for SharedLogin {

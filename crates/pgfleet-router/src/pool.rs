@@ -230,13 +230,22 @@ impl ServerPool {
     }
 
     /// Tenant `key`'s most recently returned idle connection of kind `K` that is not closed.
+    /// Among them, one that `prefer` says is ready for the caller goes first (a shared
+    /// connection already switched to the caller's tenant).
     pub(crate) fn take_idle<K: 'static, C: Send + 'static>(
         &self,
         key: &str,
         is_closed: fn(&C) -> bool,
+        prefer: impl Fn(&C) -> bool,
     ) -> Option<C> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.of::<K, C>()?.0.get_mut(key)?;
+        if let Some(i) = list.iter().rposition(|(_, c)| prefer(c)) {
+            let (_, c) = list.remove(i);
+            if !is_closed(&c) {
+                return Some(c);
+            }
+        }
         while let Some((_, c)) = list.pop() {
             if !is_closed(&c) {
                 return Some(c);
@@ -448,11 +457,17 @@ mod tests {
         // Tenant t wants an A: its own A is not a victim, u's B (older than t's B) is.
         assert!(pool.evict_other(TypeId::of::<A>(), "t"));
         assert_eq!(closed.load(Ordering::SeqCst), 1);
-        assert!(pool.take_idle::<B, Conn>("u", open).is_none());
-        assert_eq!(pool.take_idle::<B, Conn>("t", open).unwrap().0, "t/B");
-        assert_eq!(pool.take_idle::<A, Conn>("t", open).unwrap().0, "t/A");
+        assert!(pool.take_idle::<B, Conn>("u", open, |_| false).is_none());
+        assert_eq!(
+            pool.take_idle::<B, Conn>("t", open, |_| false).unwrap().0,
+            "t/B"
+        );
+        assert_eq!(
+            pool.take_idle::<A, Conn>("t", open, |_| false).unwrap().0,
+            "t/A"
+        );
         // A kind's connections are never handed out as another's.
-        assert!(pool.take_idle::<A, Conn>("u", open).is_none());
+        assert!(pool.take_idle::<A, Conn>("u", open, |_| false).is_none());
         // A permit dropped gives the budget back.
         permits.pop();
         assert_eq!(pool.open(), 2);
@@ -476,14 +491,38 @@ mod tests {
         std::thread::sleep(Duration::from_millis(2));
         pool.put_idle::<A, Conn>("cold", Conn("cold", closed.clone()));
         assert!(pool.evict_other(TypeId::of::<A>(), "new"));
-        assert!(pool.take_idle::<A, Conn>("cold", open).is_none());
-        assert_eq!(pool.take_idle::<A, Conn>("hot", open).unwrap().0, "hot");
+        assert!(pool.take_idle::<A, Conn>("cold", open, |_| false).is_none());
+        assert_eq!(
+            pool.take_idle::<A, Conn>("hot", open, |_| false).unwrap().0,
+            "hot"
+        );
         // Use fades: a half-life later a count of 10 is 5.
         let u = Use {
             score: 10.0,
             at: Instant::now() - USE_HALF_LIFE,
         };
         assert!((u.now(Instant::now()) - 5.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn a_connection_ready_for_the_caller_goes_first_then_the_most_recent() {
+        let pool = ServerPool::new("s", 4);
+        let closed = Arc::new(AtomicUsize::new(0));
+        for name in ["x", "y", "z"] {
+            pool.put_idle::<A, Conn>("shared", Conn(name, closed.clone()));
+        }
+        let take = |want: &'static str| {
+            pool.take_idle::<A, Conn>("shared", open, move |c| c.0 == want)
+                .unwrap()
+                .0
+        };
+        assert_eq!(take("y"), "y");
+        assert_eq!(take("nobody"), "z");
+        assert_eq!(take("nobody"), "x");
+        assert!(
+            pool.take_idle::<A, Conn>("shared", open, |_| true)
+                .is_none()
+        );
     }
 
     #[tokio::test]

@@ -188,7 +188,9 @@ impl<D: Directory> Router<D> {
         let pool = &entry.server;
         let idle_key = B::idle_key(p);
         pool.touch(idle_key);
-        if let Some(mut c) = pool.take_idle::<B, B::Conn>(idle_key, B::is_closed) {
+        if let Some(mut c) =
+            pool.take_idle::<B, B::Conn>(idle_key, B::is_closed, |c| B::serves(c, p))
+        {
             B::checkout(&mut c, p);
             hit(pool, true);
             return Ok(Pooled::new(c, entry.clone(), cap));
@@ -207,7 +209,9 @@ impl<D: Directory> Router<D> {
                 .map_err(|()| timeout("the server's connection budget is in use"))?;
             // Another task may have returned one meanwhile (the wait ends for that too: a
             // connection of one's own idle list is never evicted for one's own sake).
-            if let Some(mut c) = pool.take_idle::<B, B::Conn>(idle_key, B::is_closed) {
+            if let Some(mut c) =
+                pool.take_idle::<B, B::Conn>(idle_key, B::is_closed, |c| B::serves(c, p))
+            {
                 drop(waited);
                 B::checkout(&mut c, p);
                 hit(pool, true);

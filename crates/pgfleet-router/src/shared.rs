@@ -90,8 +90,23 @@ pub(crate) struct SharedPgBackend;
 const RESET_ROLE: &str = "ROLLBACK; SET SESSION AUTHORIZATION DEFAULT";
 
 /// The session cleared, then the switch, in one implicit transaction: `role` and `search_path`
-/// come from the catalog (names pgfleet made), quoted anyway.
-fn switch_sql(role: &str, search_path: &str) -> String {
+/// come from the catalog (names pgfleet made), quoted anyway. With the directory's switch
+/// `function` (see [`SharedLogin::switch_function`](crate::SharedLogin::switch_function)), cursors
+/// are closed and the function does the rest.
+fn switch_sql(role: &str, search_path: &str, function: Option<&str>) -> String {
+    if let Some(f) = function {
+        let path = search_path_sql(search_path);
+        let value = if path == literal("") {
+            String::new()
+        } else {
+            path
+        };
+        return format!(
+            "CLOSE ALL; SELECT {f}({}, {})",
+            literal(role),
+            literal(&value)
+        );
+    }
     format!(
         "CLOSE ALL; RESET ALL; UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all(); \
          DISCARD TEMP; DISCARD SEQUENCES; \
@@ -157,6 +172,13 @@ impl Backend for SharedPgBackend {
         SHARED_KEY
     }
 
+    fn serves(conn: &SharedConn, placement: &Placement) -> bool {
+        placement
+            .shared
+            .as_ref()
+            .is_some_and(|s| conn.role.as_deref() == Some(s.role.as_str()))
+    }
+
     fn checkout(conn: &mut SharedConn, placement: &Placement) {
         let Some(shared) = &placement.shared else {
             return;
@@ -168,7 +190,11 @@ impl Backend for SharedPgBackend {
         }
         conn.role = Some(shared.role.clone());
         let client = conn.client.clone();
-        let switch = switch_sql(&shared.role, &shared.search_path);
+        let switch = switch_sql(
+            &shared.role,
+            &shared.search_path,
+            shared.switch_function.as_deref(),
+        );
         let mut work = Box::pin(async move {
             let (reset, switched) = tokio::join!(
                 client.batch_execute(RESET_ROLE),
@@ -209,12 +235,20 @@ mod tests {
 
     #[test]
     fn the_switch_quotes_what_it_names() {
-        let sql = switch_sql("pgfleet_t0123", "t0123, public");
+        let sql = switch_sql("pgfleet_t0123", "t0123, public", None);
         assert!(
             sql.ends_with("SET ROLE pgfleet_t0123; SET search_path = t0123, public"),
             "{sql}"
         );
-        assert!(switch_sql("a\"b", "x").contains("SET ROLE \"a\"\"b\""));
-        assert!(switch_sql("r", "").ends_with("SET search_path = ''"));
+        assert!(switch_sql("a\"b", "x", None).contains("SET ROLE \"a\"\"b\""));
+        assert!(switch_sql("r", "", None).ends_with("SET search_path = ''"));
+        assert_eq!(
+            switch_sql("a'b", "t1, public", Some("f.switch_to")),
+            "CLOSE ALL; SELECT f.switch_to('a''b', 't1, public')"
+        );
+        assert_eq!(
+            switch_sql("r", "", Some("f.s")),
+            "CLOSE ALL; SELECT f.s('r', '')"
+        );
     }
 }
