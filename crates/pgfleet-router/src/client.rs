@@ -166,13 +166,11 @@ impl TenantClient {
         match &self.0 {
             Kind::Own(_) => Ok(()),
             Kind::Shared(p) => match SharedPgBackend::checked_out(p) {
-                Some(mut check) => check
-                    .outcome()
-                    .await
-                    .map_err(|cause| RouterError::RoleSwitch {
-                        key: self.key().to_string(),
-                        cause,
-                    }),
+                Some(mut check) => check.failure().await.map_err(|f| RouterError::RoleSwitch {
+                    key: self.key().to_string(),
+                    cause: f.cause,
+                    stale_transaction: f.stale,
+                }),
                 None => Ok(()),
             },
         }

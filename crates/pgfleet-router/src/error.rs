@@ -94,6 +94,9 @@ pub enum RouterError {
         key: String,
         /// The server's answer to the switch.
         cause: String,
+        /// The connection's last user had left a failed transaction on it: the tenant is not to
+        /// blame, and its trusted callers keep sharing connections.
+        stale_transaction: bool,
     },
     /// The directory (the catalog) could not place the tenant: reading its placement, or
     /// provisioning it on first use ([`UnknownPolicy::Provision`](crate::UnknownPolicy::Provision)),

@@ -51,10 +51,29 @@ impl<D: Directory> Router<D> {
     {
         let entry = self.snapshot.entry(key).await?;
         if self.shares(&entry) {
-            let r = self
+            let mut r = self
                 .with_connection(key, &SharedPgBackend, |c| f(TenantClient::shared(c)))
                 .await;
-            if matches!(r, Err(RouterError::RoleSwitch { .. })) {
+            if matches!(
+                r,
+                Err(RouterError::RoleSwitch {
+                    stale_transaction: true,
+                    ..
+                })
+            ) {
+                // The connection's last user left a failed transaction: nothing of `f` ran, and
+                // that connection is closed. Once more, on another.
+                r = self
+                    .with_connection(key, &SharedPgBackend, |c| f(TenantClient::shared(c)))
+                    .await;
+            }
+            if matches!(
+                r,
+                Err(RouterError::RoleSwitch {
+                    stale_transaction: false,
+                    ..
+                })
+            ) {
                 // Log in as the tenant from now on (in this process).
                 entry.unshared.store(true, Ordering::Relaxed);
             }
@@ -173,9 +192,10 @@ impl<D: Directory> Router<D> {
 /// [`RouterError::RoleSwitch`] when a checkout's switch did not take effect.
 async fn switched(key: &str, check: Option<SwitchCheck>) -> Result<(), RouterError> {
     match check {
-        Some(mut c) => c.outcome().await.map_err(|cause| RouterError::RoleSwitch {
+        Some(mut c) => c.failure().await.map_err(|f| RouterError::RoleSwitch {
             key: key.into(),
-            cause,
+            cause: f.cause,
+            stale_transaction: f.stale,
         }),
         None => Ok(()),
     }

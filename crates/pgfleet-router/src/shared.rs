@@ -5,9 +5,13 @@
 //! resolves nothing). Each checkout queues, ahead of anything the caller sends, and without
 //! waiting for the server:
 //!
-//! 1. `ROLLBACK; SET SESSION AUTHORIZATION DEFAULT` — whatever the last tenant left open is rolled
-//!    back and the session is the pool role again; committed on its own, so nothing below can
-//!    bring the last tenant's role back;
+//! 1. `BEGIN; ROLLBACK; SET SESSION AUTHORIZATION DEFAULT` — whatever the last tenant left open
+//!    is rolled back and the session is the pool role again; committed on its own, so nothing
+//!    below can bring the last tenant's role back. (`BEGIN` first: a `ROLLBACK` with no
+//!    transaction open would write a warning to the server's log on every switch. A transaction
+//!    the last user left *failed* makes `BEGIN` fail: the switch fails, the connection is closed,
+//!    and [`Router::with_tenant`](crate::Router::with_tenant) runs the work once more on another
+//!    connection, since nothing of it ran;)
 //! 2. one implicit transaction that clears the last tenant's session — `CLOSE ALL`, `RESET ALL`,
 //!    `UNLISTEN *`, `pg_advisory_unlock_all()`, `DISCARD TEMP`, `DISCARD SEQUENCES`, the prepared
 //!    statements made with SQL `PREPARE` (not the driver's: deallocating those would break
@@ -40,7 +44,16 @@ pub(crate) const SHARED_KEY: &str = "\0shared";
 
 /// The outcome of a checkout's switch, known once the server answered it.
 #[derive(Debug, Clone)]
-pub struct SwitchCheck(watch::Receiver<Option<Result<(), String>>>);
+pub struct SwitchCheck(watch::Receiver<Option<Result<(), SwitchFailure>>>);
+
+/// Why a switch did not take effect.
+#[derive(Debug, Clone)]
+pub(crate) struct SwitchFailure {
+    /// The server's answer.
+    pub(crate) cause: String,
+    /// The connection's last user left a failed transaction (the tenant is not to blame).
+    pub(crate) stale: bool,
+}
 
 impl SwitchCheck {
     /// Waits for the server's answer: `Err` with the reason when the switch did not take effect.
@@ -48,9 +61,17 @@ impl SwitchCheck {
     /// # Errors
     /// The server's error, or "connection closed".
     pub async fn outcome(&mut self) -> Result<(), String> {
+        self.failure().await.map_err(|f| f.cause)
+    }
+
+    /// As [`SwitchCheck::outcome`], with whether a stale failed transaction was the cause.
+    pub(crate) async fn failure(&mut self) -> Result<(), SwitchFailure> {
         match self.0.wait_for(Option::is_some).await {
             Ok(v) => v.clone().unwrap_or(Ok(())),
-            Err(_) => Err("the switch's task ended without an answer".into()),
+            Err(_) => Err(SwitchFailure {
+                cause: "the switch's task ended without an answer".into(),
+                stale: false,
+            }),
         }
     }
 
@@ -86,8 +107,9 @@ impl std::fmt::Debug for SharedConn {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct SharedPgBackend;
 
-/// What a checkout sends first: the last tenant's transaction and role gone, committed alone.
-const RESET_ROLE: &str = "ROLLBACK; SET SESSION AUTHORIZATION DEFAULT";
+/// What a checkout sends first: the last tenant's transaction and role gone, committed alone
+/// (`BEGIN` first, so that no transaction left open writes no warning to the server's log).
+const RESET_ROLE: &str = "BEGIN; ROLLBACK; SET SESSION AUTHORIZATION DEFAULT";
 
 /// The session cleared, then the switch, in one implicit transaction: `role` and `search_path`
 /// come from the catalog (names pgfleet made), quoted anyway. With the directory's switch
@@ -200,7 +222,14 @@ impl Backend for SharedPgBackend {
                 client.batch_execute(RESET_ROLE),
                 client.batch_execute(&switch)
             );
-            reset.and(switched).map_err(|e| crate::error::describe(&e))
+            match reset.and(switched) {
+                Ok(()) => Ok(()),
+                Err(e) => Err(SwitchFailure {
+                    stale: e.code()
+                        == Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION),
+                    cause: crate::error::describe(&e),
+                }),
+            }
         });
         let (tx, rx) = watch::channel(None);
         // One poll sends both messages (tokio-postgres queues a request when its future is first
@@ -215,7 +244,10 @@ impl Backend for SharedPgBackend {
                     let r = work.await;
                     if let Err(e) = &r {
                         metrics::counter!("pgfleet_router_role_switch_failures_total").increment(1);
-                        tracing::warn!("a shared connection did not switch to its tenant: {e}");
+                        tracing::warn!(
+                            "a shared connection did not switch to its tenant: {}",
+                            e.cause
+                        );
                     }
                     let _ = tx.send(Some(r));
                 });

@@ -644,7 +644,8 @@ async fn unknown_keys_are_refused_provisioned_or_sent_to_a_configured_fallback_v
 /// Trusted callers of schema tenants share the pool role's connections: one connection (a budget
 /// of 1) serves tenant `a`, then `b`, and nothing of `a`'s session reaches `b` — settings, SQL
 /// prepared statements, cursors held past a transaction, advisory locks, `LISTEN`, an open
-/// transaction (rolled back), temporary tables (tenants may create none). A switch that cannot take
+/// transaction (rolled back), a failed transaction (the next work runs on another connection),
+/// temporary tables (tenants may create none). A switch that cannot take
 /// effect fails the work (nothing runs), and the tenant is then served by its own logins. Callers
 /// of other connection kinds (end users' front doors) always log in as the tenant.
 #[tokio::test]
@@ -727,6 +728,36 @@ async fn a_shared_connection_carries_nothing_from_one_tenant_to_the_next_and_fai
             .is_err()
     );
     drop(b);
+
+    // A failed transaction left on the shared connection: the next tenant's checkout cannot end
+    // it quietly (its `BEGIN` fails), so its work, of which nothing ran, runs once more on a new
+    // connection, and that tenant keeps sharing.
+    let b = fleet.client("b").await.unwrap();
+    assert!(b.batch_execute("BEGIN; SELECT 1/0").await.is_err());
+    drop(b);
+    let n = fleet
+        .with_tenant("a", |client| async move {
+            assert!(client.is_shared());
+            client
+                .execute(
+                    "INSERT INTO notes (body) VALUES ('after a failed transaction')",
+                    &[],
+                )
+                .await
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let rows: i64 = admin
+        .query_one(&format!("SELECT count(*) FROM {}.notes", ta.schema), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1, "a's insert ran once");
+    assert!(
+        fleet.client("a").await.unwrap().is_shared(),
+        "a still shares"
+    );
 
     // Fail-closed: the pool role loses its membership in c's role behind pgfleet's back.
     let pool: String = admin

@@ -206,6 +206,7 @@ impl<D: crate::Directory> crate::Router<D> {
                 return Err(crate::RouterError::RoleSwitch {
                     key: key.into(),
                     cause,
+                    stale_transaction: false,
                 });
             }
         }
