@@ -169,6 +169,10 @@ pub fn run(quick: bool) -> anyhow::Result<Report> {
         crate::report::percentile_of(&mut zipf.acquire, 99.0),
     );
     report.ratio(
+        "acquire_p99_seen_ms",
+        crate::report::percentile_of(&mut zipf.acquire_seen, 99.0),
+    );
+    report.ratio(
         "budget_exceeded",
         zipf.peak.max(own.peak) as f64 - BUDGET as f64,
     );
@@ -426,6 +430,9 @@ fn zipf_cdf(n: usize) -> Vec<f64> {
 struct ZipfOutcome {
     /// Latency of each successful `Fleet::client`, in milliseconds.
     acquire: Vec<f64>,
+    /// The same, for tenants some task had reached before (their placement in the router's
+    /// snapshot): without the first touch, which reads the placement from the catalog.
+    acquire_seen: Vec<f64>,
     /// Wall time of all the tasks, in seconds.
     seconds: f64,
     /// Most router connections the server had at once.
@@ -451,6 +458,18 @@ impl ZipfOutcome {
             "acquire p99",
             crate::report::percentile_of(&mut self.acquire, 99.0),
             "ms",
+        );
+        report.push(
+            &case,
+            "acquire p99, tenants reached before",
+            crate::report::percentile_of(&mut self.acquire_seen, 99.0),
+            "ms",
+        );
+        report.push(
+            &case,
+            "first touches (placement read from the catalog)",
+            (self.acquire.len() - self.acquire_seen.len()) as f64,
+            "count",
         );
         report.push(&case, "throughput", zipf_ops as f64 / self.seconds, "ops/s");
         report.push(&case, "peak server connections", self.peak as f64, "count");
@@ -499,7 +518,9 @@ fn zipf_case_of(
     let cdf = Arc::new(zipf_cdf(n_tenants));
     let errors = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
-    let (acquire, seconds, peak, hit_rate) = f.rt.block_on(async {
+    let seen: Arc<Vec<AtomicBool>> =
+        Arc::new((0..n_tenants).map(|_| AtomicBool::new(false)).collect());
+    let (acquire, acquire_seen, seconds, peak, hit_rate) = f.rt.block_on(async {
         let watcher_stop = Arc::new(AtomicBool::new(false));
         let admin = connect::connect(&connect::parse_url(&f.cluster.url())?).await?;
         wait_until_no_router_connections(&admin).await?;
@@ -507,12 +528,14 @@ fn zipf_case_of(
         // Warm-up (not measured): a quarter of the queries, so the pools are open.
         let mut set = tokio::task::JoinSet::new();
         for task in 0..ZIPF_TASKS {
-            let (fleet, cdf, errors) = (fleet.clone(), cdf.clone(), errors.clone());
+            let (fleet, cdf, errors, seen) =
+                (fleet.clone(), cdf.clone(), errors.clone(), seen.clone());
             set.spawn(zipf_task(
                 task + 1000,
                 fleet,
                 cdf,
                 errors,
+                seen,
                 zipf_ops / 4,
                 prefix,
             ));
@@ -524,12 +547,15 @@ fn zipf_case_of(
         let started = Instant::now();
         let mut set = tokio::task::JoinSet::new();
         for task in 0..ZIPF_TASKS {
-            let (fleet, cdf, errors) = (fleet.clone(), cdf.clone(), errors.clone());
-            set.spawn(zipf_task(task, fleet, cdf, errors, zipf_ops, prefix));
+            let (fleet, cdf, errors, seen) =
+                (fleet.clone(), cdf.clone(), errors.clone(), seen.clone());
+            set.spawn(zipf_task(task, fleet, cdf, errors, seen, zipf_ops, prefix));
         }
-        let mut acquire = Vec::new();
+        let (mut acquire, mut acquire_seen) = (Vec::new(), Vec::new());
         while let Some(r) = set.join_next().await {
-            acquire.extend(r?);
+            let (all, reached) = r?;
+            acquire.extend(all);
+            acquire_seen.extend(reached);
         }
         let elapsed = started.elapsed().as_secs_f64();
         let (h1, m1) = fleet.router().acquires();
@@ -537,10 +563,17 @@ fn zipf_case_of(
         watcher.await?;
         let hits = (h1 - h0) as f64;
         let rate = hits / (hits + (m1 - m0) as f64).max(1.0);
-        anyhow::Ok((acquire, elapsed, peak.load(Ordering::Relaxed), rate))
+        anyhow::Ok((
+            acquire,
+            acquire_seen,
+            elapsed,
+            peak.load(Ordering::Relaxed),
+            rate,
+        ))
     })?;
     Ok(ZipfOutcome {
         acquire,
+        acquire_seen,
         seconds,
         peak,
         errors: errors.load(Ordering::Relaxed),
@@ -577,25 +610,32 @@ async fn watch_peak(admin: tokio_postgres::Client, peak: Arc<AtomicUsize>, stop:
 }
 
 /// Task `task` of (c): its share of `zipf_ops` queries, each to a tenant drawn from `cdf`.
-/// Returns the latency of each successful acquire, in milliseconds; counts failures in `errors`.
+/// Returns the latency of each successful acquire, in milliseconds, all and those of tenants some
+/// task had reached before (`seen`); counts failures in `errors`.
 async fn zipf_task(
     task: u64,
     fleet: Fleet,
     cdf: Arc<Vec<f64>>,
     errors: Arc<AtomicUsize>,
+    seen: Arc<Vec<AtomicBool>>,
     zipf_ops: usize,
     prefix: &'static str,
-) -> Vec<f64> {
+) -> (Vec<f64>, Vec<f64>) {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (task + 1).wrapping_mul(0x1000_0001));
-    let mut lat = Vec::new();
+    let (mut lat, mut lat_seen) = (Vec::new(), Vec::new());
     for _ in 0..zipf_ops / ZIPF_TASKS as usize {
         let u = rng.next_f64();
         let i = cdf.partition_point(|c| *c < u).min(cdf.len() - 1);
         let key = format!("{prefix}{i:05}");
+        let reached = seen[i].swap(true, Ordering::Relaxed);
         let t = Instant::now();
         match fleet.client(&key).await {
             Ok(c) => {
-                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                let ms = t.elapsed().as_secs_f64() * 1000.0;
+                lat.push(ms);
+                if reached {
+                    lat_seen.push(ms);
+                }
                 if c.simple_query("select 1").await.is_err() {
                     errors.fetch_add(1, Ordering::Relaxed);
                 }
@@ -606,7 +646,7 @@ async fn zipf_task(
             }
         }
     }
-    lat
+    (lat, lat_seen)
 }
 
 /// (d)'s baseline: `ops` queries by `ZIPF_TASKS` tasks, each on a new connection (logged in as the
