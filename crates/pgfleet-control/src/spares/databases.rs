@@ -32,7 +32,7 @@ use crate::ddl::{
     create_database_if_missing, database_access_sql, grant_dml, lock_down_public, retry_in_use,
     user_schemas,
 };
-use crate::tenant::{self, Mode, State, Tenant};
+use crate::tenant::{Mode, Tenant};
 use crate::{Control, ControlError, q};
 
 /// The comment that marks a finished, verified spare database copied from `template`.
@@ -52,30 +52,6 @@ fn like(fleet: &str) -> String {
 
 fn lock_key(name: &str) -> i64 {
     pgfleet_migrate::lock::key("pgfleet-spare-database", name)
-}
-
-/// A database-mode stand-in for a spare, so the tenant code paths (connections, verification)
-/// serve it.
-fn pseudo_tenant(server: &str, database: &str) -> Tenant {
-    Tenant {
-        key: format!("spare {database}"),
-        id: database.to_string(),
-        mode: Mode::Database,
-        state: State::Provisioning,
-        step: String::new(),
-        server: Some(server.to_string()),
-        database: database.to_string(),
-        schema: "public".into(),
-        role: database.to_string(),
-        schema_version: None,
-        last_error: None,
-        created_at: String::new(),
-        migrate_error: None,
-        health: tenant::Health::Unknown,
-        health_checked_at: None,
-        health_latency_ms: None,
-        health_error: None,
-    }
 }
 
 /// The condition of a claimable spare `d` (a `pg_database` row): this fleet's (`$1`, a `LIKE`
@@ -108,33 +84,15 @@ pub(crate) async fn claim(
         )
         .await
         .map_err(q("looking for a spare database"))?;
-    for row in candidates {
-        let spare: String = row.get(0);
-        admin
-            .batch_execute("BEGIN")
-            .await
-            .map_err(q("claiming a spare database"))?;
-        match claim_one(admin, t, &spare, &pattern, mark, verifier).await {
-            Ok(true) => {
-                admin
-                    .batch_execute("COMMIT")
-                    .await
-                    .map_err(q("claiming a spare database"))?;
-                return Ok(true);
-            }
-            Ok(false) => {
-                admin
-                    .batch_execute("ROLLBACK")
-                    .await
-                    .map_err(q("claiming a spare database"))?;
-            }
-            Err(e) => {
-                let _ = admin.batch_execute("ROLLBACK").await;
-                tracing::debug!("claiming spare database {spare} failed, trying the next: {e}");
-            }
-        }
-    }
-    Ok(false)
+    let candidates: Vec<String> = candidates.iter().map(|r| r.get(0)).collect();
+    let pattern = &pattern;
+    super::claim_first(
+        admin,
+        candidates,
+        "claiming a spare database",
+        |spare| async move { claim_one(admin, t, &spare, pattern, mark, verifier).await },
+    )
+    .await
 }
 
 async fn claim_one(
@@ -196,23 +154,19 @@ impl Control {
         } else {
             0
         };
-        let base = pseudo_tenant(server, "");
+        let base = super::pseudo_tenant(server, Mode::Database, "");
         let admin = self.admin(&base, None).await?;
         let fleet = self.fleet_id();
         let busy_key = pgfleet_migrate::lock::key("pgfleet-spare-databases", &prefix(&fleet));
-        let got: bool = admin
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&busy_key])
-            .await
-            .map_err(q("locking the spare database refill"))?
-            .get(0);
-        if !got {
-            return Ok(0);
-        }
-        let result = self.refill_databases_on(&admin, server, want).await;
-        let _ = admin
-            .query_one("SELECT pg_advisory_unlock($1)", &[&busy_key])
-            .await;
-        result
+        let built = super::holding(
+            &admin,
+            busy_key,
+            false,
+            "locking the spare database refill",
+            async || self.refill_databases_on(&admin, server, want).await,
+        )
+        .await?;
+        Ok(built.unwrap_or(0))
     }
 
     async fn refill_databases_on(
@@ -224,7 +178,7 @@ impl Control {
         let target = self.provisioning_target().await?;
         let fleet = self.fleet_id();
         let template = if want > 0 {
-            self.ensure_template(&pseudo_tenant(server, ""), admin)
+            self.ensure_template(&super::pseudo_tenant(server, Mode::Database, ""), admin)
                 .await?
         } else {
             self.template_name(server, &target).await?
@@ -276,20 +230,23 @@ impl Control {
             .map(|b| format!("{b:02x}"))
             .collect();
         let name = format!("{}{hex}", prefix(&self.fleet_id()));
-        admin
-            .query_one("SELECT pg_advisory_lock($1)", &[&lock_key(&name)])
-            .await
-            .map_err(q("locking a new spare database"))?;
-        let result = self
-            .build_database_locked(admin, server, target, template, &name, mark)
-            .await;
-        if result.is_err() {
-            let _ = drop_spare_locked(admin, &name).await;
-        }
-        let _ = admin
-            .query_one("SELECT pg_advisory_unlock($1)", &[&lock_key(&name)])
-            .await;
-        result
+        super::holding(
+            admin,
+            lock_key(&name),
+            true,
+            "locking a new spare database",
+            async || {
+                let result = self
+                    .build_database_locked(admin, server, target, template, &name, mark)
+                    .await;
+                if result.is_err() {
+                    let _ = drop_spare_locked(admin, &name).await;
+                }
+                result
+            },
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn build_database_locked(
@@ -312,7 +269,7 @@ impl Control {
             ))
             .await
             .map_err(q("creating a spare database's role"))?;
-        let spare = pseudo_tenant(server, name);
+        let spare = super::pseudo_tenant(server, Mode::Database, name);
         {
             // A connection of its own, closed before the database is: nobody stays connected.
             let config = self.admin_config(&spare, Some(name)).await?;
@@ -354,19 +311,15 @@ impl Control {
 
 /// Drops a spare database and its role unless someone (its builder, a claimer) holds it.
 async fn drop_spare(admin: &Client, name: &str) -> Result<(), ControlError> {
-    let got: bool = admin
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&lock_key(name)])
-        .await
-        .map_err(q("locking a stale spare database"))?
-        .get(0);
-    if !got {
-        return Ok(());
-    }
-    let result = drop_spare_locked(admin, name).await;
-    let _ = admin
-        .query_one("SELECT pg_advisory_unlock($1)", &[&lock_key(name)])
-        .await;
-    result
+    super::holding(
+        admin,
+        lock_key(name),
+        false,
+        "locking a stale spare database",
+        async || drop_spare_locked(admin, name).await,
+    )
+    .await
+    .map(|_| ())
 }
 
 async fn drop_spare_locked(admin: &Client, name: &str) -> Result<(), ControlError> {

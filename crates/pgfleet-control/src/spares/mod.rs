@@ -57,18 +57,23 @@ fn lock_key(name: &str) -> i64 {
     pgfleet_migrate::lock::key("pgfleet-spare", name)
 }
 
-/// A schema-mode stand-in for a spare, so the tenant code paths (connections, verification) serve it.
-fn pseudo_tenant(server: &str, schema: &str) -> Tenant {
+/// A stand-in for a spare, so the tenant code paths (connections, verification) serve it: a
+/// schema `name` of the shared database, or (database mode) a database `name` with its role.
+fn pseudo_tenant(server: &str, mode: Mode, name: &str) -> Tenant {
+    let (database, schema, role) = match mode {
+        Mode::Schema => (tenant::SHARED_DATABASE.to_string(), name, ""),
+        Mode::Database => (name.to_string(), "public", name),
+    };
     Tenant {
-        key: format!("spare {schema}"),
-        id: schema.to_string(),
-        mode: Mode::Schema,
+        key: format!("spare {name}"),
+        id: name.to_string(),
+        mode,
         state: State::Provisioning,
         step: String::new(),
         server: Some(server.to_string()),
-        database: tenant::SHARED_DATABASE.to_string(),
+        database,
         schema: schema.to_string(),
-        role: String::new(),
+        role: role.to_string(),
         schema_version: None,
         last_error: None,
         created_at: String::new(),
@@ -101,34 +106,15 @@ pub(crate) async fn claim(
         )
         .await
         .map_err(q("looking for a spare schema"))?;
-    for row in candidates {
-        let spare: String = row.get(0);
-        in_db
-            .batch_execute("BEGIN")
-            .await
-            .map_err(q("claiming a spare schema"))?;
-        let result = claim_one(in_db, t, &spare, &mark).await;
-        match result {
-            Ok(true) => {
-                in_db
-                    .batch_execute("COMMIT")
-                    .await
-                    .map_err(q("claiming a spare schema"))?;
-                return Ok(true);
-            }
-            Ok(false) => {
-                in_db
-                    .batch_execute("ROLLBACK")
-                    .await
-                    .map_err(q("claiming a spare schema"))?;
-            }
-            Err(e) => {
-                let _ = in_db.batch_execute("ROLLBACK").await;
-                tracing::debug!("claiming spare {spare} failed, trying the next: {e}");
-            }
-        }
-    }
-    Ok(false)
+    let candidates: Vec<String> = candidates.iter().map(|r| r.get(0)).collect();
+    let mark = &mark;
+    claim_first(
+        in_db,
+        candidates,
+        "claiming a spare schema",
+        |spare| async move { claim_one(in_db, t, &spare, mark).await },
+    )
+    .await
 }
 
 async fn claim_one(
@@ -171,6 +157,63 @@ async fn claim_one(
         .await
         .map_err(q("claiming a spare schema"))?;
     Ok(true)
+}
+
+/// Tries each of `candidates` in a transaction of its own on `conn` until `claim_one` claims one
+/// (then committed); `false` when none could be claimed. A candidate whose claim fails is rolled
+/// back and the next one tried.
+pub(crate) async fn claim_first<Fut>(
+    conn: &Client,
+    candidates: Vec<String>,
+    what: &'static str,
+    claim_one: impl Fn(String) -> Fut,
+) -> Result<bool, ControlError>
+where
+    Fut: std::future::Future<Output = Result<bool, ControlError>>,
+{
+    for spare in candidates {
+        conn.batch_execute("BEGIN").await.map_err(q(what))?;
+        match claim_one(spare.clone()).await {
+            Ok(true) => {
+                conn.batch_execute("COMMIT").await.map_err(q(what))?;
+                return Ok(true);
+            }
+            Ok(false) => conn.batch_execute("ROLLBACK").await.map_err(q(what))?,
+            Err(e) => {
+                let _ = conn.batch_execute("ROLLBACK").await;
+                tracing::debug!("{what}: {spare} failed, trying the next: {e}");
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Runs `f` holding the session advisory lock `key` on `conn`, waited for (`wait`) or only when
+/// free (else `None`: someone else holds it); let go whatever `f` returns.
+pub(crate) async fn holding<T>(
+    conn: &Client,
+    key: i64,
+    wait: bool,
+    what: &'static str,
+    f: impl AsyncFnOnce() -> Result<T, ControlError>,
+) -> Result<Option<T>, ControlError> {
+    if wait {
+        conn.query_one("SELECT pg_advisory_lock($1)", &[&key])
+            .await
+            .map_err(q(what))?;
+    } else if !conn
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+        .await
+        .map_err(q(what))?
+        .get::<_, bool>(0)
+    {
+        return Ok(None);
+    }
+    let result = f().await;
+    let _ = conn
+        .query_one("SELECT pg_advisory_unlock($1)", &[&key])
+        .await;
+    result.map(Some)
 }
 
 impl Control {
@@ -248,7 +291,7 @@ impl Control {
     pub async fn refill_spare_schemas(&self, server: &str) -> Result<usize, ControlError> {
         let want = self.config().spare_schemas;
         let target = self.provisioning_target().await?;
-        let base = pseudo_tenant(server, "");
+        let base = pseudo_tenant(server, Mode::Schema, "");
         let owner = self.owner(server).await?.role;
         {
             let admin = self.admin(&base, None).await?;
@@ -257,19 +300,15 @@ impl Control {
         let conn = self.admin(&base, Some(tenant::SHARED_DATABASE)).await?;
         crate::ddl::prepare_shared_database(&conn, &owner).await?;
         let busy_key = pgfleet_migrate::lock::key("pgfleet-spares", server);
-        let got: bool = conn
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&busy_key])
-            .await
-            .map_err(q("locking the spare refill"))?
-            .get(0);
-        if !got {
-            return Ok(0);
-        }
-        let result = self.refill_on(&conn, server, &target, want, &owner).await;
-        let _ = conn
-            .query_one("SELECT pg_advisory_unlock($1)", &[&busy_key])
-            .await;
-        result
+        let built = holding(
+            &conn,
+            busy_key,
+            false,
+            "locking the spare refill",
+            async || self.refill_on(&conn, server, &target, want, &owner).await,
+        )
+        .await?;
+        Ok(built.unwrap_or(0))
     }
 
     async fn refill_on(
@@ -322,18 +361,22 @@ impl Control {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         );
-        conn.query_one("SELECT pg_advisory_lock($1)", &[&lock_key(&name)])
-            .await
-            .map_err(q("locking a new spare schema"))?;
-        let result = self.build_locked(conn, server, target, &name, owner).await;
-        if result.is_err() {
-            let _ = conn.batch_execute("ROLLBACK").await;
-            let _ = drop_spare_locked(conn, &name).await;
-        }
-        let _ = conn
-            .query_one("SELECT pg_advisory_unlock($1)", &[&lock_key(&name)])
-            .await;
-        result
+        holding(
+            conn,
+            lock_key(&name),
+            true,
+            "locking a new spare schema",
+            async || {
+                let result = self.build_locked(conn, server, target, &name, owner).await;
+                if result.is_err() {
+                    let _ = conn.batch_execute("ROLLBACK").await;
+                    let _ = drop_spare_locked(conn, &name).await;
+                }
+                result
+            },
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn build_locked(
@@ -361,7 +404,7 @@ impl Control {
             .await?;
         pgfleet_migrate::migrator::migrate_on(&as_owner, &target.dir, &opts, |_| {}).await?;
         self.put_owner_connection(server, tenant::SHARED_DATABASE, as_owner);
-        let spare = pseudo_tenant(server, name);
+        let spare = pseudo_tenant(server, Mode::Schema, name);
         let (live, desired) = self.models_in_target_terms(&spare, target, conn).await?;
         let remaining = pgfleet_schema::planner::plan(&live, &desired, &Default::default());
         if !remaining.is_empty() {
@@ -385,19 +428,15 @@ impl Control {
 
 /// Drops a spare unless someone (its builder, a claimer) holds it.
 async fn drop_spare(conn: &Client, name: &str) -> Result<(), ControlError> {
-    let got: bool = conn
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&lock_key(name)])
-        .await
-        .map_err(q("locking a stale spare schema"))?
-        .get(0);
-    if !got {
-        return Ok(());
-    }
-    let result = drop_spare_locked(conn, name).await;
-    let _ = conn
-        .query_one("SELECT pg_advisory_unlock($1)", &[&lock_key(name)])
-        .await;
-    result
+    holding(
+        conn,
+        lock_key(name),
+        false,
+        "locking a stale spare schema",
+        async || drop_spare_locked(conn, name).await,
+    )
+    .await
+    .map(|_| ())
 }
 
 async fn drop_spare_locked(conn: &Client, name: &str) -> Result<(), ControlError> {

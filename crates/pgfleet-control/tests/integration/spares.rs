@@ -46,6 +46,30 @@ async fn from_spare(f: &Fleet, key: &str) -> bool {
         .get(0)
 }
 
+/// Records a new target (one more migration), then provisions `after-change` with `opts`: it
+/// must not get a spare of the old target, and is at the new one. Returns the new target.
+async fn new_target_then_provision(
+    f: &Fleet,
+    opts: &CreateOptions,
+) -> pgfleet_control::catalog::Target {
+    let mut files = TARGET.to_vec();
+    files.push((
+        "20260103000000_pinned.sql",
+        "ALTER TABLE notes ADD COLUMN pinned boolean NOT NULL DEFAULT false;",
+    ));
+    let dir = TargetDir::new(&files);
+    f.record(&dir.load()).await.unwrap();
+    let new_target = f.control.target().await.unwrap();
+    let t = f
+        .control
+        .provision("after-change", opts, WAIT)
+        .await
+        .unwrap();
+    assert!(!from_spare(f, "after-change").await);
+    assert_eq!(t.schema_version.as_deref(), Some("20260103000000"));
+    new_target
+}
+
 #[tokio::test]
 async fn schema_tenants_claim_verified_spares_and_stale_or_unfinished_spares_are_dropped() {
     let f = Fleet::new().await;
@@ -167,21 +191,7 @@ async fn schema_tenants_claim_verified_spares_and_stale_or_unfinished_spares_are
     f.control.keep_spares(false);
 
     // A new target: old spares are never claimed, and the next refill replaces them.
-    let mut files = TARGET.to_vec();
-    files.push((
-        "20260103000000_pinned.sql",
-        "ALTER TABLE notes ADD COLUMN pinned boolean NOT NULL DEFAULT false;",
-    ));
-    let dir = TargetDir::new(&files);
-    f.record(&dir.load()).await.unwrap();
-    let new_target = f.control.target().await.unwrap();
-    let t = f
-        .control
-        .provision("after-change", &on_own(), WAIT)
-        .await
-        .unwrap();
-    assert!(!from_spare(&f, "after-change").await);
-    assert_eq!(t.schema_version.as_deref(), Some("20260103000000"));
+    let new_target = new_target_then_provision(&f, &on_own()).await;
     assert!(
         spares(&shared, &new_target.dir_hash)
             .await
@@ -415,21 +425,7 @@ async fn database_tenants_claim_verified_spare_databases_once_without_connecting
     f.control.keep_spares(false);
 
     // A new target: spares of the old one are never claimed; the next refill replaces them.
-    let mut files = TARGET.to_vec();
-    files.push((
-        "20260103000000_pinned.sql",
-        "ALTER TABLE notes ADD COLUMN pinned boolean NOT NULL DEFAULT false;",
-    ));
-    let dir = TargetDir::new(&files);
-    f.record(&dir.load()).await.unwrap();
-    let new_target = f.control.target().await.unwrap();
-    let t = f
-        .control
-        .provision("after-change", &db_on_own(), WAIT)
-        .await
-        .unwrap();
-    assert!(!from_spare(&f, "after-change").await);
-    assert_eq!(t.schema_version.as_deref(), Some("20260103000000"));
+    let new_target = new_target_then_provision(&f, &db_on_own()).await;
     assert_eq!(spare_databases(&admin, &fleet).await.len(), 2);
     assert_eq!(f.control.refill_spare_databases("own").await.unwrap(), 2);
     let pool = spare_databases(&admin, &fleet).await;

@@ -62,6 +62,15 @@ impl WireBackend {
 }
 
 impl WireBackend {
+    /// Opens a connection with `config`'s login and these settings.
+    async fn open(
+        &self,
+        config: &tokio_postgres::Config,
+        permit: BudgetPermit,
+    ) -> Result<WireConn, ConnectError> {
+        WireConn::open(config, &self.extra_options, &self.application_name, permit).await
+    }
+
     /// The shared connections of the same settings, for trusted callers of schema-mode tenants
     /// ([`Router::with_wire`](crate::Router::with_wire) chooses).
     pub fn shared(&self) -> SharedWireBackend {
@@ -93,13 +102,7 @@ impl Backend for SharedWireBackend {
                 "the tenant has no shared login".into(),
             ));
         };
-        let mut conn = WireConn::open(
-            &shared.config,
-            &self.0.extra_options,
-            &self.0.application_name,
-            permit,
-        )
-        .await?;
+        let mut conn = self.0.open(&shared.config, permit).await?;
         conn.shared = true;
         Ok(conn)
     }
@@ -224,13 +227,7 @@ impl Backend for WireBackend {
         placement: &Placement,
         permit: BudgetPermit,
     ) -> Result<WireConn, ConnectError> {
-        WireConn::open(
-            &placement.config,
-            &self.extra_options,
-            &self.application_name,
-            permit,
-        )
-        .await
+        self.open(&placement.config, permit).await
     }
 
     fn is_closed(conn: &WireConn) -> bool {
