@@ -2,26 +2,28 @@
 //! [`Router::with_tenant`](crate::Router::with_tenant)) of schema-mode tenants are served from one
 //! idle list per server of connections logged in as the fleet's **pool role** (it owns nothing,
 //! holds no privilege, inherits none of the tenant roles it is a member of, and its `search_path`
-//! resolves nothing). Each checkout queues, ahead of anything the caller sends, and without
-//! waiting for the server:
+//! resolves nothing). Each checkout that changes tenant queues one simple query, ahead of
+//! anything the caller sends, and without waiting for the server:
 //!
-//! 1. `BEGIN; ROLLBACK; SET SESSION AUTHORIZATION DEFAULT` — whatever the last tenant left open
-//!    is rolled back and the session is the pool role again; committed on its own, so nothing
-//!    below can bring the last tenant's role back. (`BEGIN` first: a `ROLLBACK` with no
+//! 1. `BEGIN; ROLLBACK; BEGIN; SET SESSION AUTHORIZATION DEFAULT; COMMIT` — whatever the last
+//!    tenant left open is rolled back and the session is the pool role again, committed on its
+//!    own, so nothing below can bring the last tenant's role back. (`BEGIN` first: a `ROLLBACK` with no
 //!    transaction open would write a warning to the server's log on every switch. A transaction
 //!    the last user left *failed* makes `BEGIN` fail: the switch fails, the connection is closed,
 //!    and [`Router::with_tenant`](crate::Router::with_tenant) runs the work once more on another
 //!    connection, since nothing of it ran;)
-//! 2. one implicit transaction that clears the last tenant's session — `CLOSE ALL`, `RESET ALL`,
-//!    `UNLISTEN *`, `pg_advisory_unlock_all()`, `DISCARD TEMP`, `DISCARD SEQUENCES`, the prepared
-//!    statements made with SQL `PREPARE` (not the driver's: deallocating those would break
-//!    tokio-postgres's cached type look-ups) — then `SET ROLE` the tenant and `SET search_path`.
+//! 2. then, in the same query, one implicit transaction that clears the last tenant's session —
+//!    `CLOSE ALL`, `RESET ALL`, `UNLISTEN *`, `pg_advisory_unlock_all()`, `DISCARD TEMP`, `DISCARD
+//!    SEQUENCES`, the prepared statements made with SQL `PREPARE` (not the driver's: deallocating
+//!    those would break tokio-postgres's cached type look-ups) — then `SET ROLE` the tenant and
+//!    `SET search_path`: one call of the directory's switch function when it has one
+//!    ([`SharedLogin::switch_function`](crate::SharedLogin::switch_function)), else those statements.
 //!
 //! A connection handed back to the tenant it serves already gets nothing: what that tenant left is
 //! its own, as on a connection logged in as it. `DISCARD ALL` would do most of the reset but cannot
 //! run inside a multi-statement query. The answers are
 //! read in the background ([`SwitchCheck`]). **Fail-closed**: if step 2 fails, all of it is rolled
-//! back and the session stays the pool role, which can do nothing, so the caller's work fails; the
+//! back and the session stays the pool role (committed in step 1), which can do nothing, so the caller's work fails; the
 //! router then reports [`RouterError::RoleSwitch`](crate::RouterError::RoleSwitch) (never a repair)
 //! and closes the connection.
 
@@ -107,9 +109,11 @@ impl std::fmt::Debug for SharedConn {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct SharedPgBackend;
 
-/// What a checkout sends first: the last tenant's transaction and role gone, committed alone
-/// (`BEGIN` first, so that no transaction left open writes no warning to the server's log).
-const RESET_ROLE: &str = "BEGIN; ROLLBACK; SET SESSION AUTHORIZATION DEFAULT";
+/// What a checkout's query starts with: the last tenant's transaction rolled back (`BEGIN` first,
+/// so that a `ROLLBACK` with no transaction open writes no warning to the server's log), then
+/// the pool role again in a transaction committed on its own, so that nothing after it can bring
+/// the last tenant's role back.
+const RESET_ROLE: &str = "BEGIN; ROLLBACK; BEGIN; SET SESSION AUTHORIZATION DEFAULT; COMMIT";
 
 /// The session cleared, then the switch, in one implicit transaction: `role` and `search_path`
 /// come from the catalog (names pgfleet made), quoted anyway. With the directory's switch
@@ -217,12 +221,9 @@ impl Backend for SharedPgBackend {
             &shared.search_path,
             shared.switch_function.as_deref(),
         );
+        let sql = format!("{RESET_ROLE}; {switch}");
         let mut work = Box::pin(async move {
-            let (reset, switched) = tokio::join!(
-                client.batch_execute(RESET_ROLE),
-                client.batch_execute(&switch)
-            );
-            match reset.and(switched) {
+            match client.batch_execute(&sql).await {
                 Ok(()) => Ok(()),
                 Err(e) => Err(SwitchFailure {
                     stale: e.code()
@@ -232,8 +233,8 @@ impl Backend for SharedPgBackend {
             }
         });
         let (tx, rx) = watch::channel(None);
-        // One poll sends both messages (tokio-postgres queues a request when its future is first
-        // polled), so they reach the server before anything the caller sends on this client.
+        // One poll sends the message (tokio-postgres queues a request when its future is first
+        // polled), so it reaches the server before anything the caller sends on this client.
         let mut cx = Context::from_waker(std::task::Waker::noop());
         match work.as_mut().poll(&mut cx) {
             Poll::Ready(r) => {
