@@ -514,14 +514,8 @@ async fn the_apps_token_shares_connections_of_schema_tenants_end_users_never_and
     // the request runs (the insert below lands once), and a's app callers log in as a from now.
     let a = h.tenant("a").await;
     let admin = pgfleet_testkit::connect(&pgfleet_testkit::shared().url_for(&a.database)).await;
-    let pool: String = admin
-        .query_one(
-            "SELECT rolname::text FROM pg_roles WHERE rolname LIKE 'pgfleet\\_pool\\_%' ORDER BY oid DESC LIMIT 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    // This fleet's pool role (other tests' fleets on the shared cluster have their own).
+    let pool = who(&h, "a", false).await.0;
     admin
         .batch_execute(&format!("REVOKE \"{a_role}\" FROM \"{pool}\""))
         .await
