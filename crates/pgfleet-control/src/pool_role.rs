@@ -30,8 +30,9 @@ pub(crate) const SWITCH_FUNCTION: &str = "pgfleet_pool.switch_to";
 /// changes tenant: everything of the last tenant's session the router cannot drop from outside a
 /// transaction goes (settings, `LISTEN`, advisory locks, SQL prepared statements, temporary
 /// objects, sequence state), then `role` and `search_path` are set. One statement whose plan each
-/// session caches, instead of seven parsed every time. Every name it uses is schema-qualified: it
-/// runs with the caller's (empty) `search_path`. `set_config('role', …)` fails unless the session's
+/// session caches, instead of seven parsed every time. It is called with the last tenant's
+/// `search_path` still set, so every function it calls is schema-qualified and it uses no
+/// operator (`format` builds the `DEALLOCATE`): nothing in a tenant schema can stand in. `set_config('role', …)` fails unless the session's
 /// user (the pool role) is a member of `role`: then the transaction rolls back (fail-closed).
 const SWITCH_FUNCTION_SQL: &str = "CREATE SCHEMA IF NOT EXISTS pgfleet_pool;
 REVOKE ALL ON SCHEMA pgfleet_pool FROM PUBLIC;
@@ -45,7 +46,7 @@ BEGIN
   DISCARD TEMP;
   DISCARD SEQUENCES;
   FOR n IN SELECT s.name FROM pg_catalog.pg_prepared_statements s WHERE s.from_sql LOOP
-    EXECUTE 'DEALLOCATE ' || pg_catalog.quote_ident(n);
+    EXECUTE pg_catalog.format('DEALLOCATE %I', n);
   END LOOP;
   PERFORM pg_catalog.set_config('role', tenant_role, false);
   PERFORM pg_catalog.set_config('search_path', tenant_path, false);
@@ -54,7 +55,7 @@ REVOKE ALL ON FUNCTION pgfleet_pool.switch_to(text, text) FROM PUBLIC;";
 
 /// Version of [`SWITCH_FUNCTION_SQL`], kept in the function's comment: a process finding another
 /// version replaces it.
-const SWITCH_FUNCTION_VERSION: &str = "pgfleet switch_to v1";
+const SWITCH_FUNCTION_VERSION: &str = "pgfleet switch_to v2";
 
 /// The pool role of a server, with its password.
 #[derive(Clone)]

@@ -186,7 +186,6 @@ impl Run<'_> {
         let control = self.control;
         let target = self.target().await?;
         let template = control.template_name(&self.server(), &target).await?;
-        let verifier = crate::secrets::scram_verifier(password, crate::secrets::SCRAM_ITERATIONS)?;
         let t = self.tenant.clone();
         let fleet = control.fleet_id();
         let admin = self.admin().await?;
@@ -195,7 +194,7 @@ impl Run<'_> {
             &fleet,
             &t,
             &crate::spares::databases::marker(&template),
-            &verifier,
+            password,
         )
         .await?;
         if claimed {

@@ -65,14 +65,14 @@ const CLAIMABLE: &str = "d.datname LIKE $1 AND NOT d.datallowconn
 
 /// Claims a verified spare database marked `mark` for the database tenant `t`, whose role and
 /// database must not exist yet: one transaction on `admin` (a connection to the server's
-/// maintenance database), nothing run in the database itself. `verifier` is the SCRAM verifier of
+/// maintenance database), nothing run in the database itself. The role gets the SCRAM verifier of
 /// the tenant's password. `false` when no spare could be claimed.
 pub(crate) async fn claim(
     admin: &Client,
     fleet: &str,
     t: &Tenant,
     mark: &str,
-    verifier: &str,
+    password: &crate::secrets::Secret,
 ) -> Result<bool, ControlError> {
     let pattern = like(fleet);
     let candidates = admin
@@ -85,6 +85,11 @@ pub(crate) async fn claim(
         .await
         .map_err(q("looking for a spare database"))?;
     let candidates: Vec<String> = candidates.iter().map(|r| r.get(0)).collect();
+    if candidates.is_empty() {
+        return Ok(false);
+    }
+    // Only now, with a spare to claim (the template path's `CREATE ROLE` computes its own).
+    let verifier = &crate::secrets::scram_verifier(password, crate::secrets::SCRAM_ITERATIONS)?;
     let pattern = &pattern;
     super::claim_first(
         admin,

@@ -45,6 +45,19 @@ pub struct Refilled {
     pub databases: usize,
 }
 
+impl Refilled {
+    /// As the management API and the events report it for `server`: `built` (in all),
+    /// `schemas`, `databases`.
+    pub fn to_json(&self, server: &str) -> serde_json::Value {
+        serde_json::json!({
+            "server": server,
+            "built": self.schemas + self.databases,
+            "schemas": self.schemas,
+            "databases": self.databases,
+        })
+    }
+}
+
 /// The schema comment that marks a finished, verified spare of `target`.
 pub(crate) fn marker(target: &Target) -> String {
     format!(

@@ -487,20 +487,11 @@ pub(super) async fn spares(
 ) -> R {
     let name = path_text(name, "name")?;
     server(&s, &name).await?;
-    let built = s.control.refill_spares(&name).await?;
-    let total = built.schemas + built.databases;
-    record(
-        &s,
-        &c,
-        None,
-        "api.server.spares",
-        serde_json::json!({"token": c.token, "server": name, "built": total, "schemas": built.schemas, "databases": built.databases}),
-    )
-    .await;
-    Ok(json(
-        StatusCode::OK,
-        serde_json::json!({"server": name, "built": total, "schemas": built.schemas, "databases": built.databases}),
-    ))
+    let built = s.control.refill_spares(&name).await?.to_json(&name);
+    let mut detail = built.clone();
+    detail["token"] = serde_json::json!(c.token);
+    record(&s, &c, None, "api.server.spares", detail).await;
+    Ok(json(StatusCode::OK, built))
 }
 
 /// The query of `GET /v1/events`.

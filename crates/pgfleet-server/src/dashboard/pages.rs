@@ -376,10 +376,7 @@ pub(super) async fn server_action(
             s.control.activate_server(&name).await?;
             serde_json::json!({"server": name})
         }
-        "spares" => {
-            let built = s.control.refill_spares(&name).await?;
-            serde_json::json!({"server": name, "built": built.schemas + built.databases, "schemas": built.schemas, "databases": built.databases})
-        }
+        "spares" => s.control.refill_spares(&name).await?.to_json(&name),
         _ => return Err(Problem::not_found("no such server action").into()),
     };
     record(&s, &who, None, &format!("api.server.{action}"), detail).await;

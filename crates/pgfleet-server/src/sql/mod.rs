@@ -180,27 +180,25 @@ impl SqlService {
             max_response: self.opts.max_response,
             timeout: self.opts.statement_timeout,
         };
-        let mut attempts = 0u32;
         // End users never share a connection; the application's own token may.
         let trusted = caller.via != Via::Jwt;
-        let mut outcome = self
-            .router
-            .with_wire(&caller.key, &self.wire, trusted, |conn| {
-                attempts += 1;
-                execute(conn, &req.work, limits)
-            })
-            .await;
-        if matches!(outcome, Err(RouterError::RoleSwitch { .. })) {
-            // Nothing ran; the tenant's own login from now on.
-            attempts = 0;
-            outcome = self
+        let mut attempts;
+        let mut tries = 0;
+        let outcome = loop {
+            attempts = 0u32;
+            tries += 1;
+            let outcome = self
                 .router
                 .with_wire(&caller.key, &self.wire, trusted, |conn| {
                     attempts += 1;
                     execute(conn, &req.work, limits)
                 })
                 .await;
-        }
+            // A failed switch ran nothing; once more, on the tenant's own login from now on.
+            if tries > 1 || !matches!(outcome, Err(RouterError::RoleSwitch { .. })) {
+                break outcome;
+            }
+        };
         let healed = attempts > 1;
         match outcome {
             Ok(results) => {
