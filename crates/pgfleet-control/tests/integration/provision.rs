@@ -520,11 +520,22 @@ async fn database_tenants_can_be_copied_from_a_per_server_template() {
 #[tokio::test]
 async fn no_connection_to_a_tenant_database_is_kept_open_after_provisioning() {
     let f = Fleet::new().await;
+    // A server of its own: the shared database of the test cluster also serves the schema
+    // tenants of other tests running at the same time.
+    let own = pgfleet_testkit::TestCluster::start();
+    f.control
+        .add_server("own", &own.url(), 100, 1)
+        .await
+        .unwrap();
+    let on_own = |mode| CreateOptions {
+        mode: Some(mode),
+        server: Some("own".into()),
+    };
     let mut dbs = Vec::new();
     for i in 0..6 {
         dbs.push(
             f.control
-                .provision(&format!("leak-{i}"), &CreateOptions::default(), WAIT)
+                .provision(&format!("leak-{i}"), &on_own(Mode::Database), WAIT)
                 .await
                 .unwrap()
                 .database,
@@ -532,10 +543,10 @@ async fn no_connection_to_a_tenant_database_is_kept_open_after_provisioning() {
     }
     let s = f
         .control
-        .provision("leak-s", &schema_mode(), WAIT)
+        .provision("leak-s", &on_own(Mode::Schema), WAIT)
         .await
         .unwrap();
-    let admin = pgfleet_testkit::connect(f.catalog.admin_url()).await;
+    let admin = pgfleet_testkit::connect(&own.url()).await;
     // Backends of closed connections may take a moment to leave.
     let mut open = i64::MAX;
     for _ in 0..50 {
