@@ -89,12 +89,15 @@ impl<B: Backend> Drop for Pooled<B> {
         let Some(conn) = self.conn.take() else {
             return;
         };
-        if B::is_closed(&conn) || self.entry.stale.load(Ordering::Relaxed) {
+        let p = &self.entry.placement;
+        let list = B::idle_key(p);
+        // A tenant's own connection goes with its stale entry (credentials rotated, tenant moved
+        // or dropped); a shared one serves the other tenants still (the next switch resets it).
+        let own = list == p.key.as_str();
+        if B::is_closed(&conn) || (own && self.entry.stale.load(Ordering::Relaxed)) {
             drop(conn); // it gives its budget permit back once the server has closed it
         } else {
-            self.entry
-                .server
-                .put_idle::<B, B::Conn>(B::idle_key(&self.entry.placement), conn);
+            self.entry.server.put_idle::<B, B::Conn>(list, conn);
         }
     }
 }

@@ -19,6 +19,11 @@ pub struct RouterOptions {
     pub budget_per_server: usize,
     /// Connections one tenant may have in use at once, of every kind together.
     pub per_tenant: usize,
+    /// Connections being opened to one server at once. Opening is the server's slowest work (a
+    /// process, a login); beyond its cores it goes no faster, and each opening holds a permit of
+    /// the budget that idle connections of hot tenants could keep: others wait for their turn
+    /// (or take an idle connection that comes back meanwhile).
+    pub opens_per_server: usize,
     /// How long [`Router::client`](crate::Router::client) waits for a connection.
     pub acquire_timeout: Duration,
     /// Connect timeout of a new connection.
@@ -49,6 +54,7 @@ impl Default for RouterOptions {
         Self {
             budget_per_server: 20,
             per_tenant: 5,
+            opens_per_server: 8,
             acquire_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
@@ -69,6 +75,7 @@ impl std::fmt::Debug for RouterOptions {
         f.debug_struct("RouterOptions")
             .field("budget_per_server", &self.budget_per_server)
             .field("per_tenant", &self.per_tenant)
+            .field("opens_per_server", &self.opens_per_server)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("ttl", &self.ttl)

@@ -33,10 +33,24 @@ impl Use {
     }
 }
 
+/// Which idle connection [`ServerPool::take_idle`] takes when none is ready for the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Other {
+    /// None (the caller would rather open one).
+    None,
+    /// The most recently returned (a tenant's own list: the others grow idle and are reaped).
+    MostRecent,
+    /// The least recently returned (a shared list: the connection switched to the tenant served
+    /// longest ago, likely a cold one, so the hot tenants' connections stay switched to them).
+    LeastRecent,
+}
+
 /// One server's connections: its budget, and its tenants' idle connections of every kind.
 pub(crate) struct ServerPool {
     pub(crate) name: String,
     budget: Arc<Semaphore>,
+    /// Connections being opened at once ([`RouterOptions::opens_per_server`](crate::RouterOptions::opens_per_server)).
+    opening: Arc<Semaphore>,
     idle: Mutex<Idle>,
     /// Signalled when a connection goes back to idle or closes.
     changed: Notify,
@@ -50,6 +64,8 @@ pub(crate) struct ServerPool {
     pub(crate) hits: std::sync::atomic::AtomicU64,
     /// Acquires that opened a connection.
     pub(crate) misses: std::sync::atomic::AtomicU64,
+    /// Acquires of a shared connection that switched it to another tenant.
+    pub(crate) switches: std::sync::atomic::AtomicU64,
 }
 
 /// One connection's share of its server's budget. The router takes it before it opens a
@@ -178,10 +194,11 @@ impl<C: Send + 'static> IdleKind for IdleOf<C> {
 }
 
 impl ServerPool {
-    pub(crate) fn new(name: &str, budget: usize) -> Arc<Self> {
+    pub(crate) fn new(name: &str, budget: usize, opens: usize) -> Arc<Self> {
         Arc::new(Self {
             name: name.to_string(),
             budget: Arc::new(Semaphore::new(budget.max(1))),
+            opening: Arc::new(Semaphore::new(opens.max(1))),
             idle: Mutex::new(Idle::default()),
             changed: Notify::new(),
             down: Mutex::new(None),
@@ -189,6 +206,7 @@ impl ServerPool {
             uses: Mutex::new(HashMap::new()),
             hits: std::sync::atomic::AtomicU64::new(0),
             misses: std::sync::atomic::AtomicU64::new(0),
+            switches: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -229,29 +247,40 @@ impl ServerPool {
         self.open.load(Ordering::Relaxed)
     }
 
-    /// Tenant `key`'s most recently returned idle connection of kind `K` that is not closed.
-    /// Among them, one that `prefer` says is ready for the caller goes first (a shared
-    /// connection already switched to the caller's tenant).
+    /// An idle connection of kind `K` of list `key` that is not closed: first one that `prefer`
+    /// says is ready for the caller (a shared connection already switched to the caller's
+    /// tenant), the most recently returned of them; else as `other` says.
     pub(crate) fn take_idle<K: 'static, C: Send + 'static>(
         &self,
         key: &str,
         is_closed: fn(&C) -> bool,
         prefer: impl Fn(&C) -> bool,
+        other: Other,
     ) -> Option<C> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.of::<K, C>()?.0.get_mut(key)?;
-        if let Some(i) = list.iter().rposition(|(_, c)| prefer(c)) {
+        while let Some(i) = list.iter().rposition(|(_, c)| prefer(c)) {
             let (_, c) = list.remove(i);
             if !is_closed(&c) {
                 return Some(c);
             }
         }
-        while let Some((_, c)) = list.pop() {
+        loop {
+            let (_, c) = match other {
+                Other::None => return None,
+                Other::MostRecent => list.pop()?,
+                Other::LeastRecent if list.is_empty() => return None,
+                Other::LeastRecent => list.remove(0),
+            };
             if !is_closed(&c) {
                 return Some(c);
             }
         }
-        None
+    }
+
+    /// Whether the budget has a permit free now.
+    pub(crate) fn has_room(&self) -> bool {
+        self.budget.available_permits() > 0
     }
 
     /// Keeps `conn` (of kind `K`) idle for tenant `key`, and wakes tasks waiting for one.
@@ -350,7 +379,9 @@ impl ServerPool {
     /// Waiters queue on the semaphore, first come first served: a freed permit goes to the
     /// longest waiter, so no tenant loses every race to the others (a CI run saw a hot tenant time
     /// out after 10 s when every waiter was woken to race for each permit). A waiter closes
-    /// another idle connection when it starts waiting and whenever the pool changes.
+    /// one idle connection of another tenant or kind, as soon as there is one (when it starts
+    /// waiting, or at a later change of the pool), and no more: that connection's permit is the
+    /// one the queue owes it.
     ///
     /// `Ok(None)` when, while it waited, a connection of kind `kind` came back to `key`'s own idle
     /// list (which it never evicts): take that one instead.
@@ -374,6 +405,36 @@ impl ServerPool {
         }))
     }
 
+    /// A turn to open a connection of kind `kind` for list `key` (held until it is open), waited
+    /// for until `deadline`; `Err` on timeout. `Ok(None)` when, while it waited, list `key` got an
+    /// idle connection of kind `kind`: take that one instead.
+    pub(crate) async fn opening(
+        &self,
+        kind: TypeId,
+        key: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<OwnedSemaphorePermit>, ()> {
+        if let Ok(p) = self.opening.clone().try_acquire_owned() {
+            return Ok(Some(p));
+        }
+        let acquire = self.opening.clone().acquire_owned();
+        tokio::pin!(acquire);
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.has_idle(kind, key) {
+                return Ok(None);
+            }
+            tokio::select! {
+                biased;
+                p = &mut acquire => return Ok(Some(p.expect("never closed"))),
+                () = &mut changed => {}
+                () = tokio::time::sleep_until(deadline) => return Err(()),
+            }
+        }
+    }
+
     /// Whether `key` has an idle connection of kind `kind`.
     fn has_idle(&self, kind: TypeId, key: &str) -> bool {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
@@ -390,6 +451,10 @@ impl ServerPool {
     ) -> Result<Option<OwnedSemaphorePermit>, ()> {
         let acquire = self.budget.clone().acquire_owned();
         tokio::pin!(acquire);
+        // One eviction per waiter: each closed connection gives one permit back, so a waiter that
+        // closed one has done its part (closing another at each change, as every waiter is
+        // woken, would empty the idle lists of the tenants the eviction means to keep).
+        let mut evicted = false;
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
@@ -397,7 +462,9 @@ impl ServerPool {
             if self.has_idle(kind, key) {
                 return Ok(None);
             }
-            self.evict_other(kind, key);
+            if !evicted {
+                evicted = self.evict_other(kind, key);
+            }
             tokio::select! {
                 biased;
                 p = &mut acquire => return Ok(Some(p.expect("the budget is never closed"))),
@@ -429,7 +496,7 @@ mod tests {
 
     #[tokio::test]
     async fn eviction_takes_the_longest_idle_of_another_tenant_or_kind() {
-        let pool = ServerPool::new("s", 3);
+        let pool = ServerPool::new("s", 3, 3);
         let closed = Arc::new(AtomicUsize::new(0));
         let deadline = || tokio::time::Instant::now() + Duration::from_millis(50);
         let mut permits = Vec::new();
@@ -457,17 +524,27 @@ mod tests {
         // Tenant t wants an A: its own A is not a victim, u's B (older than t's B) is.
         assert!(pool.evict_other(TypeId::of::<A>(), "t"));
         assert_eq!(closed.load(Ordering::SeqCst), 1);
-        assert!(pool.take_idle::<B, Conn>("u", open, |_| false).is_none());
+        assert!(
+            pool.take_idle::<B, Conn>("u", open, |_| false, Other::MostRecent)
+                .is_none()
+        );
         assert_eq!(
-            pool.take_idle::<B, Conn>("t", open, |_| false).unwrap().0,
+            pool.take_idle::<B, Conn>("t", open, |_| false, Other::MostRecent)
+                .unwrap()
+                .0,
             "t/B"
         );
         assert_eq!(
-            pool.take_idle::<A, Conn>("t", open, |_| false).unwrap().0,
+            pool.take_idle::<A, Conn>("t", open, |_| false, Other::MostRecent)
+                .unwrap()
+                .0,
             "t/A"
         );
         // A kind's connections are never handed out as another's.
-        assert!(pool.take_idle::<A, Conn>("u", open, |_| false).is_none());
+        assert!(
+            pool.take_idle::<A, Conn>("u", open, |_| false, Other::MostRecent)
+                .is_none()
+        );
         // A permit dropped gives the budget back.
         permits.pop();
         assert_eq!(pool.open(), 2);
@@ -480,7 +557,7 @@ mod tests {
 
     #[tokio::test]
     async fn eviction_keeps_the_hot_tenants_connection() {
-        let pool = ServerPool::new("s", 2);
+        let pool = ServerPool::new("s", 2, 2);
         let closed = Arc::new(AtomicUsize::new(0));
         for _ in 0..10 {
             pool.touch("hot");
@@ -491,9 +568,14 @@ mod tests {
         std::thread::sleep(Duration::from_millis(2));
         pool.put_idle::<A, Conn>("cold", Conn("cold", closed.clone()));
         assert!(pool.evict_other(TypeId::of::<A>(), "new"));
-        assert!(pool.take_idle::<A, Conn>("cold", open, |_| false).is_none());
+        assert!(
+            pool.take_idle::<A, Conn>("cold", open, |_| false, Other::MostRecent)
+                .is_none()
+        );
         assert_eq!(
-            pool.take_idle::<A, Conn>("hot", open, |_| false).unwrap().0,
+            pool.take_idle::<A, Conn>("hot", open, |_| false, Other::MostRecent)
+                .unwrap()
+                .0,
             "hot"
         );
         // Use fades: a half-life later a count of 10 is 5.
@@ -506,13 +588,13 @@ mod tests {
 
     #[test]
     fn a_connection_ready_for_the_caller_goes_first_then_the_most_recent() {
-        let pool = ServerPool::new("s", 4);
+        let pool = ServerPool::new("s", 4, 4);
         let closed = Arc::new(AtomicUsize::new(0));
         for name in ["x", "y", "z"] {
             pool.put_idle::<A, Conn>("shared", Conn(name, closed.clone()));
         }
         let take = |want: &'static str| {
-            pool.take_idle::<A, Conn>("shared", open, move |c| c.0 == want)
+            pool.take_idle::<A, Conn>("shared", open, move |c| c.0 == want, Other::MostRecent)
                 .unwrap()
                 .0
         };
@@ -520,14 +602,119 @@ mod tests {
         assert_eq!(take("nobody"), "z");
         assert_eq!(take("nobody"), "x");
         assert!(
-            pool.take_idle::<A, Conn>("shared", open, |_| true)
+            pool.take_idle::<A, Conn>("shared", open, |_| true, Other::MostRecent)
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn a_shared_list_switches_its_longest_idle_or_none() {
+        let pool = ServerPool::new("s", 4, 4);
+        let closed = Arc::new(AtomicUsize::new(0));
+        for name in ["x", "y", "z"] {
+            pool.put_idle::<A, Conn>("shared", Conn(name, closed.clone()));
+        }
+        let take = |other| {
+            pool.take_idle::<A, Conn>("shared", open, |c| c.0 == "y", other)
+                .map(|c| c.0)
+        };
+        assert_eq!(take(Other::None), Some("y"));
+        assert_eq!(take(Other::None), None);
+        assert_eq!(take(Other::LeastRecent), Some("x"));
+        assert_eq!(take(Other::LeastRecent), Some("z"));
+        assert_eq!(take(Other::LeastRecent), None);
+    }
+
+    /// A connection that holds its budget permit, as a real one does until the server closed it
+    /// (10 ms after it is dropped).
+    struct Held(Option<BudgetPermit>, Arc<AtomicUsize>);
+    impl Drop for Held {
+        fn drop(&mut self) {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            let permit = self.0.take();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                drop(permit);
+            });
+        }
+    }
+
+    #[tokio::test]
+    async fn each_waiter_closes_one_idle_connection_and_no_more() {
+        let pool = ServerPool::new("s", 6, 6);
+        let closed = Arc::new(AtomicUsize::new(0));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        for t in ["a", "b", "c", "d", "e", "f"] {
+            let p = pool
+                .permit(TypeId::of::<A>(), t, deadline)
+                .await
+                .unwrap()
+                .unwrap();
+            pool.put_idle::<A, Held>(t, Held(Some(p), closed.clone()));
+        }
+        // Three tenants wait at once for the spent budget: three connections close, three stay.
+        let waiters: Vec<_> = ["x", "y", "z"]
+            .into_iter()
+            .map(|k| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    pool.permit(TypeId::of::<A>(), k, deadline)
+                        .await
+                        .unwrap()
+                        .unwrap()
+                })
+            })
+            .collect();
+        // Meanwhile the pool changes (other tenants' connections come and go): no more closes.
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            pool.changed.notify_waiters();
+        }
+        let mut permits = Vec::new();
+        for w in waiters {
+            permits.push(w.await.unwrap());
+        }
+        assert_eq!(closed.load(Ordering::SeqCst), 3);
+        assert_eq!(pool.open(), 6);
+    }
+
+    #[tokio::test]
+    async fn openings_take_turns_and_a_returned_connection_ends_the_wait() {
+        let pool = ServerPool::new("s", 4, 1);
+        let closed = Arc::new(AtomicUsize::new(0));
+        let soon = || tokio::time::Instant::now() + Duration::from_millis(50);
+        let turn = pool.opening(TypeId::of::<A>(), "t", soon()).await.unwrap();
+        assert!(turn.is_some());
+        // The one turn is taken: the next waits, and times out.
+        assert!(pool.opening(TypeId::of::<A>(), "t", soon()).await.is_err());
+        // A connection back to the list ends the wait: take it instead.
+        let waiting = {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                pool.opening(
+                    TypeId::of::<A>(),
+                    "t",
+                    tokio::time::Instant::now() + Duration::from_secs(5),
+                )
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        pool.put_idle::<A, Conn>("t", Conn("t", closed.clone()));
+        assert!(matches!(waiting.await.unwrap(), Ok(None)));
+        // The turn given back goes to the next.
+        drop(turn);
+        assert!(
+            pool.opening(TypeId::of::<A>(), "u", soon())
+                .await
+                .unwrap()
+                .is_some()
         );
     }
 
     #[tokio::test]
     async fn reap_and_drop_cover_every_kind() {
-        let pool = ServerPool::new("s", 4);
+        let pool = ServerPool::new("s", 4, 4);
         let closed = Arc::new(AtomicUsize::new(0));
         pool.put_idle::<A, Conn>("t", Conn("t/A", closed.clone()));
         pool.put_idle::<B, Conn>("t", Conn("t/B", closed.clone()));

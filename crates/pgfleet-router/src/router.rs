@@ -13,7 +13,7 @@ use crate::directory::Directory;
 use crate::error::{RouterError, describe};
 use crate::housekeeping;
 use crate::options::RouterOptions;
-use crate::pool::BudgetPermit;
+use crate::pool::{BudgetPermit, Other};
 use crate::shared::SharedPgBackend;
 use crate::snapshot::{Entry, Snapshot};
 
@@ -104,6 +104,16 @@ impl<D: Directory> Router<D> {
         })
     }
 
+    /// Checkouts of a shared connection that switched it to another tenant since the router
+    /// started, over all servers (each costs the server one more query).
+    pub fn switches(&self) -> u64 {
+        self.snapshot
+            .servers()
+            .iter()
+            .map(|s| s.switches.load(std::sync::atomic::Ordering::Relaxed))
+            .sum()
+    }
+
     /// Whether trusted callers of this tenant are served from shared connections.
     pub(crate) fn shares(&self, entry: &Entry) -> bool {
         self.snapshot.opts.shared_connections
@@ -188,19 +198,52 @@ impl<D: Directory> Router<D> {
         let pool = &entry.server;
         let idle_key = B::idle_key(p);
         pool.touch(idle_key);
-        if let Some(mut c) =
-            pool.take_idle::<B, B::Conn>(idle_key, B::is_closed, |c| B::serves(c, p))
+        // A list several tenants share: while the budget has room, a new connection rather than
+        // switching one that serves another tenant (the pool grows to the budget, so the hot
+        // tenants keep connections switched to them); then the one switched longest ago.
+        let shared = idle_key != p.key.as_str();
+        let other = match (shared, pool.has_room()) {
+            (false, _) => Other::MostRecent,
+            (true, true) => Other::None,
+            (true, false) => Other::LeastRecent,
+        };
+        if let Some(c) =
+            pool.take_idle::<B, B::Conn>(idle_key, B::is_closed, |c| B::serves(c, p), other)
         {
-            B::checkout(&mut c, p);
-            hit(pool, true);
-            return Ok(Pooled::new(c, entry.clone(), cap));
+            return Ok(self.hand_out::<B>(c, entry, cap, true));
         }
-        if let Some(why) = pool.down_reason() {
-            return Err(Retry::Fail(RouterError::Unavailable {
+        let down = |why| {
+            Retry::Fail(RouterError::Unavailable {
                 key: p.key.clone(),
                 server: p.server.clone(),
                 cause: why,
-            }));
+            })
+        };
+        if let Some(why) = pool.down_reason() {
+            return Err(down(why));
+        }
+        let other = if shared {
+            Other::LeastRecent
+        } else {
+            Other::MostRecent
+        };
+        // A turn to open one (few at once per server), unless a connection comes back meanwhile.
+        let _opening = loop {
+            let turn = pool
+                .opening(TypeId::of::<B>(), idle_key, deadline)
+                .await
+                .map_err(|()| timeout("the server has as many connections being opened as it may (opens_per_server)"))?;
+            if let Some(turn) = turn {
+                break turn;
+            }
+            if let Some(c) =
+                pool.take_idle::<B, B::Conn>(idle_key, B::is_closed, |c| B::serves(c, p), other)
+            {
+                return Ok(self.hand_out::<B>(c, entry, cap, true));
+            }
+        };
+        if let Some(why) = pool.down_reason() {
+            return Err(down(why));
         }
         let permit = loop {
             let waited = pool
@@ -209,22 +252,45 @@ impl<D: Directory> Router<D> {
                 .map_err(|()| timeout("the server's connection budget is in use"))?;
             // Another task may have returned one meanwhile (the wait ends for that too: a
             // connection of one's own idle list is never evicted for one's own sake).
-            if let Some(mut c) =
-                pool.take_idle::<B, B::Conn>(idle_key, B::is_closed, |c| B::serves(c, p))
+            // With a permit in hand, a shared connection switched to another tenant is not worth
+            // more than a new one.
+            let other = if shared && waited.is_some() {
+                Other::None
+            } else {
+                other
+            };
+            if let Some(c) =
+                pool.take_idle::<B, B::Conn>(idle_key, B::is_closed, |c| B::serves(c, p), other)
             {
                 drop(waited);
-                B::checkout(&mut c, p);
-                hit(pool, true);
-                return Ok(Pooled::new(c, entry.clone(), cap));
+                return Ok(self.hand_out::<B>(c, entry, cap, true));
             }
             if let Some(permit) = waited {
                 break permit;
             }
         };
-        let mut conn = self.open(entry, backend, permit).await?;
-        hit(pool, false);
+        let conn = self.open(entry, backend, permit).await?;
+        Ok(self.hand_out::<B>(conn, entry, cap, false))
+    }
+
+    /// Counts the acquire (`idle`: served by an idle connection) and the switch of a shared
+    /// connection to another tenant, prepares the connection ([`Backend::checkout`]) and hands it
+    /// out.
+    fn hand_out<B: Backend>(
+        &self,
+        mut conn: B::Conn,
+        entry: &Arc<Entry>,
+        cap: tokio::sync::OwnedSemaphorePermit,
+        idle: bool,
+    ) -> Pooled<B> {
+        let (p, pool) = (&entry.placement, &entry.server);
+        if B::idle_key(p) != p.key.as_str() && !B::serves(&conn, p) {
+            pool.switches
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         B::checkout(&mut conn, p);
-        Ok(Pooled::new(conn, entry.clone(), cap))
+        hit(pool, idle);
+        Pooled::new(conn, entry.clone(), cap)
     }
 
     /// Opens a new connection of kind `B` within the connect timeout; a server that cannot be

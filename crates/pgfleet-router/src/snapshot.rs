@@ -89,18 +89,35 @@ impl<D: Directory> Snapshot<D> {
         let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
         servers
             .entry(name.to_string())
-            .or_insert_with(|| ServerPool::new(name, self.opts.budget_per_server))
+            .or_insert_with(|| {
+                ServerPool::new(
+                    name,
+                    self.opts.budget_per_server,
+                    self.opts.opens_per_server,
+                )
+            })
             .clone()
     }
 
     fn insert(&self, placement: Placement) -> Arc<Entry> {
+        self.insert_unless_newer(placement, None)
+    }
+
+    /// Inserts the entry of `placement`, read from the directory after `asked`, unless the
+    /// snapshot has one read after `asked` already (tasks that reached a new tenant at once all
+    /// read it; the first one's entry stands, with its cap and connections).
+    fn insert_unless_newer(&self, placement: Placement, asked: Option<Instant>) -> Arc<Entry> {
         let server = self.server(&placement.server);
         let entry = Arc::new(Entry::new(placement, server, self.opts.per_tenant, false));
-        let old = self
-            .tenants
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(entry.placement.key.clone(), entry.clone());
+        let old = {
+            let mut tenants = self.tenants.write().unwrap_or_else(|e| e.into_inner());
+            if let (Some(asked), Some(cur)) = (asked, tenants.get(&entry.placement.key))
+                && cur.fetched >= asked
+            {
+                return cur.clone();
+            }
+            tenants.insert(entry.placement.key.clone(), entry.clone())
+        };
         if let Some(old) = old
             && !Arc::ptr_eq(&old, &entry)
         {
@@ -189,9 +206,10 @@ impl<D: Directory> Snapshot<D> {
             key: key.into(),
             source,
         };
+        let asked = Instant::now();
         let found = self.directory.lookup(key).await.map_err(directory_error)?;
         let placement = match (found, self.opts.unknown) {
-            (Some(p), _) => p,
+            (Some(p), _) => return Ok(self.insert_unless_newer(p, Some(asked))),
             (None, UnknownPolicy::Provision(timeout)) => self
                 .directory
                 .provision(key, timeout)

@@ -204,19 +204,27 @@ async fn warm_clients_send_nothing_but_the_application_s_statements() {
     assert!(err.is_not_found(), "{err}");
     drop(client);
 
-    // Shared connections (the default for schema tenants): each checkout that changes tenant
-    // queues one message of its own (the reset and the switch) ahead of the application's, and
-    // does not wait for its answer.
+    // Shared connections (the default for schema tenants). While the budget has room, a tenant
+    // no idle shared connection serves gets a new one rather than another tenant's: each keeps
+    // one switched to it, and warm checkouts send nothing either.
     let fleet = s.fleet(RouterOptions::default()).await;
-    for key in ["a", "b", "d"] {
-        fleet
-            .client(key)
-            .await
-            .unwrap()
-            .simple_query("select 1")
-            .await
-            .unwrap();
-    }
+    let warm = |fleet: pgfleet::Fleet| async move {
+        for key in ["a", "b", "d"] {
+            fleet
+                .client(key)
+                .await
+                .unwrap()
+                .simple_query("select 1")
+                .await
+                .unwrap();
+        }
+    };
+    warm(fleet.clone()).await;
+    assert_eq!(
+        fleet.router().switches(),
+        2,
+        "a new connection for a, then b"
+    );
     let before = count.load(Ordering::SeqCst);
     for i in 0..N {
         let key = ["a", "b", "d"][i % 3];
@@ -224,7 +232,36 @@ async fn warm_clients_send_nothing_but_the_application_s_statements() {
         assert_eq!(client.is_shared(), key != "d");
         client.simple_query("select 1").await.unwrap();
     }
+    assert_eq!(count.load(Ordering::SeqCst) - before, N);
+    assert_eq!(fleet.router().switches(), 2);
+    // With a budget of two (d's connection and one shared), a and b take turns on one shared
+    // connection: each checkout that changes tenant queues one message of its own (the reset
+    // and the switch) ahead of the application's, and does not wait for its answer.
+    drop(fleet);
+    let fleet = s
+        .fleet(RouterOptions {
+            budget_per_server: 2,
+            ..RouterOptions::default()
+        })
+        .await;
+    warm(fleet.clone()).await;
+    let (before, switched) = (count.load(Ordering::SeqCst), fleet.router().switches());
+    for i in 0..N {
+        let key = ["a", "b", "d"][i % 3];
+        let client = fleet.client(key).await.unwrap();
+        client.simple_query("select 1").await.unwrap();
+    }
     assert_eq!(count.load(Ordering::SeqCst) - before, N + 2 * N / 3);
+    assert_eq!(fleet.router().switches() - switched, (2 * N / 3) as u64);
+    // A tenant forgotten (its placement re-read) while it holds a shared connection: the
+    // connection goes back to serve the others, it is not closed.
+    let b = fleet.client("b").await.unwrap();
+    let pid = backend_pid(&b).await;
+    fleet.router().forget("b");
+    drop(b);
+    let a = fleet.client("a").await.unwrap();
+    assert_eq!(backend_pid(&a).await, pid, "the same shared connection");
+    drop(a);
     // Back to the tenant it serves already: nothing but the application's statement.
     fleet
         .client("a")
