@@ -28,11 +28,55 @@ impl Control {
         if t.state != State::Ready {
             return Ok(None);
         }
-        let Some(password) = self.tenant_password(&t).await? else {
+        let sealed = crate::catalog::tenants::password(&*self.catalog(), &t.id).await?;
+        let mut logins = Logins::default();
+        self.placement_of(t, sealed.as_ref(), &mut logins).await
+    }
+
+    /// The placements of up to `limit` ready tenants, newest first, read with one catalog query
+    /// (plus one per server): what a router preloads
+    /// ([`Router::preload`](pgfleet_router::Router::preload)).
+    ///
+    /// # Errors
+    /// Catalog errors, a master key that does not open a password.
+    pub async fn placements(&self, limit: usize) -> Result<Vec<Placement>, ControlError> {
+        let rows = crate::catalog::tenants::ready_with_passwords(
+            &*self.catalog(),
+            i64::try_from(limit).unwrap_or(i64::MAX),
+        )
+        .await?;
+        let mut logins = Logins::default();
+        let mut out = Vec::with_capacity(rows.len());
+        for (t, sealed) in rows {
+            if let Some(p) = self.placement_of(t, sealed.as_ref(), &mut logins).await? {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The placement of ready tenant `t` whose sealed password is `sealed`; `None` without one.
+    /// `logins` keeps each server's admin settings and shared login for the next tenant.
+    async fn placement_of(
+        &self,
+        t: crate::tenant::Tenant,
+        sealed: Option<&crate::secrets::Sealed>,
+        logins: &mut Logins,
+    ) -> Result<Option<Placement>, ControlError> {
+        let Some(sealed) = sealed else {
             return Ok(None);
         };
+        let password = self.open_sealed(&format!("tenant:{}", t.id), sealed)?;
         let server = t.server.clone().unwrap_or_default();
-        let mut config = self.server_admin_config(&server).await?;
+        let admin = match logins.admin.get(&server) {
+            Some(c) => c.clone(),
+            None => {
+                let c = self.server_admin_config(&server).await?;
+                logins.admin.insert(server.clone(), c.clone());
+                c
+            }
+        };
+        let mut config = admin.clone();
         config
             .user(&t.role)
             .password(password.expose())
@@ -46,21 +90,29 @@ impl Control {
         // server whose pool role cannot be set up serves them with the tenant's own logins).
         let shared = match t.mode {
             Mode::Database => None,
-            Mode::Schema => match self.shared_login(&server).await {
-                Ok(config) => Some(pgfleet_router::SharedLogin {
-                    config,
-                    role: t.role.clone(),
-                    search_path: format!("{},public", t.schema),
-                    switch_function: Some(crate::pool_role::SWITCH_FUNCTION.into()),
-                }),
-                Err(e) => {
-                    tracing::warn!(
-                        "server {server}: no shared connections for its schema tenants (the pool role could not be set up): {}",
-                        crate::chain(&e)
-                    );
-                    None
+            Mode::Schema => {
+                if !logins.shared.contains_key(&server) {
+                    let login = match self.shared_login_with(&server, &admin).await {
+                        Ok(config) => Some(config),
+                        Err(e) => {
+                            tracing::warn!(
+                                "server {server}: no shared connections for its schema tenants (the pool role could not be set up): {}",
+                                crate::chain(&e)
+                            );
+                            None
+                        }
+                    };
+                    logins.shared.insert(server.clone(), login);
                 }
-            },
+                logins.shared[&server]
+                    .clone()
+                    .map(|config| pgfleet_router::SharedLogin {
+                        config,
+                        role: t.role.clone(),
+                        search_path: format!("{},public", t.schema),
+                        switch_function: Some(crate::pool_role::SWITCH_FUNCTION.into()),
+                    })
+            }
         };
         Ok(Some(Placement {
             key: t.key.clone(),
@@ -114,23 +166,48 @@ impl Control {
     }
 }
 
+/// A control-plane error as the router's: an unreachable catalog or server (or a catalog
+/// connection that closed) is `Unavailable`; any other is `Other`, with the control plane's error
+/// as its source.
+fn directory_error(e: ControlError, key: &str) -> pgfleet_router::DirectoryError {
+    use pgfleet_router::DirectoryError as E;
+    match e {
+        e if e.is_not_found() => E::UnknownTenant(key.into()),
+        ControlError::Pg(pgfleet_pg::PgError::Connect { .. }) => E::Unavailable(e.into()),
+        ControlError::Pg(pgfleet_pg::PgError::Query { ref cause, .. })
+            if cause.is_closed()
+                || std::error::Error::source(cause).is_some_and(|s| s.is::<std::io::Error>()) =>
+        {
+            E::Unavailable(e.into())
+        }
+        e => E::Other(e.into()),
+    }
+}
+
+/// Each server's admin settings and shared login, read once for several placements.
+#[derive(Default)]
+struct Logins {
+    admin: std::collections::HashMap<String, tokio_postgres::Config>,
+    shared: std::collections::HashMap<String, Option<tokio_postgres::Config>>,
+}
+
 impl pgfleet_router::Directory for Control {
     /// Errors: an unreachable catalog or server (or a catalog connection that closed) is
     /// `Unavailable`; any other error is `Other`, with the control plane's error as its source.
     async fn lookup(&self, key: &str) -> Result<Option<Placement>, pgfleet_router::DirectoryError> {
-        use pgfleet_router::DirectoryError as E;
-        self.placement(key).await.map_err(|e| match e {
-            e if e.is_not_found() => E::UnknownTenant(key.into()),
-            ControlError::Pg(pgfleet_pg::PgError::Connect { .. }) => E::Unavailable(e.into()),
-            ControlError::Pg(pgfleet_pg::PgError::Query { ref cause, .. })
-                if cause.is_closed()
-                    || std::error::Error::source(cause)
-                        .is_some_and(|s| s.is::<std::io::Error>()) =>
-            {
-                E::Unavailable(e.into())
-            }
-            e => E::Other(e.into()),
-        })
+        self.placement(key)
+            .await
+            .map_err(|e| directory_error(e, key))
+    }
+
+    /// Errors: as `lookup`'s.
+    async fn preload(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<Placement>, pgfleet_router::DirectoryError> {
+        self.placements(limit)
+            .await
+            .map_err(|e| directory_error(e, "*"))
     }
 
     /// Errors: not ready in time is `NotReady` (provisioning goes on); a failed or refused

@@ -165,8 +165,18 @@ impl Control {
     /// # Errors
     /// As [`Control::pool_role`].
     pub async fn shared_login(&self, server: &str) -> Result<tokio_postgres::Config, ControlError> {
+        let admin = self.server_admin_config(server).await?;
+        self.shared_login_with(server, &admin).await
+    }
+
+    /// As [`Control::shared_login`], from the server's admin settings `admin`.
+    pub(crate) async fn shared_login_with(
+        &self,
+        server: &str,
+        admin: &tokio_postgres::Config,
+    ) -> Result<tokio_postgres::Config, ControlError> {
         let pool = self.pool_role(server).await?;
-        let mut config = self.server_admin_config(server).await?;
+        let mut config = admin.clone();
         config
             .user(&pool.role)
             .password(pool.password.expose())

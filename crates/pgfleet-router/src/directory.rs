@@ -159,6 +159,19 @@ pub trait Directory: Send + Sync + 'static {
         key: &str,
     ) -> impl Future<Output = Result<Option<Placement>, DirectoryError>> + Send;
 
+    /// Placements of ready tenants, at most `limit`, for a router to know before their first use
+    /// ([`Router::preload`](crate::Router::preload)). The default has none.
+    ///
+    /// # Errors
+    /// [`DirectoryError::Unavailable`], [`DirectoryError::Other`].
+    fn preload(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Placement>, DirectoryError>> + Send {
+        let _ = limit;
+        std::future::ready(Ok(Vec::new()))
+    }
+
     /// Creates the tenant (idempotent) and waits until it is ready, at most `timeout`.
     ///
     /// # Errors

@@ -417,22 +417,8 @@ impl ServerPool {
         if let Ok(p) = self.opening.clone().try_acquire_owned() {
             return Ok(Some(p));
         }
-        let acquire = self.opening.clone().acquire_owned();
-        tokio::pin!(acquire);
-        loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            if self.has_idle(kind, key) {
-                return Ok(None);
-            }
-            tokio::select! {
-                biased;
-                p = &mut acquire => return Ok(Some(p.expect("never closed"))),
-                () = &mut changed => {}
-                () = tokio::time::sleep_until(deadline) => return Err(()),
-            }
-        }
+        self.wait_for(&self.opening, kind, key, deadline, || {})
+            .await
     }
 
     /// Whether `key` has an idle connection of kind `kind`.
@@ -449,12 +435,31 @@ impl ServerPool {
         key: &str,
         deadline: tokio::time::Instant,
     ) -> Result<Option<OwnedSemaphorePermit>, ()> {
-        let acquire = self.budget.clone().acquire_owned();
-        tokio::pin!(acquire);
         // One eviction per waiter: each closed connection gives one permit back, so a waiter that
         // closed one has done its part (closing another at each change, as every waiter is
         // woken, would empty the idle lists of the tenants the eviction means to keep).
         let mut evicted = false;
+        self.wait_for(&self.budget, kind, key, deadline, || {
+            if !evicted {
+                evicted = self.evict_other(kind, key);
+            }
+        })
+        .await
+    }
+
+    /// A permit of `semaphore` (first come first served), waited for until `deadline` (`Err`
+    /// then); `Ok(None)` as soon as list `key` has an idle connection of kind `kind`. Runs
+    /// `meanwhile` when it starts waiting and at each change of the pool.
+    async fn wait_for(
+        &self,
+        semaphore: &Arc<Semaphore>,
+        kind: TypeId,
+        key: &str,
+        deadline: tokio::time::Instant,
+        mut meanwhile: impl FnMut(),
+    ) -> Result<Option<OwnedSemaphorePermit>, ()> {
+        let acquire = semaphore.clone().acquire_owned();
+        tokio::pin!(acquire);
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
@@ -462,12 +467,10 @@ impl ServerPool {
             if self.has_idle(kind, key) {
                 return Ok(None);
             }
-            if !evicted {
-                evicted = self.evict_other(kind, key);
-            }
+            meanwhile();
             tokio::select! {
                 biased;
-                p = &mut acquire => return Ok(Some(p.expect("the budget is never closed"))),
+                p = &mut acquire => return Ok(Some(p.expect("never closed"))),
                 () = &mut changed => {}
                 () = tokio::time::sleep_until(deadline) => return Err(()),
             }

@@ -61,6 +61,24 @@ impl<D: Directory> Router<D> {
         &self.snapshot.directory
     }
 
+    /// Reads the placements of up to `limit` ready tenants from the directory at once
+    /// ([`Directory::preload`]), so that their first use needs no directory read (`pgfleet serve`
+    /// does it when it starts). Keys the router knows already keep their entries. Returns how many
+    /// were added: none when a placement changed (a key was forgotten) during each of three tries.
+    ///
+    /// # Errors
+    /// The directory's.
+    pub async fn preload(&self, limit: usize) -> Result<usize, crate::DirectoryError> {
+        for _ in 0..3 {
+            let (asked, forgets) = (std::time::Instant::now(), self.snapshot.forgets());
+            let placements = self.snapshot.directory.preload(limit).await?;
+            if let Some(added) = self.snapshot.preloaded(placements, asked, forgets) {
+                return Ok(added);
+            }
+        }
+        Ok(0)
+    }
+
     /// Forgets a key: its entry and its idle connections (in-use ones close when returned).
     pub fn forget(&self, key: &str) {
         self.snapshot.forget(key);

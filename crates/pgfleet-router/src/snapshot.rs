@@ -58,6 +58,8 @@ pub(crate) struct Snapshot<D> {
     pub(crate) opts: RouterOptions,
     tenants: RwLock<HashMap<String, Arc<Entry>>>,
     servers: Mutex<HashMap<String, Arc<ServerPool>>>,
+    /// Bumped by every [`Snapshot::forget`]: a preload read before a forget is not inserted.
+    forgets: AtomicU64,
 }
 
 impl<D: Directory> Snapshot<D> {
@@ -67,6 +69,7 @@ impl<D: Directory> Snapshot<D> {
             opts,
             tenants: RwLock::new(HashMap::new()),
             servers: Mutex::new(HashMap::new()),
+            forgets: AtomicU64::new(0),
         }
     }
 
@@ -127,8 +130,41 @@ impl<D: Directory> Snapshot<D> {
         entry
     }
 
+    /// Inserts the placements read by one [`Directory::preload`] that started when the count of
+    /// forgets was `forgets`, unless a key was forgotten since (its placement may be outdated:
+    /// then none, and `None`), keeping entries read after `asked`. How many were new.
+    pub(crate) fn preloaded(
+        &self,
+        placements: Vec<Placement>,
+        asked: Instant,
+        forgets: u64,
+    ) -> Option<usize> {
+        let mut added = 0;
+        for p in placements {
+            if self.forgets.load(Ordering::SeqCst) != forgets {
+                return None;
+            }
+            let known = self
+                .tenants
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&p.key);
+            if !known {
+                self.insert_unless_newer(p, Some(asked));
+                added += 1;
+            }
+        }
+        Some(added)
+    }
+
+    /// Forgets so far (see [`Snapshot::preloaded`]).
+    pub(crate) fn forgets(&self) -> u64 {
+        self.forgets.load(Ordering::SeqCst)
+    }
+
     /// Forgets a key: its entry and its idle connections (in-use ones close when returned).
     pub(crate) fn forget(&self, key: &str) {
+        self.forgets.fetch_add(1, Ordering::SeqCst);
         let old = self
             .tenants
             .write()

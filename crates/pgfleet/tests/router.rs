@@ -165,16 +165,19 @@ async fn warm_clients_send_nothing_but_the_application_s_statements() {
             ..RouterOptions::default()
         })
         .await;
-    for key in ["a", "b", "d"] {
-        // Warm: the first use reads the catalog (not through the proxy) and opens a connection.
-        fleet
-            .client(key)
-            .await
-            .unwrap()
-            .simple_query("select 1")
-            .await
-            .unwrap();
-    }
+    // Warm: the first use reads the catalog (not through the proxy) and opens a connection.
+    let warm = |fleet: pgfleet::Fleet| async move {
+        for key in ["a", "b", "d"] {
+            fleet
+                .client(key)
+                .await
+                .unwrap()
+                .simple_query("select 1")
+                .await
+                .unwrap();
+        }
+    };
+    warm(fleet.clone()).await;
     let before = count.load(Ordering::SeqCst);
     const N: usize = 300;
     for i in 0..N {
@@ -208,17 +211,6 @@ async fn warm_clients_send_nothing_but_the_application_s_statements() {
     // no idle shared connection serves gets a new one rather than another tenant's: each keeps
     // one switched to it, and warm checkouts send nothing either.
     let fleet = s.fleet(RouterOptions::default()).await;
-    let warm = |fleet: pgfleet::Fleet| async move {
-        for key in ["a", "b", "d"] {
-            fleet
-                .client(key)
-                .await
-                .unwrap()
-                .simple_query("select 1")
-                .await
-                .unwrap();
-        }
-    };
     warm(fleet.clone()).await;
     assert_eq!(
         fleet.router().switches(),
@@ -862,4 +854,83 @@ async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
         .await
         .unwrap()
         .get(0)
+}
+
+/// The control plane as a directory that counts its lookups.
+struct Counting(Control, Arc<AtomicUsize>);
+
+impl pgfleet::router::Directory for Counting {
+    async fn lookup(
+        &self,
+        key: &str,
+    ) -> Result<Option<pgfleet::router::Placement>, pgfleet::router::DirectoryError> {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        pgfleet::router::Directory::lookup(&self.0, key).await
+    }
+
+    async fn preload(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<pgfleet::router::Placement>, pgfleet::router::DirectoryError> {
+        pgfleet::router::Directory::preload(&self.0, limit).await
+    }
+
+    async fn provision(
+        &self,
+        key: &str,
+        timeout: Duration,
+    ) -> Result<pgfleet::router::Placement, pgfleet::router::DirectoryError> {
+        pgfleet::router::Directory::provision(&self.0, key, timeout).await
+    }
+
+    async fn repair(
+        &self,
+        key: &str,
+        error: &str,
+        seen_at: std::time::SystemTime,
+    ) -> Result<pgfleet::router::Repair, pgfleet::router::DirectoryError> {
+        pgfleet::router::Directory::repair(&self.0, key, error, seen_at).await
+    }
+}
+
+#[tokio::test]
+async fn preloaded_placements_serve_first_uses_without_reading_the_directory() {
+    let s = Setup::new(&[("main", pgfleet_testkit::shared().url())]).await;
+    let c = s.control().await;
+    provision(&c, &["pa".into(), "pb".into()], Mode::Schema, "main").await;
+    provision(&c, &["pd".into()], Mode::Database, "main").await;
+    let lookups = Arc::new(AtomicUsize::new(0));
+    let router = pgfleet::router::Router::new(
+        Counting(c.clone(), lookups.clone()),
+        RouterOptions::default(),
+    );
+    assert_eq!(router.preload(100).await.unwrap(), 3);
+    assert_eq!(
+        router.preload(100).await.unwrap(),
+        0,
+        "known keys keep their entries"
+    );
+    for key in ["pa", "pb", "pd"] {
+        let t = c.tenant(key).await.unwrap();
+        let client = router.client(key).await.unwrap();
+        assert_eq!(client.is_shared(), key != "pd");
+        let row = client
+            .query_one("SELECT current_user::text, current_schema()::text", &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), t.role);
+        assert_eq!(row.get::<_, String>(1), t.schema);
+    }
+    assert_eq!(lookups.load(Ordering::SeqCst), 0, "no directory read");
+    // A forgotten key is read again at its next use; unknown keys are still refused.
+    router.forget("pa");
+    router.client("pa").await.unwrap();
+    assert_eq!(lookups.load(Ordering::SeqCst), 1);
+    assert!(router.client("nobody").await.unwrap_err().is_not_found());
+    // At most `limit`, newest first.
+    let other = pgfleet::router::Router::new(
+        Counting(c.clone(), Arc::new(AtomicUsize::new(0))),
+        RouterOptions::default(),
+    );
+    assert_eq!(other.preload(1).await.unwrap(), 1);
 }

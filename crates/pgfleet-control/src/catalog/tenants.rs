@@ -54,6 +54,28 @@ pub(crate) async fn by_key(
     row.as_ref().map(Tenant::read).transpose()
 }
 
+/// Ready tenants with their sealed passwords, newest first, at most `limit`.
+pub(crate) async fn ready_with_passwords(
+    c: &impl GenericClient,
+    limit: i64,
+) -> Result<Vec<(Tenant, Option<Sealed>)>, ControlError> {
+    let rows = c
+        .query(
+            include_str!("sql/tenant_ready_with_passwords.sql"),
+            &[&limit],
+        )
+        .await
+        .map_err(q("listing ready tenants"))?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                Tenant::read(r)?,
+                sealed(r, "password_sealed", "password_key", "key_id"),
+            ))
+        })
+        .collect()
+}
+
 /// Every tenant, or those in `state`, oldest first.
 pub(crate) async fn list(
     c: &impl GenericClient,
