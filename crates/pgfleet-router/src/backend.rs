@@ -125,8 +125,12 @@ pub enum ConnectError {
     /// placement and tries once more.
     #[error("the login was refused")]
     LoginRefused(#[source] BoxError),
-    /// The server answered with another error (too many connections, starting up, shutting
-    /// down …): the tenant is unavailable for this request.
+    /// The server refused the connection for now (`57P03`: starting up, shutting down or in
+    /// recovery; `53300`: too many connections): the router tries again after a short wait (see
+    /// [`Router::transaction`](crate::Router::transaction)'s retries), within the acquire timeout.
+    #[error("the server cannot take the connection now")]
+    Busy(#[source] BoxError),
+    /// The server answered with another error: the tenant is unavailable for this request.
     #[error("the server refused the connection")]
     Refused(#[source] BoxError),
     /// The server could not be reached (connection refused, reset, no route): the tenant is
@@ -139,11 +143,13 @@ pub enum ConnectError {
 impl ConnectError {
     /// Classifies a failed connection by the SQLSTATE of the server's error response: `28P01`
     /// (wrong password), `28000` (no such role) and `3D000` (no such database) are
-    /// [`LoginRefused`](Self::LoginRefused), any other is [`Refused`](Self::Refused), and no
+    /// [`LoginRefused`](Self::LoginRefused), `57P03` and `53300` [`Busy`](Self::Busy), any other
+    /// is [`Refused`](Self::Refused), and no
     /// response at all is [`Unreachable`](Self::Unreachable).
     pub fn from_sqlstate(sqlstate: Option<&str>, source: impl Into<BoxError>) -> Self {
         match sqlstate {
             Some("28P01" | "28000" | "3D000") => Self::LoginRefused(source.into()),
+            Some("57P03" | "53300") => Self::Busy(source.into()),
             Some(_) => Self::Refused(source.into()),
             None => Self::Unreachable(source.into()),
         }

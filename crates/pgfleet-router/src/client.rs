@@ -33,6 +33,11 @@ impl<B: Backend> Pooled<B> {
         }
     }
 
+    /// Closes the connection instead of giving it back to the pool.
+    pub(crate) fn discard(mut self) {
+        drop(self.conn.take());
+    }
+
     /// The tenant's key.
     pub fn key(&self) -> &str {
         &self.entry.placement.key
@@ -120,6 +125,15 @@ impl TenantClient {
 
     pub(crate) fn shared(p: Pooled<SharedPgBackend>) -> Self {
         Self(Kind::Shared(p))
+    }
+
+    /// Closes the connection instead of giving it back to the pool (it may be in a state the next
+    /// user must not inherit).
+    pub(crate) fn discard(self) {
+        match self.0 {
+            Kind::Own(p) => p.discard(),
+            Kind::Shared(p) => p.discard(),
+        }
     }
 
     fn entry(&self) -> &Entry {

@@ -98,6 +98,19 @@ pub enum RouterError {
         /// blame, and its trusted callers keep sharing connections.
         stale_transaction: bool,
     },
+    /// The connection broke after a transaction's `COMMIT` was sent and before the server
+    /// answered: it may or may not have committed (SQLSTATE `08007`, transaction resolution
+    /// unknown). Never retried by the router; check before running it again.
+    #[error(
+        "tenant {key:?}: the connection broke after COMMIT was sent; the transaction may or may not have committed (SQLSTATE 08007): check before running it again"
+    )]
+    OutcomeUnknown {
+        /// The key.
+        key: String,
+        /// The connection's error.
+        #[source]
+        source: BoxError,
+    },
     /// The directory (the catalog) could not place the tenant: reading its placement, or
     /// provisioning it on first use ([`UnknownPolicy::Provision`](crate::UnknownPolicy::Provision)),
     /// failed.
@@ -166,8 +179,13 @@ impl RouterError {
                         .downcast_ref::<tokio_postgres::Error>()
                         .is_some_and(tokio_postgres::Error::is_closed)
             }
-            Self::TenantNotFound(_) => false,
+            Self::TenantNotFound(_) | Self::OutcomeUnknown { .. } => false,
         }
+    }
+
+    /// A transaction's outcome is unknown ([`RouterError::OutcomeUnknown`]).
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(self, Self::OutcomeUnknown { .. })
     }
 
     /// A repair ran (and the operation was retried) before this error.
@@ -181,6 +199,7 @@ impl RouterError {
             Self::Query { sqlstate, .. } | Self::RepairFailed { sqlstate, .. } => {
                 sqlstate.as_ref().map(SqlState::code)
             }
+            Self::OutcomeUnknown { .. } => Some("08007"),
             _ => None,
         }
     }

@@ -30,7 +30,7 @@ fn is_healable_sqlstate(code: Option<&str>) -> bool {
     matches!(code, Some("42P01" | "42703" | "3F000"))
 }
 
-enum Healing {
+pub(crate) enum Healing {
     Retry,
     NotHealed,
     Failed(DirectoryError),
@@ -143,7 +143,7 @@ impl<D: Directory> Router<D> {
 
     /// Asks the directory to repair the tenant after `error` (seen at `seen`), unless another
     /// task repaired it since `generation` or a repair found nothing to do within the cooldown.
-    async fn heal(
+    pub(crate) async fn heal(
         &self,
         entry: &Arc<Entry>,
         generation: u64,
@@ -201,7 +201,7 @@ async fn switched(key: &str, check: Option<SwitchCheck>) -> Result<(), RouterErr
     }
 }
 
-fn query_error<B: Backend>(key: &str, error: B::Error, healed: bool) -> RouterError {
+pub(crate) fn query_error<B: Backend>(key: &str, error: B::Error, healed: bool) -> RouterError {
     RouterError::Query {
         key: key.into(),
         sqlstate: B::sqlstate(&error).map(SqlState::from_code),

@@ -41,6 +41,11 @@ pub struct RouterOptions {
     pub repair_cooldown: Duration,
     /// After a server refused a connection, its tenants fail fast for this long.
     pub down_for: Duration,
+    /// Retries of transient failures one tenant may spend at once (see
+    /// [`Router::transaction`](crate::Router::transaction)); beyond it, the failure is returned.
+    pub retry_burst: u32,
+    /// Retries a tenant earns back per second, up to [`RouterOptions::retry_burst`].
+    pub retries_per_second: f64,
     /// Trusted callers ([`Router::client`](crate::Router::client),
     /// [`Router::with_tenant`](crate::Router::with_tenant)) of schema-mode tenants share
     /// connections of the fleet's pool role, switched to the tenant on each checkout, so that many
@@ -63,6 +68,8 @@ impl Default for RouterOptions {
             fallback: None,
             repair_cooldown: Duration::from_secs(30),
             down_for: Duration::from_secs(1),
+            retry_burst: 10,
+            retries_per_second: 2.0,
             shared_connections: std::env::var("PGFLEET_SHARED_CONNECTIONS")
                 .map(|v| !matches!(v.trim(), "off" | "0" | "false" | "no"))
                 .unwrap_or(true),
@@ -82,6 +89,8 @@ impl std::fmt::Debug for RouterOptions {
             .field("unknown", &self.unknown)
             .field("fallback", &self.fallback.is_some())
             .field("shared_connections", &self.shared_connections)
+            .field("retry_burst", &self.retry_burst)
+            .field("retries_per_second", &self.retries_per_second)
             .finish_non_exhaustive()
     }
 }

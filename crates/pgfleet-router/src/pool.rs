@@ -66,7 +66,15 @@ pub(crate) struct ServerPool {
     pub(crate) misses: std::sync::atomic::AtomicU64,
     /// Acquires of a shared connection that switched it to another tenant.
     pub(crate) switches: std::sync::atomic::AtomicU64,
+    /// Tasks waiting for a permit of the budget.
+    waiting: AtomicUsize,
+    /// When each connection closed for a waiter was closed, until a waiter took a permit.
+    closes: Mutex<std::collections::VecDeque<Instant>>,
 }
+
+/// How long a connection closed for a waiter counts as on its way back to the budget (the server
+/// closes it in milliseconds).
+const CLOSE_SETTLES: Duration = Duration::from_secs(1);
 
 /// One connection's share of its server's budget. The router takes it before it opens a
 /// connection and hands it to [`Backend::connect`](crate::Backend::connect), which keeps it for as
@@ -207,6 +215,8 @@ impl ServerPool {
             hits: std::sync::atomic::AtomicU64::new(0),
             misses: std::sync::atomic::AtomicU64::new(0),
             switches: std::sync::atomic::AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
+            closes: Mutex::new(std::collections::VecDeque::new()),
         })
     }
 
@@ -379,9 +389,9 @@ impl ServerPool {
     /// Waiters queue on the semaphore, first come first served: a freed permit goes to the
     /// longest waiter, so no tenant loses every race to the others (a CI run saw a hot tenant time
     /// out after 10 s when every waiter was woken to race for each permit). A waiter closes
-    /// one idle connection of another tenant or kind, as soon as there is one (when it starts
-    /// waiting, or at a later change of the pool), and no more: that connection's permit is the
-    /// one the queue owes it.
+    /// an idle connection of another tenant or kind when it starts waiting and at each change of
+    /// the pool, while fewer connections closed for waiters are on their way back than there are
+    /// waiters.
     ///
     /// `Ok(None)` when, while it waited, a connection of kind `kind` came back to `key`'s own idle
     /// list (which it never evicts): take that one instead.
@@ -392,7 +402,14 @@ impl ServerPool {
         deadline: tokio::time::Instant,
     ) -> Result<Option<BudgetPermit>, ()> {
         let permit = match self.budget.clone().try_acquire_owned() {
-            Ok(p) => p,
+            Ok(p) => {
+                // Perhaps the permit of a connection closed for a waiter: it is back.
+                self.closes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .pop_front();
+                p
+            }
             Err(_) => match self.wait_for_permit(kind, key, deadline).await? {
                 Some(p) => p,
                 None => return Ok(None),
@@ -435,16 +452,37 @@ impl ServerPool {
         key: &str,
         deadline: tokio::time::Instant,
     ) -> Result<Option<OwnedSemaphorePermit>, ()> {
-        // One eviction per waiter: each closed connection gives one permit back, so a waiter that
-        // closed one has done its part (closing another at each change, as every waiter is
-        // woken, would empty the idle lists of the tenants the eviction means to keep).
-        let mut evicted = false;
-        self.wait_for(&self.budget, kind, key, deadline, || {
-            if !evicted {
-                evicted = self.evict_other(kind, key);
-            }
-        })
-        .await
+        // As many closes on their way as there are waiters, no more: each closed connection gives
+        // one permit back (to the longest waiter), while closing one more at each change, as
+        // every waiter is woken, would empty the idle lists of the tenants eviction means to
+        // keep. A close not matched by a permit taken within `CLOSE_SETTLES` no longer counts.
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let r = self
+            .wait_for(&self.budget, kind, key, deadline, || {
+                let on_their_way = {
+                    let mut q = self.closes.lock().unwrap_or_else(|e| e.into_inner());
+                    while q.front().is_some_and(|t| t.elapsed() > CLOSE_SETTLES) {
+                        q.pop_front();
+                    }
+                    q.len()
+                };
+                if on_their_way < self.waiting.load(Ordering::SeqCst) && self.evict_other(kind, key)
+                {
+                    self.closes
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push_back(Instant::now());
+                }
+            })
+            .await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        if matches!(r, Ok(Some(_))) {
+            self.closes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop_front();
+        }
+        r
     }
 
     /// A permit of `semaphore` (first come first served), waited for until `deadline` (`Err`

@@ -43,6 +43,8 @@ impl<D: Directory> std::fmt::Debug for Router<D> {
 enum Retry {
     /// The login was refused in a way a fresh placement may fix.
     Reload(String),
+    /// The server cannot take the connection now ([`ConnectError::Busy`]).
+    Busy(String),
     Fail(RouterError),
 }
 
@@ -169,7 +171,9 @@ impl<D: Directory> Router<D> {
                 self.forget(key);
                 let entry = self.snapshot.load(key).await?;
                 self.acquire(&entry, backend).await.map_err(|r| match r {
-                    Retry::Reload(cause) | Retry::Fail(RouterError::Unavailable { cause, .. }) => {
+                    Retry::Reload(cause)
+                    | Retry::Busy(cause)
+                    | Retry::Fail(RouterError::Unavailable { cause, .. }) => {
                         RouterError::Unavailable {
                             key: key.into(),
                             server: entry.placement.server.clone(),
@@ -180,6 +184,11 @@ impl<D: Directory> Router<D> {
                 })
             }
             Err(Retry::Fail(e)) => Err(e),
+            Err(Retry::Busy(cause)) => Err(RouterError::Unavailable {
+                key: key.into(),
+                server: entry.placement.server.clone(),
+                cause,
+            }),
             Ok(c) => Ok(c),
         }
     }
@@ -245,50 +254,64 @@ impl<D: Directory> Router<D> {
         } else {
             Other::MostRecent
         };
-        // A turn to open one (few at once per server), unless a connection comes back meanwhile.
-        let _opening = loop {
-            let turn = pool
+        // The server may refuse for now (starting up, too many connections): again after a wait.
+        let mut busy = 0;
+        loop {
+            // A turn to open one (few at once per server), unless a connection comes back meanwhile.
+            let opening = loop {
+                let turn = pool
                 .opening(TypeId::of::<B>(), idle_key, deadline)
                 .await
                 .map_err(|()| timeout("the server has as many connections being opened as it may (opens_per_server)"))?;
-            if let Some(turn) = turn {
-                break turn;
-            }
-            if let Some(c) =
-                pool.take_idle::<B, B::Conn>(idle_key, B::is_closed, |c| B::serves(c, p), other)
-            {
-                return Ok(self.hand_out::<B>(c, entry, cap, true));
-            }
-        };
-        if let Some(why) = pool.down_reason() {
-            return Err(down(why));
-        }
-        let permit = loop {
-            let waited = pool
-                .permit(TypeId::of::<B>(), idle_key, deadline)
-                .await
-                .map_err(|()| timeout("the server's connection budget is in use"))?;
-            // Another task may have returned one meanwhile (the wait ends for that too: a
-            // connection of one's own idle list is never evicted for one's own sake).
-            // With a permit in hand, a shared connection switched to another tenant is not worth
-            // more than a new one.
-            let other = if shared && waited.is_some() {
-                Other::None
-            } else {
-                other
+                if let Some(turn) = turn {
+                    break turn;
+                }
+                if let Some(c) =
+                    pool.take_idle::<B, B::Conn>(idle_key, B::is_closed, |c| B::serves(c, p), other)
+                {
+                    return Ok(self.hand_out::<B>(c, entry, cap, true));
+                }
             };
-            if let Some(c) =
-                pool.take_idle::<B, B::Conn>(idle_key, B::is_closed, |c| B::serves(c, p), other)
-            {
-                drop(waited);
-                return Ok(self.hand_out::<B>(c, entry, cap, true));
+            if let Some(why) = pool.down_reason() {
+                return Err(down(why));
             }
-            if let Some(permit) = waited {
-                break permit;
+            let permit = loop {
+                let waited = pool
+                    .permit(TypeId::of::<B>(), idle_key, deadline)
+                    .await
+                    .map_err(|()| timeout("the server's connection budget is in use"))?;
+                // Another task may have returned one meanwhile (the wait ends for that too: a
+                // connection of one's own idle list is never evicted for one's own sake).
+                // With a permit in hand, a shared connection switched to another tenant is not worth
+                // more than a new one.
+                let other = if shared && waited.is_some() {
+                    Other::None
+                } else {
+                    other
+                };
+                if let Some(c) =
+                    pool.take_idle::<B, B::Conn>(idle_key, B::is_closed, |c| B::serves(c, p), other)
+                {
+                    drop(waited);
+                    return Ok(self.hand_out::<B>(c, entry, cap, true));
+                }
+                if let Some(permit) = waited {
+                    break permit;
+                }
+            };
+            match self.open(entry, backend, permit).await {
+                Ok(conn) => return Ok(self.hand_out::<B>(conn, entry, cap, false)),
+                Err(Retry::Busy(why)) => {
+                    drop(opening);
+                    busy += 1;
+                    let reason = crate::retry::Reason::ServerBusy;
+                    if !crate::retry::retry(entry, busy, reason, &why, Some(deadline)).await {
+                        return Err(down(why));
+                    }
+                }
+                Err(e) => return Err(e),
             }
-        };
-        let conn = self.open(entry, backend, permit).await?;
-        Ok(self.hand_out::<B>(conn, entry, cap, false))
+        }
     }
 
     /// Counts the acquire (`idle`: served by an idle connection) and the switch of a shared
@@ -334,6 +357,7 @@ impl<D: Directory> Router<D> {
             Ok(Err(ConnectError::LoginRefused(e))) if !entry.fallback => {
                 Err(Retry::Reload(describe(e.as_ref())))
             }
+            Ok(Err(ConnectError::Busy(e))) => Err(Retry::Busy(describe(e.as_ref()))),
             Ok(Err(ConnectError::LoginRefused(e) | ConnectError::Refused(e))) => {
                 Err(unavailable(describe(e.as_ref())))
             }

@@ -31,11 +31,19 @@ pub(crate) struct Entry {
     pub(crate) stale: AtomicBool,
     /// A shared connection could not switch to it: trusted callers log in as it instead.
     pub(crate) unshared: AtomicBool,
+    /// Its retries of transient failures.
+    pub(crate) retry_budget: crate::retry::RetryBudget,
     pub(crate) fallback: bool,
 }
 
 impl Entry {
-    fn new(placement: Placement, server: Arc<ServerPool>, cap: usize, fallback: bool) -> Self {
+    fn new(
+        placement: Placement,
+        server: Arc<ServerPool>,
+        opts: &RouterOptions,
+        fallback: bool,
+    ) -> Self {
+        let cap = opts.per_tenant;
         Self {
             placement,
             fetched: Instant::now(),
@@ -46,6 +54,7 @@ impl Entry {
             refreshing: AtomicBool::new(false),
             stale: AtomicBool::new(false),
             unshared: AtomicBool::new(false),
+            retry_budget: crate::retry::RetryBudget::new(opts.retry_burst, opts.retries_per_second),
             fallback,
         }
     }
@@ -111,7 +120,7 @@ impl<D: Directory> Snapshot<D> {
     /// read it; the first one's entry stands, with its cap and connections).
     fn insert_unless_newer(&self, placement: Placement, asked: Option<Instant>) -> Arc<Entry> {
         let server = self.server(&placement.server);
-        let entry = Arc::new(Entry::new(placement, server, self.opts.per_tenant, false));
+        let entry = Arc::new(Entry::new(placement, server, &self.opts, false));
         let old = {
             let mut tenants = self.tenants.write().unwrap_or_else(|e| e.into_inner());
             if let (Some(asked), Some(cur)) = (asked, tenants.get(&entry.placement.key))
@@ -279,7 +288,7 @@ impl<D: Directory> Snapshot<D> {
         Arc::new(Entry::new(
             placement,
             self.server("(fallback)"),
-            self.opts.per_tenant,
+            &self.opts,
             true,
         ))
     }

@@ -141,6 +141,21 @@ impl Fleet {
         self.router.with_tenant(key, f).await
     }
 
+    /// Runs `f` in one transaction on tenant `key` and commits; runs it again when it did not
+    /// commit for a transient reason (serialization failure, deadlock, a connection that broke
+    /// before `COMMIT`), with a growing wait, and once after a repair. See
+    /// [`Router::transaction`].
+    ///
+    /// # Errors
+    /// See [`Router::transaction`]; [`RouterError::OutcomeUnknown`] when the connection broke
+    /// after `COMMIT` was sent.
+    pub async fn transaction<T, F>(&self, key: &str, f: F) -> Result<T, RouterError>
+    where
+        F: for<'c> FnMut(&'c TenantClient) -> pgfleet_router::TransactionFuture<'c, T>,
+    {
+        self.router.transaction(key, f).await
+    }
+
     /// The control plane.
     pub fn control(&self) -> &Control {
         &self.control

@@ -2,7 +2,7 @@
 //! healing exactly once, the connection budget, a stopped server, rotation and drop seen live.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use pgfleet::control::config::Config;
@@ -91,6 +91,12 @@ async fn provision(c: &Control, keys: &[String], mode: Mode, server: &str) {
 /// A TCP proxy to `upstream` that counts the statements clients send: simple queries (`Q`) and
 /// extended-protocol executions (`E`).
 async fn counting_proxy(upstream: u16) -> (u16, Arc<AtomicUsize>) {
+    proxy(upstream, Arc::new(AtomicBool::new(false))).await
+}
+
+/// As [`counting_proxy`]; while `break_commits` is set, a simple query `COMMIT` reaches the server
+/// but the connection then breaks: the client never sees the answer.
+async fn proxy(upstream: u16, break_commits: Arc<AtomicBool>) -> (u16, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let count = Arc::new(AtomicUsize::new(0));
@@ -106,11 +112,12 @@ async fn counting_proxy(upstream: u16) -> (u16, Arc<AtomicUsize>) {
             let (mut cr, cw) = client.into_split();
             let (sr, mut sw) = server.into_split();
             let counter = counter.clone();
-            tokio::spawn(async move {
+            let answers = tokio::spawn(async move {
                 let mut sr = sr;
                 let mut cw = cw;
                 let _ = tokio::io::copy(&mut sr, &mut cw).await;
             });
+            let break_commits = break_commits.clone();
             tokio::spawn(async move {
                 // The startup message has no type byte: length first.
                 let mut len = [0u8; 4];
@@ -136,6 +143,16 @@ async fn counting_proxy(upstream: u16) -> (u16, Arc<AtomicUsize>) {
                     }
                     if head[0] == b'Q' || head[0] == b'E' {
                         counter.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if head[0] == b'Q'
+                        && body.starts_with(b"COMMIT")
+                        && break_commits.load(Ordering::SeqCst)
+                    {
+                        answers.abort();
+                        let _ = sw.write_all(&head).await;
+                        let _ = sw.write_all(&body).await;
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        return;
                     }
                     if sw.write_all(&head).await.is_err() || sw.write_all(&body).await.is_err() {
                         return;
@@ -933,4 +950,204 @@ async fn preloaded_placements_serve_first_uses_without_reading_the_directory() {
         RouterOptions::default(),
     );
     assert_eq!(other.preload(1).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn transactions_run_again_what_did_not_commit_and_report_what_may_have() {
+    let cluster = TestCluster::start();
+    let break_commits = Arc::new(AtomicBool::new(false));
+    let (port, _) = proxy(cluster.port(), break_commits.clone()).await;
+    let proxied = cluster
+        .url()
+        .replace(&format!(":{}/", cluster.port()), &format!(":{port}/"));
+    let s = Setup::new(&[("main", cluster.url()), ("proxied", proxied)]).await;
+    let c = s.control().await;
+    provision(&c, &["tx".into()], Mode::Schema, "main").await;
+    provision(&c, &["far".into()], Mode::Schema, "proxied").await;
+    let fleet = s
+        .fleet(RouterOptions {
+            budget_per_server: 20,
+            per_tenant: 16,
+            retry_burst: 1_000,
+            ..RouterOptions::default()
+        })
+        .await;
+    let t = c.tenant("tx").await.unwrap();
+    let admin = pgfleet_testkit::connect(&cluster.url_for(&t.database)).await;
+    let count = |body: &'static str| {
+        let (admin, table) = (&admin, format!("{}.notes", t.schema));
+        async move {
+            admin
+                .query_one(
+                    &format!("SELECT count(*) FROM {table} WHERE body LIKE $1"),
+                    &[&body],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+
+    // Serialization failures under load: 4 tasks, each transaction reads how many rows there are
+    // and adds one saying so, SERIALIZABLE. Every one commits (failures run again), exactly once:
+    // the rows say 0, 1, 2 … with no gap and no repeat.
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (fleet, attempts) = (fleet.clone(), attempts.clone());
+        set.spawn(async move {
+            for _ in 0..5 {
+                let attempts = attempts.clone();
+                fleet
+                    .transaction("tx", move |c| {
+                        attempts.fetch_add(1, Ordering::SeqCst);
+                        Box::pin(async move {
+                            c.batch_execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+                                .await?;
+                            let n: i64 = c
+                                .query_one("SELECT count(*) FROM notes WHERE body LIKE 'n=%'", &[])
+                                .await?
+                                .get(0);
+                            c.execute("INSERT INTO notes (body) VALUES ($1)", &[&format!("n={n}")])
+                                .await
+                        })
+                    })
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+    let bodies: Vec<String> = admin
+        .query(
+            &format!(
+                "SELECT body FROM {}.notes WHERE body LIKE 'n=%' ORDER BY id",
+                t.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut seen: Vec<i64> = bodies.iter().map(|b| b[2..].parse().unwrap()).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..20).collect::<Vec<i64>>());
+    let tried = attempts.load(Ordering::SeqCst);
+    assert!(tried > 20, "no serialization failure in {tried} attempts");
+
+    // A backend terminated inside the transaction: nothing committed, so it runs again, once.
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let a = attempts.clone();
+    let killer = pgfleet_testkit::connect(&cluster.url()).await;
+    let killer = Arc::new(killer);
+    let k = killer.clone();
+    fleet
+        .transaction("tx", move |c| {
+            let first = a.fetch_add(1, Ordering::SeqCst) == 0;
+            let k = k.clone();
+            Box::pin(async move {
+                c.execute("INSERT INTO notes (body) VALUES ('terminated')", &[])
+                    .await?;
+                if first {
+                    let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+                    k.execute("SELECT pg_terminate_backend($1)", &[&pid])
+                        .await
+                        .unwrap();
+                }
+                c.execute("SELECT 1", &[]).await
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+    assert_eq!(count("terminated").await, 1);
+
+    // An error of the SQL is not transient: one attempt, the error.
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let a = attempts.clone();
+    let err = fleet
+        .transaction("tx", move |c| {
+            a.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                c.execute("INSERT INTO notes (body) VALUES (NULL)", &[])
+                    .await
+            })
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.sqlstate(), Some("23502"), "{err}");
+    assert_eq!(attempts.load(Ordering::SeqCst), 1);
+
+    // The connection breaks after COMMIT was sent: the outcome is unknown, reported so, and the
+    // work is not run again.
+    let far = c.tenant("far").await.unwrap();
+    let far_admin = pgfleet_testkit::connect(&cluster.url_for(&far.database)).await;
+    let plain = s
+        .fleet(RouterOptions {
+            shared_connections: false,
+            ..RouterOptions::default()
+        })
+        .await;
+    break_commits.store(true, Ordering::SeqCst);
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let a = attempts.clone();
+    let err = plain
+        .transaction("far", move |c| {
+            a.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                c.execute("INSERT INTO notes (body) VALUES ('maybe')", &[])
+                    .await
+            })
+        })
+        .await
+        .unwrap_err();
+    break_commits.store(false, Ordering::SeqCst);
+    assert!(err.is_outcome_unknown(), "{err}");
+    assert_eq!(err.sqlstate(), Some("08007"));
+    assert!(!err.is_retryable());
+    assert_eq!(attempts.load(Ordering::SeqCst), 1, "never run again");
+    let maybe: i64 = far_admin
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {}.notes WHERE body = 'maybe'",
+                far.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(maybe <= 1, "applied {maybe} times");
+
+    // A server that refuses logins for now (too many connections for the role): the connection
+    // is opened again after a wait.
+    admin
+        .batch_execute(&format!("ALTER ROLE {} CONNECTION LIMIT 0", far.role))
+        .await
+        .unwrap();
+    let cluster_url = cluster.url();
+    let role = far.role.clone();
+    let reopen = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        pgfleet_testkit::connect(&cluster_url)
+            .await
+            .batch_execute(&format!("ALTER ROLE {role} CONNECTION LIMIT -1"))
+            .await
+            .unwrap();
+    });
+    let fresh = s
+        .fleet(RouterOptions {
+            shared_connections: false,
+            ..RouterOptions::default()
+        })
+        .await;
+    let started = Instant::now();
+    let client = fresh.client("far").await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    client.simple_query("SELECT 1").await.unwrap();
+    reopen.await.unwrap();
 }

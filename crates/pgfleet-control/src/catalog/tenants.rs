@@ -66,14 +66,7 @@ pub(crate) async fn ready_with_passwords(
         )
         .await
         .map_err(q("listing ready tenants"))?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                Tenant::read(r)?,
-                sealed(r, "password_sealed", "password_key", "key_id"),
-            ))
-        })
-        .collect()
+    rows.iter().map(with_password).collect()
 }
 
 /// Every tenant, or those in `state`, oldest first.
@@ -129,6 +122,14 @@ pub(crate) async fn for_provisioning(
         Tenant::read(&row)?,
         row.get("requested_server"),
         sealed(&row, "password_sealed", "password_key", "key_id"),
+    ))
+}
+
+/// A tenant and its sealed password, from a row with both.
+fn with_password(r: &tokio_postgres::Row) -> Result<(Tenant, Option<Sealed>), ControlError> {
+    Ok((
+        Tenant::read(r)?,
+        sealed(r, "password_sealed", "password_key", "key_id"),
     ))
 }
 
@@ -353,14 +354,7 @@ pub(crate) async fn claim_health_checks(
         )
         .await
         .map_err(q("claiming tenants to check"))?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                Tenant::read(r)?,
-                sealed(r, "password_sealed", "password_key", "key_id"),
-            ))
-        })
-        .collect()
+    rows.iter().map(with_password).collect()
 }
 
 /// One health check's result.

@@ -183,20 +183,36 @@ impl SqlService {
         // End users never share a connection; the application's own token may.
         let trusted = caller.via != Via::Jwt;
         let mut attempts;
-        let mut tries = 0;
+        let mut retries = 0;
         let outcome = loop {
-            attempts = 0u32;
-            tries += 1;
-            let outcome = self
-                .router
-                .with_wire(&caller.key, &self.wire, trusted, |conn| {
-                    attempts += 1;
-                    execute(conn, &req.work, limits)
-                })
-                .await;
-            // A failed switch ran nothing; once more, on the tenant's own login from now on.
-            if tries > 1 || !matches!(outcome, Err(RouterError::RoleSwitch { .. })) {
-                break outcome;
+            let mut tries = 0;
+            let outcome = loop {
+                attempts = 0u32;
+                tries += 1;
+                let outcome = self
+                    .router
+                    .with_wire(&caller.key, &self.wire, trusted, |conn| {
+                        attempts += 1;
+                        execute(conn, &req.work, limits)
+                    })
+                    .await;
+                // A failed switch ran nothing; once more, on the tenant's own login from now on.
+                if tries > 1 || !matches!(outcome, Err(RouterError::RoleSwitch { .. })) {
+                    break outcome;
+                }
+            };
+            // The request is one transaction: rolled back by a serialization failure or a
+            // deadlock, it runs again after a wait (within the tenant's retry budget).
+            match &outcome {
+                Err(e)
+                    if self
+                        .router
+                        .retry_rolled_back(&caller.key, retries + 1, e)
+                        .await =>
+                {
+                    retries += 1;
+                }
+                _ => break outcome,
             }
         };
         let healed = attempts > 1;

@@ -269,6 +269,18 @@ fn query_failure(e: &WireError) -> Response {
             StatusCode::BAD_REQUEST,
             json!({"message": e.to_string(), "code": e.sqlstate(), "severity": "ERROR"}),
         ),
+        WireError::Io(_) => {
+            // The request was sent, and may have committed (a statement commits on its own, a
+            // batch with its last message): never "retry" here.
+            tracing::warn!(
+                "/sql: a tenant connection broke before its answer: {}",
+                pgfleet::control::error::chain(e)
+            );
+            body(
+                StatusCode::BAD_REQUEST,
+                json!({"message": "the connection to the tenant's server broke before its answer: the request may or may not have been applied; check before sending it again", "code": "08007", "severity": "ERROR"}),
+            )
+        }
         _ => {
             tracing::warn!(
                 "/sql: a tenant connection failed: {}",
