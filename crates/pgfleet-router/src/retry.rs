@@ -4,6 +4,8 @@
 //!
 //! - opening a connection that the server refused for now (`57P03` starting up or shutting down,
 //!   `53300` too many connections): nothing was sent ([`ConnectError::Busy`]);
+//! - a transaction ([`Router::transaction`]) whose connection could not be opened (the server
+//!   is down or restarting): nothing was sent;
 //! - work pgfleet itself runs as one transaction ([`Router::transaction`], a `/sql` request) that
 //!   failed before its `COMMIT` was sent, or whose `COMMIT` the server answered with a
 //!   serialization failure (`40001`) or a deadlock (`40P01`): the server rolled it back. Transient
@@ -55,6 +57,8 @@ pub(crate) enum Reason {
     ConnectionBroken,
     /// The server refused a new connection for now (`57P03`, `53300`).
     ServerBusy,
+    /// The server refused or did not answer a new connection (restarting, or down).
+    ServerUnavailable,
 }
 
 impl Reason {
@@ -64,6 +68,7 @@ impl Reason {
             Self::Deadlock => "deadlock",
             Self::ConnectionBroken => "connection_broken",
             Self::ServerBusy => "server_busy",
+            Self::ServerUnavailable => "server_unavailable",
         }
     }
 }
@@ -214,7 +219,20 @@ impl<D: Directory> Router<D> {
             let entry = self.snapshot.entry(key).await?;
             let generation = entry.repairs.load(Ordering::Acquire);
             let seen = SystemTime::now();
-            let client = self.client(key).await?;
+            // A server that refused or did not answer (restarting): nothing was sent, so again
+            // after a wait; the server's down mark keeps the attempts in between cheap.
+            let client = match self.client(key).await {
+                Ok(c) => c,
+                Err(e @ RouterError::Unavailable { .. }) => {
+                    let why = describe(&e);
+                    if retry(&entry, retries + 1, Reason::ServerUnavailable, &why, None).await {
+                        retries += 1;
+                        continue;
+                    }
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
             let error = match attempt(&client, &mut f).await {
                 Ok(v) => return Ok(v),
                 Err(Attempt::Unknown(e)) => {

@@ -1151,3 +1151,73 @@ async fn transactions_run_again_what_did_not_commit_and_report_what_may_have() {
     client.simple_query("SELECT 1").await.unwrap();
     reopen.await.unwrap();
 }
+
+/// A transaction that adds a note saying `body`, counting its attempts.
+fn insert_note(
+    body: &'static str,
+    attempts: Arc<AtomicUsize>,
+) -> impl for<'c> FnMut(&'c pgfleet::TenantClient) -> pgfleet::router::TransactionFuture<'c, u64> {
+    move |c| {
+        attempts.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            c.execute("INSERT INTO notes (body) VALUES ($1)", &[&body])
+                .await
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_rides_out_a_server_restart() {
+    let cluster = TestCluster::start();
+    let s = Setup::new(&[("main", cluster.url())]).await;
+    let c = s.control().await;
+    provision(&c, &["rs".into()], Mode::Schema, "main").await;
+    let t = c.tenant("rs").await.unwrap();
+    let fleet = s.fleet(RouterOptions::default()).await;
+    // A pooled connection, which the shutdown will terminate.
+    let attempts = Arc::new(AtomicUsize::new(0));
+    fleet
+        .transaction("rs", insert_note("before", attempts.clone()))
+        .await
+        .unwrap();
+    let mut cluster = tokio::task::spawn_blocking(move || {
+        cluster.stop();
+        cluster
+    })
+    .await
+    .unwrap();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let work = {
+        let (fleet, attempts) = (fleet.clone(), attempts.clone());
+        tokio::spawn(async move {
+            fleet
+                .transaction("rs", insert_note("during", attempts))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.restart();
+        cluster
+    })
+    .await
+    .unwrap();
+    work.await.unwrap().unwrap();
+    let admin = pgfleet_testkit::connect(&cluster.url_for(&t.database)).await;
+    let rows: i64 = admin
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {}.notes WHERE body = 'during'",
+                t.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1, "applied once");
+    // The work ran at most twice: on the pooled connection the shutdown broke (if it was not
+    // seen closed yet), then once the server was back; asking for a connection while it was down
+    // ran nothing.
+    assert!((1..=2).contains(&attempts.load(Ordering::SeqCst)));
+}
