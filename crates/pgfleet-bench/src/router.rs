@@ -137,8 +137,11 @@ pub fn run(quick: bool) -> anyhow::Result<Report> {
             true,
         )?);
     }
-    let (mut single, mut zipf, mut preloaded) =
-        (median_round(singles), median_round(zipfs), median_round(preloads));
+    let (mut single, mut zipf, mut preloaded) = (
+        median_round(singles),
+        median_round(zipfs),
+        median_round(preloads),
+    );
     single.report(
         &mut report,
         &format!("one tenant (trusted, median of {ROUNDS})"),
