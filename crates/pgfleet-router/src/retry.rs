@@ -178,8 +178,11 @@ pub type TransactionFuture<'c, T> =
 
 /// How one attempt of a transaction ended, when it did not commit.
 enum Attempt {
-    /// It did not commit (rolled back, or never sent its `COMMIT`).
+    /// It did not commit: the transaction may still be open (to roll back), or the server ended
+    /// it answering `COMMIT` (`Ended`).
     Failed(tokio_postgres::Error),
+    /// `COMMIT` failed with a serialization failure or a deadlock: rolled back by the server.
+    Ended(tokio_postgres::Error),
     /// Its `COMMIT` was sent and no answer came back.
     Unknown(tokio_postgres::Error),
 }
@@ -233,7 +236,7 @@ impl<D: Directory> Router<D> {
                 }
                 Err(e) => return Err(e),
             };
-            let error = match attempt(&client, &mut f).await {
+            let (error, open) = match attempt(&client, &mut f).await {
                 Ok(v) => return Ok(v),
                 Err(Attempt::Unknown(e)) => {
                     client.discard();
@@ -243,7 +246,8 @@ impl<D: Directory> Router<D> {
                         source: Box::new(e),
                     });
                 }
-                Err(Attempt::Failed(e)) => e,
+                Err(Attempt::Failed(e)) => (e, true),
+                Err(Attempt::Ended(e)) => (e, false),
             };
             // The work of a shared connection that did not switch ran as nobody: nothing ran.
             if let Err(e) = client.verify().await {
@@ -268,7 +272,7 @@ impl<D: Directory> Router<D> {
             let reason = transient(&error);
             // Back to the pool rolled back, or closed when it broke or cannot roll back.
             let broken = reason == Some(Reason::ConnectionBroken) || client.is_closed();
-            if broken || client.batch_execute("ROLLBACK").await.is_err() {
+            if broken || (open && client.batch_execute("ROLLBACK").await.is_err()) {
                 client.discard();
             } else {
                 drop(client);
@@ -348,7 +352,7 @@ where
                     Some(Reason::SerializationFailure | Reason::Deadlock)
                 ) =>
         {
-            Err(Attempt::Failed(e))
+            Err(Attempt::Ended(e))
         }
         Err(e) => Err(Attempt::Unknown(e)),
     }
