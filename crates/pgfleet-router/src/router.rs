@@ -39,6 +39,10 @@ impl<D: Directory> std::fmt::Debug for Router<D> {
     }
 }
 
+/// A timeout's reason while waiting for a turn to open a connection.
+const OPENINGS_IN_USE: &str =
+    "the server has as many connections being opened as it may (opens_per_server)";
+
 /// Why an acquisition failed.
 enum Retry {
     /// The login was refused in a way a fresh placement may fix.
@@ -260,9 +264,9 @@ impl<D: Directory> Router<D> {
             // A turn to open one (few at once per server), unless a connection comes back meanwhile.
             let opening = loop {
                 let turn = pool
-                .opening(TypeId::of::<B>(), idle_key, deadline)
-                .await
-                .map_err(|()| timeout("the server has as many connections being opened as it may (opens_per_server)"))?;
+                    .opening(TypeId::of::<B>(), idle_key, deadline)
+                    .await
+                    .map_err(|()| timeout(OPENINGS_IN_USE))?;
                 if let Some(turn) = turn {
                     break turn;
                 }

@@ -352,18 +352,10 @@ fn spawn_preload(router: pgfleet::router::Router<Control>) {
                 "read {n} tenants' placements ahead of their first request in {} ms",
                 started.elapsed().as_millis()
             ),
-            Err(e) => {
-                let mut why = e.to_string();
-                let mut cause = std::error::Error::source(&e);
-                while let Some(c) = cause {
-                    why.push_str(": ");
-                    why.push_str(&c.to_string());
-                    cause = c.source();
-                }
-                tracing::warn!(
-                    "could not read tenants' placements ahead (each is read at its first request): {why}"
-                );
-            }
+            Err(e) => tracing::warn!(
+                "could not read tenants' placements ahead (each is read at its first request): {}",
+                pgfleet::control::error::chain(&e)
+            ),
         }
     });
 }
