@@ -10,3 +10,18 @@ CREATE TABLE type_samples (
     m   mood,
     p   positive_int
 );
+
+-- A table written only by a trigger: the result cache's tests check that a write firing it
+-- drops the cached reads of what the trigger wrote.
+CREATE TABLE sample_audit (
+    id  bigserial PRIMARY KEY,
+    p   integer
+);
+CREATE FUNCTION audit_sample() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO sample_audit (p) VALUES (NEW.p);
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER type_samples_audit AFTER INSERT ON type_samples
+    FOR EACH ROW EXECUTE FUNCTION audit_sample();

@@ -183,10 +183,11 @@ async fn round_of(s: &Setup, way: Way, query: &str, ops: usize) -> anyhow::Resul
             let mut lat = Vec::with_capacity(per_task);
             match way {
                 Way::Http => {
-                    let mut client = HttpClient::connect(&s).await?;
+                    let mut client = HttpClient::connect(s.endpoint).await?;
                     for _ in 0..per_task {
                         let t = Instant::now();
-                        client.query(&query).await?;
+                        let (_, body) = client.send(&s.conn_string, &query, &[]).await?;
+                        std::hint::black_box(body.len());
                         lat.push(t.elapsed().as_secs_f64() * 1e3);
                     }
                 }
@@ -224,42 +225,45 @@ async fn round_of(s: &Setup, way: Way, query: &str, ops: usize) -> anyhow::Resul
 }
 
 /// One keep-alive HTTP/1.1 connection to `/sql`.
-struct HttpClient {
+pub(crate) struct HttpClient {
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-    setup: Arc<Setup>,
 }
 
 impl HttpClient {
-    async fn connect(s: &Setup) -> anyhow::Result<Self> {
-        let stream = tokio::net::TcpStream::connect(s.endpoint).await?;
+    pub(crate) async fn connect(endpoint: std::net::SocketAddr) -> anyhow::Result<Self> {
+        let stream = tokio::net::TcpStream::connect(endpoint).await?;
         stream.set_nodelay(true)?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(conn);
-        Ok(Self {
-            sender,
-            setup: Arc::new(s.clone()),
-        })
+        Ok(Self { sender })
     }
 
-    async fn query(&mut self, query: &str) -> anyhow::Result<()> {
-        let body = serde_json::json!({ "query": query, "params": [] }).to_string();
+    /// Sends one query in array mode; the answer's headers and body, or an error for a status
+    /// other than 200.
+    pub(crate) async fn send(
+        &mut self,
+        conn_string: &str,
+        query: &str,
+        params: &[&str],
+    ) -> anyhow::Result<(hyper::HeaderMap, Bytes)> {
+        let body = serde_json::json!({ "query": query, "params": params }).to_string();
         let req = hyper::Request::post("/sql")
             .header("host", "pgfleet.internal")
             .header("content-type", "text/plain;charset=UTF-8")
-            .header("neon-connection-string", &self.setup.conn_string)
+            .header("neon-connection-string", conn_string)
             .header("neon-raw-text-output", "true")
             .header("neon-array-mode", "true")
             .body(Full::new(Bytes::from(body)))?;
         self.sender.ready().await?;
         let resp = self.sender.send_request(req).await?;
         let status = resp.status();
+        let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await?.to_bytes();
         anyhow::ensure!(
             status == 200,
             "HTTP {status}: {}",
             String::from_utf8_lossy(&bytes)
         );
-        std::hint::black_box(bytes.len());
-        Ok(())
+        Ok((headers, bytes))
     }
 }

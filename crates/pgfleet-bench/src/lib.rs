@@ -15,6 +15,7 @@
 //! add it to [`BENCHMARKS`].
 #![deny(missing_docs)]
 
+pub mod cache;
 pub mod chat_fleet;
 pub mod dashboard;
 pub mod fleet;
@@ -74,6 +75,11 @@ pub const BENCHMARKS: &[Benchmark] = &[
         run: http::run,
     },
     Benchmark {
+        name: "cache",
+        about: "a read-heavy chat workload over 100 tenants through POST /sql and Router::query_cached, result cache on vs off; stale reads; cross-process invalidation delay",
+        run: cache::run,
+    },
+    Benchmark {
         name: "dashboard",
         about: "the dashboard's overview and tenants pages and GET /v1/tenants with 100,000 tenants in the catalog vs the page query alone",
         run: dashboard::run,
@@ -92,7 +98,7 @@ pub const BENCHMARKS: &[Benchmark] = &[
     about = "Run a pgfleet benchmark against its same-run baseline"
 )]
 #[command(
-    after_help = "Benchmarks:\n  smoke   embedded server start vs raw pg_ctl; connect + SELECT 1 over TCP vs unix socket\n  schema  introspect a 1,000-table schema vs pg_dump --schema-only; diff + plan time\n  migrate 200 small migrations by the migrator vs the same SQL by one psql -f\n  provision tenants provisioned to ready in each mode vs CREATE DATABASE/SCHEMA + psql -f\n  fleet   one migration to 1,000 schema + 100 database tenants by migrate --all vs a sequential psql loop; a no-op run\n  router  select 1 through Fleet::client vs a plain pool and a check-every-table pool; 10,000 tenants under Zipf access and a budget\n  http    select 1 and a 10-row select through POST /sql vs a plain pool and vs a connection per request\n  dashboard  overview, tenants pages and GET /v1/tenants with 100,000 catalog tenants vs the page query alone\n\nResults: a Markdown table on stdout and target/bench/NAME.json"
+    after_help = "Benchmarks:\n  smoke   embedded server start vs raw pg_ctl; connect + SELECT 1 over TCP vs unix socket\n  schema  introspect a 1,000-table schema vs pg_dump --schema-only; diff + plan time\n  migrate 200 small migrations by the migrator vs the same SQL by one psql -f\n  provision tenants provisioned to ready in each mode vs CREATE DATABASE/SCHEMA + psql -f\n  fleet   one migration to 1,000 schema + 100 database tenants by migrate --all vs a sequential psql loop; a no-op run\n  router  select 1 through Fleet::client vs a plain pool and a check-every-table pool; 10,000 tenants under Zipf access and a budget\n  http    select 1 and a 10-row select through POST /sql vs a plain pool and vs a connection per request\n  cache   a read-heavy chat workload over 100 tenants, result cache on vs off (POST /sql and the library); stale reads; cross-process delay\n  dashboard  overview, tenants pages and GET /v1/tenants with 100,000 catalog tenants vs the page query alone\n\nResults: a Markdown table on stdout and target/bench/NAME.json"
 )]
 pub struct Args {
     /// Benchmark to run (see below), or `list`.

@@ -504,7 +504,10 @@ pub fn serve(a: &ServeArgs) -> anyhow::Result<()> {
             })?;
         let listener = pgfleet_server::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let sql = crate::sql_cmds::front_door(&a.sql, &c.config().sql).await?;
+        let mut sql = crate::sql_cmds::front_door(&a.sql, &c.config().sql).await?;
+        if let Some(door) = &mut sql {
+            door.router.cache = crate::sql_cmds::cache_options(&a.sql, &c.config().cache)?;
+        }
         if let Some(door) = &sql {
             let scheme = if door.tls.is_some() { "https" } else { "http" };
             eprintln!(

@@ -82,6 +82,68 @@ pub struct SqlArgs {
     /// Connections one tenant may hold at once [default: 5]
     #[arg(long, value_name = "N", env = "PGFLEET_CONNECTIONS_PER_TENANT")]
     pub connections_per_tenant: Option<usize>,
+    /// Memory for cached query results, e.g. 256MiB; 0 turns the cache (and its invalidation
+    /// work on writes) off [default: 64MiB]
+    #[arg(long, value_name = "SIZE", env = "PGFLEET_CACHE_MAX_BYTES", value_parser = parse_cache_size)]
+    pub cache_max_bytes: Option<usize>,
+    /// Tables whose reads are cached without a `/* pgfleet:cache */` comment: a read naming only
+    /// these (`*`: any) [default: none]
+    #[arg(
+        long,
+        value_name = "TABLE",
+        env = "PGFLEET_CACHE_TABLES",
+        value_delimiter = ','
+    )]
+    pub cache_tables: Vec<String>,
+    /// How long reads of --cache-tables are served from the cache [default: 30s]
+    #[arg(long, value_name = "DURATION", env = "PGFLEET_CACHE_MAX_AGE", value_parser = parse_duration)]
+    pub cache_max_age: Option<Duration>,
+}
+
+/// A cache size: as [`parse_size`], or `0`/`off`.
+fn parse_cache_size(s: &str) -> Result<usize, String> {
+    match s.trim() {
+        "0" | "off" => Ok(0),
+        t => parse_size(t),
+    }
+}
+
+/// The result cache as configured: flags and `PGFLEET_CACHE_*` over `[cache]` of pgfleet.toml.
+///
+/// # Errors
+/// A size or duration in the file that does not parse.
+pub fn cache_options(
+    a: &SqlArgs,
+    file: &pgfleet::control::config::CacheSettings,
+) -> anyhow::Result<pgfleet::router::cache::CacheOptions> {
+    let defaults = pgfleet::router::cache::CacheOptions::default();
+    let in_file = |v: Option<&String>, name: &str| {
+        v.map(|v| anyhow::anyhow!("pgfleet.toml [cache] {name}: {v:?}"))
+    };
+    let max_bytes = match (a.cache_max_bytes, &file.max_bytes) {
+        (Some(n), _) => n,
+        (None, Some(v)) => {
+            parse_cache_size(v).map_err(|e| in_file(Some(v), "max_bytes").unwrap().context(e))?
+        }
+        (None, None) => defaults.max_bytes,
+    };
+    let max_age = match (a.cache_max_age, &file.max_age) {
+        (Some(d), _) => d,
+        (None, Some(v)) => {
+            parse_duration(v).map_err(|e| in_file(Some(v), "max_age").unwrap().context(e))?
+        }
+        (None, None) => defaults.max_age,
+    };
+    let tables = if a.cache_tables.is_empty() {
+        file.tables.clone().unwrap_or_default()
+    } else {
+        a.cache_tables.clone()
+    };
+    Ok(pgfleet::router::cache::CacheOptions {
+        max_bytes,
+        tables,
+        max_age,
+    })
 }
 
 /// A size: bytes, or with a unit (`kB`, `KiB`, `MB`, `MiB`, `GiB`).

@@ -21,6 +21,11 @@
 //! read_timeout = "10s"
 //! budget_per_server = 20
 //! connections_per_tenant = 5
+//!
+//! [cache]                       # the result cache of the router (`/sql`, `Fleet::query_cached`)
+//! max_bytes = "64MiB"           # "0" turns it off
+//! tables = ["chat_threads", "documents"]   # reads of only these are cached without a comment
+//! max_age = "30s"               # for reads of those tables
 //! ```
 //!
 //! The master key itself is taken only from `PGFLEET_MASTER_KEY` or a file (`--master-key-file`,
@@ -88,6 +93,10 @@ pub struct Settings {
     /// `[sql]`: the SQL front door (files only; flags and the environment are read by the CLI).
     #[serde(default)]
     pub sql: SqlSettings,
+    /// `[cache]`: the router's result cache (files only; flags and the environment are read by
+    /// the CLI).
+    #[serde(default)]
+    pub cache: CacheSettings,
     /// Refused in files (see module docs); present only to give a clear error.
     #[serde(default)]
     master_key: Option<toml::Value>,
@@ -126,6 +135,7 @@ impl Settings {
             master_key_file: var("PGFLEET_MASTER_KEY_FILE").map(PathBuf::from),
             default_mode,
             sql: SqlSettings::default(),
+            cache: CacheSettings::default(),
             master_key: None,
         })
     }
@@ -160,9 +170,26 @@ impl Settings {
             master_key_file: self.master_key_file.or(lower.master_key_file),
             default_mode: self.default_mode.or(lower.default_mode),
             sql: self.sql.or(lower.sql),
+            cache: CacheSettings {
+                max_bytes: self.cache.max_bytes.or(lower.cache.max_bytes),
+                tables: self.cache.tables.or(lower.cache.tables),
+                max_age: self.cache.max_age.or(lower.cache.max_age),
+            },
             master_key: None,
         }
     }
+}
+
+/// `[cache]` of `pgfleet.toml`: the router's result cache (see `docs/cache.md`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    /// `--cache-max-bytes` (`"0"`: no cache).
+    pub max_bytes: Option<String>,
+    /// `--cache-tables`: tables whose reads are cached without a comment (`"*"`: all).
+    pub tables: Option<Vec<String>>,
+    /// `--cache-max-age`: how long those reads are served.
+    pub max_age: Option<String>,
 }
 
 /// `[sql]` of `pgfleet.toml`: the SQL front door of `pgfleet serve`. Sizes and durations as
@@ -260,6 +287,8 @@ pub struct Config {
     pub allowed_extensions: Vec<String>,
     /// `[sql]` of `pgfleet.toml` (the CLI lays flags and `PGFLEET_SQL_*` over it).
     pub sql: SqlSettings,
+    /// `[cache]` of `pgfleet.toml` (the CLI lays flags and `PGFLEET_CACHE_*` over it).
+    pub cache: CacheSettings,
     /// The key secrets were sealed with before a rotation (`PGFLEET_PREVIOUS_MASTER_KEY` or
     /// `PGFLEET_PREVIOUS_MASTER_KEY_FILE`): still opens rows `pgfleet keys rotate` has not re-wrapped.
     pub previous_master_key: Option<MasterKey>,
@@ -320,6 +349,7 @@ impl Config {
             migrations: s.migrations.unwrap_or_else(|| PathBuf::from("migrations")),
             default_mode: s.default_mode.unwrap_or(Mode::Database),
             sql: s.sql,
+            cache: s.cache,
             provision_attempts: 5,
             retry_backoff: std::time::Duration::from_secs(1),
             previous_master_key: previous_key(&var)?,
@@ -357,6 +387,7 @@ impl Config {
             migrations: PathBuf::from("migrations"),
             default_mode: Mode::Database,
             sql: SqlSettings::default(),
+            cache: CacheSettings::default(),
             provision_attempts: 5,
             retry_backoff: std::time::Duration::from_secs(1),
             previous_master_key: None,

@@ -283,6 +283,9 @@ impl Control {
             let owner = self.owner(&server).await?.role;
             crate::ddl::grant_dml(&in_db, &schemas, &t.role, &owner).await?;
         }
+        if !applied.is_empty() {
+            crate::cache_bus::schema_changed(&self.catalog(), &t.id).await;
+        }
         let remaining = self.check(key).await?;
         Ok(Repair { applied, remaining })
     }
@@ -642,6 +645,7 @@ impl Control {
             }
         }
         let c = self.catalog();
+        crate::cache_bus::schema_changed(&c, &t.id).await;
         crate::catalog::tenants::reset(&*c, &t.id).await?;
         crate::catalog::operations::requeue_provision(&*c, &t.id).await?;
         events::record(

@@ -22,6 +22,7 @@
 #![deny(missing_docs)]
 
 pub mod browse;
+pub mod cache_bus;
 pub mod catalog;
 pub mod config;
 mod connections;

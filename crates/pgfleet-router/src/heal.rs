@@ -162,6 +162,12 @@ impl<D: Directory> Router<D> {
         match self.snapshot.directory.repair(key, error, seen).await {
             Ok(r) if !r.applied.is_empty() || r.repaired_elsewhere => {
                 entry.repairs.fetch_add(1, Ordering::Release);
+                // What was read before the repair may differ from what is there now.
+                self.snapshot.cache.invalidate(
+                    key,
+                    &entry.placement.tenant_id,
+                    crate::cache::Scope::All { schema: true },
+                );
                 metrics::counter!("pgfleet_router_repairs_total", "outcome" => "repaired")
                     .increment(1);
                 tracing::info!(

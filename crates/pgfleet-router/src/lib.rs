@@ -31,11 +31,14 @@
 //! connections), `backend` ([`Backend`], [`ConnectError`]), `connect` ([`PgBackend`]), `snapshot`
 //! (the routing snapshot), `client` ([`Pooled`], [`TenantClient`]), `router` ([`Router`]: acquire),
 //! `heal` (heal and retry), `housekeeping` (reaper, change listener), `wire` ([`wire::WireBackend`]:
-//! a connection kind that speaks the protocol itself, with PostgreSQL's text output).
+//! a connection kind that speaks the protocol itself, with PostgreSQL's text output, and
+//! [`Router::run`], the seam the SQL front doors use), `cache` (the result cache,
+//! [`cache::Cache`]).
 
 #![deny(missing_docs)]
 
 mod backend;
+pub mod cache;
 mod client;
 mod connect;
 pub mod directory;

@@ -52,6 +52,9 @@ pub struct RouterOptions {
     /// active tenants need few connections. On by default; `PGFLEET_SHARED_CONNECTIONS=off` in the
     /// environment turns the default off. End users (other connection kinds) never share.
     pub shared_connections: bool,
+    /// The result cache ([`Router::run`](crate::Router::run) and
+    /// [`Router::query_cached`](crate::Router::query_cached); `/sql` runs through it).
+    pub cache: crate::cache::CacheOptions,
 }
 
 impl Default for RouterOptions {
@@ -73,6 +76,7 @@ impl Default for RouterOptions {
             shared_connections: std::env::var("PGFLEET_SHARED_CONNECTIONS")
                 .map(|v| !matches!(v.trim(), "off" | "0" | "false" | "no"))
                 .unwrap_or(true),
+            cache: crate::cache::CacheOptions::default(),
         }
     }
 }
@@ -91,6 +95,7 @@ impl std::fmt::Debug for RouterOptions {
             .field("shared_connections", &self.shared_connections)
             .field("retry_burst", &self.retry_burst)
             .field("retries_per_second", &self.retries_per_second)
+            .field("cache", &self.cache)
             .finish_non_exhaustive()
     }
 }

@@ -69,16 +69,22 @@ pub(crate) struct Snapshot<D> {
     servers: Mutex<HashMap<String, Arc<ServerPool>>>,
     /// Bumped by every [`Snapshot::forget`]: a preload read before a forget is not inserted.
     forgets: AtomicU64,
+    /// The result cache ([`RouterOptions::cache`]).
+    pub(crate) cache: Arc<crate::cache::Cache>,
+    /// The connections of [`Router::query_cached`](crate::Router::query_cached).
+    pub(crate) wire: crate::wire::WireBackend,
 }
 
 impl<D: Directory> Snapshot<D> {
     pub(crate) fn new(directory: D, opts: RouterOptions) -> Self {
         Self {
             directory,
-            opts,
             tenants: RwLock::new(HashMap::new()),
             servers: Mutex::new(HashMap::new()),
             forgets: AtomicU64::new(0),
+            cache: Arc::new(crate::cache::Cache::new(opts.cache.clone())),
+            wire: crate::wire::WireBackend::new("pgfleet", None),
+            opts,
         }
     }
 
@@ -183,6 +189,7 @@ impl<D: Directory> Snapshot<D> {
             old.stale.store(true, Ordering::Relaxed);
             old.server.drop_idle_of(key);
         }
+        self.cache.forget(key);
     }
 
     /// Forgets the keys placed on tenant `id` (`*`: all keys).

@@ -375,6 +375,17 @@ pub async fn start_sql_service(
     }
     let router = pgfleet::router::Router::new(control.clone(), door.router);
     spawn_preload(router.clone());
+    if router.cache().enabled() {
+        let bus = pgfleet::control::cache_bus::spawn(
+            control.config().catalog_url.clone(),
+            router.cache().clone(),
+        );
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let _ = stop.wait_for(|s| *s).await;
+            drop(bus);
+        });
+    }
     let auth = sql::auth::Auth::new(control.clone(), jwt);
     let listen = sql::listener::ListenOptions {
         read_timeout: door.options.read_timeout,

@@ -61,6 +61,8 @@ pub use pgfleet_router::{DirectoryError, RouterError, RouterOptions, TenantClien
 /// The schema core (see [`pgfleet_schema`]).
 pub use pgfleet_schema as schema;
 
+use std::sync::Arc;
+
 use pgfleet_control::config::{Config, Settings};
 use pgfleet_control::provision::CreateOptions;
 use pgfleet_control::tenant::Tenant;
@@ -73,6 +75,8 @@ use pgfleet_router::Router;
 pub struct Fleet {
     control: Control,
     router: Router<Control>,
+    /// Keeps the cache in step with the fleet's other processes while a clone lives.
+    _bus: Option<Arc<pgfleet_control::cache_bus::Bus>>,
 }
 
 impl Fleet {
@@ -84,7 +88,17 @@ impl Fleet {
     pub async fn connect(config: Config, options: RouterOptions) -> Result<Self, ControlError> {
         let control = Control::connect(config).await?;
         let router = Router::new(control.clone(), options);
-        Ok(Self { control, router })
+        let bus = router.cache().enabled().then(|| {
+            Arc::new(pgfleet_control::cache_bus::spawn(
+                control.config().catalog_url.clone(),
+                router.cache().clone(),
+            ))
+        });
+        Ok(Self {
+            control,
+            router,
+            _bus: bus,
+        })
     }
 
     /// As [`Fleet::connect`], with the configuration from the environment and `pgfleet.toml`,
@@ -154,6 +168,40 @@ impl Fleet {
         F: for<'c> FnMut(&'c TenantClient) -> pgfleet_router::TransactionFuture<'c, T>,
     {
         self.router.transaction(key, f).await
+    }
+
+    /// Runs one statement on tenant `key` through the result cache: a read marked with a leading
+    /// `/* pgfleet:cache max-age=30 */` comment (or reading only the tables of
+    /// [`CacheOptions::tables`](pgfleet_router::cache::CacheOptions::tables)) is answered from
+    /// memory while fresh; a write run here drops the cached results it made stale, in this
+    /// process at once and in the fleet's other processes shortly after. Parameters and results
+    /// are PostgreSQL text. See [`Router::query_cached`].
+    ///
+    /// ```no_run
+    /// # async fn f(fleet: pgfleet::Fleet) -> Result<(), pgfleet::RouterError> {
+    /// let (threads, status) = fleet
+    ///     .query_cached("user-42", "/* pgfleet:cache max-age=30 */ SELECT id, title FROM chat_threads ORDER BY id", &[])
+    ///     .await?;
+    /// println!("{} threads ({})", threads.rows.len(), status.as_str());
+    /// fleet.query_cached("user-42", "INSERT INTO chat_threads (title) VALUES ($1)", &[Some("new")]).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// See [`Router::run`].
+    pub async fn query_cached(
+        &self,
+        key: &str,
+        sql: &str,
+        params: &[Option<&str>],
+    ) -> Result<
+        (
+            Arc<pgfleet_router::wire::TextResult>,
+            pgfleet_router::cache::CacheStatus,
+        ),
+        RouterError,
+    > {
+        self.router.query_cached(key, sql, params).await
     }
 
     /// The control plane.

@@ -11,6 +11,7 @@ use pgfleet::control::secrets::MasterKey;
 use pgfleet::control::tenant::Mode;
 use pgfleet::control::{Control, catalog};
 use pgfleet::migrate::{MigrationDir, sum};
+use pgfleet::router::cache::{CacheOptions, CacheStatus};
 use pgfleet::{Fleet, RouterOptions};
 use pgfleet_testkit::{TestCluster, TestDb};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,6 +19,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const TARGET: &str = "CREATE TABLE notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);
 CREATE TABLE tags (id serial PRIMARY KEY, note_id bigint REFERENCES notes ON DELETE CASCADE, name text NOT NULL);
 CREATE INDEX tags_name ON tags (name);
+CREATE TABLE events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, what text NOT NULL);
+CREATE TABLE audit (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, what text NOT NULL);
+CREATE FUNCTION audit_event() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN INSERT INTO audit (what) VALUES (NEW.what); RETURN NEW; END$$;
+CREATE TRIGGER events_audit AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION audit_event();
+CREATE VIEW note_bodies AS SELECT id, upper(body) AS body FROM notes;
+CREATE VIEW notes_now AS SELECT id, now() AS at FROM notes;
+CREATE TABLE counters (id int PRIMARY KEY, n bigint NOT NULL DEFAULT 0);
 ";
 const WAIT: Duration = Duration::from_secs(300);
 
@@ -1215,4 +1223,317 @@ async fn a_transaction_rides_out_a_server_restart() {
     // seen closed yet), then once the server was back; asking for a connection while it was down
     // ran nothing.
     assert!((1..=2).contains(&attempts.load(Ordering::SeqCst)));
+}
+
+/// `Fleet::query_cached`: one statement's text output, and what the cache did.
+async fn cached(
+    fleet: &Fleet,
+    key: &str,
+    sql: &str,
+    params: &[Option<&str>],
+) -> (String, CacheStatus) {
+    let (r, status) = fleet.query_cached(key, sql, params).await.unwrap();
+    let text = r
+        .rows
+        .iter()
+        .map(|row| {
+            row.values()
+                .map(|v| v.unwrap_or("NULL"))
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect::<Vec<_>>()
+        .join(";");
+    (text, status)
+}
+
+const TAGS: &str = "/* pgfleet:cache max-age=60 */ SELECT count(*) FROM tags";
+const NOTE_BODY: &str = "/* pgfleet:cache max-age=60 */ SELECT body FROM note_bodies WHERE id = $1";
+const AUDIT: &str = "/* pgfleet:cache max-age=60 */ SELECT count(*) FROM audit";
+
+/// Adds a note with `tags` tags through the cache's own call; its id.
+async fn note_with_tags(fleet: &Fleet, key: &str, tags: usize) -> String {
+    let (id, _) = cached(
+        fleet,
+        key,
+        "INSERT INTO notes (body) VALUES ('n') RETURNING id",
+        &[],
+    )
+    .await;
+    for i in 0..tags {
+        let name = format!("t{i}");
+        cached(
+            fleet,
+            key,
+            "INSERT INTO tags (note_id, name) VALUES ($1, $2)",
+            &[Some(&id), Some(&name)],
+        )
+        .await;
+    }
+    id
+}
+
+#[tokio::test]
+async fn cached_reads_follow_every_write_made_through_pgfleet_and_stay_with_their_tenant() {
+    use CacheStatus::{Bypass, Hit, Miss};
+    let s = Setup::new(&[("main", pgfleet_testkit::shared().url())]).await;
+    let c = s.control().await;
+    provision(&c, &["ca".into(), "cb".into()], Mode::Schema, "main").await;
+    provision(&c, &["cd".into()], Mode::Database, "main").await;
+    let fleet = s.fleet(RouterOptions::default()).await;
+    for key in ["ca", "cd"] {
+        let note = note_with_tags(&fleet, key, 2).await;
+        let n = Some(note.as_str());
+        assert_eq!(
+            cached(&fleet, key, TAGS, &[]).await,
+            ("2".into(), Miss),
+            "{key}"
+        );
+        assert_eq!(
+            cached(&fleet, key, TAGS, &[]).await,
+            ("2".into(), Hit),
+            "{key}"
+        );
+        assert_eq!(
+            cached(&fleet, key, NOTE_BODY, &[n]).await,
+            ("N".into(), Miss)
+        );
+        assert_eq!(
+            cached(&fleet, key, NOTE_BODY, &[n]).await,
+            ("N".into(), Hit)
+        );
+        assert_eq!(cached(&fleet, key, AUDIT, &[]).await, ("0".into(), Miss));
+        // An update of notes changes the view over it; tags' foreign key has no ON UPDATE
+        // action, so the tag count stays cached.
+        cached(
+            &fleet,
+            key,
+            "UPDATE notes SET body = 'changed' WHERE id = $1",
+            &[n],
+        )
+        .await;
+        assert_eq!(
+            cached(&fleet, key, NOTE_BODY, &[n]).await,
+            ("CHANGED".into(), Miss)
+        );
+        assert_eq!(cached(&fleet, key, TAGS, &[]).await, ("2".into(), Hit));
+        // The delete cascades into tags through the foreign key; audit is not touched, and stays
+        // cached.
+        cached(&fleet, key, "DELETE FROM notes WHERE id = $1", &[n]).await;
+        assert_eq!(
+            cached(&fleet, key, TAGS, &[]).await,
+            ("0".into(), Miss),
+            "{key}"
+        );
+        assert_eq!(
+            cached(&fleet, key, NOTE_BODY, &[n]).await,
+            ("".into(), Miss)
+        );
+        assert_eq!(cached(&fleet, key, AUDIT, &[]).await, ("0".into(), Hit));
+        // The trigger on events writes audit.
+        cached(&fleet, key, "INSERT INTO events (what) VALUES ('e')", &[]).await;
+        assert_eq!(
+            cached(&fleet, key, AUDIT, &[]).await,
+            ("1".into(), Miss),
+            "{key}"
+        );
+        // A result with a parameter is kept per value (the new note's writes dropped both).
+        let other = note_with_tags(&fleet, key, 1).await;
+        let o = Some(other.as_str());
+        assert_eq!(
+            cached(&fleet, key, NOTE_BODY, &[o]).await,
+            ("N".into(), Miss)
+        );
+        assert_eq!(
+            cached(&fleet, key, NOTE_BODY, &[n]).await,
+            ("".into(), Miss)
+        );
+        assert_eq!(
+            cached(&fleet, key, NOTE_BODY, &[o]).await,
+            ("N".into(), Hit)
+        );
+        assert_eq!(cached(&fleet, key, NOTE_BODY, &[n]).await, ("".into(), Hit));
+    }
+    // The same text for another tenant is that tenant's own result.
+    note_with_tags(&fleet, "cb", 3).await;
+    cached(&fleet, "ca", TAGS, &[]).await;
+    assert_eq!(cached(&fleet, "cb", TAGS, &[]).await, ("3".into(), Miss));
+    assert_eq!(cached(&fleet, "cb", TAGS, &[]).await, ("3".into(), Hit));
+    assert_eq!(cached(&fleet, "ca", TAGS, &[]).await, ("1".into(), Hit));
+    // Not cached: a function that is not IMMUTABLE, a locking clause, no comment.
+    let now = "/* pgfleet:cache */ SELECT now()::text, count(*) FROM notes";
+    assert_eq!(cached(&fleet, "ca", now, &[]).await.1, Miss);
+    assert_eq!(cached(&fleet, "ca", now, &[]).await.1, Miss, "never stored");
+    // A view that calls now() is not cached either.
+    let view = "/* pgfleet:cache */ SELECT count(*) FROM notes_now";
+    assert_eq!(cached(&fleet, "ca", view, &[]).await.1, Miss);
+    assert_eq!(
+        cached(&fleet, "ca", view, &[]).await.1,
+        Miss,
+        "never stored"
+    );
+    let lock = "/* pgfleet:cache */ SELECT id FROM notes FOR UPDATE";
+    assert_eq!(cached(&fleet, "ca", lock, &[]).await.1, Bypass);
+    assert_eq!(
+        cached(&fleet, "ca", "SELECT count(*) FROM tags", &[]).await,
+        ("1".into(), Bypass)
+    );
+    // A write around pgfleet is not seen until the application says so.
+    let client = fleet.client("ca").await.unwrap();
+    client.execute("DELETE FROM tags", &[]).await.unwrap();
+    drop(client);
+    assert_eq!(cached(&fleet, "ca", TAGS, &[]).await, ("1".into(), Hit));
+    fleet.router().invalidate_tenant("ca").await.unwrap();
+    assert_eq!(cached(&fleet, "ca", TAGS, &[]).await, ("0".into(), Miss));
+    // The configured tables are cached without a comment, and only they.
+    let listed = s
+        .fleet(RouterOptions {
+            cache: CacheOptions {
+                tables: vec!["notes".into()],
+                ..CacheOptions::default()
+            },
+            ..RouterOptions::default()
+        })
+        .await;
+    let notes = "SELECT count(*) FROM notes";
+    assert_eq!(cached(&listed, "cb", notes, &[]).await.1, Miss);
+    assert_eq!(cached(&listed, "cb", notes, &[]).await, ("1".into(), Hit));
+    assert_eq!(
+        cached(&listed, "cb", "SELECT count(*) FROM tags", &[])
+            .await
+            .1,
+        Bypass
+    );
+    let stats = fleet.router().cache().stats();
+    assert!(stats.entries > 0 && stats.bytes > 0, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_readers_never_get_a_result_older_than_a_finished_write() {
+    let s = Setup::new(&[("main", pgfleet_testkit::shared().url())]).await;
+    let c = s.control().await;
+    provision(&c, &["crace".into()], Mode::Schema, "main").await;
+    let fleet = s.fleet(RouterOptions::default()).await;
+    const COUNTERS: i64 = 4;
+    for id in 1..=COUNTERS {
+        let id = id.to_string();
+        cached(
+            &fleet,
+            "crace",
+            "INSERT INTO counters (id) VALUES ($1)",
+            &[Some(&id)],
+        )
+        .await;
+    }
+    // What a finished write made each counter at least.
+    let done: Arc<Vec<std::sync::atomic::AtomicI64>> = Arc::new(
+        (0..=COUNTERS)
+            .map(|_| std::sync::atomic::AtomicI64::new(0))
+            .collect(),
+    );
+    let (hits, stale) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut set = tokio::task::JoinSet::new();
+    for task in 0..8u64 {
+        let (fleet, done, hits, stale) = (fleet.clone(), done.clone(), hits.clone(), stale.clone());
+        set.spawn(async move {
+            let mut x = task * 7919 + 1;
+            for _ in 0..300 {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let id = ((x >> 33) % COUNTERS as u64 + 1) as usize;
+                let ids = id.to_string();
+                if (x >> 20) % 5 == 0 {
+                    let (n, _) = cached(
+                        &fleet,
+                        "crace",
+                        "UPDATE counters SET n = n + 1 WHERE id = $1 RETURNING n",
+                        &[Some(&ids)],
+                    )
+                    .await;
+                    done[id].fetch_max(n.parse().unwrap(), Ordering::SeqCst);
+                } else {
+                    let floor = done[id].load(Ordering::SeqCst);
+                    let (n, status) = cached(
+                        &fleet,
+                        "crace",
+                        "/* pgfleet:cache max-age=60 */ SELECT n FROM counters WHERE id = $1",
+                        &[Some(&ids)],
+                    )
+                    .await;
+                    if status == CacheStatus::Hit {
+                        hits.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if n.parse::<i64>().unwrap() < floor {
+                        stale.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+    assert_eq!(stale.load(Ordering::Relaxed), 0, "stale reads");
+    assert!(
+        hits.load(Ordering::Relaxed) > 100,
+        "the cache served {} reads",
+        hits.load(Ordering::Relaxed)
+    );
+}
+
+/// Two fleets over one catalog stand for two processes: separate caches that hear of each
+/// other's writes only through the catalog's notifications.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_process_drops_what_a_write_or_a_repair_here_made_stale() {
+    let cluster = TestCluster::start();
+    let s = Setup::new(&[("main", cluster.url())]).await;
+    let c = s.control().await;
+    provision(&c, &["cx".into()], Mode::Schema, "main").await;
+    let (a, b) = (
+        s.fleet(RouterOptions::default()).await,
+        s.fleet(RouterOptions::default()).await,
+    );
+    note_with_tags(&a, "cx", 1).await;
+    // The notification channels listen from their first moments; give them those.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut delays = Vec::new();
+    assert_eq!(cached(&a, "cx", TAGS, &[]).await.1, CacheStatus::Miss);
+    for round in 0..5 {
+        // The fresh read that ended the round before was stored.
+        assert_eq!(cached(&a, "cx", TAGS, &[]).await.1, CacheStatus::Hit);
+        let expected = (round + 2).to_string();
+        let wrote = Instant::now();
+        cached(&b, "cx", "INSERT INTO tags (name) VALUES ('x')", &[]).await;
+        loop {
+            let (n, _) = cached(&a, "cx", TAGS, &[]).await;
+            if n == expected {
+                break;
+            }
+            assert!(
+                wrote.elapsed() < Duration::from_secs(5),
+                "round {round}: still {n} after 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        delays.push(wrote.elapsed());
+    }
+    eprintln!("cross-process invalidation delays: {delays:?}");
+    // A repair announces a schema change: every process drops the tenant.
+    assert_eq!(cached(&a, "cx", TAGS, &[]).await.1, CacheStatus::Hit);
+    let t = c.tenant("cx").await.unwrap();
+    let admin = pgfleet_testkit::connect(&cluster.url_for(&t.database)).await;
+    admin
+        .batch_execute(&format!("DROP INDEX {}.tags_name", t.schema))
+        .await
+        .unwrap();
+    assert!(!c.fix("cx", "test").await.unwrap().applied.is_empty());
+    let fixed = Instant::now();
+    while cached(&a, "cx", TAGS, &[]).await.1 == CacheStatus::Hit {
+        assert!(
+            fixed.elapsed() < Duration::from_secs(5),
+            "still cached 5 s after the repair"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

@@ -211,6 +211,14 @@ impl Runner {
         outcome: Result<Vec<String>, Failure>,
         ms: f64,
     ) -> TenantMigration {
+        // Caches of the fleet's processes drop what they hold of a tenant whose schema moved
+        // (a failed migration may have applied some files).
+        if outcome.as_ref().map_or(true, |a| !a.is_empty()) {
+            let (control, id) = (self.control.clone(), t.id.clone());
+            tokio::spawn(async move {
+                crate::cache_bus::schema_changed(&control.catalog(), &id).await;
+            });
+        }
         let r = match outcome {
             Ok(applied) => {
                 let o = if applied.is_empty() {

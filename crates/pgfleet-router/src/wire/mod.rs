@@ -26,12 +26,14 @@
 mod conn;
 mod error;
 mod query;
+mod run;
 
 use std::time::Duration;
 
 pub use conn::WireConn;
 pub use error::{ServerError, WireError};
 pub use query::{Field, Isolation, Limits, Row, Statement, TextResult, Transaction};
+pub use run::{LIBRARY_LIMITS, Ran, Work};
 
 use crate::backend::{Backend, ConnectError};
 use crate::directory::Placement;

@@ -163,6 +163,10 @@ impl Row {
     pub fn get(&self, i: usize) -> Option<&str> {
         self.ranges[i].map(|(a, b)| &self.text[a as usize..b as usize])
     }
+    /// Bytes it holds (its text and the bounds of its values).
+    pub fn bytes(&self) -> usize {
+        self.text.len() + self.ranges.len() * 12
+    }
     /// The values in order.
     pub fn values(&self) -> impl Iterator<Item = Option<&str>> + '_ {
         (0..self.len()).map(|i| self.get(i))
@@ -261,7 +265,8 @@ impl WireConn {
             return Err(unexpected("a connection that was closed"));
         }
         // A shared connection runs as the pool role until it switches: never without a switch.
-        let switch = self.switch.take();
+        // Every request of a lease switches again (the one before ended with DISCARD ALL).
+        let switch = self.switch.clone();
         if self.shared && switch.is_none() {
             return Err(unexpected(
                 "a shared connection that was not switched to a tenant",

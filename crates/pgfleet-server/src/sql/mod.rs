@@ -30,7 +30,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use http_body_util::BodyExt;
 use pgfleet::control::Control;
-use pgfleet::router::wire::{Limits, TextResult, WireBackend, WireError, WireLease};
+use pgfleet::router::cache::CacheStatus;
+use pgfleet::router::wire::{Limits, WireBackend, WireError};
 use pgfleet::router::{Router, RouterError};
 
 use self::auth::{Auth, Caller, Via};
@@ -182,63 +183,29 @@ impl SqlService {
         };
         // End users never share a connection; the application's own token may.
         let trusted = caller.via != Via::Jwt;
-        let mut attempts;
-        let mut retries = 0;
-        let outcome = loop {
-            let mut tries = 0;
-            let outcome = loop {
-                attempts = 0u32;
-                tries += 1;
-                let outcome = self
-                    .router
-                    .with_wire(&caller.key, &self.wire, trusted, |conn| {
-                        attempts += 1;
-                        execute(conn, &req.work, limits)
-                    })
-                    .await;
-                // A failed switch ran nothing; once more, on the tenant's own login from now on.
-                if tries > 1 || !matches!(outcome, Err(RouterError::RoleSwitch { .. })) {
-                    break outcome;
-                }
-            };
-            // The request is one transaction: rolled back by a serialization failure or a
-            // deadlock, it runs again after a wait (within the tenant's retry budget).
-            match &outcome {
-                Err(e)
-                    if self
-                        .router
-                        .retry_rolled_back(&caller.key, retries + 1, e)
-                        .await =>
-                {
-                    retries += 1;
-                }
-                _ => break outcome,
-            }
-        };
-        let healed = attempts > 1;
-        match outcome {
-            Ok(results) => {
-                if healed {
+        match self
+            .router
+            .run(&caller.key, &self.wire, trusted, &req.work, limits)
+            .await
+        {
+            Ok(ran) => {
+                if ran.healed {
                     metrics::counter!("pgfleet_sql_healed_total").increment(1);
                 }
                 let batch = matches!(req.work, Work::Batch { .. });
                 let max = self.opts.max_response;
-                response::ok(&results, batch, req.array_mode, healed, max)
-                    .ok_or(Failure::Query(WireError::TooLarge { limit: max }))
+                let mut resp = response::ok(&ran.results, batch, req.array_mode, ran.healed, max)
+                    .ok_or(Failure::Query(WireError::TooLarge { limit: max }))?;
+                if ran.cache != CacheStatus::Bypass {
+                    resp.headers_mut().insert(
+                        "pgfleet-cache",
+                        HeaderValue::from_static(ran.cache.as_str()),
+                    );
+                }
+                Ok(resp)
             }
             Err(e) => Err(router_failure(caller, e)),
         }
-    }
-}
-
-async fn execute(
-    mut conn: WireLease,
-    work: &Work,
-    limits: Limits,
-) -> Result<Vec<TextResult>, WireError> {
-    match work {
-        Work::Single(s) => conn.query(s, &limits).await.map(|r| vec![r]),
-        Work::Batch { statements, tx } => conn.batch(statements, tx, &limits).await,
     }
 }
 
@@ -381,7 +348,7 @@ fn cors(opts: &SqlOptions, req: &HeaderMap, resp: &mut HeaderMap) -> bool {
     resp.insert(header::VARY, HeaderValue::from_static("Origin"));
     resp.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("pgfleet-healed, retry-after"),
+        HeaderValue::from_static("pgfleet-healed, pgfleet-cache, retry-after"),
     );
     true
 }

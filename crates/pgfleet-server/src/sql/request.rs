@@ -8,19 +8,7 @@ use serde_json::Value;
 /// Most parameters of one statement (PostgreSQL's protocol limit).
 pub const MAX_PARAMS: usize = 65_535;
 
-/// What to run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Work {
-    /// One statement, in its own transaction.
-    Single(Statement),
-    /// Statements in one transaction.
-    Batch {
-        /// The statements.
-        statements: Vec<Statement>,
-        /// How the transaction starts.
-        tx: Transaction,
-    },
-}
+pub use pgfleet::router::wire::Work;
 
 /// A parsed request.
 #[derive(Debug, Clone, PartialEq, Eq)]

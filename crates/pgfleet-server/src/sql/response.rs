@@ -69,7 +69,7 @@ fn string(out: &mut Vec<u8>, s: &str) {
 /// when the JSON would be larger than `max` bytes (escaping and column names can make it larger
 /// than the rows the connection counted).
 pub fn ok(
-    results: &[TextResult],
+    results: &[std::sync::Arc<TextResult>],
     batch: bool,
     array_mode: bool,
     healed: bool,

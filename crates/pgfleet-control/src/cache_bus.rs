@@ -1,0 +1,204 @@
+//! The result caches of a fleet's processes, kept in step through the catalog database: each
+//! process sends the invalidations its writes make (`NOTIFY` on [`CACHE_CHANNEL`]) and applies the
+//! others'. Migrations, repairs, resets and drops announce a whole tenant. Tenants are named by
+//! id, never by key. Asynchronous: another process may serve a stale result for the
+//! notification's delay (measured by `pgfleet-bench cache`). A process whose channel broke drops
+//! its whole cache when it listens again, since it may have missed notices.
+//!
+//! Payload: `<origin>\t<tenant id or *>\t<scope>`, scope `*` (everything of the tenant), `!`
+//! (everything, and its schema may have changed) or OIDs separated by commas.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgfleet_router::cache::{Cache, Invalidation, Scope};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_postgres::{AsyncMessage, Client};
+
+/// The catalog channel of cache invalidations.
+pub const CACHE_CHANNEL: &str = "pgfleet_cache";
+
+/// PostgreSQL's limit on a payload is 8000 bytes; a list of OIDs longer than this becomes `*`.
+const MAX_PAYLOAD: usize = 7000;
+
+fn payload(origin: &str, inv: &Invalidation) -> String {
+    let scope = match &inv.scope {
+        Scope::All { schema: true } => "!".to_string(),
+        Scope::All { schema: false } => "*".to_string(),
+        Scope::Tables(oids) => {
+            let list: Vec<String> = oids.iter().map(u32::to_string).collect();
+            let list = list.join(",");
+            if list.len() > MAX_PAYLOAD {
+                "*".to_string()
+            } else {
+                list
+            }
+        }
+    };
+    format!("{origin}\t{}\t{scope}", inv.tenant_id)
+}
+
+fn parse(payload: &str) -> Option<(&str, Invalidation)> {
+    let mut parts = payload.splitn(3, '\t');
+    let (origin, id, scope) = (parts.next()?, parts.next()?, parts.next()?);
+    let scope = match scope {
+        "!" => Scope::All { schema: true },
+        "*" => Scope::All { schema: false },
+        list => Scope::Tables(
+            list.split(',')
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .ok()?,
+        ),
+    };
+    Some((
+        origin,
+        Invalidation {
+            tenant_id: id.to_string(),
+            scope,
+        },
+    ))
+}
+
+/// Tells every process that tenant `id`'s schema changed (a migration, a repair, a reset, a drop):
+/// their caches drop all its results. Best effort: logged when it fails.
+pub(crate) async fn schema_changed(c: &Client, id: &str) {
+    let inv = Invalidation {
+        tenant_id: id.to_string(),
+        scope: Scope::All { schema: true },
+    };
+    if let Err(e) = c
+        .execute(
+            "SELECT pg_notify($1, $2)",
+            &[&CACHE_CHANNEL, &payload("control", &inv)],
+        )
+        .await
+    {
+        tracing::warn!(tenant_id = %id, "announcing a schema change to the caches: {e}");
+    }
+}
+
+/// The task that keeps a cache in step with the fleet; dropping it stops the task.
+#[derive(Debug)]
+pub struct Bus(tokio::task::JoinHandle<()>);
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Keeps `cache` in step with the other processes of the fleet whose catalog is at `url`, until
+/// the returned [`Bus`] is dropped. Reconnects after a second when the catalog goes away.
+pub fn spawn(url: String, cache: Arc<Cache>) -> Bus {
+    Bus(tokio::spawn(async move {
+        let origin = origin();
+        let mut local = cache.subscribe();
+        let mut first = true;
+        loop {
+            if let Err(e) = run(&url, &cache, &origin, &mut local, first).await {
+                tracing::warn!("the cache's notification channel: {e}; listening again in 1 s");
+            }
+            first = false;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }))
+}
+
+/// A name for this process's notices, so that it skips its own.
+fn origin() -> String {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).unwrap_or_default();
+    format!("{}-{}", std::process::id(), u64::from_le_bytes(b))
+}
+
+async fn run(
+    url: &str,
+    cache: &Cache,
+    origin: &str,
+    local: &mut tokio::sync::broadcast::Receiver<Invalidation>,
+    first: bool,
+) -> Result<(), String> {
+    let config = pgfleet_pg::connect::parse_url(url).map_err(|e| e.to_string())?;
+    let (client, mut connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (ntx, mut nrx) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        while let Some(m) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            match m {
+                Ok(AsyncMessage::Notification(n)) => {
+                    let _ = ntx.send(n.payload().to_string());
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    let result = async {
+        client
+            .batch_execute(&format!("LISTEN {CACHE_CHANNEL}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        if !first {
+            // Notices sent while the channel was down are lost.
+            cache.clear();
+        }
+        loop {
+            tokio::select! {
+                n = nrx.recv() => {
+                    let Some(n) = n else { return Err("the catalog connection closed".to_string()) };
+                    match parse(&n) {
+                        Some((from, _)) if from == origin => {}
+                        Some((_, inv)) => cache.apply_remote(&inv),
+                        None => tracing::debug!("a cache notice that is not pgfleet's: {n:?}"),
+                    }
+                }
+                inv = local.recv() => {
+                    let text = match inv {
+                        Ok(inv) => payload(origin, &inv),
+                        // Notices this process could not forward: everything, everywhere.
+                        Err(RecvError::Lagged(_)) => payload(origin, &Invalidation { tenant_id: "*".into(), scope: Scope::All { schema: true } }),
+                        Err(RecvError::Closed) => return Ok(()),
+                    };
+                    client
+                        .execute("SELECT pg_notify($1, $2)", &[&CACHE_CHANNEL, &text])
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+        }
+    }
+    .await;
+    driver.abort();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_read_back_as_sent() {
+        for scope in [
+            Scope::All { schema: true },
+            Scope::All { schema: false },
+            Scope::Tables(vec![16384, 16390]),
+        ] {
+            let inv = Invalidation {
+                tenant_id: "0b6f".into(),
+                scope,
+            };
+            let text = payload("p1", &inv);
+            assert_eq!(parse(&text), Some(("p1", inv)));
+        }
+        assert_eq!(parse("garbage"), None);
+        assert_eq!(parse("a\tb\t1,x"), None);
+        let many = Invalidation {
+            tenant_id: "t".into(),
+            scope: Scope::Tables((0..5000).collect()),
+        };
+        assert!(payload("p", &many).ends_with("\t*"));
+    }
+}

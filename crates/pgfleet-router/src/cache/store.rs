@@ -1,0 +1,435 @@
+//! The cache's memory: results by key, per-tenant indexes and epochs, analyses, and the byte
+//! budget with least-recently-used eviction.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Analysis;
+use crate::wire::{Statement, TextResult};
+
+/// Sizes and counts of a cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Results kept.
+    pub entries: usize,
+    /// Their bytes (approximate: text, names and bookkeeping).
+    pub bytes: usize,
+    /// Tenants with results or analyses kept.
+    pub tenants: usize,
+    /// Results evicted for room since the start.
+    pub evictions: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    tenant: String,
+    trusted: bool,
+    sql: String,
+    params: Vec<Option<String>>,
+}
+
+struct Entry {
+    value: Arc<TextResult>,
+    reads: Vec<u32>,
+    expires: Instant,
+    bytes: usize,
+    tick: u64,
+}
+
+#[derive(Default)]
+struct Tenant {
+    /// Changes at every invalidation of the tenant.
+    epoch: u64,
+    /// The latest invalidations (epoch, tables; `None`: everything), so that a fill that began
+    /// before some of them is refused only when one touched what it read.
+    log: VecDeque<(u64, Option<Vec<u32>>)>,
+    /// Invalidations up to this epoch are no longer in `log`: a fill begun before it is refused.
+    log_floor: u64,
+    /// Changes when the tenant's schema may have changed (analyses are dropped).
+    schema: u64,
+    keys: HashSet<Arc<Key>>,
+    analyses: HashMap<String, Arc<Analysis>>,
+}
+
+/// Invalidations remembered per tenant for fills in progress.
+const LOG: usize = 32;
+
+/// Analyses kept per tenant; beyond it that memory starts over.
+const MAX_ANALYSES: usize = 512;
+
+/// Tenants kept with analyses but no results; beyond it those are forgotten.
+const MAX_TENANTS: usize = 20_000;
+
+pub(super) struct Store {
+    max_bytes: usize,
+    bytes: usize,
+    entries: HashMap<Arc<Key>, Entry>,
+    lru: BTreeMap<u64, Arc<Key>>,
+    tenants: HashMap<String, Tenant>,
+    /// Tenant ids to the keys placed on them (other processes name tenants by id).
+    ids: HashMap<String, HashSet<String>>,
+    /// Increases at every change of any tenant's epoch, so an epoch is never seen twice.
+    clock: u64,
+    evictions: u64,
+}
+
+impl Store {
+    pub(super) fn new(max_bytes: usize) -> Self {
+        Self {
+            max_bytes,
+            bytes: 0,
+            entries: HashMap::new(),
+            lru: BTreeMap::new(),
+            tenants: HashMap::new(),
+            ids: HashMap::new(),
+            clock: 1,
+            evictions: 0,
+        }
+    }
+
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub(super) fn stats(&self) -> Stats {
+        Stats {
+            entries: self.entries.len(),
+            bytes: self.bytes,
+            tenants: self.tenants.len(),
+            evictions: self.evictions,
+        }
+    }
+
+    fn key(tenant: &str, trusted: bool, s: &Statement) -> Key {
+        Key {
+            tenant: tenant.to_string(),
+            trusted,
+            sql: s.sql.clone(),
+            params: s.params.clone(),
+        }
+    }
+
+    pub(super) fn get(
+        &mut self,
+        tenant: &str,
+        trusted: bool,
+        s: &Statement,
+    ) -> Option<Arc<TextResult>> {
+        let key = Self::key(tenant, trusted, s);
+        let e = self.entries.get_mut(&key)?;
+        if e.expires <= Instant::now() {
+            self.remove(&key);
+            return None;
+        }
+        self.clock += 1;
+        let k = self.lru.remove(&e.tick)?;
+        e.tick = self.clock;
+        self.lru.insert(self.clock, k);
+        Some(e.value.clone())
+    }
+
+    fn tenant(&mut self, tenant: &str) -> &mut Tenant {
+        if !self.tenants.contains_key(tenant) && self.tenants.len() >= MAX_TENANTS {
+            self.tenants.retain(|_, t| !t.keys.is_empty());
+        }
+        let clock = &mut self.clock;
+        self.tenants.entry(tenant.to_string()).or_insert_with(|| {
+            *clock += 1;
+            Tenant {
+                epoch: *clock,
+                schema: *clock,
+                log_floor: *clock,
+                ..Tenant::default()
+            }
+        })
+    }
+
+    /// Remembers that key `tenant` is placed on tenant id `id`.
+    pub(super) fn register(&mut self, tenant: &str, id: &str) {
+        if self.ids.get(id).is_some_and(|keys| keys.contains(tenant)) {
+            return;
+        }
+        if self.ids.len() >= MAX_TENANTS {
+            let tenants = &self.tenants;
+            self.ids
+                .retain(|_, keys| keys.iter().any(|k| tenants.contains_key(k)));
+        }
+        self.ids
+            .entry(id.to_string())
+            .or_default()
+            .insert(tenant.to_string());
+    }
+
+    /// The keys placed on tenant id `id`.
+    pub(super) fn keys_of(&self, id: &str) -> Vec<String> {
+        self.ids
+            .get(id)
+            .map(|k| k.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub(super) fn epoch(&mut self, tenant: &str) -> u64 {
+        self.tenant(tenant).epoch
+    }
+
+    pub(super) fn schema_epoch(&mut self, tenant: &str) -> u64 {
+        self.tenant(tenant).schema
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn insert(
+        &mut self,
+        tenant: &str,
+        trusted: bool,
+        s: &Statement,
+        value: Arc<TextResult>,
+        reads: &[u32],
+        max_age: Duration,
+        epoch: u64,
+    ) {
+        if !self.tenant(tenant).still_good(epoch, reads) {
+            return;
+        }
+        let bytes = size_of(s, &value) + reads.len() * 4 + tenant.len() + 160;
+        // One result may take at most an eighth of the budget.
+        if bytes > self.max_bytes / 8 {
+            return;
+        }
+        let key = Arc::new(Self::key(tenant, trusted, s));
+        self.remove(&key);
+        while self.bytes + bytes > self.max_bytes {
+            let Some((_, oldest)) = self.lru.pop_first() else {
+                break;
+            };
+            self.remove(&oldest);
+            self.evictions += 1;
+            metrics::counter!("pgfleet_cache_evictions_total").increment(1);
+        }
+        self.clock += 1;
+        self.lru.insert(self.clock, key.clone());
+        self.bytes += bytes;
+        self.entries.insert(
+            key.clone(),
+            Entry {
+                value,
+                reads: reads.to_vec(),
+                expires: Instant::now() + max_age,
+                bytes,
+                tick: self.clock,
+            },
+        );
+        self.tenant(tenant).keys.insert(key);
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if let Some(e) = self.entries.remove(key) {
+            self.bytes -= e.bytes;
+            self.lru.remove(&e.tick);
+            if let Some(t) = self.tenants.get_mut(&key.tenant) {
+                t.keys.remove(key);
+            }
+        }
+    }
+
+    fn bump(&mut self, tenant: &str, tables: Option<&[u32]>) {
+        self.clock += 1;
+        let clock = self.clock;
+        let t = self.tenant(tenant);
+        t.epoch = clock;
+        if t.log.len() == LOG
+            && let Some((e, _)) = t.log.pop_front()
+        {
+            t.log_floor = e;
+        }
+        t.log.push_back((clock, tables.map(<[u32]>::to_vec)));
+    }
+
+    pub(super) fn drop_tables(&mut self, tenant: &str, oids: &[u32]) {
+        self.bump(tenant, Some(oids));
+        let stale: Vec<Arc<Key>> = self.tenants[tenant]
+            .keys
+            .iter()
+            .filter(|k| {
+                self.entries
+                    .get(*k)
+                    .is_some_and(|e| e.reads.iter().any(|r| oids.contains(r)))
+            })
+            .cloned()
+            .collect();
+        for k in stale {
+            self.remove(&k);
+        }
+    }
+
+    pub(super) fn drop_tenant(&mut self, tenant: &str, schema: bool) {
+        self.bump(tenant, None);
+        let keys: Vec<Arc<Key>> = self.tenants[tenant].keys.iter().cloned().collect();
+        for k in keys {
+            self.remove(&k);
+        }
+        if schema {
+            self.clock += 1;
+            let clock = self.clock;
+            let t = self.tenant(tenant);
+            t.analyses.clear();
+            t.schema = clock;
+        }
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.entries.clear();
+        self.lru.clear();
+        self.bytes = 0;
+        self.clock += 1;
+        // Every epoch changes: fills in progress are not stored.
+        self.tenants.clear();
+    }
+
+    pub(super) fn analysis(&mut self, tenant: &str, sql: &str) -> Option<Arc<Analysis>> {
+        self.tenants.get(tenant)?.analyses.get(sql).cloned()
+    }
+
+    /// Keeps an analysis begun when the tenant's schema epoch was `schema` (not when its schema
+    /// may have changed meanwhile: the analysis may describe the old one).
+    pub(super) fn remember(&mut self, tenant: &str, sql: &str, a: Arc<Analysis>, schema: u64) {
+        let t = self.tenant(tenant);
+        if t.schema != schema {
+            return;
+        }
+        if t.analyses.len() >= MAX_ANALYSES {
+            t.analyses.clear();
+        }
+        t.analyses.insert(sql.to_string(), a);
+    }
+}
+
+impl Tenant {
+    /// Whether a result read since epoch `since`, from `reads`, was not made stale by an
+    /// invalidation after it.
+    fn still_good(&self, since: u64, reads: &[u32]) -> bool {
+        if since == self.epoch {
+            return true;
+        }
+        if since < self.log_floor {
+            return false;
+        }
+        self.log
+            .iter()
+            .filter(|(e, _)| *e > since)
+            .all(|(_, tables)| {
+                tables
+                    .as_ref()
+                    .is_some_and(|t| !t.iter().any(|o| reads.contains(o)))
+            })
+    }
+}
+
+fn size_of(s: &Statement, r: &TextResult) -> usize {
+    let params: usize = s
+        .params
+        .iter()
+        .map(|p| p.as_ref().map_or(8, |p| p.len() + 24))
+        .sum();
+    let fields: usize = r.fields.iter().map(|f| f.name.len() + 48).sum();
+    let rows: usize = r.rows.iter().map(|row| row.bytes()).sum();
+    s.sql.len() + params + fields + rows + r.tag.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stmt(sql: &str) -> Statement {
+        Statement {
+            sql: sql.into(),
+            params: vec![],
+        }
+    }
+
+    fn result() -> Arc<TextResult> {
+        Arc::new(TextResult {
+            tag: "SELECT 0".into(),
+            ..TextResult::default()
+        })
+    }
+
+    #[test]
+    fn tenants_callers_and_tables_are_kept_apart() {
+        let mut s = Store::new(1 << 20);
+        let age = Duration::from_secs(60);
+        let e = s.epoch("a");
+        s.insert("a", true, &stmt("q1"), result(), &[1], age, e);
+        s.insert("a", true, &stmt("q2"), result(), &[2], age, e);
+        let eb = s.epoch("b");
+        s.insert("b", true, &stmt("q1"), result(), &[1], age, eb);
+        assert!(s.get("a", true, &stmt("q1")).is_some());
+        assert!(
+            s.get("a", false, &stmt("q1")).is_none(),
+            "end users do not get a trusted caller's result"
+        );
+        s.drop_tables("a", &[1]);
+        assert!(s.get("a", true, &stmt("q1")).is_none());
+        assert!(s.get("a", true, &stmt("q2")).is_some());
+        assert!(
+            s.get("b", true, &stmt("q1")).is_some(),
+            "another tenant's table 1 is not touched"
+        );
+        // A fill that started before an invalidation of what it read is not stored; one that
+        // read other tables is.
+        s.insert("a", true, &stmt("q1"), result(), &[1], age, e);
+        assert!(s.get("a", true, &stmt("q1")).is_none());
+        s.insert("a", true, &stmt("q3"), result(), &[3], age, e);
+        assert!(s.get("a", true, &stmt("q3")).is_some());
+        s.drop_tenant("a", false);
+        s.insert("a", true, &stmt("q4"), result(), &[4], age, e);
+        assert!(
+            s.get("a", true, &stmt("q4")).is_none(),
+            "everything was dropped since"
+        );
+        // Beyond the log, a fill that began earlier is refused.
+        let old = s.epoch("a");
+        for i in 0..=LOG as u32 {
+            s.drop_tables("a", &[100 + i]);
+        }
+        s.insert("a", true, &stmt("q5"), result(), &[5], age, old);
+        assert!(s.get("a", true, &stmt("q5")).is_none());
+        s.drop_tenant("b", false);
+        assert!(s.get("b", true, &stmt("q1")).is_none());
+    }
+
+    #[test]
+    fn the_budget_evicts_the_least_recently_used() {
+        let mut s = Store::new(8 * 400);
+        let age = Duration::from_secs(60);
+        let e = s.epoch("a");
+        for i in 0..20 {
+            s.insert(
+                "a",
+                true,
+                &stmt(&format!("q{i:03}")),
+                result(),
+                &[1],
+                age,
+                e,
+            );
+            assert!(
+                s.get("a", true, &stmt("q000")).is_some(),
+                "the one in use stays"
+            );
+        }
+        assert!(s.bytes() <= 8 * 400);
+        assert!(s.stats().evictions > 0);
+        assert!(s.get("a", true, &stmt("q001")).is_none());
+        assert!(s.get("a", true, &stmt("q019")).is_some());
+    }
+
+    #[test]
+    fn expired_results_are_not_served() {
+        let mut s = Store::new(1 << 20);
+        let e = s.epoch("a");
+        s.insert("a", true, &stmt("q"), result(), &[], Duration::ZERO, e);
+        assert!(s.get("a", true, &stmt("q")).is_none());
+        assert_eq!(s.stats().entries, 0);
+    }
+}
