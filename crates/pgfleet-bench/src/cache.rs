@@ -5,8 +5,9 @@
 //! a `/* pgfleet:cache max-age=30 */` comment; with the cache off the same text goes to the server.
 //! The ways run interleaved, three measured rounds each after a warm-up; medians are reported.
 //!
-//! Every read of a thread's messages checks that it holds at least the messages whose insert had
-//! finished before the read began (`stale_reads`, same process). A second router with its own
+//! Each way has its own 100 tenants, so that no way's writes meet another's cache. Every read of
+//! a thread's messages checks that it holds at least the messages whose insert had finished
+//! before the read began (`stale_reads`, same process). A second router with its own
 //! cache stands for another process: the time from a write through the first until the second
 //! stops serving the old result is `cross_process_stale_ms` (notifications through the catalog).
 
@@ -41,10 +42,10 @@ const NEW_MESSAGE: &str =
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Way {
-    HttpOff,
-    HttpOn,
-    LibraryOff,
-    LibraryOn,
+    HttpOff = 0,
+    HttpOn = 1,
+    LibraryOff = 2,
+    LibraryOn = 3,
 }
 
 const WAYS: [Way; 4] = [Way::HttpOff, Way::HttpOn, Way::LibraryOff, Way::LibraryOn];
@@ -71,7 +72,9 @@ struct Tenant {
 }
 
 struct Setup {
-    tenants: Vec<Tenant>,
+    /// Each way's own tenants (index of [`WAYS`]), so that one way's writes never meet
+    /// another's cache.
+    tenants: Vec<Vec<Tenant>>,
     http_on: std::net::SocketAddr,
     http_off: std::net::SocketAddr,
     lib_on: Router<Control>,
@@ -100,6 +103,10 @@ pub fn run(quick: bool) -> anyhow::Result<Report> {
         for (i, way) in WAYS.into_iter().enumerate() {
             let (t, l, h, r) =
                 f.rt.block_on(round_of(setup.clone(), way, ops, round as u64))?;
+            eprintln!(
+                "round {round} {way:?}: {:.0} ops/s, {h} hits of {r} reads",
+                ops as f64 / t
+            );
             if round > 0 {
                 times[i].push(t);
                 lats[i].extend(l);
@@ -162,9 +169,10 @@ pub fn run(quick: bool) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// Five routers share the server's 200 connections: each may hold one per client.
 fn router_options(cache: bool) -> RouterOptions {
     RouterOptions {
-        budget_per_server: 100,
+        budget_per_server: CLIENTS,
         per_tenant: 8,
         cache: CacheOptions {
             max_bytes: if cache { 64 << 20 } else { 0 },
@@ -182,8 +190,8 @@ fn set_up(f: &ChatFleet) -> anyhow::Result<Setup> {
             server: None,
         };
         let token = control.create_token("bench", Scope::Sql).await?.secret;
-        let mut tenants = Vec::new();
-        for i in 0..TENANTS {
+        let mut tenants: Vec<Vec<Tenant>> = WAYS.iter().map(|_| Vec::new()).collect();
+        for i in 0..TENANTS * WAYS.len() {
             let key = format!("chat{i:03}");
             control.provision(&key, &opts, Duration::from_secs(300)).await?;
             let placement = control
@@ -215,7 +223,7 @@ fn set_up(f: &ChatFleet) -> anyhow::Result<Setup> {
                 .await?;
                 threads.push(id);
             }
-            tenants.push(Tenant {
+            tenants[i % WAYS.len()].push(Tenant {
                 conn_string: format!("postgresql://{key}:{token}@pgfleet.internal/app"),
                 key,
                 user: user.to_string(),
@@ -272,6 +280,12 @@ fn set_up(f: &ChatFleet) -> anyhow::Result<Setup> {
     })
 }
 
+/// The rows of a `/sql` answer, counted without being kept.
+#[derive(serde::Deserialize)]
+struct Rows {
+    rows: Vec<serde::de::IgnoredAny>,
+}
+
 /// A small deterministic generator (xorshift), one per task.
 struct Rng(u64);
 
@@ -291,8 +305,8 @@ enum Op<'a> {
     Write(&'a Tenant, usize),
 }
 
-fn pick<'a>(s: &'a Setup, rng: &mut Rng) -> Op<'a> {
-    let t = &s.tenants[rng.below(TENANTS)];
+fn pick<'a>(s: &'a Setup, way: usize, rng: &mut Rng) -> Op<'a> {
+    let t = &s.tenants[way][rng.below(TENANTS)];
     let thread = rng.below(THREADS);
     match rng.below(100) {
         0..5 => Op::Write(t, thread),
@@ -329,7 +343,7 @@ async fn round_of(
                 &s.lib_off
             };
             for _ in 0..per_task {
-                let op = pick(&s, &mut rng);
+                let op = pick(&s, way as usize, &mut rng);
                 let t = Instant::now();
                 let (tenant, sql, param, floor) = match op {
                     Op::List(t) => (t, THREAD_LIST, t.user.clone(), None),
@@ -351,8 +365,7 @@ async fn round_of(
                     Some(client) => {
                         let (headers, body) =
                             client.send(&tenant.conn_string, sql, &params).await?;
-                        let json: serde_json::Value = serde_json::from_slice(&body)?;
-                        let rows = json["rows"].as_array().map_or(0, Vec::len);
+                        let rows = serde_json::from_slice::<Rows>(&body)?.rows.len();
                         let status = match headers.get("pgfleet-cache").map(|v| v.as_bytes()) {
                             Some(b"hit") => CacheStatus::Hit,
                             Some(b"miss") => CacheStatus::Miss,
@@ -400,7 +413,7 @@ async fn round_of(
 async fn cross_process(s: &Setup, trials: usize) -> anyhow::Result<Vec<Duration>> {
     let mut delays = Vec::with_capacity(trials);
     for i in 0..trials {
-        let t = &s.tenants[i % TENANTS];
+        let t = &s.tenants[Way::LibraryOn as usize][i % TENANTS];
         let thread = t.threads[i % THREADS].as_str();
         let read = |r: &Router<Control>| {
             let r = r.clone();
@@ -416,7 +429,7 @@ async fn cross_process(s: &Setup, trials: usize) -> anyhow::Result<Vec<Duration>
         let (again, status) = read(&s.peer).await?;
         anyhow::ensure!(
             status == CacheStatus::Hit && again == before,
-            "the peer did not cache"
+            "the peer did not cache: {status:?}, {before} then {again} rows"
         );
         s.lib_on
             .query_cached(&t.key, NEW_MESSAGE, &[Some(thread), Some("from elsewhere")])

@@ -6,7 +6,10 @@
 //! its whole cache when it listens again, since it may have missed notices.
 //!
 //! Payload: `<origin>\t<tenant id or *>\t<scope>`, scope `*` (everything of the tenant), `!`
-//! (everything, and its schema may have changed) or OIDs separated by commas.
+//! (everything, and its schema may have changed), OIDs separated by commas, or `=` and a JSON
+//! object `{"tables": [oid…], "table": oid, "column": "…", "values": ["…"]}` (changed rows of one
+//! table by a column's values). A process sends what gathered since its last notice in one
+//! round trip.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +21,9 @@ use tokio_postgres::{AsyncMessage, Client};
 /// The catalog channel of cache invalidations.
 pub const CACHE_CHANNEL: &str = "pgfleet_cache";
 
+/// Notices sent in one round trip at most.
+const BATCH: usize = 256;
+
 /// PostgreSQL's limit on a payload is 8000 bytes; a list of OIDs longer than this becomes `*`.
 const MAX_PAYLOAD: usize = 7000;
 
@@ -25,6 +31,26 @@ fn payload(origin: &str, inv: &Invalidation) -> String {
     let scope = match &inv.scope {
         Scope::All { schema: true } => "!".to_string(),
         Scope::All { schema: false } => "*".to_string(),
+        Scope::Rows {
+            tables,
+            table,
+            column,
+            values,
+        } => {
+            let json = serde_json::json!({
+                "tables": tables, "table": table, "column": column, "values": values
+            })
+            .to_string();
+            if json.len() > MAX_PAYLOAD {
+                // Too many values to name: the whole table.
+                let inv = Invalidation {
+                    tenant_id: inv.tenant_id.clone(),
+                    scope: Scope::Tables(tables.iter().copied().chain([*table]).collect()),
+                };
+                return payload(origin, &inv);
+            }
+            format!("={json}")
+        }
         Scope::Tables(oids) => {
             let list: Vec<String> = oids.iter().map(u32::to_string).collect();
             let list = list.join(",");
@@ -44,6 +70,24 @@ fn parse(payload: &str) -> Option<(&str, Invalidation)> {
     let scope = match scope {
         "!" => Scope::All { schema: true },
         "*" => Scope::All { schema: false },
+        rows if rows.starts_with('=') => {
+            let v: serde_json::Value = serde_json::from_str(&rows[1..]).ok()?;
+            let oid = |v: &serde_json::Value| v.as_u64().and_then(|n| u32::try_from(n).ok());
+            Scope::Rows {
+                tables: v["tables"]
+                    .as_array()?
+                    .iter()
+                    .map(oid)
+                    .collect::<Option<_>>()?,
+                table: oid(&v["table"])?,
+                column: v["column"].as_str()?.to_string(),
+                values: v["values"]
+                    .as_array()?
+                    .iter()
+                    .map(|s| s.as_str().map(str::to_string))
+                    .collect::<Option<_>>()?,
+            }
+        }
         list => Scope::Tables(
             list.split(',')
                 .map(str::parse)
@@ -156,14 +200,30 @@ async fn run(
                     }
                 }
                 inv = local.recv() => {
-                    let text = match inv {
-                        Ok(inv) => payload(origin, &inv),
-                        // Notices this process could not forward: everything, everywhere.
-                        Err(RecvError::Lagged(_)) => payload(origin, &Invalidation { tenant_id: "*".into(), scope: Scope::All { schema: true } }),
-                        Err(RecvError::Closed) => return Ok(()),
-                    };
+                    let mut texts = Vec::new();
+                    let mut next = inv;
+                    loop {
+                        match next {
+                            Ok(inv) => texts.push(payload(origin, &inv)),
+                            // Notices this process could not forward: everything, everywhere.
+                            Err(RecvError::Lagged(_)) => texts.push(payload(origin, &Invalidation { tenant_id: "*".into(), scope: Scope::All { schema: true } })),
+                            Err(RecvError::Closed) => return Ok(()),
+                        }
+                        if texts.len() >= BATCH {
+                            break;
+                        }
+                        next = match local.try_recv() {
+                            Ok(inv) => Ok(inv),
+                            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                            Err(_) => break,
+                        };
+                    }
+                    // One round trip for what gathered while the last one was on its way.
                     client
-                        .execute("SELECT pg_notify($1, $2)", &[&CACHE_CHANNEL, &text])
+                        .execute(
+                            "SELECT pg_notify($1, n) FROM unnest($2::text[]) WITH ORDINALITY AS t(n, i) ORDER BY i",
+                            &[&CACHE_CHANNEL, &texts],
+                        )
                         .await
                         .map_err(|e| e.to_string())?;
                 }
@@ -185,6 +245,12 @@ mod tests {
             Scope::All { schema: true },
             Scope::All { schema: false },
             Scope::Tables(vec![16384, 16390]),
+            Scope::Rows {
+                tables: vec![1],
+                table: 2,
+                column: "thread_id".into(),
+                values: vec!["a\tb".into(), "\"q\"".into()],
+            },
         ] {
             let inv = Invalidation {
                 tenant_id: "0b6f".into(),

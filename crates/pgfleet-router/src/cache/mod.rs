@@ -17,6 +17,7 @@
 //!   [`Cache::subscribe`] (the control plane forwards them with `NOTIFY`).
 //! - **Bounded**: [`CacheOptions::max_bytes`], least recently used results evicted first.
 
+mod keys;
 pub mod shape;
 mod store;
 
@@ -26,6 +27,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
+pub use keys::{KeyValue, RowKey};
 pub use shape::{Hint, Kind, Name, Shape};
 pub use store::Stats;
 
@@ -82,6 +84,19 @@ impl CacheStatus {
 pub enum Scope {
     /// Results that read any of these relations (OIDs in the tenant's database).
     Tables(Vec<u32>),
+    /// Results that read any of `tables`, and those that read `table` unless they read only
+    /// rows whose `column` holds a value not in `values` (canonical text, see
+    /// [`RowKey`]).
+    Rows {
+        /// Relations changed as a whole.
+        tables: Vec<u32>,
+        /// The relation whose changed rows are known.
+        table: u32,
+        /// The column that tells them.
+        column: String,
+        /// Its values in the changed rows.
+        values: Vec<String>,
+    },
     /// Every result of the tenant; `schema`: its schema may have changed too (names are resolved
     /// again).
     All {
@@ -112,6 +127,41 @@ pub struct Analysis {
     pub writes: Vec<u32>,
     /// It may change anything (a trigger, a rule, a `VOLATILE` function of the tenant's own).
     pub everything: bool,
+    /// Its first relation.
+    pub target: Option<u32>,
+    /// For each of the shape's row keys, the type its values compare in (`None`: they cannot).
+    pub key_types: Vec<Option<String>>,
+}
+
+impl Analysis {
+    /// The row keys of `shape` with `params`, in canonical form: (relation, column, value) per key
+    /// and value. `None` for a key none of whose values can be compared.
+    pub fn keys(
+        &self,
+        shape: &Shape,
+        params: &[Option<String>],
+    ) -> Vec<Option<(String, Vec<String>)>> {
+        shape
+            .keys
+            .iter()
+            .zip(&self.key_types)
+            .map(|(k, ty)| {
+                let ty = ty.as_deref()?;
+                let values = k
+                    .values
+                    .iter()
+                    .map(|v| {
+                        let text = match v {
+                            KeyValue::Param(i) => params.get(*i)?.as_deref()?,
+                            KeyValue::Literal(l) => l,
+                        };
+                        keys::canonical(ty, text)
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                Some((k.column.clone(), values))
+            })
+            .collect()
+    }
 }
 
 const ANALYZE: &str = include_str!("sql/analyze.sql");
@@ -241,22 +291,25 @@ impl Cache {
         }
     }
 
-    /// Stores `result` of `statement`, read from `reads`, for the ticket's tenant and caller,
-    /// unless an invalidation since the ticket touched what it read, or it is too large to be
-    /// worth it (an eighth of the budget).
+    /// Stores `result` of `statement` for the ticket's tenant and caller, with what it read:
+    /// relations, and (relation, column, value) row keys (of that relation it read only rows
+    /// with that value). Not stored when an invalidation since the ticket touched what it read,
+    /// or when it is too large to be worth it (an eighth of the budget).
     pub fn store(
         &self,
         ticket: &Ticket,
         statement: &Statement,
         result: Arc<TextResult>,
-        reads: &[u32],
+        (reads, keys): (&[u32], Vec<(u32, String, String)>),
         max_age: Duration,
     ) {
         let mut s = self.lock();
         let t = ticket;
-        s.insert(
-            &t.key, t.trusted, statement, result, reads, max_age, t.epoch,
-        );
+        let read = store::Read {
+            tables: reads,
+            keys,
+        };
+        s.insert(&t.key, t.trusted, statement, result, read, max_age, t.epoch);
         metrics::gauge!("pgfleet_cache_bytes").set(s.bytes() as f64);
     }
 
@@ -310,6 +363,15 @@ impl Cache {
                 s.drop_tables(key, oids);
                 "tables"
             }
+            Scope::Rows {
+                tables,
+                table,
+                column,
+                values,
+            } => {
+                s.drop_rows(key, tables, (*table, column, values));
+                "rows"
+            }
             Scope::All { schema } => {
                 s.drop_tenant(key, *schema);
                 "tenant"
@@ -362,12 +424,13 @@ async fn analyze(
     conn: &mut WireConn,
     limits: &Limits,
 ) -> Result<Analysis, WireError> {
+    let columns: Vec<String> = shape.keys.iter().map(|k| k.column.clone()).collect();
     let first = ask(
         conn,
         limits,
-        &shape.relations,
-        &shape.functions,
+        (&shape.relations, &shape.functions),
         shape.action,
+        &columns,
     )
     .await?;
     let mut cacheable = first.unresolved.is_empty() && first.read_ok && first.immutable;
@@ -383,7 +446,9 @@ async fn analyze(
         functions.sort();
         functions.dedup();
         if cacheable && !functions.is_empty() {
-            cacheable = ask(conn, limits, &[], &functions, "any").await?.immutable;
+            cacheable = ask(conn, limits, (&[], &functions), "any", &[])
+                .await?
+                .immutable;
         }
     }
     Ok(Analysis {
@@ -391,6 +456,8 @@ async fn analyze(
         reads: first.reads,
         writes: first.writes,
         everything: first.everything,
+        target: first.target,
+        key_types: first.key_types,
     })
 }
 
@@ -402,14 +469,16 @@ struct Answer {
     immutable: bool,
     writes: Vec<u32>,
     everything: bool,
+    target: Option<u32>,
+    key_types: Vec<Option<String>>,
 }
 
 async fn ask(
     conn: &mut WireConn,
     limits: &Limits,
-    relations: &[Name],
-    functions: &[Name],
+    (relations, functions): (&[Name], &[Name]),
     action: &str,
+    key_columns: &[String],
 ) -> Result<Answer, WireError> {
     let array = |items: Vec<Option<String>>| {
         let parts: Vec<String> = items
@@ -428,6 +497,7 @@ async fn ask(
             array(functions.iter().map(|n| n.schema.clone()).collect()),
             array(functions.iter().map(|n| Some(n.name.clone())).collect()),
             Some(action.to_string()),
+            array(key_columns.iter().cloned().map(Some).collect()),
         ],
     };
     let r = conn.query(&statement, limits).await?;
@@ -450,6 +520,11 @@ async fn ask(
         immutable: text(4) == "t",
         writes: oids(5),
         everything: text(6) == "t",
+        target: row.get(7).and_then(|t| t.parse().ok()),
+        key_types: parse_array(text(8))
+            .into_iter()
+            .map(|t| (!t.is_empty()).then_some(t))
+            .collect(),
     })
 }
 

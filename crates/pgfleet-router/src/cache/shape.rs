@@ -96,6 +96,9 @@ pub struct Shape {
     pub uncacheable: Option<&'static str>,
     /// The leading `/* pgfleet:cache … */` comment.
     pub hint: Hint,
+    /// Which rows of its one relation it reads or writes, when it says so plainly
+    /// ([`keys`](super::keys)).
+    pub keys: Vec<super::keys::RowKey>,
 }
 
 /// The per-query opt-in: a leading `/* pgfleet:cache max-age=30 */` (or `-- pgfleet:cache …`).
@@ -130,6 +133,7 @@ pub fn shape(sql: &str) -> Shape {
         action: "any",
         uncacheable: Some(why),
         hint,
+        keys: Vec::new(),
     };
     let statements = match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
         Ok(s) => s,
@@ -179,6 +183,11 @@ pub fn shape(sql: &str) -> Shape {
     let mut functions = v.functions;
     functions.sort();
     functions.dedup();
+    let keys = if relations.len() == 1 && !v.nested_writes {
+        super::keys::of(statement)
+    } else {
+        Vec::new()
+    };
     Shape {
         kind,
         relations,
@@ -198,6 +207,7 @@ pub fn shape(sql: &str) -> Shape {
         },
         uncacheable: v.uncacheable,
         hint,
+        keys,
     }
 }
 

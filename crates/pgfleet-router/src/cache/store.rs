@@ -29,9 +29,18 @@ struct Key {
     params: Vec<Option<String>>,
 }
 
+/// What a result read: relations, and the rows of some of them by a column's values.
+pub(super) struct Read<'a> {
+    /// Relations it depends on.
+    pub(super) tables: &'a [u32],
+    /// (relation, column, value): of that relation it read only rows with that value.
+    pub(super) keys: Vec<(u32, String, String)>,
+}
+
 struct Entry {
     value: Arc<TextResult>,
     reads: Vec<u32>,
+    keys: Vec<(u32, String, String)>,
     expires: Instant,
     bytes: usize,
     tick: u64,
@@ -184,14 +193,20 @@ impl Store {
         trusted: bool,
         s: &Statement,
         value: Arc<TextResult>,
-        reads: &[u32],
+        read: Read<'_>,
         max_age: Duration,
         epoch: u64,
     ) {
+        let reads = read.tables;
         if !self.tenant(tenant).still_good(epoch, reads) {
             return;
         }
-        let bytes = size_of(s, &value) + reads.len() * 4 + tenant.len() + 160;
+        let keys: usize = read
+            .keys
+            .iter()
+            .map(|(_, c, v)| c.len() + v.len() + 52)
+            .sum();
+        let bytes = size_of(s, &value) + reads.len() * 4 + keys + tenant.len() + 160;
         // One result may take at most an eighth of the budget.
         if bytes > self.max_bytes / 8 {
             return;
@@ -214,6 +229,7 @@ impl Store {
             Entry {
                 value,
                 reads: reads.to_vec(),
+                keys: read.keys,
                 expires: Instant::now() + max_age,
                 bytes,
                 tick: self.clock,
@@ -254,6 +270,38 @@ impl Store {
                 self.entries
                     .get(*k)
                     .is_some_and(|e| e.reads.iter().any(|r| oids.contains(r)))
+            })
+            .cloned()
+            .collect();
+        for k in stale {
+            self.remove(&k);
+        }
+    }
+
+    /// Drops results that read `tables`, and those that read `table` unless they read only rows
+    /// whose `column` holds a value other than `values`.
+    pub(super) fn drop_rows(
+        &mut self,
+        tenant: &str,
+        tables: &[u32],
+        (table, column, values): (u32, &str, &[String]),
+    ) {
+        let mut all = tables.to_vec();
+        all.push(table);
+        // Fills in progress are refused for the whole table: they have no keys yet.
+        self.bump(tenant, Some(&all));
+        let stale: Vec<Arc<Key>> = self.tenants[tenant]
+            .keys
+            .iter()
+            .filter(|k| {
+                self.entries.get(*k).is_some_and(|e| {
+                    e.reads.iter().any(|r| tables.contains(r))
+                        || (e.reads.contains(&table)
+                            && !e
+                                .keys
+                                .iter()
+                                .any(|(t, c, v)| *t == table && c == column && !values.contains(v)))
+                })
             })
             .cloned()
             .collect();
@@ -347,6 +395,13 @@ mod tests {
         }
     }
 
+    fn read(tables: &[u32]) -> Read<'_> {
+        Read {
+            tables,
+            keys: Vec::new(),
+        }
+    }
+
     fn result() -> Arc<TextResult> {
         Arc::new(TextResult {
             tag: "SELECT 0".into(),
@@ -359,10 +414,10 @@ mod tests {
         let mut s = Store::new(1 << 20);
         let age = Duration::from_secs(60);
         let e = s.epoch("a");
-        s.insert("a", true, &stmt("q1"), result(), &[1], age, e);
-        s.insert("a", true, &stmt("q2"), result(), &[2], age, e);
+        s.insert("a", true, &stmt("q1"), result(), read(&[1]), age, e);
+        s.insert("a", true, &stmt("q2"), result(), read(&[2]), age, e);
         let eb = s.epoch("b");
-        s.insert("b", true, &stmt("q1"), result(), &[1], age, eb);
+        s.insert("b", true, &stmt("q1"), result(), read(&[1]), age, eb);
         assert!(s.get("a", true, &stmt("q1")).is_some());
         assert!(
             s.get("a", false, &stmt("q1")).is_none(),
@@ -377,12 +432,12 @@ mod tests {
         );
         // A fill that started before an invalidation of what it read is not stored; one that
         // read other tables is.
-        s.insert("a", true, &stmt("q1"), result(), &[1], age, e);
+        s.insert("a", true, &stmt("q1"), result(), read(&[1]), age, e);
         assert!(s.get("a", true, &stmt("q1")).is_none());
-        s.insert("a", true, &stmt("q3"), result(), &[3], age, e);
+        s.insert("a", true, &stmt("q3"), result(), read(&[3]), age, e);
         assert!(s.get("a", true, &stmt("q3")).is_some());
         s.drop_tenant("a", false);
-        s.insert("a", true, &stmt("q4"), result(), &[4], age, e);
+        s.insert("a", true, &stmt("q4"), result(), read(&[4]), age, e);
         assert!(
             s.get("a", true, &stmt("q4")).is_none(),
             "everything was dropped since"
@@ -392,10 +447,36 @@ mod tests {
         for i in 0..=LOG as u32 {
             s.drop_tables("a", &[100 + i]);
         }
-        s.insert("a", true, &stmt("q5"), result(), &[5], age, old);
+        s.insert("a", true, &stmt("q5"), result(), read(&[5]), age, old);
         assert!(s.get("a", true, &stmt("q5")).is_none());
         s.drop_tenant("b", false);
         assert!(s.get("b", true, &stmt("q1")).is_none());
+    }
+
+    #[test]
+    fn a_write_with_row_keys_drops_only_the_reads_of_its_values() {
+        let mut s = Store::new(1 << 20);
+        let age = Duration::from_secs(60);
+        let e = s.epoch("a");
+        let keyed = |v: &str| Read {
+            tables: &[7],
+            keys: vec![(7, "thread_id".into(), v.into())],
+        };
+        s.insert("a", true, &stmt("t1"), result(), keyed("1"), age, e);
+        s.insert("a", true, &stmt("t2"), result(), keyed("2"), age, e);
+        s.insert("a", true, &stmt("all"), result(), read(&[7]), age, e);
+        s.insert("a", true, &stmt("other"), result(), read(&[8]), age, e);
+        s.drop_rows("a", &[], (7, "thread_id", &["1".to_string()]));
+        assert!(s.get("a", true, &stmt("t1")).is_none());
+        assert!(s.get("a", true, &stmt("t2")).is_some(), "another value");
+        assert!(
+            s.get("a", true, &stmt("all")).is_none(),
+            "no key: the whole table"
+        );
+        assert!(s.get("a", true, &stmt("other")).is_some());
+        // A key on another column does not tell.
+        s.drop_rows("a", &[], (7, "role", &["user".to_string()]));
+        assert!(s.get("a", true, &stmt("t2")).is_none());
     }
 
     #[test]
@@ -409,7 +490,7 @@ mod tests {
                 true,
                 &stmt(&format!("q{i:03}")),
                 result(),
-                &[1],
+                read(&[1]),
                 age,
                 e,
             );
@@ -428,7 +509,15 @@ mod tests {
     fn expired_results_are_not_served() {
         let mut s = Store::new(1 << 20);
         let e = s.epoch("a");
-        s.insert("a", true, &stmt("q"), result(), &[], Duration::ZERO, e);
+        s.insert(
+            "a",
+            true,
+            &stmt("q"),
+            result(),
+            read(&[]),
+            Duration::ZERO,
+            e,
+        );
         assert!(s.get("a", true, &stmt("q")).is_none());
         assert_eq!(s.stats().entries, 0);
     }

@@ -66,8 +66,28 @@ impl Plan<'_> {
             }
     }
 
-    /// What the work may have changed, given what the server said of each statement.
-    fn scope(&self, analyses: Option<&[Option<Arc<Analysis>>]>) -> Option<Scope> {
+    /// What the work may have changed, given what the server said of each statement: for a
+    /// single write with a row key its target's rows of those values only.
+    fn scope(&self, work: &Work, analyses: Option<&[Option<Arc<Analysis>>]>) -> Option<Scope> {
+        let scope = self.tables(analyses)?;
+        if let (Scope::Tables(tables), Work::Single(s), Some([Some(a)]), [shape]) =
+            (&scope, work, analyses, self.shapes.as_slice())
+            && shape.kind == Kind::Write
+            && let Some(target) = a.target
+            && let Some((column, values)) = a.keys(shape, &s.params).into_iter().flatten().next()
+        {
+            return Some(Scope::Rows {
+                tables: tables.iter().copied().filter(|t| *t != target).collect(),
+                table: target,
+                column,
+                values,
+            });
+        }
+        Some(scope)
+    }
+
+    /// What the work may have changed, by relation.
+    fn tables(&self, analyses: Option<&[Option<Arc<Analysis>>]>) -> Option<Scope> {
         let mut tables = Vec::new();
         let mut all = None;
         for (i, shape) in self.shapes.iter().enumerate() {
@@ -143,6 +163,9 @@ impl<D: Directory> Router<D> {
         if let (Some(_), Work::Single(s)) = (max_age, work)
             && let Some(hit) = cache.get(key, trusted, s)
         {
+            // A hit waits for nothing: without this, a task that keeps hitting would never give
+            // its thread back to the connections of other tasks' misses.
+            tokio::task::coop::consume_budget().await;
             return Ok(Ran {
                 results: vec![hit],
                 healed: false,
@@ -188,13 +211,13 @@ impl<D: Directory> Router<D> {
                 // ran is unknown.
                 let refused = matches!(&e, RouterError::Query { source, .. }
                     if matches!(source.downcast_ref::<WireError>(), Some(WireError::Server(_))));
-                if !refused && let Some(scope) = plan.scope(None) {
+                if !refused && let Some(scope) = plan.scope(work, None) {
                     cache.invalidate(key, &tenant_id, scope);
                 }
                 return Err(e);
             }
         };
-        if let Some(scope) = plan.scope(Some(&analyses)) {
+        if let Some(scope) = plan.scope(work, Some(&analyses)) {
             cache.invalidate(key, &tenant_id, scope);
         }
         let results: Vec<Arc<TextResult>> = results.into_iter().map(Arc::new).collect();
@@ -205,7 +228,16 @@ impl<D: Directory> Router<D> {
                 && a.cacheable
                 && !a.everything
             {
-                cache.store(&ticket, s, r.clone(), &a.reads, age);
+                let target = a.target.unwrap_or_default();
+                let keys = a
+                    .keys(&plan.shapes[0], &s.params)
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|(column, values)| {
+                        values.into_iter().map(move |v| (target, column.clone(), v))
+                    })
+                    .collect();
+                cache.store(&ticket, s, r.clone(), (&a.reads, keys), age);
             }
         }
         Ok(Ran {

@@ -8,6 +8,7 @@
 --              update (ON UPDATE actions), delete (ON DELETE actions), truncate (every referencing
 --              table may be emptied by CASCADE) or any; tables reached through an action may
 --              take further ON UPDATE or ON DELETE actions
+--   $5 text[]  columns of the statement's one relation that its row keys name
 -- Returns one row:
 --   unresolved  names that are not relations here (a read naming one is not cached)
 --   reads       the relations a read depends on: the named ones, what views read (recursively),
@@ -19,6 +20,10 @@
 --   writes      the relations a write may change: the targets, the base tables of views written
 --               through, partitions and parents, and tables whose foreign keys cascade, set null
 --               or set default from them (recursively)
+--   target      the first relation named (the one relation of a statement with row keys)
+--   key_types   for each column of $5: its type when row keys of it can be compared (int2, int4,
+--               int8, uuid, bool; text for text and varchar under a deterministic collation) and
+--               the relation is a table; '' otherwise
 --   everything  a trigger that fires for what is done to one of them, a rule on one of them, or a
 --               function of the tenant's own that is VOLATILE: it may change anything, so nothing
 --               cached is trusted after it
@@ -103,4 +108,20 @@ select
                or (w.act = 'truncate' and t.tgtype::int & 32 <> 0))
     )
     or exists (select from pg_rewrite w where w.ev_class in (select rel from writes) and w.rulename <> '_RETURN')
-    or coalesce((select bool_or(own_volatile) from functions), false) as everything
+    or coalesce((select bool_or(own_volatile) from functions), false) as everything,
+    (select rel::oid from named where rel is not null limit 1) as target,
+    coalesce((
+        select array_agg(coalesce((
+            select case
+                       when t.typname in ('int2', 'int4', 'int8', 'uuid', 'bool') then t.typname::text
+                       when t.typname in ('text', 'varchar') and coalesce(co.collisdeterministic, true) then 'text'
+                   end
+            from named n
+            join pg_class c on c.oid = n.rel and c.relkind in ('r', 'p')
+            join pg_attribute a on a.attrelid = c.oid and a.attname = k and not a.attisdropped
+            join pg_type t on t.oid = a.atttypid
+            left join pg_collation co on co.oid = a.attcollation
+            limit 1
+        ), '') order by i)
+        from unnest($5::text[]) with ordinality as u(k, i)
+    ), '{}') as key_types
