@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use pgfleet_router::cache::{Cache, Invalidation, Scope};
 use tokio::sync::broadcast::error::RecvError;
-use tokio_postgres::{AsyncMessage, Client};
+use tokio_postgres::Client;
 
 /// The catalog channel of cache invalidations.
 pub const CACHE_CHANNEL: &str = "pgfleet_cache";
@@ -163,28 +163,8 @@ async fn run(
     local: &mut tokio::sync::broadcast::Receiver<Invalidation>,
     first: bool,
 ) -> Result<(), String> {
-    let config = pgfleet_pg::connect::parse_url(url).map_err(|e| e.to_string())?;
-    let (client, mut connection) = config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (ntx, mut nrx) = tokio::sync::mpsc::unbounded_channel();
-    let driver = tokio::spawn(async move {
-        while let Some(m) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-            match m {
-                Ok(AsyncMessage::Notification(n)) => {
-                    let _ = ntx.send(n.payload().to_string());
-                }
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-    });
+    let (client, mut nrx, driver) = crate::directory::listening(url, CACHE_CHANNEL).await?;
     let result = async {
-        client
-            .batch_execute(&format!("LISTEN {CACHE_CHANNEL}"))
-            .await
-            .map_err(|e| e.to_string())?;
         if !first {
             // Notices sent while the channel was down are lost.
             cache.clear();

@@ -276,19 +276,26 @@ impl pgfleet_router::Directory for Control {
     }
 }
 
-/// One listening session: until the connection ends. After a reconnect, announcements may have
-/// been missed, so `*` (forget everything) goes first.
-async fn listen(
+/// A catalog session that listens on `channel`: its client (for sending), the payloads of the
+/// notifications it receives (the channel closes when the connection ends) and the task that
+/// drives the connection (abort it when done).
+pub(crate) async fn listening(
     url: &str,
-    tx: &tokio::sync::mpsc::UnboundedSender<String>,
-    first: bool,
-) -> Result<(), String> {
+    channel: &str,
+) -> Result<
+    (
+        tokio_postgres::Client,
+        tokio::sync::mpsc::UnboundedReceiver<String>,
+        tokio::task::JoinHandle<()>,
+    ),
+    String,
+> {
     let config = pgfleet_pg::connect::parse_url(url).map_err(|e| e.to_string())?;
     let (client, mut connection) = config
         .connect(tokio_postgres::NoTls)
         .await
         .map_err(|e| e.to_string())?;
-    let (ntx, mut nrx) = tokio::sync::mpsc::unbounded_channel();
+    let (ntx, nrx) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         while let Some(m) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
             match m {
@@ -300,10 +307,21 @@ async fn listen(
             }
         }
     });
-    client
-        .batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))
-        .await
-        .map_err(|e| e.to_string())?;
+    if let Err(e) = client.batch_execute(&format!("LISTEN {channel}")).await {
+        driver.abort();
+        return Err(e.to_string());
+    }
+    Ok((client, nrx, driver))
+}
+
+/// One listening session: until the connection ends. After a reconnect, announcements may have
+/// been missed, so `*` (forget everything) goes first.
+async fn listen(
+    url: &str,
+    tx: &tokio::sync::mpsc::UnboundedSender<String>,
+    first: bool,
+) -> Result<(), String> {
+    let (_client, mut nrx, driver) = listening(url, CHANGES_CHANNEL).await?;
     if !first {
         let _ = tx.send("*".into());
     }

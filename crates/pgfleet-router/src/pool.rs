@@ -96,6 +96,17 @@ impl std::fmt::Debug for BudgetPermit {
     }
 }
 
+impl BudgetPermit {
+    /// A permit of no pool (tests of a connection kind on its own).
+    #[cfg(test)]
+    pub(crate) fn detached() -> Self {
+        Self {
+            permit: None,
+            pool: Weak::new(),
+        }
+    }
+}
+
 impl Drop for BudgetPermit {
     fn drop(&mut self) {
         drop(self.permit.take());

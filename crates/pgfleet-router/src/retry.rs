@@ -309,10 +309,15 @@ impl<D: Directory> Router<D> {
     /// Whether work that pgfleet ran as one transaction for tenant `key` (a `/sql` request: one
     /// statement, or a batch in one transaction) and that failed with `error` may run again, as
     /// its retry number `n`: when the server rolled it back for a serialization failure or a
-    /// deadlock, within [`MAX_RETRIES`] and the tenant's retry budget. Waits the retry's backoff
+    /// deadlock, or had closed the session before the request reached it
+    /// ([`WireError::Closed`](crate::wire::WireError::Closed): a terminated backend, a server that
+    /// shut down), within [`MAX_RETRIES`] and the tenant's retry budget. Waits the retry's backoff
     /// first, and counts it.
     pub async fn retry_rolled_back(&self, key: &str, n: u32, error: &RouterError) -> bool {
+        let closed = matches!(error, RouterError::Query { source, .. }
+            if matches!(source.downcast_ref::<crate::wire::WireError>(), Some(crate::wire::WireError::Closed(_))));
         let reason = match error.sqlstate() {
+            _ if closed => Reason::ConnectionBroken,
             Some("40001") => Reason::SerializationFailure,
             Some("40P01") => Reason::Deadlock,
             _ => return false,

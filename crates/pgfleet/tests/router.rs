@@ -1559,3 +1559,40 @@ async fn another_process_drops_what_a_write_or_a_repair_here_made_stale() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// A pooled wire connection whose backend was terminated (a server restart, `pg_terminate_backend`)
+/// does not fail the next request: it is found closed (on checkout, or by the `FATAL` that answers
+/// the request first, see `wire::query` tests) and the request runs once on a new connection.
+#[tokio::test]
+async fn a_request_after_its_pooled_session_was_terminated_runs_once_on_another() {
+    let cluster = TestCluster::start();
+    let s = Setup::new(&[("main", cluster.url())]).await;
+    let c = s.control().await;
+    provision(&c, &["term".into()], Mode::Schema, "main").await;
+    let fleet = s.fleet(RouterOptions::default()).await;
+    let count = "SELECT count(*) FROM notes";
+    assert_eq!(cached(&fleet, "term", count, &[]).await.0, "0");
+    let admin = pgfleet_testkit::connect(&cluster.url()).await;
+    for round in 0..3 {
+        let killed: i64 = admin
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'pgfleet'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(killed > 0, "round {round}: no pooled session to terminate");
+        cached(
+            &fleet,
+            "term",
+            "INSERT INTO notes (body) VALUES ('once')",
+            &[],
+        )
+        .await;
+        assert_eq!(
+            cached(&fleet, "term", count, &[]).await.0,
+            (round + 1).to_string()
+        );
+    }
+}

@@ -407,7 +407,7 @@ impl Cache {
         let schema = self.lock().schema_epoch(key);
         let a = match analyze(shape, conn, limits).await {
             Ok(a) => Arc::new(a),
-            Err(e) if e.server_error().is_some() => {
+            Err(e @ WireError::Server(_)) => {
                 tracing::debug!(tenant = %key, "the cache could not analyse a statement: {e}");
                 return Ok(None);
             }

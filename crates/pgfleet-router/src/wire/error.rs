@@ -34,6 +34,12 @@ pub enum WireError {
     /// The server sent something this client does not expect here.
     #[error("unexpected message from the server: {0}")]
     Protocol(String),
+    /// The server had ended the session before the request reached it: its first answer was a
+    /// `FATAL` error (a terminated backend `57P01`, a shutting-down server `57P02`/`57P03`), so
+    /// nothing of the request ran and it may run again on another connection. The connection is
+    /// closed.
+    #[error("the server had closed the session before the request: {0}")]
+    Closed(Box<ServerError>),
     /// A shared connection did not switch to its tenant (the server's message): nothing of the
     /// request ran, and the connection is closed.
     #[error("the shared connection did not switch to the tenant's role: {0}")]
@@ -45,7 +51,7 @@ impl WireError {
     /// [`WireError::TooLarge`], `57014` (query_canceled) for [`WireError::Timeout`].
     pub fn sqlstate(&self) -> Option<&str> {
         match self {
-            Self::Server(e) => Some(&e.code),
+            Self::Server(e) | Self::Closed(e) => Some(&e.code),
             Self::TooLarge { .. } => Some("54000"),
             Self::Timeout(_) => Some("57014"),
             Self::InvalidRequest(_) => Some("08P01"),
@@ -57,7 +63,7 @@ impl WireError {
     /// The server's error, when it sent one.
     pub fn server_error(&self) -> Option<&ServerError> {
         match self {
-            Self::Server(e) => Some(e),
+            Self::Server(e) | Self::Closed(e) => Some(e),
             _ => None,
         }
     }

@@ -332,13 +332,11 @@ impl WireConn {
         limits: &Limits,
     ) -> Result<Outcome, WireError> {
         if !in_tx {
-            return self
-                .exchange(&out, &[Phase::Statements, Phase::Discard], switches, limits)
-                .await;
+            let phases = [Phase::Statements, Phase::Discard];
+            return self.exchange(&out, &phases, switches, limits, true).await;
         }
-        let mut first = self
-            .exchange(&out, &[Phase::Begin, Phase::Statements], switches, limits)
-            .await?;
+        let phases = [Phase::Begin, Phase::Statements];
+        let mut first = self.exchange(&out, &phases, switches, limits, true).await?;
         if first.too_large {
             return Ok(first);
         }
@@ -350,8 +348,9 @@ impl WireConn {
         };
         frontend::query(finish, &mut end)?;
         frontend::query("DISCARD ALL", &mut end)?;
+        // A FATAL first here may follow a COMMIT that was carried out: not `Closed`.
         let second = self
-            .exchange(&end, &[Phase::Commit, Phase::Discard], 0, limits)
+            .exchange(&end, &[Phase::Commit, Phase::Discard], 0, limits, false)
             .await?;
         if first.error.is_none() {
             first.error = second.error;
@@ -360,13 +359,18 @@ impl WireConn {
         Ok(first)
     }
 
-    /// Writes `out` while reading the answers, one `ReadyForQuery` per phase.
+    /// Writes `out` while reading the answers, one `ReadyForQuery` per phase. When `opening` (the
+    /// request's first exchange), a `FATAL` error as the very first answer is
+    /// [`WireError::Closed`]: the server ends the session with it before it reads what follows,
+    /// and anything it had processed of the request would have been answered first (the answers
+    /// are sent in order).
     async fn exchange(
         &mut self,
         out: &[u8],
         phases: &[Phase],
         switches: usize,
         limits: &Limits,
+        opening: bool,
     ) -> Result<Outcome, WireError> {
         let canceller = self.canceller();
         let stream = self
@@ -382,6 +386,7 @@ impl WireConn {
         let read = async {
             let mut answers = Answers::new(phases, switches, limits.max_response);
             let mut cancelled = false;
+            let mut first = opening;
             loop {
                 let msg = loop {
                     match guard(buf, &mut answers)? {
@@ -408,6 +413,14 @@ impl WireConn {
                         return Err(WireError::Io(std::io::ErrorKind::UnexpectedEof.into()));
                     }
                 };
+                if std::mem::take(&mut first)
+                    && let Message::ErrorResponse(body) = &msg
+                {
+                    let e = ServerError::parse(body);
+                    if e.severity == "FATAL" {
+                        return Err(WireError::Closed(Box::new(e)));
+                    }
+                }
                 if answers.take(msg)? {
                     return Ok(answers.finish());
                 }
@@ -418,8 +431,13 @@ impl WireConn {
                 }
             }
         };
-        let ((), outcome) = tokio::try_join!(write, read)?;
-        Ok(outcome)
+        // Both to the end: a server that ended the session may refuse the write after its
+        // `FATAL` is already in the socket, and that answer is the one that tells.
+        match tokio::join!(write, read) {
+            (_, Err(e @ WireError::Closed(_))) => Err(e),
+            (Err(e), _) | (Ok(()), Err(e)) => Err(e),
+            (Ok(()), Ok(outcome)) => Ok(outcome),
+        }
     }
 
     /// The second round trip after a request left the session in a transaction: `ROLLBACK`,
@@ -739,4 +757,66 @@ fn fields(body: &backend::RowDescriptionBody) -> Result<Vec<Field>, WireError> {
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::pool::BudgetPermit;
+
+    #[tokio::test]
+    async fn a_session_the_server_ended_before_a_request_is_closed_and_nothing_ran() {
+        let cluster = pgfleet_testkit::shared();
+        let config = pgfleet_pg::connect::parse_url(&cluster.url()).unwrap();
+        let permit = BudgetPermit::detached();
+        let mut conn = WireConn::open(&config, "", "pgfleet-closed-test", permit)
+            .await
+            .unwrap();
+        let limits = Limits {
+            max_response: 1 << 20,
+            timeout: Duration::from_secs(10),
+        };
+        let pid = Statement {
+            sql: "SELECT pg_backend_pid()".into(),
+            params: vec![],
+        };
+        let pid: i32 = conn.query(&pid, &limits).await.unwrap().rows[0]
+            .get(0)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let admin = pgfleet_testkit::connect(&cluster.url()).await;
+        admin
+            .execute("SELECT pg_terminate_backend($1)", &[&pid])
+            .await
+            .unwrap();
+        while admin
+            .query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&pid])
+            .await
+            .unwrap()
+            .is_some()
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let create = Statement {
+            sql: "CREATE TABLE never_created_by_a_closed_session (a int)".into(),
+            params: vec![],
+        };
+        match conn.query(&create, &limits).await {
+            Err(WireError::Closed(e)) => assert_eq!(e.code, "57P01", "{e}"),
+            other => panic!("expected Closed, got {other:?}"),
+        }
+        assert!(conn.is_closed());
+        let exists: Option<String> = admin
+            .query_one(
+                "SELECT to_regclass('never_created_by_a_closed_session')::text",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(exists, None);
+    }
 }

@@ -269,6 +269,10 @@ fn query_failure(e: &WireError) -> Response {
             StatusCode::BAD_REQUEST,
             json!({"message": e.to_string(), "code": e.sqlstate(), "severity": "ERROR"}),
         ),
+        WireError::Closed(s) => body(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"message": "the tenant's database server ended the session before the request reached it (it is restarting or shutting down): nothing of the request ran; retry shortly", "code": s.code}),
+        ),
         WireError::Io(_) => {
             // The request was sent, and may have committed (a statement commits on its own, a
             // batch with its last message): never "retry" here.
