@@ -189,8 +189,16 @@ const MAX_SHAPES: usize = 10_000;
 #[derive(Debug, Clone)]
 pub struct Ticket {
     key: String,
+    tenant_id: String,
     trusted: bool,
     epoch: u64,
+}
+
+impl Ticket {
+    /// The tenant's id.
+    pub fn tenant_id(&self) -> &str {
+        &self.tenant_id
+    }
 }
 
 impl Cache {
@@ -286,6 +294,7 @@ impl Cache {
         s.register(key, tenant_id);
         Ticket {
             key: key.to_string(),
+            tenant_id: tenant_id.to_string(),
             trusted,
             epoch: s.epoch(key),
         }

@@ -178,8 +178,20 @@ impl<D: Directory> Router<D> {
             shapes,
             max_age,
         };
-        let tenant_id = self.snapshot.entry(key).await?.placement.tenant_id.clone();
-        let ticket = cache.ticket(key, &tenant_id, trusted);
+        // A read that is neither cached nor calls a function leaves the cache alone: no
+        // bookkeeping on its way.
+        let tracked = max_age.is_some()
+            || plan.shapes.iter().any(|s| match s.kind {
+                Kind::Write | Kind::Other => true,
+                Kind::Read => !s.functions.is_empty(),
+                Kind::Neutral => false,
+            });
+        let ticket = if tracked {
+            let entry = self.snapshot.entry(key).await?;
+            Some(cache.ticket(key, &entry.placement.tenant_id, trusted))
+        } else {
+            None
+        };
         let mut attempts;
         let mut retries = 0;
         let outcome = loop {
@@ -211,20 +223,21 @@ impl<D: Directory> Router<D> {
                 // ran is unknown.
                 let refused = matches!(&e, RouterError::Query { source, .. }
                     if matches!(source.downcast_ref::<WireError>(), Some(WireError::Server(_))));
-                if !refused && let Some(scope) = plan.scope(work, None) {
-                    cache.invalidate(key, &tenant_id, scope);
+                if !refused && let (Some(t), Some(scope)) = (&ticket, plan.scope(work, None)) {
+                    cache.invalidate(key, t.tenant_id(), scope);
                 }
                 return Err(e);
             }
         };
-        if let Some(scope) = plan.scope(work, Some(&analyses)) {
-            cache.invalidate(key, &tenant_id, scope);
+        if let (Some(t), Some(scope)) = (&ticket, plan.scope(work, Some(&analyses))) {
+            cache.invalidate(key, t.tenant_id(), scope);
         }
         let results: Vec<Arc<TextResult>> = results.into_iter().map(Arc::new).collect();
         let mut status = CacheStatus::Bypass;
         if let (Some(age), Work::Single(s)) = (max_age, work) {
             status = CacheStatus::Miss;
-            if let (Some(Some(a)), Some(r)) = (analyses.first(), results.first())
+            if let (Some(Some(a)), Some(r), Some(ticket)) =
+                (analyses.first(), results.first(), &ticket)
                 && a.cacheable
                 && !a.everything
             {
@@ -237,7 +250,7 @@ impl<D: Directory> Router<D> {
                         values.into_iter().map(move |v| (target, column.clone(), v))
                     })
                     .collect();
-                cache.store(&ticket, s, r.clone(), (&a.reads, keys), age);
+                cache.store(ticket, s, r.clone(), (&a.reads, keys), age);
             }
         }
         Ok(Ran {
