@@ -117,21 +117,15 @@ pub fn cache_options(
     file: &pgfleet::control::config::CacheSettings,
 ) -> anyhow::Result<pgfleet::router::cache::CacheOptions> {
     let defaults = pgfleet::router::cache::CacheOptions::default();
-    let in_file = |v: Option<&String>, name: &str| {
-        v.map(|v| anyhow::anyhow!("pgfleet.toml [cache] {name}: {v:?}"))
-    };
+    let wrong = |name: &str, e: String| anyhow::anyhow!("pgfleet.toml [cache] {name}: {e}");
     let max_bytes = match (a.cache_max_bytes, &file.max_bytes) {
         (Some(n), _) => n,
-        (None, Some(v)) => {
-            parse_cache_size(v).map_err(|e| in_file(Some(v), "max_bytes").unwrap().context(e))?
-        }
+        (None, Some(v)) => parse_cache_size(v).map_err(|e| wrong("max_bytes", e))?,
         (None, None) => defaults.max_bytes,
     };
     let max_age = match (a.cache_max_age, &file.max_age) {
         (Some(d), _) => d,
-        (None, Some(v)) => {
-            parse_duration(v).map_err(|e| in_file(Some(v), "max_age").unwrap().context(e))?
-        }
+        (None, Some(v)) => parse_duration(v).map_err(|e| wrong("max_age", e))?,
         (None, None) => defaults.max_age,
     };
     let tables = if a.cache_tables.is_empty() {
@@ -381,6 +375,44 @@ pub fn token(control: &ControlArgs, cmd: &TokenCommand) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cache_takes_flags_over_the_file_and_says_which_setting_is_wrong() {
+        use pgfleet::control::config::CacheSettings;
+        let file = CacheSettings {
+            max_bytes: Some("1MiB".into()),
+            tables: Some(vec!["chat_threads".into()]),
+            max_age: Some("5s".into()),
+        };
+        let c = cache_options(&SqlArgs::default(), &file).unwrap();
+        assert_eq!((c.max_bytes, c.max_age), (1 << 20, Duration::from_secs(5)));
+        assert_eq!(c.tables, ["chat_threads"]);
+        let flags = SqlArgs {
+            cache_max_bytes: Some(0),
+            cache_tables: vec!["*".into()],
+            ..SqlArgs::default()
+        };
+        let c = cache_options(&flags, &file).unwrap();
+        assert_eq!(
+            (c.max_bytes, c.tables.as_slice()),
+            (0, ["*".to_string()].as_slice())
+        );
+        assert_eq!(parse_cache_size("off"), Ok(0));
+        let defaults = cache_options(&SqlArgs::default(), &CacheSettings::default()).unwrap();
+        assert_eq!(defaults.max_bytes, 64 << 20);
+        let bad = CacheSettings {
+            max_bytes: Some("lots".into()),
+            ..CacheSettings::default()
+        };
+        let err = format!(
+            "{:#}",
+            cache_options(&SqlArgs::default(), &bad).unwrap_err()
+        );
+        assert!(
+            err.contains("[cache] max_bytes") && err.contains("lots"),
+            "{err}"
+        );
+    }
 
     #[tokio::test]
     async fn flags_win_over_the_file_and_the_file_over_defaults() {
