@@ -11,6 +11,12 @@ use crate::{stderr, stdout};
 
 /// One HTTP/1.1 `POST /sql` on a fresh connection: status and body.
 fn post_sql(addr: &str, conn: &str, body: &str) -> (u16, String) {
+    let (status, _, body) = post_sql_head(addr, conn, body);
+    (status, body)
+}
+
+/// As [`post_sql`], with the response's head (status line and headers) too.
+fn post_sql_head(addr: &str, conn: &str, body: &str) -> (u16, String, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
@@ -23,7 +29,7 @@ fn post_sql(addr: &str, conn: &str, body: &str) -> (u16, String) {
     s.read_to_string(&mut raw).unwrap();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, body.to_string())
+    (status, head.to_ascii_lowercase(), body.to_string())
 }
 
 #[tokio::test]
@@ -65,6 +71,14 @@ async fn tokens_and_the_sql_front_door_through_the_binary() {
         "ten",
     ]);
     assert!(stderr(&bad).contains("not a size"), "{}", stderr(&bad));
+    let bad = env.run(&[
+        "serve",
+        "--sql-listen",
+        "127.0.0.1:0",
+        "--cache-max-bytes",
+        "ten",
+    ]);
+    assert!(stderr(&bad).contains("not a size"), "{}", stderr(&bad));
 
     let mut serve = env
         .command(&[
@@ -100,6 +114,13 @@ async fn tokens_and_the_sql_front_door_through_the_binary() {
         (200, true),
         "{body}"
     );
+    // The result cache: a commented read is served from memory the second time.
+    let cached = r#"{"query":"/* pgfleet:cache max-age=60 */ SELECT $1::int * 3","params":["14"]}"#;
+    let (_, head, body) = post_sql_head(&addr, &conn, cached);
+    assert!(head.contains("pgfleet-cache: miss"), "{head}");
+    let (_, head, again) = post_sql_head(&addr, &conn, cached);
+    assert!(head.contains("pgfleet-cache: hit"), "{head}");
+    assert_eq!(body, again);
     let (status, _) = post_sql(
         &addr,
         &conn.replace("alice", "bob"),
