@@ -1596,3 +1596,125 @@ async fn a_request_after_its_pooled_session_was_terminated_runs_once_on_another(
         );
     }
 }
+
+/// A TCP proxy to `upstream` that, while `end_next` is set (it clears it), answers the next
+/// request (`P` or `Q`) with a `FATAL` `57P01` and closes, without passing the request on: what a
+/// server does to a session it terminated between the pool's check and the request.
+async fn ending_proxy(upstream: u16, end_next: Arc<AtomicBool>) -> u16 {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut fatal = Vec::new();
+    for (field, value) in [(b'S', "FATAL"), (b'V', "FATAL"), (b'C', "57P01")]
+        .into_iter()
+        .chain([(b'M', "terminating connection due to administrator command")])
+    {
+        fatal.push(field);
+        fatal.extend_from_slice(value.as_bytes());
+        fatal.push(0);
+    }
+    fatal.push(0);
+    let mut message = vec![b'E'];
+    message.extend_from_slice(&(fatal.len() as u32 + 4).to_be_bytes());
+    message.extend_from_slice(&fatal);
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let mut server = tokio::net::TcpStream::connect(("127.0.0.1", upstream))
+                .await
+                .unwrap();
+            let (end_next, message) = (end_next.clone(), message.clone());
+            tokio::spawn(async move {
+                let (mut sbuf, mut cbuf, mut pending) =
+                    (vec![0u8; 65536], vec![0u8; 65536], Vec::new());
+                let mut started = false;
+                loop {
+                    tokio::select! {
+                        n = server.read(&mut sbuf) => match n {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => if client.write_all(&sbuf[..n]).await.is_err() { return },
+                        },
+                        n = client.read(&mut cbuf) => {
+                            let n = match n { Ok(0) | Err(_) => return, Ok(n) => n };
+                            pending.extend_from_slice(&cbuf[..n]);
+                            // Whole messages only; the startup message has no type byte.
+                            loop {
+                                let (skip, len) = if started { (1, 5) } else { (0, 4) };
+                                if pending.len() < len { break; }
+                                let l = u32::from_be_bytes(pending[skip..skip + 4].try_into().unwrap()) as usize;
+                                if pending.len() < skip + l { break; }
+                                let msg: Vec<u8> = pending.drain(..skip + l).collect();
+                                if started && matches!(msg[0], b'P' | b'Q') && end_next.swap(false, Ordering::SeqCst) {
+                                    let _ = client.write_all(&message).await;
+                                    return;
+                                }
+                                started = true;
+                                if server.write_all(&msg).await.is_err() { return; }
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// The server ends a pooled session after the pool checked it and before the request reached
+/// it: the request's first answer is a `FATAL`, nothing of it ran, and `Router::run` (the path of
+/// `/sql` and `Fleet::query_cached`) runs it once more on a new connection.
+#[tokio::test]
+async fn a_session_ended_between_checkout_and_request_is_run_again_once() {
+    let cluster = TestCluster::start();
+    let end_next = Arc::new(AtomicBool::new(false));
+    let port = ending_proxy(cluster.port(), end_next.clone()).await;
+    let proxied = cluster
+        .url()
+        .replace(&format!(":{}/", cluster.port()), &format!(":{port}/"));
+    let s = Setup::new(&[("proxied", proxied)]).await;
+    let c = s.control().await;
+    provision(&c, &["ended".into()], Mode::Schema, "proxied").await;
+    let fleet = s.fleet(RouterOptions::default()).await;
+    let count = "SELECT count(*) FROM notes";
+    assert_eq!(cached(&fleet, "ended", count, &[]).await.0, "0");
+    for round in 1..=3 {
+        end_next.store(true, Ordering::SeqCst);
+        cached(
+            &fleet,
+            "ended",
+            "INSERT INTO notes (body) VALUES ('once')",
+            &[],
+        )
+        .await;
+        assert!(
+            !end_next.load(Ordering::SeqCst),
+            "round {round}: the proxy ended no session"
+        );
+        assert_eq!(
+            cached(&fleet, "ended", count, &[]).await.0,
+            round.to_string()
+        );
+    }
+    // Through a batch too (a /sql transaction): its first exchange may run again.
+    end_next.store(true, Ordering::SeqCst);
+    let work = pgfleet::router::wire::Work::Batch {
+        statements: vec![pgfleet::router::wire::Statement {
+            sql: "INSERT INTO notes (body) VALUES ('batch')".into(),
+            params: vec![],
+        }],
+        tx: Default::default(),
+    };
+    let backend = pgfleet::router::wire::WireBackend::new("pgfleet-test", None);
+    fleet
+        .router()
+        .run(
+            "ended",
+            &backend,
+            true,
+            &work,
+            pgfleet::router::wire::LIBRARY_LIMITS,
+        )
+        .await
+        .unwrap();
+    assert!(!end_next.load(Ordering::SeqCst));
+    assert_eq!(cached(&fleet, "ended", count, &[]).await.0, "4");
+}
