@@ -185,6 +185,11 @@ impl std::fmt::Debug for Cache {
 /// Statement texts whose shape is remembered; beyond it the memory starts over.
 const MAX_SHAPES: usize = 10_000;
 
+/// Longest statement text whose shape and analyses are remembered (longer ones are parsed, and
+/// asked about, each time), so that those memories stay within a few tens of MiB whatever
+/// callers send.
+const MAX_REMEMBERED_SQL: usize = 4096;
+
 /// A fill in progress: whose, and what [`Cache::store`] needs to know the result is still good.
 #[derive(Debug, Clone)]
 pub struct Ticket {
@@ -243,6 +248,9 @@ impl Cache {
             return s.clone();
         }
         let s = Arc::new(shape::shape(sql));
+        if sql.len() > MAX_REMEMBERED_SQL {
+            return s;
+        }
         let mut m = self.shapes.lock().unwrap_or_else(|e| e.into_inner());
         if m.len() >= MAX_SHAPES {
             m.clear();
@@ -422,7 +430,9 @@ impl Cache {
             }
             Err(e) => return Err(e),
         };
-        self.lock().remember(key, sql, a.clone(), schema);
+        if sql.len() <= MAX_REMEMBERED_SQL {
+            self.lock().remember(key, sql, a.clone(), schema);
+        }
         Ok(Some(a))
     }
 }

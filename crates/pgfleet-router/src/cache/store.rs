@@ -70,6 +70,26 @@ const MAX_ANALYSES: usize = 512;
 /// Tenants kept with analyses but no results; beyond it those are forgotten.
 const MAX_TENANTS: usize = 20_000;
 
+/// Bytes of analyses kept for all tenants together; beyond it that memory starts over (an
+/// analysis costs one round trip to make again).
+const MAX_ANALYSIS_BYTES: usize = 32 << 20;
+
+fn analysis_size(sql: &str, a: &Analysis) -> usize {
+    let keys: usize = a
+        .key_types
+        .iter()
+        .map(|k| k.as_ref().map_or(8, |t| t.len() + 24))
+        .sum();
+    sql.len() + 4 * (a.reads.len() + a.writes.len()) + keys + 96
+}
+
+fn analyses_size(t: &Tenant) -> usize {
+    t.analyses
+        .iter()
+        .map(|(sql, a)| analysis_size(sql, a))
+        .sum()
+}
+
 pub(super) struct Store {
     max_bytes: usize,
     bytes: usize,
@@ -78,6 +98,8 @@ pub(super) struct Store {
     tenants: HashMap<String, Tenant>,
     /// Tenant ids to the keys placed on them (other processes name tenants by id).
     ids: HashMap<String, HashSet<String>>,
+    /// Bytes of the tenants' analyses.
+    analysis_bytes: usize,
     /// Increases at every change of any tenant's epoch, so an epoch is never seen twice.
     clock: u64,
     evictions: u64,
@@ -92,6 +114,7 @@ impl Store {
             lru: BTreeMap::new(),
             tenants: HashMap::new(),
             ids: HashMap::new(),
+            analysis_bytes: 0,
             clock: 1,
             evictions: 0,
         }
@@ -140,6 +163,13 @@ impl Store {
 
     fn tenant(&mut self, tenant: &str) -> &mut Tenant {
         if !self.tenants.contains_key(tenant) && self.tenants.len() >= MAX_TENANTS {
+            let freed: usize = self
+                .tenants
+                .values()
+                .filter(|t| t.keys.is_empty())
+                .map(analyses_size)
+                .sum();
+            self.analysis_bytes -= freed;
             self.tenants.retain(|_, t| !t.keys.is_empty());
         }
         let clock = &mut self.clock;
@@ -320,8 +350,10 @@ impl Store {
             self.clock += 1;
             let clock = self.clock;
             let t = self.tenant(tenant);
+            let freed = analyses_size(t);
             t.analyses.clear();
             t.schema = clock;
+            self.analysis_bytes -= freed;
         }
     }
 
@@ -332,6 +364,7 @@ impl Store {
         self.clock += 1;
         // Every epoch changes: fills in progress are not stored.
         self.tenants.clear();
+        self.analysis_bytes = 0;
     }
 
     pub(super) fn analysis(&mut self, tenant: &str, sql: &str) -> Option<Arc<Analysis>> {
@@ -341,14 +374,32 @@ impl Store {
     /// Keeps an analysis begun when the tenant's schema epoch was `schema` (not when its schema
     /// may have changed meanwhile: the analysis may describe the old one).
     pub(super) fn remember(&mut self, tenant: &str, sql: &str, a: Arc<Analysis>, schema: u64) {
+        let size = analysis_size(sql, &a);
+        if self.analysis_bytes + size > MAX_ANALYSIS_BYTES {
+            for t in self.tenants.values_mut() {
+                t.analyses.clear();
+            }
+            self.analysis_bytes = 0;
+        }
         let t = self.tenant(tenant);
         if t.schema != schema {
             return;
         }
+        let mut freed = 0;
         if t.analyses.len() >= MAX_ANALYSES {
+            freed = analyses_size(t);
             t.analyses.clear();
         }
-        t.analyses.insert(sql.to_string(), a);
+        if let Some(old) = t.analyses.insert(sql.to_string(), a) {
+            freed += analysis_size(sql, &old);
+        }
+        self.analysis_bytes = self.analysis_bytes + size - freed;
+    }
+
+    /// Bytes of the analyses kept.
+    #[cfg(test)]
+    pub(super) fn analysis_bytes(&self) -> usize {
+        self.analysis_bytes
     }
 }
 
@@ -503,6 +554,33 @@ mod tests {
         assert!(s.stats().evictions > 0);
         assert!(s.get("a", true, &stmt("q001")).is_none());
         assert!(s.get("a", true, &stmt("q019")).is_some());
+    }
+
+    #[test]
+    fn analyses_stay_within_their_memory() {
+        let mut s = Store::new(1 << 20);
+        let a = Arc::new(Analysis {
+            cacheable: true,
+            reads: vec![1],
+            writes: vec![1],
+            everything: false,
+            target: Some(1),
+            key_types: vec![],
+        });
+        let big = "x".repeat(4000);
+        let schema = s.schema_epoch("a");
+        for i in 0..10_000 {
+            let tenant = format!("t{}", i % 50);
+            let schema = s.schema_epoch(&tenant);
+            s.remember(&tenant, &format!("{big}{i}"), a.clone(), schema);
+            assert!(s.analysis_bytes() <= MAX_ANALYSIS_BYTES);
+        }
+        s.remember("a", "select 1", a.clone(), schema);
+        assert!(s.analysis("a", "select 1").is_some());
+        let before = s.analysis_bytes();
+        s.drop_tenant("a", true);
+        assert!(s.analysis("a", "select 1").is_none());
+        assert!(s.analysis_bytes() < before);
     }
 
     #[test]
