@@ -26,6 +26,7 @@ CREATE TRIGGER events_audit AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION
 CREATE VIEW note_bodies AS SELECT id, upper(body) AS body FROM notes;
 CREATE VIEW notes_now AS SELECT id, now() AS at FROM notes;
 CREATE TABLE counters (id int PRIMARY KEY, n bigint NOT NULL DEFAULT 0);
+CREATE TABLE comments (id int PRIMARY KEY, parent_id int REFERENCES comments ON DELETE CASCADE);
 ";
 const WAIT: Duration = Duration::from_secs(300);
 
@@ -1426,6 +1427,41 @@ async fn cached_reads_follow_every_write_made_through_pgfleet_and_stay_with_thei
             .1,
         Bypass
     );
+    // A cascade back into the written table itself: row keys do not hold, the table goes.
+    let add = "INSERT INTO comments (id, parent_id) VALUES ($1, $2)";
+    cached(&fleet, "ca", add, &[Some("5"), None]).await;
+    cached(&fleet, "ca", add, &[Some("6"), Some("5")]).await;
+    let comment = "/* pgfleet:cache */ SELECT count(*) FROM comments WHERE id = $1";
+    assert_eq!(
+        cached(&fleet, "ca", comment, &[Some("6")]).await,
+        ("1".into(), Miss)
+    );
+    cached(
+        &fleet,
+        "ca",
+        "DELETE FROM comments WHERE id = $1",
+        &[Some("5")],
+    )
+    .await;
+    assert_eq!(
+        cached(&fleet, "ca", comment, &[Some("6")]).await,
+        ("0".into(), Miss)
+    );
+    // A CTE named like the table it reads: the table's writes still drop it.
+    let shadow = "/* pgfleet:cache */ WITH tags AS (SELECT * FROM tags) SELECT count(*) FROM tags";
+    let (before, _) = cached(&fleet, "ca", shadow, &[]).await;
+    assert_eq!(cached(&fleet, "ca", shadow, &[]).await.1, Hit);
+    cached(&fleet, "ca", "INSERT INTO tags (name) VALUES ('cte')", &[]).await;
+    let (after, status) = cached(&fleet, "ca", shadow, &[]).await;
+    assert_eq!(status, Miss);
+    assert_eq!(
+        after.parse::<i64>().unwrap(),
+        before.parse::<i64>().unwrap() + 1
+    );
+    // A sequence changes without a write: never cached.
+    let seq = "/* pgfleet:cache */ SELECT last_value FROM notes_id_seq";
+    assert_eq!(cached(&fleet, "ca", seq, &[]).await.1, Miss);
+    assert_eq!(cached(&fleet, "ca", seq, &[]).await.1, Miss);
     let stats = fleet.router().cache().stats();
     assert!(stats.entries > 0 && stats.bytes > 0, "{stats:?}");
 }

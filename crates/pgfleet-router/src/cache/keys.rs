@@ -43,7 +43,7 @@ fn ident(o: &ObjectName) -> Option<String> {
 fn fold(i: &sqlparser::ast::Ident) -> String {
     match i.quote_style {
         Some(_) => i.value.clone(),
-        None => i.value.to_lowercase(),
+        None => i.value.to_ascii_lowercase(),
     }
 }
 

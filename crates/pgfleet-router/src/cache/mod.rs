@@ -131,6 +131,9 @@ pub struct Analysis {
     pub target: Option<u32>,
     /// For each of the shape's row keys, the type its values compare in (`None`: they cannot).
     pub key_types: Vec<Option<String>>,
+    /// Every name it uses resolved (else it is not remembered: the name may mean something
+    /// later, and a write naming it may change anything).
+    pub resolved: bool,
 }
 
 impl Analysis {
@@ -430,7 +433,7 @@ impl Cache {
             }
             Err(e) => return Err(e),
         };
-        if sql.len() <= MAX_REMEMBERED_SQL {
+        if sql.len() <= MAX_REMEMBERED_SQL && a.resolved {
             self.lock().remember(key, sql, a.clone(), schema);
         }
         Ok(Some(a))
@@ -452,7 +455,19 @@ async fn analyze(
         &columns,
     )
     .await?;
-    let mut cacheable = first.unresolved.is_empty() && first.read_ok && first.immutable;
+    let ctes: Vec<String> = shape
+        .ctes
+        .iter()
+        .map(|c| {
+            Name {
+                schema: None,
+                name: c.clone(),
+            }
+            .quoted()
+        })
+        .collect();
+    let resolved = first.unresolved.iter().all(|u| ctes.contains(u));
+    let mut cacheable = resolved && first.read_ok && first.immutable;
     if cacheable && !first.views.is_empty() {
         let mut functions = Vec::new();
         for v in &first.views {
@@ -474,9 +489,10 @@ async fn analyze(
         cacheable,
         reads: first.reads,
         writes: first.writes,
-        everything: first.everything,
+        everything: first.everything || !resolved,
         target: first.target,
         key_types: first.key_types,
+        resolved,
     })
 }
 

@@ -29,7 +29,7 @@ impl Name {
                 .map(|p| {
                     p.as_ident().map(|i| match i.quote_style {
                         Some(_) => i.value.clone(),
-                        None => i.value.to_lowercase(),
+                        None => i.value.to_ascii_lowercase(),
                     })
                 })
                 .collect::<Option<_>>()?;
@@ -99,6 +99,9 @@ pub struct Shape {
     /// Which rows of its one relation it reads or writes, when it says so plainly
     /// ([`keys`](super::keys)).
     pub keys: Vec<super::keys::RowKey>,
+    /// Names of its CTEs: a name among `relations` that is one of these and no relation of the
+    /// tenant is the CTE.
+    pub ctes: Vec<String>,
 }
 
 /// The per-query opt-in: a leading `/* pgfleet:cache max-age=30 */` (or `-- pgfleet:cache …`).
@@ -112,6 +115,9 @@ pub enum Hint {
     /// `/* pgfleet:cache off */`: never cache this query.
     Off,
 }
+
+/// Longest statement the cache parses (16 KiB); longer ones count as [`Kind::Other`].
+pub const MAX_PARSED: usize = 16 << 10;
 
 /// Date/time input strings whose value depends on when they are read.
 const MOVING_LITERALS: [&str; 4] = ["now", "today", "tomorrow", "yesterday"];
@@ -134,7 +140,13 @@ pub fn shape(sql: &str) -> Shape {
         uncacheable: Some(why),
         hint,
         keys: Vec::new(),
+        ctes: Vec::new(),
     };
+    // A long statement can nest deep enough (a chain of thousands of ANDs) to overflow a
+    // stack when walked: it is not looked at, and counts as one that may change anything.
+    if sql.len() > MAX_PARSED {
+        return other("longer than the cache parses");
+    }
     let statements = match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
         Ok(s) => s,
         Err(_) => return other("the parser does not understand it"),
@@ -149,41 +161,42 @@ pub fn shape(sql: &str) -> Shape {
         | Statement::Delete(_)
         | Statement::Merge(_)
         | Statement::Truncate(_) => Kind::Write,
-        Statement::Copy { to: false, .. } => Kind::Write,
         Statement::StartTransaction { .. }
         | Statement::Commit { .. }
         | Statement::Rollback { .. }
         | Statement::Savepoint { .. }
         | Statement::ReleaseSavepoint { .. }
-        | Statement::Set(_)
         | Statement::ShowVariable { .. }
         | Statement::ShowVariables { .. }
         | Statement::Discard { .. }
         | Statement::LISTEN { .. }
         | Statement::UNLISTEN { .. }
         | Statement::NOTIFY { .. } => Kind::Neutral,
-        Statement::Explain { analyze: false, .. } => Kind::Neutral,
         _ => return other("not a query or a write"),
     };
     let mut v = Collect::default();
     let _ = statement.visit(&mut v);
     let kind = match kind {
+        // Creates a table, or changes the session's settings (search_path, role): after it,
+        // names may mean other objects.
+        _ if v.schema_changes => Kind::Other,
         Kind::Read if v.writes => Kind::Write,
         k => k,
     };
     v.nested_writes = v.writes;
+    // CTE names stay among the relations: without RECURSIVE a CTE's own body (and any write)
+    // names the real table by the same name. Those that are not relations are left out of the
+    // server's verdict only (`Shape::ctes`).
     let ctes = v.ctes;
-    let mut relations: Vec<Name> = v
-        .relations
-        .into_iter()
-        .filter(|n| n.schema.is_some() || !ctes.contains(&n.name))
-        .collect();
+    let mut relations = v.relations;
     relations.sort();
+    // A read keyed on its one table must name it once (no subquery on it).
+    let named_once = relations.len() == 1;
     relations.dedup();
     let mut functions = v.functions;
     functions.sort();
     functions.dedup();
-    let keys = if relations.len() == 1 && !v.nested_writes {
+    let keys = if named_once && ctes.is_empty() && !v.nested_writes {
         super::keys::of(statement)
     } else {
         Vec::new()
@@ -208,6 +221,7 @@ pub fn shape(sql: &str) -> Shape {
         uncacheable: v.uncacheable,
         hint,
         keys,
+        ctes,
     }
 }
 
@@ -221,6 +235,8 @@ struct Collect {
     writes: bool,
     /// Set from `writes` once the walk is done.
     nested_writes: bool,
+    /// `SELECT INTO`, `set_config()`.
+    schema_changes: bool,
     uncacheable: Option<&'static str>,
     /// The next relation visited is the name of a table function, not a relation.
     function_table: Option<ObjectName>,
@@ -258,7 +274,7 @@ impl Visitor for Collect {
                 let a = &cte.alias.name;
                 self.ctes.push(match a.quote_style {
                     Some(_) => a.value.clone(),
-                    None => a.value.to_lowercase(),
+                    None => a.value.to_ascii_lowercase(),
                 });
             }
         }
@@ -268,12 +284,16 @@ impl Visitor for Collect {
         ) {
             self.writes = true;
         }
+        if names_a_table(&q.body) {
+            // `TABLE t` names its table outside the visitor's relations.
+            self.refuse("TABLE t");
+        }
         ControlFlow::Continue(())
     }
 
     fn pre_visit_select(&mut self, s: &Select) -> ControlFlow<()> {
         if s.into.is_some() {
-            self.writes = true;
+            self.schema_changes = true;
             self.refuse("SELECT INTO creates a table");
         }
         ControlFlow::Continue(())
@@ -318,7 +338,12 @@ impl Visitor for Collect {
     fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
         match e {
             Expr::Function(f) => match Name::from_object(&f.name) {
-                Some(n) => self.functions.push(n),
+                Some(n) => {
+                    if n.name == "set_config" {
+                        self.schema_changes = true;
+                    }
+                    self.functions.push(n);
+                }
                 None => self.refuse("a name the cache cannot read"),
             },
             Expr::Cast { expr, .. } if matches!(expr.as_ref(), Expr::Value(v) if moving(&v.value)) =>
@@ -331,6 +356,15 @@ impl Visitor for Collect {
             _ => {}
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// Whether a query body is, or combines, `TABLE t`.
+fn names_a_table(e: &SetExpr) -> bool {
+    match e {
+        SetExpr::Table(_) => true,
+        SetExpr::SetOperation { left, right, .. } => names_a_table(left) || names_a_table(right),
+        _ => false,
     }
 }
 
@@ -417,7 +451,7 @@ mod tests {
         let cte =
             shape("with gone as (delete from t where id = $1 returning *) select * from gone");
         assert_eq!(cte.kind, Kind::Write);
-        assert_eq!(names(&cte.relations), ["t"]);
+        assert_eq!(names(&cte.relations), ["gone", "t"]);
         let truncate = shape("truncate a, b cascade");
         assert_eq!(truncate.kind, Kind::Write);
         assert_eq!(truncate.action, "truncate");
@@ -432,15 +466,33 @@ mod tests {
             shape("with x as (insert into t values (1) returning *) delete from u").action,
             "any"
         );
-        assert_eq!(shape("select * into t2 from t").kind, Kind::Write);
+        assert_eq!(shape("select * into t2 from t").kind, Kind::Other);
+        assert_eq!(shape("explain (analyze) delete from t").kind, Kind::Other);
+        assert_eq!(shape("copy t from '/tmp/x'").kind, Kind::Other);
+        assert_eq!(shape("set search_path = x").kind, Kind::Other);
+        assert_eq!(
+            shape("select set_config('search_path', 'x', true)").kind,
+            Kind::Other
+        );
+        assert!(shape("table t union table u").uncacheable.is_some());
+        let long = format!("select 1 where {}", vec!["1 = 1"; 5000].join(" and "));
+        assert_eq!(shape(&long).kind, Kind::Other);
     }
 
     #[test]
-    fn names_fold_like_postgresql_and_ctes_are_not_relations() {
+    fn names_fold_like_postgresql_and_ctes_are_told_to_the_server() {
         let s =
             shape(r#"with Recent as (select * from Public."Notes") select * from recent, other.T"#);
-        assert_eq!(names(&s.relations), ["other.t", "public.Notes"]);
-        assert_eq!(s.relations[1].quoted(), r#""public"."Notes""#);
+        assert_eq!(names(&s.relations), ["recent", "other.t", "public.Notes"]);
+        assert_eq!(s.relations[2].quoted(), r#""public"."Notes""#);
+        assert_eq!(s.ctes, ["recent"]);
+        // A CTE named like a table: its body reads the table.
+        let s =
+            shape("with messages as (select * from messages where t = $1) select * from messages");
+        assert_eq!(names(&s.relations), ["messages"]);
+        assert!(s.keys.is_empty());
+        // Only A-Z fold, as PostgreSQL folds in UTF8.
+        assert_eq!(names(&shape("select * from ÄrgeR").relations), ["Ärger"]);
     }
 
     #[test]
@@ -463,7 +515,6 @@ mod tests {
         assert_eq!(shape("create table x (a int)").kind, Kind::Other);
         assert_eq!(shape("this is not sql").kind, Kind::Other);
         assert_eq!(shape("begin").kind, Kind::Neutral);
-        assert_eq!(shape("set search_path = x").kind, Kind::Neutral);
         assert!(is_moving_literal(" Now "));
     }
 

@@ -566,6 +566,7 @@ mod tests {
             everything: false,
             target: Some(1),
             key_types: vec![],
+            resolved: true,
         });
         let big = "x".repeat(4000);
         let schema = s.schema_epoch("a");

@@ -96,9 +96,8 @@ impl Plan<'_> {
                 (Kind::Neutral, _) => {}
                 (Kind::Other, _) => all = Some(true),
                 (Kind::Read, None) if !self.needs_analysis(shape) => {}
-                (_, Some(a)) if a.everything => {
-                    all.get_or_insert(false);
-                }
+                // A trigger, a rule or a function of the tenant's may also change its schema.
+                (_, Some(a)) if a.everything => all = Some(true),
                 (Kind::Read, Some(_)) => {}
                 (Kind::Write, Some(a)) => tables.extend_from_slice(&a.writes),
                 (_, None) => {
@@ -219,9 +218,15 @@ impl<D: Directory> Router<D> {
         let (results, analyses) = match outcome {
             Ok(done) => done,
             Err(e) => {
-                // A statement the server refused changed nothing; after any other failure what
-                // ran is unknown.
-                let refused = matches!(&e, RouterError::Query { source, .. }
+                // A statement the server refused changed nothing — unless the work could commit
+                // part of itself first (`COMMIT` in a batch, `DO`, `CALL`); after any other
+                // failure what ran is unknown.
+                let partial = plan
+                    .shapes
+                    .iter()
+                    .any(|s| matches!(s.kind, Kind::Neutral | Kind::Other));
+                let refused = !partial
+                    && matches!(&e, RouterError::Query { source, .. }
                     if matches!(source.downcast_ref::<WireError>(), Some(WireError::Server(_))));
                 if !refused && let (Some(t), Some(scope)) = (&ticket, plan.scope(work, None)) {
                     cache.invalidate(key, t.tenant_id(), scope);
