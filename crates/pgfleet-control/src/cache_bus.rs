@@ -3,7 +3,8 @@
 //! others'. Migrations, repairs, resets and drops announce a whole tenant. Tenants are named by
 //! id, never by key. Asynchronous: another process may serve a stale result for the
 //! notification's delay (measured by `pgfleet-bench cache`). A process whose channel broke drops
-//! its whole cache when it listens again, since it may have missed notices.
+//! its whole cache when it listens again, since it may have missed notices, and tells the others
+//! to drop theirs, since a batch of its own may not have gone out.
 //!
 //! Payload: `<origin>\t<tenant id or *>\t<scope>`, scope `*` (everything of the tenant), `!`
 //! (everything, and its schema may have changed), OIDs separated by commas, or `=` and a JSON
@@ -166,8 +167,20 @@ async fn run(
     let (client, mut nrx, driver) = crate::directory::listening(url, CACHE_CHANNEL).await?;
     let result = async {
         if !first {
-            // Notices sent while the channel was down are lost.
+            // Notices sent while the channel was down are lost, both ways: this process drops
+            // everything, and tells the others to (a batch it was sending may not have gone).
             cache.clear();
+            let all = payload(
+                origin,
+                &Invalidation {
+                    tenant_id: "*".into(),
+                    scope: Scope::All { schema: true },
+                },
+            );
+            client
+                .execute("SELECT pg_catalog.pg_notify($1, $2)", &[&CACHE_CHANNEL, &all])
+                .await
+                .map_err(|e| e.to_string())?;
         }
         loop {
             tokio::select! {
