@@ -8,7 +8,8 @@
 # a PyPI wheel), with --with-chromium Debian's Chromium and a font for headless screenshots (the
 # dashboard's real-browser tests in tests/browser drive /usr/bin/chromium), and with
 # --with-schemathesis the pinned schemathesis in a venv (scripts/schemathesis.sh: fuzzes the /v1 API
-# against its OpenAPI document).
+# against its OpenAPI document), and with --with-pgbouncer Debian's PgBouncer (the proxy benchmark
+# compares pgfleet's router with it; no service is started).
 # Idempotent: safe to run again.
 set -euo pipefail
 
@@ -24,14 +25,15 @@ command -v getent >/dev/null 2>&1 || need_apt+=(libc-bin)
 command -v useradd >/dev/null 2>&1 || need_apt+=(passwd)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl) # self-signed certificates of the TLS tests
 
-with_pg15= with_node= with_chromium= with_schemathesis=
+with_pg15= with_node= with_chromium= with_schemathesis= with_pgbouncer=
 for arg in "$@"; do
   case "$arg" in
     --with-pg15) with_pg15=1 ;;
     --with-node) with_node=1 ;;
     --with-chromium) with_chromium=1 ;;
     --with-schemathesis) with_schemathesis=1 ;;
-    *) say "unknown argument $arg (expected --with-pg15, --with-node, --with-chromium, --with-schemathesis)"; exit 2 ;;
+    --with-pgbouncer) with_pgbouncer=1 ;;
+    *) say "unknown argument $arg (expected --with-pg15, --with-node, --with-chromium, --with-schemathesis, --with-pgbouncer)"; exit 2 ;;
   esac
 done
 
@@ -43,6 +45,9 @@ fi
 if [ -n "$with_chromium" ] && [ ! -x /usr/bin/chromium ]; then
   need_apt+=(chromium fonts-dejavu-core)
 fi
+if [ -n "$with_pgbouncer" ] && [ ! -x /usr/sbin/pgbouncer ]; then
+  need_apt+=(pgbouncer)
+fi
 # The schemathesis venv needs python3 -m venv (Debian ships it apart from python3).
 if [ -n "$with_schemathesis" ] && command -v python3 >/dev/null 2>&1 && ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
   need_apt+=(python3-venv)
@@ -52,7 +57,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing ${need_apt[*]} with apt-get"
     export DEBIAN_FRONTEND=noninteractive
-    # Install packages without starting services (a Debian PostgreSQL would start a cluster on 5432).
+    # Install packages without starting services (a Debian PostgreSQL would start a cluster on 5432,
+    # PgBouncer a pooler on 6432).
     policy=/usr/sbin/policy-rc.d
     added_policy=
     if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; added_policy=1; fi

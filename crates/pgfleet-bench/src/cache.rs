@@ -238,7 +238,8 @@ fn set_up(f: &ChatFleet) -> anyhow::Result<Setup> {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
                 let addr = listener.local_addr()?;
                 let door = pgfleet_server::SqlFrontDoor {
-                    listener,
+                    listener: Some(listener),
+                    pg: None,
                     options: pgfleet_server::sql::SqlOptions {
                         max_concurrent_per_tenant: CLIENTS,
                         ..Default::default()

@@ -61,7 +61,8 @@ pub async fn node_example(control: &Control, key: &str) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let endpoint = format!("http://{}/sql", listener.local_addr()?);
     let door = pgfleet_server::SqlFrontDoor {
-        listener,
+        listener: Some(listener),
+        pg: None,
         options: pgfleet_server::sql::SqlOptions::default(),
         jwt: pgfleet_server::sql::jwt::JwtSettings {
             secret: Some(secret.clone().into_bytes()),

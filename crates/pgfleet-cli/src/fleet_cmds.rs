@@ -509,12 +509,33 @@ pub fn serve(a: &ServeArgs) -> anyhow::Result<()> {
             door.router.cache = crate::sql_cmds::cache_options(&a.sql, &c.config().cache)?;
         }
         if let Some(door) = &sql {
-            let scheme = if door.tls.is_some() { "https" } else { "http" };
-            eprintln!(
-                "pgfleet serve: SQL over HTTP on {scheme}://{}/sql (JWT: {}; app tokens: `pgfleet token create NAME --scope sql`)",
-                door.listener.local_addr()?,
-                if door.jwt.is_configured() { "on" } else { "off, no PGFLEET_JWT_SECRET or PGFLEET_JWKS_FILE" }
-            );
+            let jwt = if door.jwt.is_configured() {
+                "on"
+            } else {
+                "off, no PGFLEET_JWT_SECRET or PGFLEET_JWKS_FILE"
+            };
+            if let Some(l) = &door.listener {
+                let (scheme, ws) = if door.tls.is_some() {
+                    ("https", "wss")
+                } else {
+                    ("http", "ws")
+                };
+                let at = l.local_addr()?;
+                eprintln!(
+                    "pgfleet serve: SQL over HTTP on {scheme}://{at}/sql, the wire protocol over WebSocket on {ws}://{at}/v2 (JWT: {jwt}; app tokens: `pgfleet token create NAME --scope sql`)",
+                );
+            }
+            if let Some((l, o)) = &door.pg {
+                eprintln!(
+                    "pgfleet serve: PostgreSQL wire protocol on {} ({} pooling; user = tenant key, password = app token or JWT; TLS: {})",
+                    l.local_addr()?,
+                    match o.pool_mode {
+                        pgfleet_server::pg::PoolMode::Transaction => "transaction",
+                        pgfleet_server::pg::PoolMode::Session => "session",
+                    },
+                    if o.tls.is_some() { "on" } else { "off, loopback clients only" },
+                );
+            }
         }
         eprintln!(
             "pgfleet serve: http://{addr} (dashboard /, management API /v1, /healthz, /readyz, /metrics; sign in with `pgfleet token create NAME --scope admin`); worker {}: {} queue task(s), {}; stop with SIGTERM or Ctrl-C",

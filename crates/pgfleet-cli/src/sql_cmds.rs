@@ -21,6 +21,17 @@ pub struct SqlArgs {
     /// listener of its own (port 0 picks a free one, printed on stderr)
     #[arg(long, value_name = "HOST:PORT", env = "PGFLEET_SQL_LISTEN")]
     pub sql_listen: Option<String>,
+    /// Serve the PostgreSQL wire protocol on HOST:PORT (psql, pgbench, any driver or ORM): the
+    /// tenant key is the user name, an app token (pgf_…) or an end-user JWT the password, asked
+    /// in clear and taken only over TLS or from loopback (port 0 picks a free one, printed on
+    /// stderr)
+    #[arg(long, value_name = "HOST:PORT", env = "PGFLEET_PG_LISTEN")]
+    pub pg_listen: Option<String>,
+    /// How --pg-listen lends server connections: `transaction` (one per transaction; a client
+    /// that uses a session feature such as LISTEN or a session SET keeps its own) or `session`
+    /// [default: transaction]
+    #[arg(long, value_name = "MODE", env = "PGFLEET_PG_POOL_MODE", value_parser = ["transaction", "session"])]
+    pub pg_pool_mode: Option<String>,
     /// Largest request body, e.g. 10MiB [default: 10MiB]
     #[arg(long, value_name = "SIZE", env = "PGFLEET_SQL_MAX_BODY", value_parser = parse_size)]
     pub sql_max_body: Option<usize>,
@@ -46,7 +57,8 @@ pub struct SqlArgs {
         value_delimiter = ','
     )]
     pub cors_origin: Vec<String>,
-    /// Serve the SQL front door over TLS with this PEM certificate chain (with --tls-key)
+    /// Serve the SQL front doors (--sql-listen and --pg-listen) over TLS with this PEM
+    /// certificate chain (with --tls-key)
     #[arg(
         long,
         value_name = "FILE",
@@ -177,7 +189,8 @@ fn from_file<T>(
         .transpose()
 }
 
-/// The SQL front door as configured, bound; `None` when no listen address is set anywhere.
+/// The SQL front doors as configured, bound; `None` when no listen address (`--sql-listen`,
+/// `--pg-listen`) is set anywhere.
 ///
 /// # Errors
 /// Invalid settings, an address that cannot be bound, unusable TLS files or JWT keys.
@@ -185,9 +198,18 @@ pub async fn front_door(
     a: &SqlArgs,
     file: &SqlSettings,
 ) -> anyhow::Result<Option<pgfleet_server::SqlFrontDoor>> {
-    let Some(listen) = a.sql_listen.clone().or_else(|| file.listen.clone()) else {
+    let listen = a.sql_listen.clone().or_else(|| file.listen.clone());
+    let pg_listen = a.pg_listen.clone().or_else(|| file.pg_listen.clone());
+    if listen.is_none() && pg_listen.is_none() {
         return Ok(None);
-    };
+    }
+    let pool_mode: pgfleet_server::pg::PoolMode = a
+        .pg_pool_mode
+        .clone()
+        .or_else(|| file.pg_pool_mode.clone())
+        .unwrap_or_else(|| "transaction".into())
+        .parse()
+        .map_err(|e| anyhow::anyhow!("pgfleet.toml [sql] pg_pool_mode: {e}"))?;
     let defaults = SqlOptions::default();
     let options = SqlOptions {
         max_body: a
@@ -260,14 +282,19 @@ pub async fn front_door(
         },
         ..RouterOptions::default()
     };
-    let tls = match (
+    let (cert, key) = (
         a.tls_cert.clone().or_else(|| file.tls_cert.clone()),
         a.tls_key.clone().or_else(|| file.tls_key.clone()),
-    ) {
-        (Some(c), Some(k)) => Some(
-            pgfleet_server::sql::listener::tls_acceptor(&c, &k).map_err(|e| anyhow::anyhow!(e))?,
-        ),
-        (None, None) => None,
+    );
+    let (tls, pg_tls) = match (cert, key) {
+        (Some(c), Some(k)) => {
+            let tls = |alpn: &[u8]| {
+                pgfleet_server::sql::listener::tls_acceptor_for(&c, &k, alpn)
+                    .map_err(|e| anyhow::anyhow!(e))
+            };
+            (Some(tls(b"http/1.1")?), Some(tls(b"postgresql")?))
+        }
+        (None, None) => (None, None),
         _ => anyhow::bail!("TLS needs both a certificate and a key (--tls-cert and --tls-key)"),
     };
     let jwt = JwtSettings::from_env(|k| std::env::var(k).ok())?;
@@ -275,25 +302,47 @@ pub async fn front_door(
     if let Some(v) = pgfleet_server::sql::jwt::JwtVerifier::new(&jwt)? {
         v.fetch_remote_keys().await?;
     }
-    let addr = tokio::net::lookup_host(&listen)
-        .await
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "--sql-listen {listen:?} is not an address: expected HOST:PORT, e.g. 0.0.0.0:6481 or localhost:0"
-            )
-        })?;
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        anyhow::anyhow!("cannot listen on {addr} (--sql-listen): {e}; pass another address, or stop what uses it")
-    })?;
+    let listener = match &listen {
+        Some(l) => Some(bind(l, "--sql-listen").await?),
+        None => None,
+    };
+    let pg = match &pg_listen {
+        Some(l) => Some((
+            bind(l, "--pg-listen").await?,
+            pgfleet_server::pg::PgOptions {
+                pool_mode,
+                tls: pg_tls,
+                ..pgfleet_server::pg::PgOptions::default()
+            },
+        )),
+        None => None,
+    };
     Ok(Some(pgfleet_server::SqlFrontDoor {
         listener,
+        pg,
         options,
         jwt,
         tls,
         router,
     }))
+}
+
+/// Binds `listen` (the value of `flag`).
+async fn bind(listen: &str, flag: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    let addr = tokio::net::lookup_host(listen)
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{flag} {listen:?} is not an address: expected HOST:PORT, e.g. 0.0.0.0:6481 or localhost:0"
+            )
+        })?;
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {addr} ({flag}): {e}; pass another address, or stop what uses it"
+        )
+    })
 }
 
 /// `pgfleet token …`.

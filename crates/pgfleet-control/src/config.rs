@@ -224,6 +224,10 @@ pub struct SqlSettings {
     pub budget_per_server: Option<usize>,
     /// `--connections-per-tenant`.
     pub connections_per_tenant: Option<usize>,
+    /// `--pg-listen`: the PostgreSQL wire-protocol front door.
+    pub pg_listen: Option<String>,
+    /// `--pg-pool-mode`: `transaction` or `session`.
+    pub pg_pool_mode: Option<String>,
 }
 
 impl SqlSettings {
@@ -245,6 +249,8 @@ impl SqlSettings {
             read_timeout: self.read_timeout.or(lower.read_timeout),
             budget_per_server: self.budget_per_server.or(lower.budget_per_server),
             connections_per_tenant: self.connections_per_tenant.or(lower.connections_per_tenant),
+            pg_listen: self.pg_listen.or(lower.pg_listen),
+            pg_pool_mode: self.pg_pool_mode.or(lower.pg_pool_mode),
         }
     }
 }

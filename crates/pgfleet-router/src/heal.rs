@@ -26,7 +26,9 @@ pub fn is_healable(e: &tokio_postgres::Error) -> bool {
     is_healable_sqlstate(<PgBackend as Backend>::sqlstate(e))
 }
 
-fn is_healable_sqlstate(code: Option<&str>) -> bool {
+/// Whether an error with this SQLSTATE may be healed by a repair: `undefined_table` (`42P01`),
+/// `undefined_column` (`42703`), `invalid_schema_name` (`3F000`).
+pub fn is_healable_sqlstate(code: Option<&str>) -> bool {
     matches!(code, Some("42P01" | "42703" | "3F000"))
 }
 

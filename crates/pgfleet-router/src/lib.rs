@@ -58,7 +58,7 @@ pub use client::{Pooled, TenantClient};
 pub use connect::PgBackend;
 pub use directory::{BoxError, Directory, DirectoryError, Placement, Repair, SharedLogin};
 pub use error::RouterError;
-pub use heal::is_healable;
+pub use heal::{is_healable, is_healable_sqlstate};
 pub use options::{RouterOptions, UnknownPolicy};
 pub use pool::BudgetPermit;
 pub use retry::{MAX_RETRIES, TransactionFuture};

@@ -113,13 +113,14 @@ pub(crate) struct SharedPgBackend;
 /// so that a `ROLLBACK` with no transaction open writes no warning to the server's log), then
 /// the pool role again in a transaction committed on its own, so that nothing after it can bring
 /// the last tenant's role back.
-const RESET_ROLE: &str = "BEGIN; ROLLBACK; BEGIN; SET SESSION AUTHORIZATION DEFAULT; COMMIT";
+pub(crate) const RESET_ROLE: &str =
+    "BEGIN; ROLLBACK; BEGIN; SET SESSION AUTHORIZATION DEFAULT; COMMIT";
 
 /// The session cleared, then the switch, in one implicit transaction: `role` and `search_path`
 /// come from the catalog (names pgfleet made), quoted anyway. With the directory's switch
 /// `function` (see [`SharedLogin::switch_function`](crate::SharedLogin::switch_function)), cursors
 /// are closed and the function does the rest.
-fn switch_sql(role: &str, search_path: &str, function: Option<&str>) -> String {
+pub(crate) fn switch_sql(role: &str, search_path: &str, function: Option<&str>) -> String {
     if let Some(f) = function {
         let path = search_path_sql(search_path);
         let value = if path == literal("") {

@@ -20,6 +20,7 @@ pub mod api;
 pub mod catalog_gauges;
 pub mod dashboard;
 pub mod history;
+pub mod pg;
 pub mod sql;
 
 use std::future::Future;
@@ -96,10 +97,15 @@ impl Default for ServeOptions {
     }
 }
 
-/// The SQL-over-HTTP front door of [`serve`] (see [`sql`]).
+/// The SQL front doors of [`serve`]: SQL over HTTP (see [`sql`]) and the PostgreSQL wire
+/// protocol (see [`pg`]), over one router (one budget per server) and one way of checking
+/// callers.
 pub struct SqlFrontDoor {
-    /// Its listener (`--sql-listen`).
-    pub listener: tokio::net::TcpListener,
+    /// The SQL-over-HTTP listener (`--sql-listen`; also `GET /v2`, the wire protocol over
+    /// WebSocket), if served.
+    pub listener: Option<tokio::net::TcpListener>,
+    /// The wire-protocol listener (`--pg-listen`), if served, and its settings.
+    pub pg: Option<(tokio::net::TcpListener, pg::PgOptions)>,
     /// Limits and CORS.
     pub options: sql::SqlOptions,
     /// End-user tokens (keys from the environment or files).
@@ -113,7 +119,14 @@ pub struct SqlFrontDoor {
 impl std::fmt::Debug for SqlFrontDoor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqlFrontDoor")
-            .field("listener", &self.listener.local_addr().ok())
+            .field(
+                "listener",
+                &self.listener.as_ref().and_then(|l| l.local_addr().ok()),
+            )
+            .field(
+                "pg",
+                &self.pg.as_ref().map(|(l, o)| (l.local_addr().ok(), o)),
+            )
             .field("options", &self.options)
             .field("tls", &self.tls.is_some())
             .field("router", &self.router)
@@ -386,7 +399,11 @@ pub async fn start_sql_service(
             drop(bus);
         });
     }
-    let auth = sql::auth::Auth::new(control.clone(), jwt);
+    let auth = Arc::new(sql::auth::Auth::new(control.clone(), jwt));
+    let pg_task = door.pg.map(|(listener, opts)| {
+        let svc = Arc::new(pg::PgService::new(router.clone(), auth.clone(), opts));
+        tokio::spawn(svc.serve(listener, stop.clone()))
+    });
     let listen = sql::listener::ListenOptions {
         read_timeout: door.options.read_timeout,
         write_timeout: door.options.write_timeout,
@@ -394,12 +411,22 @@ pub async fn start_sql_service(
         max_connections: sql::listener::MAX_CONNECTIONS,
     };
     let service = Arc::new(sql::SqlService::new(router, auth, door.options));
-    let task = tokio::spawn(sql::listener::serve(
-        door.listener,
-        sql::app(service.clone()),
-        listen,
-        stop,
-    ));
+    let http = door.listener.map(|listener| {
+        tokio::spawn(sql::listener::serve(
+            listener,
+            sql::app(service.clone()),
+            listen,
+            stop,
+        ))
+    });
+    let task = tokio::spawn(async move {
+        if let Some(t) = http {
+            let _ = t.await;
+        }
+        if let Some(t) = pg_task {
+            let _ = t.await;
+        }
+    });
     Ok((task, service))
 }
 

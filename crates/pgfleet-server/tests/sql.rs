@@ -5,6 +5,7 @@
 //! example against the same server.
 
 mod common;
+mod wire;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,6 +30,8 @@ struct Harness {
     db: TestDb,
     control: Control,
     addr: std::net::SocketAddr,
+    /// The wire-protocol front door (`--pg-listen`).
+    pg: std::net::SocketAddr,
     /// The operators' listener (`/metrics`).
     ops: std::net::SocketAddr,
     token: String,
@@ -100,12 +103,15 @@ impl Harness {
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let pg_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pg = pg_listener.local_addr().unwrap();
         let ops = pgfleet_server::bind("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
         let ops_addr = ops.local_addr().unwrap();
         let door = pgfleet_server::SqlFrontDoor {
-            listener,
+            listener: Some(listener),
+            pg: Some((pg_listener, pgfleet_server::pg::PgOptions::default())),
             options: opts,
             jwt: JwtSettings {
                 secret: Some(SECRET.as_bytes().to_vec()),
@@ -147,6 +153,7 @@ impl Harness {
             db,
             control,
             addr,
+            pg,
             ops: ops_addr,
             token,
             revoked,

@@ -15,10 +15,13 @@
 //! - [`TestDb`]: a database named from the test (`t_<test name>_<random>`), dropped on success,
 //!   kept on failure (and the cluster with it), swept at the next start.
 //! - [`TestCluster::start`]: extra clusters for tests that need several servers.
+//! - [`pgbouncer::PgBouncer`]: a throwaway PgBouncer in front of a cluster, for benchmarks.
 //!
 //! Binaries: `PGFLEET_PG_BIN` when set, else the bundled PostgreSQL from the cache, installed on
 //! first use exactly as `pgfleet setup` does.
 #![deny(missing_docs)]
+
+pub mod pgbouncer;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -32,6 +32,8 @@ pub struct WireConn {
     pub(super) shared: bool,
     /// The tenant the next request switches to (role, `search_path`), set at checkout.
     pub(super) switch: Option<(String, String)>,
+    /// The server's `ParameterStatus` values at login (`server_version`, `TimeZone`, …).
+    pub(super) parameters: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for WireConn {
@@ -74,6 +76,7 @@ impl WireConn {
             cancel_key: None,
             shared: false,
             switch: None,
+            parameters: Vec::new(),
         };
         match conn.startup(config, extra_options, application_name).await {
             Ok(()) => {
@@ -116,9 +119,15 @@ impl WireConn {
         loop {
             let mut out = BytesMut::new();
             match self.read().await? {
-                backend::Message::AuthenticationOk
-                | backend::Message::ParameterStatus(_)
-                | backend::Message::NoticeResponse(_) => continue,
+                backend::Message::AuthenticationOk | backend::Message::NoticeResponse(_) => {
+                    continue;
+                }
+                backend::Message::ParameterStatus(p) => {
+                    if let (Ok(name), Ok(value)) = (p.name(), p.value()) {
+                        self.parameters.push((name.to_string(), value.to_string()));
+                    }
+                    continue;
+                }
                 backend::Message::BackendKeyData(k) => {
                     self.cancel_key = Some((k.process_id(), k.secret_key()));
                     continue;
@@ -221,13 +230,15 @@ impl WireConn {
 
 /// Sends a `CancelRequest` for one session, in the background.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Canceller {
+pub struct Canceller {
     peer: SocketAddr,
     key: Option<(i32, i32)>,
 }
 
 impl Canceller {
-    pub(super) fn send(self) {
+    /// Asks the server to cancel what the session runs now (a `CancelRequest` on a new socket,
+    /// in the background; nothing happens when the session runs nothing).
+    pub fn send(self) {
         let Some((pid, secret)) = self.key else {
             return;
         };

@@ -25,13 +25,17 @@
 
 mod conn;
 mod error;
+mod proxy;
 mod query;
 mod run;
 
 use std::time::Duration;
 
-pub use conn::WireConn;
+pub use conn::{Canceller, WireConn};
 pub use error::{ServerError, WireError};
+pub use proxy::{
+    HealTicket, MAX_PREPARED, ProxyBackend, ProxyConn, ProxyLease, SharedProxyBackend,
+};
 pub use query::{Field, Isolation, Limits, Row, Statement, TextResult, Transaction};
 pub use run::{LIBRARY_LIMITS, Ran, Work};
 

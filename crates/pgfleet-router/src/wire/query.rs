@@ -442,7 +442,7 @@ impl WireConn {
 
     /// The second round trip after a request left the session in a transaction: `ROLLBACK`,
     /// `DISCARD ALL`. The connection is usable again only when both worked and it is idle.
-    async fn reset(&mut self) {
+    pub(super) async fn reset(&mut self) {
         self.broken = true;
         let mut out = BytesMut::new();
         let ok = frontend::query("ROLLBACK", &mut out).is_ok()

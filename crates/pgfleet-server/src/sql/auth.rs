@@ -174,6 +174,36 @@ impl Auth {
         }
     }
 
+    /// The caller of a PostgreSQL-protocol login (the wire front door): `user` names the tenant,
+    /// `password` is an app token (`pgf_…`, scope `sql`) or an end-user JWT, told apart by their
+    /// form. A JWT's tenant claim must be `user`.
+    ///
+    /// # Errors
+    /// `Ok(Err(refusal))`: the login is refused. `Err`: the token store could not be asked.
+    pub async fn login(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<Result<Caller, Refusal>, AuthUnavailable> {
+        if password.starts_with(TOKEN_PREFIX) {
+            return self.app_token(password, user.to_string()).await;
+        }
+        let Some(jwt) = &self.jwt else {
+            return Ok(Err(Refusal::new(
+                "jwt_not_configured",
+                "the password is neither an app token (pgf_…) nor usable as a JWT: this server accepts no JWTs (no PGFLEET_JWT_SECRET or PGFLEET_JWKS_FILE)",
+            )));
+        };
+        Ok(match jwt.tenant(password).await {
+            Ok(key) if key == user => Ok(Caller { key, via: Via::Jwt }),
+            Ok(_) => Err(Refusal::new(
+                "jwt_other_tenant",
+                "the token is for another tenant than the user name: connect with the token's tenant key as the user",
+            )),
+            Err(reason) => Err(Refusal::new("jwt_invalid", reason)),
+        })
+    }
+
     fn remember(&self, digest: [u8; 32], name: Option<String>) {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CACHE_ENTRIES {

@@ -154,6 +154,19 @@ pub fn tls_acceptor(
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> Result<tokio_rustls::TlsAcceptor, String> {
+    tls_acceptor_for(cert, key, b"http/1.1")
+}
+
+/// As [`tls_acceptor`], for the protocol `alpn` (`http/1.1`, or `postgresql` for the wire front
+/// door, as libpq 17 and later name it); clients that name no protocol are served too.
+///
+/// # Errors
+/// As [`tls_acceptor`].
+pub fn tls_acceptor_for(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    alpn: &[u8],
+) -> Result<tokio_rustls::TlsAcceptor, String> {
     use tokio_rustls::rustls;
     use tokio_rustls::rustls::pki_types::pem::PemObject;
     use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -183,7 +196,7 @@ pub fn tls_acceptor(
                 key.display()
             )
         })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 

@@ -77,7 +77,7 @@ impl Default for SqlOptions {
 /// The state of the `/sql` front door.
 pub struct SqlService {
     router: Router<Control>,
-    auth: Auth,
+    auth: Arc<Auth>,
     opts: SqlOptions,
     wire: WireBackend,
     in_flight: Mutex<HashMap<String, usize>>,
@@ -95,7 +95,7 @@ impl std::fmt::Debug for SqlService {
 impl SqlService {
     /// The front door over `router` (whose directory is the control plane), checking callers
     /// with `auth`.
-    pub fn new(router: Router<Control>, auth: Auth, opts: SqlOptions) -> Self {
+    pub fn new(router: Router<Control>, auth: Arc<Auth>, opts: SqlOptions) -> Self {
         let wire = WireBackend::new("pgfleet-sql", Some(opts.statement_timeout));
         Self {
             router,

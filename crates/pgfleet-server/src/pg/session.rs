@@ -1,0 +1,1014 @@
+//! One client's session after login: its messages relayed to a server session of its tenant and
+//! the answers back, with the server session lent per transaction (transaction mode) or for the
+//! whole session (session mode, or a client pinned by a session feature).
+//!
+//! The relay keeps a queue of the answers it waits for, one per message sent that gets one
+//! (`Parse`, `Bind`, `Describe`, `Execute`, `Close`, `Sync`, `Query`, `FunctionCall`), in order,
+//! with the answers it writes itself in between (a `ParseComplete` for a statement already
+//! prepared on that server session, a `CloseComplete` for a named statement it keeps). A server
+//! session goes back to the pool when the queue is empty and the last `ReadyForQuery` said idle.
+//!
+//! Named statements: a client's statement `s1` is prepared on the server as `pgf_<hash>` (of its
+//! text and parameter types, and of the tenant on a shared session), on whichever server session
+//! the client holds when it binds it: prepared there again when missing, and never closed there
+//! (other clients may use it); the server keeps at most
+//! [`MAX_PREPARED`](pgfleet::router::wire::MAX_PREPARED) of them.
+//!
+//! Healing: a request that begins an autocommit cycle (the first thing sent while idle, up to and
+//! including its `Sync` or `Query`, nothing sent after it) and whose first answer is "no such
+//! table, column or schema" is held back, the tenant repaired, and the cycle sent again (once). A
+//! server session that ended before such a cycle reached it (a `FATAL` first answer) has the cycle
+//! sent again on another session when it relied on nothing prepared. Anything else passes through,
+//! and a repair for the next attempt starts in the background.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use pgfleet::router::RouterError;
+use pgfleet::router::wire::{HealTicket, ProxyLease};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::classify::{Verdict, classify};
+use super::message::{self, Parse};
+use super::{CancelSlot, PgService, PoolMode};
+use crate::sql::auth::{Caller, Via};
+
+/// Largest client message (PostgreSQL's own limit is 1 GiB); a larger one ends the session.
+pub const MAX_CLIENT_MESSAGE: usize = 256 << 20;
+/// Bytes waiting for one side beyond which the other side is not read.
+const HIGH_WATER: usize = 1 << 20;
+/// Most bytes of a cycle kept to send again after a repair.
+const MAX_CYCLE: usize = 1 << 20;
+
+/// What a message sent to the server is answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Parse,
+    Bind,
+    Close,
+    Describe,
+    Execute,
+    Sync,
+    Query,
+    Call,
+}
+
+impl Kind {
+    /// Whether a server message with `tag` is this message's last answer.
+    fn ends_with(self, tag: u8) -> bool {
+        match self {
+            Kind::Parse => tag == b'1',
+            Kind::Bind => tag == b'2',
+            Kind::Close => tag == b'3',
+            Kind::Describe => matches!(tag, b'T' | b'n'),
+            Kind::Execute => matches!(tag, b'C' | b'I' | b's'),
+            Kind::Sync | Kind::Query => tag == b'Z',
+            Kind::Call => tag == b'V',
+        }
+    }
+
+    fn syncs(self) -> bool {
+        matches!(self, Kind::Sync | Kind::Query)
+    }
+}
+
+/// An entry of the queue of answers.
+#[derive(Debug, Clone)]
+enum Expect {
+    /// The server's answer to a message sent; `swallow`: one the front door sent on its own (a
+    /// statement prepared again), not passed to the client; `prepared`: the server name a
+    /// `Parse` prepares.
+    Answer {
+        kind: Kind,
+        swallow: bool,
+        prepared: Option<Arc<str>>,
+    },
+    /// An answer the front door writes itself, in its place.
+    Own(Bytes),
+}
+
+/// A client's named statement.
+#[derive(Debug, Clone)]
+struct Prepared {
+    server: Arc<str>,
+    /// The whole `Parse` message under the server name.
+    parse: Bytes,
+}
+
+/// What was sent since the session was last idle, kept to send again.
+#[derive(Debug)]
+struct Cycle {
+    bytes: BytesMut,
+    entries: Vec<Expect>,
+    /// Its `Sync` or `Query` was sent.
+    closed: bool,
+    /// More was sent after it, or it grew too large: not sent again.
+    spoiled: bool,
+    /// An answer of the front door's own reached the client.
+    emitted: bool,
+    /// It relied on statements prepared before it (not to be sent to another session).
+    relies: bool,
+    /// It was sent again once already.
+    retried: bool,
+    ticket: Option<HealTicket>,
+}
+
+impl Cycle {
+    fn new(ticket: Option<HealTicket>, retried: bool) -> Self {
+        Self {
+            bytes: BytesMut::new(),
+            entries: Vec::new(),
+            closed: false,
+            spoiled: false,
+            emitted: false,
+            relies: false,
+            retried,
+            ticket,
+        }
+    }
+}
+
+/// A cycle held back after its first answer said a table was missing.
+struct Heal {
+    error: BytesMut,
+    cycle: Cycle,
+    /// The server's `ReadyForQuery` after the error arrived.
+    ready: Option<u8>,
+}
+
+/// Why the session ends.
+enum End {
+    /// The client left or sent `Terminate`.
+    Client,
+    /// Told the client why (a `FATAL` was queued).
+    Fatal,
+}
+
+pub(super) struct Session<'s> {
+    svc: &'s PgService,
+    caller: Caller,
+    lease: Option<ProxyLease>,
+    /// Bytes for the server, not yet written.
+    sout: BytesMut,
+    /// Bytes for the client, not yet written.
+    cout: BytesMut,
+    queue: VecDeque<Expect>,
+    /// The last transaction status the server reported.
+    status: u8,
+    pinned: Option<&'static str>,
+    statements: HashMap<String, Prepared>,
+    /// After an error the front door wrote itself in an extended-protocol cycle: the client's
+    /// messages are dropped up to its `Sync`, as the server would.
+    skipping: bool,
+    cycle: Option<Cycle>,
+    healing: Option<Heal>,
+    cancel: Arc<CancelSlot>,
+    end: Option<End>,
+}
+
+impl<'s> Session<'s> {
+    pub(super) fn new(
+        svc: &'s PgService,
+        caller: Caller,
+        lease: Option<ProxyLease>,
+        cancel: Arc<CancelSlot>,
+    ) -> Self {
+        if let Some(l) = &lease {
+            cancel.lend(l.canceller());
+        }
+        Self {
+            svc,
+            caller,
+            lease,
+            sout: BytesMut::new(),
+            cout: BytesMut::new(),
+            queue: VecDeque::new(),
+            status: b'I',
+            pinned: None,
+            statements: HashMap::new(),
+            skipping: false,
+            cycle: None,
+            healing: None,
+            cancel,
+            end: None,
+        }
+    }
+
+    fn trusted(&self) -> bool {
+        self.caller.via != Via::Jwt
+    }
+
+    /// Relays until the client leaves; `cin` holds what the client sent after its password.
+    pub(super) async fn run<C>(mut self, client: C, mut cin: BytesMut)
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+    {
+        let (mut crd, mut cwr) = tokio::io::split(client);
+        loop {
+            if self.healing.is_none() {
+                self.take_client_messages(&mut cin).await;
+            }
+            if let Some(h) = &self.healing
+                && h.ready.is_some()
+            {
+                self.finish_heal().await;
+                continue;
+            }
+            self.release_if_done();
+            if self.end.is_some() && self.cout.is_empty() {
+                break;
+            }
+            let read_client = self.end.is_none()
+                && self.healing.is_none()
+                && self.cout.len() < HIGH_WATER
+                && self.sout.len() < HIGH_WATER;
+            let read_server = self.cout.len() < HIGH_WATER;
+            let step = {
+                let server = self.lease.as_mut().and_then(|l| l.io());
+                io_step(
+                    &mut crd,
+                    &mut cwr,
+                    &mut cin,
+                    &mut self.cout,
+                    server,
+                    &mut self.sout,
+                    read_client,
+                    read_server,
+                )
+                .await
+            };
+            match step {
+                Ok(Step::ClientRead(0)) | Err(Side::Client) => {
+                    self.end.get_or_insert(End::Client);
+                    if !self.cout.is_empty() {
+                        // Nobody reads it any more.
+                        self.cout.clear();
+                    }
+                }
+                Ok(Step::ServerRead(0)) | Err(Side::Server) => {
+                    self.server_gone();
+                }
+                Ok(Step::ServerRead(_)) => self.take_server_messages(),
+                Ok(_) => {}
+            }
+            if matches!(self.end, Some(End::Client)) {
+                break;
+            }
+        }
+        let _ = cwr.flush().await;
+        let _ = cwr.shutdown().await;
+        self.close().await;
+    }
+
+    /// Gives the server session back, or closes it, when the client is gone.
+    async fn close(&mut self) {
+        self.cancel.lend_none();
+        let Some(mut lease) = self.lease.take() else {
+            return;
+        };
+        let idle = self.status == b'I' && self.queue.is_empty() && self.healing.is_none();
+        if !idle || self.cancel.was_used() {
+            lease.mark_broken();
+        } else if self.pinned.is_some() || self.svc.opts.pool_mode == PoolMode::Session {
+            lease.reset_session().await;
+        }
+    }
+
+    fn release_if_done(&mut self) {
+        let done = self.lease.is_some()
+            && self.queue.is_empty()
+            && self.status == b'I'
+            && self.healing.is_none()
+            && self.sout.is_empty()
+            && self.pinned.is_none()
+            && self.svc.opts.pool_mode == PoolMode::Transaction;
+        if !done {
+            return;
+        }
+        self.cancel.lend_none();
+        if let Some(mut lease) = self.lease.take()
+            && self.cancel.was_used()
+        {
+            lease.mark_broken();
+        }
+    }
+
+    /// The server session closed under the client.
+    fn server_gone(&mut self) {
+        if let Some(mut l) = self.lease.take() {
+            l.mark_broken();
+        }
+        self.cancel.lend_none();
+        let idle = self.queue.is_empty() && self.status == b'I' && self.pinned.is_none();
+        self.queue.clear();
+        self.healing = None;
+        self.cycle = None;
+        if idle {
+            return; // nothing was lost; the next transaction gets another session
+        }
+        metrics::counter!("pgfleet_pg_errors_total", "kind" => "server_closed").increment(1);
+        message::error(
+            &mut self.cout,
+            "FATAL",
+            "08006",
+            "the tenant's database server closed the connection",
+            Some("Reconnect: a new connection gets another server session."),
+        );
+        self.end = Some(End::Fatal);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Client messages
+
+    async fn take_client_messages(&mut self, cin: &mut BytesMut) {
+        while self.end.is_none() && self.sout.len() < HIGH_WATER && self.healing.is_none() {
+            if cin.len() < 5 {
+                return;
+            }
+            let len = i32::from_be_bytes([cin[1], cin[2], cin[3], cin[4]]);
+            if !(4..=MAX_CLIENT_MESSAGE as i32).contains(&len) {
+                self.fatal(
+                    "08P01",
+                    &format!("invalid message length {len} (the most pgfleet takes is {MAX_CLIENT_MESSAGE} bytes)"),
+                );
+                return;
+            }
+            let total = len as usize + 1;
+            if cin.len() < total {
+                cin.reserve(total - cin.len());
+                return;
+            }
+            let msg = cin.split_to(total).freeze();
+            self.client_message(msg).await;
+        }
+    }
+
+    fn fatal(&mut self, code: &str, text: &str) {
+        metrics::counter!("pgfleet_pg_errors_total", "kind" => "protocol").increment(1);
+        message::error(&mut self.cout, "FATAL", code, text, None);
+        self.end = Some(End::Fatal);
+    }
+
+    async fn client_message(&mut self, msg: Bytes) {
+        let tag = msg[0];
+        if self.skipping {
+            match tag {
+                b'S' => {
+                    self.skipping = false;
+                    let mut out = BytesMut::new();
+                    message::ready(&mut out, self.status);
+                    self.push(Expect::Own(out.freeze()));
+                }
+                b'X' => self.end = Some(End::Client),
+                _ => {}
+            }
+            return;
+        }
+        let body = &msg[5..];
+        match tag {
+            b'X' => self.end = Some(End::Client),
+            b'Q' => {
+                let Some((sql, _)) = message::take_cstr(body) else {
+                    return self.fatal("08P01", "a Query message without its SQL");
+                };
+                let msg = match self.verdict(sql) {
+                    Some(refused) => refused.query(),
+                    None => msg,
+                };
+                if self.lend(true).await {
+                    self.forward(msg, Some(Kind::Query), None);
+                }
+            }
+            b'P' => {
+                let Some(parse) = Parse::read(body) else {
+                    return self.fatal("08P01", "a malformed Parse message");
+                };
+                let refused = self.verdict(parse.query);
+                if !self.lend(false).await {
+                    return;
+                }
+                let query = refused
+                    .as_ref()
+                    .map_or(parse.query.to_string(), Refused::sql);
+                if parse.name.is_empty() {
+                    let out = match &refused {
+                        Some(_) => parse.write("", &query),
+                        None => msg.clone(),
+                    };
+                    self.forward(out, Some(Kind::Parse), None);
+                    return;
+                }
+                let server = self.server_name(&query, parse.types);
+                let full = parse.write(&server, &query);
+                self.statements.insert(
+                    parse.name.to_string(),
+                    Prepared {
+                        server: server.clone(),
+                        parse: full.clone(),
+                    },
+                );
+                let lease = self.lease.as_mut().expect("lent");
+                if lease.prepared.contains(&*server) {
+                    if let Some(c) = &mut self.cycle {
+                        c.relies = true;
+                    }
+                    self.push(Expect::Own(message::parse_complete()));
+                } else {
+                    lease.prepared.insert(server.to_string());
+                    self.forward(full, Some(Kind::Parse), Some(server));
+                }
+            }
+            b'B' => {
+                if !self.lend(false).await {
+                    return;
+                }
+                let named = message::bind_statement(body)
+                    .filter(|s| !s.is_empty())
+                    .and_then(|s| self.statements.get(s).cloned());
+                let out = match named {
+                    Some(p) => {
+                        self.ensure_prepared(&p);
+                        match message::rename_bind(body, &p.server) {
+                            Some(b) => b,
+                            None => return self.fatal("08P01", "a malformed Bind message"),
+                        }
+                    }
+                    None => msg,
+                };
+                self.forward(out, Some(Kind::Bind), None);
+            }
+            b'D' | b'C' => {
+                let target = body.first().copied();
+                let name = message::take_cstr(body.get(1..).unwrap_or_default())
+                    .map(|(n, _)| n)
+                    .filter(|n| !n.is_empty());
+                if target == Some(b'S')
+                    && let Some(name) = name
+                {
+                    if tag == b'C' {
+                        // Kept prepared on the server for the next client that needs it.
+                        self.statements.remove(name);
+                        self.push(Expect::Own(message::close_complete()));
+                        return;
+                    }
+                    if let Some(p) = self.statements.get(name).cloned() {
+                        if !self.lend(false).await {
+                            return;
+                        }
+                        self.ensure_prepared(&p);
+                        let out = message::rename_target(b'D', &p.server);
+                        self.forward(out, Some(Kind::Describe), None);
+                        return;
+                    }
+                }
+                if !self.lend(false).await {
+                    return;
+                }
+                let kind = if tag == b'D' {
+                    Kind::Describe
+                } else {
+                    Kind::Close
+                };
+                self.forward(msg, Some(kind), None);
+            }
+            b'E' => {
+                if self.lend(false).await {
+                    self.forward(msg, Some(Kind::Execute), None);
+                }
+            }
+            b'S' => {
+                if self.lease.is_none() && self.queue.is_empty() {
+                    // Nothing to synchronize with: answered here.
+                    let mut out = BytesMut::new();
+                    message::ready(&mut out, self.status);
+                    self.push(Expect::Own(out.freeze()));
+                } else if self.lend(false).await {
+                    self.forward(msg, Some(Kind::Sync), None);
+                }
+            }
+            b'F' => {
+                if self.lend(false).await {
+                    self.forward(msg, Some(Kind::Call), None);
+                }
+            }
+            b'H' | b'd' | b'c' | b'f' => {
+                if self.lease.is_some() {
+                    self.forward(msg, None, None);
+                }
+            }
+            other => self.fatal(
+                "08P01",
+                &format!("unexpected message type {:?}", char::from(other)),
+            ),
+        }
+    }
+
+    /// Reads the SQL for pinning and refusals: `Some` when it must not run.
+    fn verdict(&mut self, sql: &str) -> Option<Refused> {
+        match classify(sql) {
+            Verdict::Plain => None,
+            Verdict::Pin {
+                reason,
+                forgets_prepared,
+            } => {
+                if self.svc.opts.pool_mode == PoolMode::Transaction && self.pinned.is_none() {
+                    metrics::counter!("pgfleet_pg_pinned_total", "reason" => reason).increment(1);
+                    tracing::debug!(tenant = %self.caller.key.escape_debug(), "{reason}: the client keeps its server session");
+                }
+                self.pinned.get_or_insert(reason);
+                if forgets_prepared && let Some(l) = self.lease.as_mut() {
+                    l.prepared.clear();
+                }
+                None
+            }
+            Verdict::Refuse(what) => {
+                metrics::counter!("pgfleet_pg_errors_total", "kind" => "refused").increment(1);
+                Some(Refused(what))
+            }
+        }
+    }
+
+    /// The server name of a statement: its text and parameter types, and the tenant on a shared
+    /// session (where several tenants prepare the same text).
+    fn server_name(&self, query: &str, types: &[u8]) -> Arc<str> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        query.hash(&mut h);
+        types.hash(&mut h);
+        if self.lease.as_ref().is_some_and(|l| l.is_shared()) {
+            self.caller.key.hash(&mut h);
+        }
+        format!("pgf_{:016x}_{}", h.finish(), query.len()).into()
+    }
+
+    /// Prepares `p` on the lent session first when it is not there yet.
+    fn ensure_prepared(&mut self, p: &Prepared) {
+        let Some(lease) = self.lease.as_mut() else {
+            return;
+        };
+        if lease.prepared.contains(&*p.server) {
+            if let Some(c) = &mut self.cycle {
+                c.relies = true;
+            }
+            return;
+        }
+        lease.prepared.insert(p.server.to_string());
+        self.send(
+            p.parse.clone(),
+            Some((Kind::Parse, true)),
+            Some(p.server.clone()),
+        );
+    }
+
+    /// Makes sure a server session is lent; when none can be, answers with the error (and a
+    /// `ReadyForQuery` after a `Query`; after an extended-protocol message the client's messages
+    /// are dropped up to its `Sync`). Whether one is.
+    async fn lend(&mut self, query: bool) -> bool {
+        if self.lease.is_some() {
+            return true;
+        }
+        let started = Instant::now();
+        let r = self
+            .svc
+            .router
+            .proxy(&self.caller.key, &self.svc.backend, self.trusted())
+            .await;
+        metrics::histogram!("pgfleet_pg_wait_seconds").record(started.elapsed().as_secs_f64());
+        match r {
+            Ok(lease) => {
+                self.cancel.lend(lease.canceller());
+                self.lease = Some(lease);
+                true
+            }
+            Err(e) => {
+                let (kind, code, text) = refusal(&self.caller.key, &e);
+                metrics::counter!("pgfleet_pg_errors_total", "kind" => kind).increment(1);
+                let mut out = BytesMut::new();
+                message::error(&mut out, "ERROR", code, &text, None);
+                if query {
+                    message::ready(&mut out, self.status);
+                } else {
+                    self.skipping = true;
+                }
+                self.push(Expect::Own(out.freeze()));
+                false
+            }
+        }
+    }
+
+    /// Sends a client's message (`kind`: what answers it).
+    fn forward(&mut self, msg: Bytes, kind: Option<Kind>, prepared: Option<Arc<str>>) {
+        self.send(msg, kind.map(|k| (k, false)), prepared);
+    }
+
+    fn send(&mut self, msg: Bytes, answer: Option<(Kind, bool)>, prepared: Option<Arc<str>>) {
+        // A cycle starts with the first message sent while the session is idle.
+        if self.cycle.is_none() && self.queue.is_empty() && self.status == b'I' {
+            let ticket = self.lease.as_ref().map(ProxyLease::heal_ticket);
+            self.cycle = Some(Cycle::new(ticket, false));
+        }
+        let entry = answer.map(|(kind, swallow)| Expect::Answer {
+            kind,
+            swallow,
+            prepared,
+        });
+        if let Some(c) = &mut self.cycle {
+            if c.closed || c.bytes.len() + msg.len() > MAX_CYCLE {
+                c.spoiled = true;
+            } else {
+                c.bytes.extend_from_slice(&msg);
+                if let Some(e) = &entry {
+                    c.entries.push(e.clone());
+                }
+                c.closed = answer.is_some_and(|(k, _)| k.syncs());
+            }
+        }
+        self.sout.extend_from_slice(&msg);
+        if let Some(e) = entry {
+            self.queue.push_back(e);
+        }
+    }
+
+    /// Queues an entry; answers of the front door's own at the head go out at once.
+    fn push(&mut self, e: Expect) {
+        if let Expect::Own(_) = &e
+            && let Some(c) = &mut self.cycle
+        {
+            c.entries.push(e.clone());
+        }
+        self.queue.push_back(e);
+        self.emit_own();
+    }
+
+    fn emit_own(&mut self) {
+        while let Some(Expect::Own(b)) = self.queue.front() {
+            self.cout.extend_from_slice(b);
+            if let Some(c) = &mut self.cycle {
+                c.emitted = true;
+            }
+            self.queue.pop_front();
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Server messages
+
+    fn take_server_messages(&mut self) {
+        loop {
+            let Some(lease) = self.lease.as_mut() else {
+                return;
+            };
+            let Some((_, _, buf)) = lease.io() else {
+                return;
+            };
+            if buf.len() < 5 {
+                return;
+            }
+            let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+            if buf.len() < len + 1 {
+                buf.reserve(len + 1 - buf.len());
+                return;
+            }
+            let msg = buf.split_to(len + 1);
+            self.server_message(msg);
+        }
+    }
+
+    fn server_message(&mut self, msg: BytesMut) {
+        let tag = msg[0];
+        if let Some(h) = &mut self.healing {
+            if tag == b'Z' {
+                h.ready = Some(msg[5]);
+            }
+            return;
+        }
+        if !matches!(tag, b'N' | b'A' | b'S')
+            && let Some(cycle) = self.cycle.take()
+        {
+            // The first answer of a cycle: nothing of it reached the client yet.
+            if tag == b'E' && self.may_heal(&cycle, &msg) {
+                self.queue.clear();
+                self.healing = Some(Heal {
+                    error: msg,
+                    cycle,
+                    ready: None,
+                });
+                return;
+            }
+        }
+        match tag {
+            b'E' => {
+                let f = message::error_fields(&msg[5..]);
+                if pgfleet::router::is_healable_sqlstate(Some(&f.code)) {
+                    self.repair_later(&f.message, &f.code);
+                }
+                self.error_skips();
+                self.cout.extend_from_slice(&msg);
+            }
+            b'Z' => {
+                self.status = msg.get(5).copied().unwrap_or(b'I');
+                if self.status == b'I' {
+                    metrics::counter!("pgfleet_pg_transactions_total").increment(1);
+                }
+                if let Some(Expect::Answer { kind, .. }) = self.queue.front()
+                    && kind.syncs()
+                {
+                    self.queue.pop_front();
+                }
+                self.cout.extend_from_slice(&msg);
+            }
+            b'N' | b'A' | b'S' => self.cout.extend_from_slice(&msg),
+            _ => {
+                let mut swallowed = false;
+                if let Some(Expect::Answer { kind, swallow, .. }) = self.queue.front()
+                    && kind.ends_with(tag)
+                {
+                    swallowed = *swallow;
+                    self.queue.pop_front();
+                }
+                if !swallowed {
+                    self.cout.extend_from_slice(&msg);
+                }
+            }
+        }
+        self.emit_own();
+    }
+
+    /// After an error in the extended protocol the server skips everything up to the `Sync`:
+    /// those entries go (statements they prepared were not prepared).
+    fn error_skips(&mut self) {
+        if matches!(self.queue.front(), Some(Expect::Answer { kind, .. }) if kind.syncs()) {
+            return;
+        }
+        while let Some(e) = self.queue.front() {
+            if matches!(e, Expect::Answer { kind, .. } if kind.syncs()) {
+                break;
+            }
+            if let Expect::Answer {
+                prepared: Some(name),
+                ..
+            } = e
+                && let Some(l) = self.lease.as_mut()
+            {
+                l.prepared.remove(&**name);
+            }
+            self.queue.pop_front();
+        }
+    }
+
+    fn may_heal(&self, cycle: &Cycle, msg: &[u8]) -> bool {
+        if !cycle.closed || cycle.spoiled || cycle.emitted || cycle.retried {
+            return false;
+        }
+        let f = message::error_fields(&msg[5..]);
+        if f.severity == "FATAL" {
+            // The server ended the session before it read the cycle: nothing of it ran.
+            return !cycle.relies;
+        }
+        cycle.ticket.is_some() && pgfleet::router::is_healable_sqlstate(Some(&f.code))
+    }
+
+    /// Starts a repair in the background after an error that names a missing object, for the
+    /// client's next attempt.
+    fn repair_later(&self, text: &str, code: &str) {
+        let Some(ticket) = self.lease.as_ref().map(ProxyLease::heal_ticket) else {
+            return;
+        };
+        let router = self.svc.router.clone();
+        let key = self.caller.key.clone();
+        let reason = format!("{text} ({code})");
+        tokio::spawn(async move {
+            if let Err(e) = router.repair_after(&key, &ticket, &reason).await {
+                tracing::warn!(tenant = %key.escape_debug(), "repairing the tenant after a query error failed: {}", pgfleet::control::error::chain(&e));
+            }
+        });
+    }
+
+    /// The cycle's answers are in (an error, then `ReadyForQuery`): repair and send it again, or
+    /// pass the error on.
+    async fn finish_heal(&mut self) {
+        let Some(h) = self.healing.take() else {
+            return;
+        };
+        let f = message::error_fields(&h.error[5..]);
+        let fatal = f.severity == "FATAL";
+        let again = if fatal {
+            true
+        } else {
+            let reason = format!("{} ({})", f.message, f.code);
+            let ticket = h.cycle.ticket.expect("checked");
+            match self
+                .svc
+                .router
+                .repair_after(&self.caller.key, &ticket, &reason)
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(tenant = %self.caller.key.escape_debug(), "repairing the tenant after a query error failed: {}", pgfleet::control::error::chain(&e));
+                    false
+                }
+            }
+        };
+        if let Some(status) = h.ready {
+            self.status = status;
+        }
+        if again && (!fatal || self.lend_again().await) {
+            metrics::counter!("pgfleet_pg_healed_total", "reason" => if fatal { "session_ended" } else { "repaired" })
+                .increment(1);
+            let Cycle { bytes, entries, .. } = h.cycle;
+            if let Some(l) = self.lease.as_mut() {
+                for e in &entries {
+                    if let Expect::Answer {
+                        prepared: Some(n), ..
+                    } = e
+                    {
+                        l.prepared.insert(n.to_string());
+                    }
+                }
+            }
+            let ticket = self.lease.as_ref().map(ProxyLease::heal_ticket);
+            let mut cycle = Cycle::new(ticket, true);
+            cycle.bytes = bytes.clone();
+            cycle.entries = entries.clone();
+            cycle.closed = true;
+            self.cycle = Some(cycle);
+            self.sout.extend_from_slice(&bytes);
+            self.queue.extend(entries);
+            return;
+        }
+        self.cout.extend_from_slice(&h.error);
+        if fatal {
+            self.server_gone();
+            return;
+        }
+        message::ready(&mut self.cout, self.status);
+    }
+
+    /// After the server session ended before the cycle: another one.
+    async fn lend_again(&mut self) -> bool {
+        if let Some(mut l) = self.lease.take() {
+            l.mark_broken();
+        }
+        self.cancel.lend_none();
+        self.status = b'I';
+        match self
+            .svc
+            .router
+            .proxy(&self.caller.key, &self.svc.backend, self.trusted())
+            .await
+        {
+            Ok(lease) => {
+                self.cancel.lend(lease.canceller());
+                self.lease = Some(lease);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// A statement the front door does not let through: sent instead as one that fails with the
+/// reason (so the server's transaction state follows, as if the statement itself had failed).
+struct Refused(&'static str);
+
+impl Refused {
+    fn sql(&self) -> String {
+        let text = format!(
+            "{} is not allowed through pgfleet: a session's role is fixed by its login",
+            self.0
+        );
+        format!(
+            "DO $pgfleet$ BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = {}, HINT = {}; END $pgfleet$",
+            pgfleet_literal(&text),
+            pgfleet_literal(
+                "Connect as the tenant you want; pgfleet resets sessions between clients itself."
+            )
+        )
+    }
+
+    fn query(&self) -> Bytes {
+        let mut out = BytesMut::new();
+        let sql = self.sql();
+        out.extend_from_slice(b"Q");
+        out.extend_from_slice(&((sql.len() + 5) as i32).to_be_bytes());
+        out.extend_from_slice(sql.as_bytes());
+        out.extend_from_slice(&[0]);
+        out.freeze()
+    }
+}
+
+fn pgfleet_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// What the client is told when no server session can be lent: a metric label, a SQLSTATE and
+/// a message (the cause stays in the log).
+pub(super) fn refusal(key: &str, e: &RouterError) -> (&'static str, &'static str, String) {
+    let shown = key.escape_debug();
+    if e.is_not_found() {
+        return (
+            "unknown_tenant",
+            "3D000",
+            format!("tenant \"{shown}\" does not exist"),
+        );
+    }
+    tracing::warn!(tenant = %shown, "pg front door: {}", pgfleet::control::error::chain(e));
+    match e {
+        RouterError::Timeout { .. } => (
+            "timeout",
+            "53300",
+            "no connection to the tenant's database server was free in time; retry shortly".into(),
+        ),
+        RouterError::Unavailable { .. } => (
+            "unavailable",
+            "08006",
+            "the tenant's database server is unavailable; retry shortly".into(),
+        ),
+        RouterError::Directory { source, .. } if source.is_retryable() => (
+            "unavailable",
+            "57P03",
+            "the tenant is not available yet (being provisioned, or the catalog is unreachable); retry shortly".into(),
+        ),
+        _ => (
+            "internal",
+            "58000",
+            "the tenant could not be reached; the server's log says why".into(),
+        ),
+    }
+}
+
+/// What an I/O step did.
+enum Step {
+    ClientRead(usize),
+    ServerRead(usize),
+    Wrote,
+}
+
+/// Which side failed.
+enum Side {
+    Client,
+    Server,
+}
+
+/// Waits for the first of: client readable, client writable (when there is something for it),
+/// server readable, server writable.
+#[allow(clippy::too_many_arguments)]
+async fn io_step<R, W>(
+    crd: &mut R,
+    cwr: &mut W,
+    cin: &mut BytesMut,
+    cout: &mut BytesMut,
+    server: Option<(
+        tokio::net::tcp::ReadHalf<'_>,
+        tokio::net::tcp::WriteHalf<'_>,
+        &mut BytesMut,
+    )>,
+    sout: &mut BytesMut,
+    read_client: bool,
+    read_server: bool,
+) -> Result<Step, Side>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let write_client = !cout.is_empty();
+    match server {
+        Some((mut srd, mut swr, sbuf)) => {
+            let write_server = !sout.is_empty();
+            tokio::select! {
+                r = crd.read_buf(cin), if read_client => r.map(Step::ClientRead).map_err(|_| Side::Client),
+                r = cwr.write_buf(cout), if write_client => r.map(|_| Step::Wrote).map_err(|_| Side::Client),
+                r = srd.read_buf(sbuf), if read_server => r.map(Step::ServerRead).map_err(|_| Side::Server),
+                r = swr.write_buf(sout), if write_server => r.map(|_| Step::Wrote).map_err(|_| Side::Server),
+            }
+        }
+        None => {
+            sout.clear();
+            tokio::select! {
+                r = crd.read_buf(cin), if read_client => r.map(Step::ClientRead).map_err(|_| Side::Client),
+                r = cwr.write_buf(cout), if write_client => r.map(|_| Step::Wrote).map_err(|_| Side::Client),
+                else => Err(Side::Client),
+            }
+        }
+    }
+}
+
+impl CancelSlot {
+    fn lend(&self, c: pgfleet::router::wire::Canceller) {
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(c);
+    }
+
+    fn lend_none(&self) {
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Whether a cancel was sent for the session lent since it was last asked (then that session
+    /// is not reused: the cancel may land on whatever it runs next).
+    fn was_used(&self) -> bool {
+        self.used.swap(false, Ordering::AcqRel)
+    }
+}

@@ -1,0 +1,553 @@
+//! The PostgreSQL wire-protocol front door (`--pg-listen`) against a real fleet, with real
+//! clients: tokio-postgres here (named statements, pipelines, transactions, cancel), psql and
+//! pgbench as processes, and hostile bytes on raw sockets.
+
+use std::process::Command;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_postgres::NoTls;
+
+use super::{Harness, chat_schema, hs256};
+use pgfleet_server::sql::SqlOptions;
+
+/// A tokio-postgres client of tenant `key` through the front door, with `password`.
+async fn connect(
+    h: &Harness,
+    key: &str,
+    password: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let mut c = tokio_postgres::Config::new();
+    c.host("127.0.0.1")
+        .port(h.pg.port())
+        .user(key)
+        .password(password)
+        .dbname("ignored")
+        .application_name("wire-test");
+    let (client, conn) = c.connect(NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+/// A superuser client of `database` on the fleet's server.
+async fn admin(h: &Harness, database: &str) -> tokio_postgres::Client {
+    let (base, _) = h.db.admin_url().rsplit_once('/').unwrap();
+    pgfleet_testkit::connect(&format!("{base}/{database}")).await
+}
+
+/// The SQLSTATE of an error, or what the error was when it has none.
+fn code(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.code().code(), db.message()),
+        None => format!("no code: {e:?}"),
+    }
+    .split(' ')
+    .next()
+    .unwrap_or_default()
+    .to_string()
+}
+
+#[tokio::test]
+async fn wire_clients_reach_their_tenant_pooled_per_transaction() {
+    let h = Harness::start(&chat_schema(), None, SqlOptions::default()).await;
+    let a = connect(&h, "a", &h.token).await.unwrap();
+
+    // Server parameters as PostgreSQL reports them; never who the session logged in as.
+    let row = a
+        .query_one(
+            "SELECT current_setting('server_version_num')::int AS v, current_user::text AS u",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, i32>("v") >= 150000);
+    assert_ne!(row.get::<_, String>("u"), "postgres");
+
+    // Named statements (tokio-postgres prepares every query under a name), parameters, binary
+    // results, a transaction.
+    let insert = a
+        .prepare("INSERT INTO users (external_id, email) VALUES ($1, $2) RETURNING id")
+        .await
+        .unwrap();
+    let mut tx_client = connect(&h, "a", &h.token).await.unwrap();
+    let tx = tx_client.transaction().await.unwrap();
+    tx.query_one(
+        "INSERT INTO users (external_id, email) VALUES ($1, $2) RETURNING id",
+        &[&"tx-1", &"tx-1@example.com"],
+    )
+    .await
+    .unwrap();
+    tx.rollback().await.unwrap();
+    let n: i64 = a
+        .query_one("SELECT count(*) FROM users WHERE external_id = 'tx-1'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "a rolled-back insert is not there");
+    let id: i64 = a
+        .query_one(&insert, &[&"a-1", &"a-1@example.com"])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(id > 0);
+
+    // 20 clients of one tenant (5 server sessions at most), each 25 transactions with named
+    // statements that must be prepared again on whichever session the transaction gets.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let c = connect(&h, "a", &h.token).await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            let stmt = c
+                .prepare("INSERT INTO users (external_id, email) VALUES ($1, $1) RETURNING id")
+                .await
+                .unwrap();
+            let count = c
+                .prepare("SELECT count(*) FROM users WHERE external_id LIKE $1")
+                .await
+                .unwrap();
+            for j in 0..25 {
+                let ext = format!("c{i}-{j}");
+                c.query_one(&stmt, &[&ext]).await.unwrap();
+                let n: i64 = c
+                    .query_one(&count, &[&format!("c{i}-%")])
+                    .await
+                    .unwrap()
+                    .get(0);
+                assert_eq!(n, j + 1);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let n: i64 = a
+        .query_one(
+            "SELECT count(*) FROM users WHERE external_id LIKE 'c%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 500);
+    let admin = admin(&h, "postgres").await;
+    let open: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgfleet-pg'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(open <= 20, "the budget holds: {open} server connections");
+
+    // Tenants apart: b sees none of a's rows, as an app-token caller or as an end user.
+    let b = connect(&h, "b", &h.token).await.unwrap();
+    let n: i64 = b
+        .query_one("SELECT count(*) FROM users", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+    let b_user = connect(&h, "b", &hs256("b")).await.unwrap();
+    let n: i64 = b_user
+        .query_one("SELECT count(*) FROM users", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+    let a_schema = h.tenant("a").await.schema;
+    let e = b_user
+        .simple_query(&format!("SELECT count(*) FROM {a_schema}.users"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "42501", "{e}");
+
+    // Server errors pass through unchanged.
+    let e = a
+        .execute(
+            "INSERT INTO users (external_id, email) VALUES ('a-1', 'x')",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    let db = e.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "23505");
+    assert_eq!(db.constraint(), Some("users_external_id_key"));
+    let e = a.simple_query("SELEC 1").await.unwrap_err();
+    assert_eq!(code(&e), "42601");
+    assert!(e.as_db_error().unwrap().position().is_some());
+
+    // A multi-statement simple query, and a pipeline of extended queries.
+    let msgs = a
+        .simple_query(
+            "SELECT 1; SELECT 'two'; SELECT count(*) FROM users WHERE external_id = 'a-1'",
+        )
+        .await
+        .unwrap();
+    let rows: Vec<_> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap().to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rows, ["1", "two", "1"]);
+    let (x, y) = tokio::join!(
+        a.query_one("SELECT $1::int + 1", &[&1i32]),
+        a.query_one("SELECT $1::text || 'b'", &[&"a"])
+    );
+    assert_eq!(x.unwrap().get::<_, i32>(0), 2);
+    assert_eq!(y.unwrap().get::<_, String>(0), "ab");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn wire_logins_are_checked_and_bad_bytes_are_refused() {
+    let h = Harness::start(&chat_schema(), None, SqlOptions::default()).await;
+
+    let e = connect(&h, "a", &h.revoked).await.unwrap_err();
+    assert_eq!(code(&e), "28P01", "{e}");
+    let e = connect(&h, "a", "pgf_not-a-token").await.unwrap_err();
+    assert_eq!(code(&e), "28P01", "{e}");
+    let e = connect(&h, "a", &hs256("b")).await.unwrap_err();
+    assert_eq!(code(&e), "28000", "a JWT of b with user a: {e}");
+    let e = connect(&h, "a", "not.a.jwt").await.unwrap_err();
+    assert_eq!(code(&e), "28P01", "{e}");
+    let e = connect(&h, "nobody", &h.token).await.unwrap_err();
+    assert_eq!(code(&e), "3D000", "{e}");
+    let text = e.as_db_error().unwrap().message().to_string();
+    assert!(text.contains("nobody"), "{text}");
+    connect(&h, "db", &hs256("db")).await.unwrap();
+
+    // Hostile first packets: each gets a clean close (or a FATAL), and the door keeps serving.
+    let startup = |version: i32| {
+        let mut p = Vec::new();
+        p.extend_from_slice(&0i32.to_be_bytes());
+        p.extend_from_slice(&version.to_be_bytes());
+        p.extend_from_slice(b"user\0a\0\0");
+        let len = p.len() as i32;
+        p[..4].copy_from_slice(&len.to_be_bytes());
+        p
+    };
+    let mut ssl_then_junk = vec![0, 0, 0, 8, 4, 210, 22, 47];
+    ssl_then_junk.extend_from_slice(b"junk after the SSL request");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("a huge length", vec![0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0]),
+        (
+            "a negative length",
+            vec![0xff, 0xff, 0xff, 0xf0, 0, 3, 0, 0],
+        ),
+        (
+            "a truncated packet",
+            vec![0, 0, 0, 100, 0, 3, 0, 0, b'u', b's'],
+        ),
+        ("protocol 2.0", startup(2 << 16)),
+        ("protocol 4.0", startup(4 << 16)),
+        (
+            "random bytes",
+            (0..4096u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect(),
+        ),
+        ("GSS, then nothing", vec![0, 0, 0, 8, 4, 210, 22, 48]),
+        ("SSL, then junk", ssl_then_junk),
+        (
+            "a bad cancel",
+            vec![0, 0, 0, 12, 4, 210, 22, 46, 0, 0, 0, 1],
+        ),
+        ("no terminator", {
+            let mut p = startup(3 << 16);
+            p.pop();
+            let len = p.len() as i32;
+            p[..4].copy_from_slice(&len.to_be_bytes());
+            p
+        }),
+    ];
+    for (what, bytes) in cases {
+        let mut s = tokio::net::TcpStream::connect(h.pg).await.unwrap();
+        let _ = s.write_all(&bytes).await;
+        let _ = s.shutdown().await;
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "{what}: the connection was not closed");
+        if let Some(&first) = answer.first() {
+            assert!(
+                matches!(first, b'E' | b'N' | b'R'),
+                "{what}: answered {:?}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+    }
+    // Protocol 3.2 (libpq 18) is negotiated down, not dropped.
+    let mut s = tokio::net::TcpStream::connect(h.pg).await.unwrap();
+    s.write_all(&startup((3 << 16) | 2)).await.unwrap();
+    let mut head = [0u8; 1];
+    s.read_exact(&mut head).await.unwrap();
+    assert_eq!(head[0], b'v', "NegotiateProtocolVersion first");
+
+    // A client that never sends a password is closed at the startup timeout; others go on.
+    let c = connect(&h, "a", &h.token).await.unwrap();
+    assert_eq!(
+        c.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0),
+        1
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn wire_session_features_pin_role_changes_are_refused_and_cancel_works() {
+    let h = Harness::start(&chat_schema(), None, SqlOptions::default()).await;
+    let a = connect(&h, "a", &h.token).await.unwrap();
+
+    // SET ROLE and its kin never run; the client goes on.
+    for sql in [
+        "SET ROLE postgres",
+        "RESET ROLE",
+        "SET SESSION AUTHORIZATION postgres",
+        "DISCARD ALL",
+    ] {
+        let e = a.simple_query(sql).await.unwrap_err();
+        assert_eq!(code(&e), "42501", "{sql}: {e}");
+    }
+    // Inside a transaction, the refusal aborts it as any error would.
+    let e = a
+        .batch_execute("BEGIN; SET LOCAL ROLE postgres; COMMIT")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "42501");
+    let e = a.execute("SET ROLE postgres", &[]).await.unwrap_err();
+    assert_eq!(code(&e), "42501", "through Parse/Bind/Execute: {e}");
+    assert_eq!(
+        a.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0),
+        1
+    );
+
+    // A session SET pins the client to its server session: the setting stays.
+    a.batch_execute("SET statement_timeout = 4321")
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        let v: String = a
+            .query_one("SHOW statement_timeout", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(v, "4321ms");
+    }
+    // And it is not seen by the tenant's other clients.
+    let other = connect(&h, "a", &h.token).await.unwrap();
+    let v: String = other
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(v, "4321ms");
+
+    // LISTEN/NOTIFY between two clients of a tenant.
+    let (listener, mut conn) = {
+        let mut c = tokio_postgres::Config::new();
+        c.host("127.0.0.1")
+            .port(h.pg.port())
+            .user("a")
+            .password(h.token.clone());
+        c.connect(NoTls).await.unwrap()
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut stream = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+        use futures_util::StreamExt;
+        while let Some(Ok(m)) = stream.next().await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = m {
+                let _ = tx.send(n.payload().to_string());
+            }
+        }
+    });
+    listener.batch_execute("LISTEN news").await.unwrap();
+    other.batch_execute("NOTIFY news, 'hello'").await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap();
+    assert_eq!(got.as_deref(), Some("hello"));
+
+    // Cancel reaches the server session the client holds.
+    let started = std::time::Instant::now();
+    let c = connect(&h, "a", &h.token).await.unwrap();
+    let token = c.cancel_token();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        token.cancel_query(NoTls).await.unwrap();
+    });
+    let e = c.simple_query("SELECT pg_sleep(20)").await.unwrap_err();
+    assert_eq!(code(&e), "57014", "{e}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(
+        c.query_one("SELECT 2", &[]).await.unwrap().get::<_, i32>(0),
+        2
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn wire_heals_a_missing_table_for_an_autocommit_statement() {
+    let h = Harness::start(&chat_schema(), None, SqlOptions::default()).await;
+    let a = connect(&h, "a", &h.token).await.unwrap();
+    a.execute(
+        "INSERT INTO users (external_id, email) VALUES ('h', 'h@x')",
+        &[],
+    )
+    .await
+    .unwrap();
+    let t = h.tenant("a").await;
+    let admin = admin(&h, &t.database).await;
+    admin
+        .batch_execute(&format!("DROP TABLE {}.documents", t.schema))
+        .await
+        .unwrap();
+    // Extended protocol (tokio-postgres), then the simple protocol after another drop.
+    let n: i64 = a
+        .query_one("SELECT count(*) FROM documents", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+    admin
+        .batch_execute(&format!("DROP TABLE {}.documents", t.schema))
+        .await
+        .unwrap();
+    let rows = a
+        .simple_query("SELECT count(*) FROM documents")
+        .await
+        .unwrap();
+    assert!(
+        rows.iter()
+            .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+    );
+    // Inside a transaction the error passes through; the next attempt finds the table.
+    admin
+        .batch_execute(&format!("DROP TABLE {}.documents", t.schema))
+        .await
+        .unwrap();
+    let e = a
+        .batch_execute("BEGIN; SELECT 1; SELECT count(*) FROM documents; COMMIT")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "42P01");
+    // The transaction is failed until the client ends it, as on PostgreSQL.
+    let e = a.batch_execute("SELECT 1").await.unwrap_err();
+    assert_eq!(code(&e), "25P02");
+    a.batch_execute("ROLLBACK").await.unwrap();
+    let mut found = false;
+    for _ in 0..100 {
+        let r = a
+            .batch_execute("BEGIN; SELECT 1; SELECT count(*) FROM documents; COMMIT")
+            .await;
+        if r.is_ok() {
+            found = true;
+            break;
+        }
+        a.batch_execute("ROLLBACK").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(found, "the repair for the next attempt happened");
+    h.stop().await;
+}
+
+/// psql and pgbench, the PostgreSQL project's own clients (the bundled binaries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wire_psql_and_pgbench() {
+    let h = Harness::start(&chat_schema(), None, SqlOptions::default()).await;
+    let bin = pgfleet_testkit::binaries().bin_dir().to_path_buf();
+    let port = h.pg.port().to_string();
+    let run = |program: &str, user: &str, args: &[&str], stdin: Option<&str>| {
+        let mut cmd = Command::new(bin.join(program));
+        cmd.args(["-h", "127.0.0.1", "-p", &port, "-U", user])
+            .args(args)
+            .env("PGPASSWORD", &h.token)
+            .env("PGSSLMODE", "disable")
+            .env("PGCONNECT_TIMEOUT", "10")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        {
+            use std::io::Write;
+            let mut i = child.stdin.take().unwrap();
+            if let Some(s) = stdin {
+                i.write_all(s.as_bytes()).unwrap();
+            }
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let psql = |user: &str, args: &[&str], stdin: Option<&str>| {
+        let mut all = vec!["-X", "-v", "ON_ERROR_STOP=1", "-d", "anything"];
+        all.extend_from_slice(args);
+        run("psql", user, &all, stdin)
+    };
+
+    // \d, a multi-statement query, COPY in and out.
+    let (ok, out, err) = tokio::task::block_in_place(|| psql("a", &["-c", "\\d users"], None));
+    assert!(ok, "{err}");
+    assert!(out.contains("external_id"), "{out}");
+    let script = "COPY users (external_id, email) FROM STDIN;\nu1\tu1@example.com\nu2\tu2@example.com\n\\.\nSELECT count(*) AS n FROM users; SELECT 'x' AS y;\nCOPY (SELECT external_id FROM users ORDER BY 1) TO STDOUT;\n";
+    let (ok, out, err) =
+        tokio::task::block_in_place(|| psql("a", &["-At", "-f", "-"], Some(script)));
+    assert!(ok, "{err}");
+    assert!(out.contains("\n2\n") || out.starts_with("2\n"), "{out}");
+    assert!(out.contains("u1\nu2"), "{out}");
+
+    // pgbench's tables, made by the admin in tenant db's database and granted to its role
+    // (tenant roles have no DDL), then read-only and TPC-B-like runs with prepared statements.
+    let t = h.tenant("db").await;
+    let (base, _) = h.db.admin_url().rsplit_once('/').unwrap();
+    let url = format!("{base}/{}", t.database);
+    let (ok, _, err) = tokio::task::block_in_place(|| {
+        let out = Command::new(bin.join("pgbench"))
+            .args(["-i", "-s", "1", "-q", &url])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            (),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    });
+    assert!(ok, "{err}");
+    let role: String = pgfleet_testkit::connect(&t.direct_url)
+        .await
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let admin = pgfleet_testkit::connect(&url).await;
+    admin
+        .batch_execute(&format!(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history TO \"{role}\""
+        ))
+        .await
+        .unwrap();
+    for (mode, extra) in [
+        ("prepared", "-S"),
+        ("prepared", "-N"),
+        ("extended", "-b"),
+        ("simple", "-S"),
+    ] {
+        let mut args = vec!["-n", "-c", "8", "-j", "2", "-T", "3", "-M", mode, extra];
+        if extra == "-b" {
+            args.push("tpcb-like");
+        }
+        args.push("anything");
+        let (ok, out, err) = tokio::task::block_in_place(|| run("pgbench", "db", &args, None));
+        assert!(ok, "pgbench -M {mode} {extra}: {out}\n{err}");
+        assert!(out.contains("number of failed transactions: 0"), "{out}");
+        assert!(
+            !out.contains("number of transactions actually processed: 0/"),
+            "{out}"
+        );
+    }
+    h.stop().await;
+}
