@@ -1,6 +1,7 @@
-// Shared helpers of the real-client tests of pgfleet's POST /sql endpoint.
+// Shared helpers of the real-client tests of pgfleet's POST /sql endpoint and of its PostgreSQL
+// wire-protocol front door (`--pg-listen`, and the Neon driver's WebSocket transport at GET /v2).
 //
-// The Rust harness starts `pgfleet serve --sql-listen ADDR` and runs
+// The Rust harness starts `pgfleet serve --sql-listen ADDR --pg-listen ADDR` and runs
 //   node --test --test-concurrency=1 tests/node/
 // with this environment (see README.md beside this file):
 //
@@ -15,6 +16,11 @@
 //   PGFLEET_TENANTS        JSON {"a": T, "b": T, "db": T},
 //                          T = {key, mode: "schema"|"database", database, schema, direct_url}
 //   PGFLEET_ADMIN_URL      a superuser URL of the server (to break a tenant for healing tests)
+//   PGFLEET_PG_HOST        host of the --pg-listen front door (127.0.0.1; plain TCP, no TLS)
+//   PGFLEET_PG_PORT        its port
+//   PGFLEET_WS_PROXY       host:port of the --sql-listen listener plus /v2, without scheme, e.g.
+//                          127.0.0.1:40123/v2: the Neon driver opens ws://PGFLEET_WS_PROXY
+//                          (neonConfig.wsProxy as a function returning it verbatim, see neonWs)
 //
 // Importing this module points the Neon driver at the endpoint (neonConfig.fetchEndpoint).
 // A missing variable fails every test file at once with a message naming it: a suite run without
@@ -25,8 +31,9 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 
-import { neon, neonConfig, NeonDbError } from '@neondatabase/serverless';
+import { Client as NeonClient, neon, neonConfig, NeonDbError, Pool as NeonPool } from '@neondatabase/serverless';
 import pg from 'pg';
+import ws from 'ws';
 
 export { neon, neonConfig, NeonDbError, pg };
 
@@ -43,6 +50,9 @@ const REQUIRED = [
   'PGFLEET_TEST_KEYS',
   'PGFLEET_TENANTS',
   'PGFLEET_ADMIN_URL',
+  'PGFLEET_PG_HOST',
+  'PGFLEET_PG_PORT',
+  'PGFLEET_WS_PROXY',
 ];
 
 function loadEnv() {
@@ -50,7 +60,7 @@ function loadEnv() {
   if (missing.length > 0) {
     throw new Error(
       `pgfleet real-client tests: missing environment variable(s) ${missing.join(', ')}. ` +
-        'These tests run against a live `pgfleet serve --sql-listen`; the Rust harness sets them ' +
+        'These tests run against a live `pgfleet serve --sql-listen ... --pg-listen ...`; the Rust harness sets them ' +
         '(see tests/node/README.md).',
     );
   }
@@ -74,6 +84,16 @@ function loadEnv() {
   assert.equal(tenants.a.database, tenants.b.database, 'tenants a and b must share a database');
   assert.equal(tenants.db.mode, 'database', 'tenant db must be a database-mode tenant');
   const endpoint = new URL(process.env.PGFLEET_SQL_ENDPOINT);
+  const pgPort = Number(process.env.PGFLEET_PG_PORT);
+  assert.ok(
+    Number.isInteger(pgPort) && pgPort > 0 && pgPort < 65536,
+    `PGFLEET_PG_PORT must be a TCP port number, got ${JSON.stringify(process.env.PGFLEET_PG_PORT)}`,
+  );
+  const wsProxy = process.env.PGFLEET_WS_PROXY;
+  assert.ok(
+    !/^[a-z][a-z0-9+.-]*:\/\//i.test(wsProxy) && wsProxy.includes('/'),
+    `PGFLEET_WS_PROXY must be host:port/path without a scheme (e.g. 127.0.0.1:40123/v2), got ${JSON.stringify(wsProxy)}`,
+  );
   return {
     endpoint: endpoint.href,
     endpointUrl: endpoint,
@@ -85,6 +105,9 @@ function loadEnv() {
     keysDir: process.env.PGFLEET_TEST_KEYS,
     tenants,
     adminUrl: process.env.PGFLEET_ADMIN_URL,
+    pgHost: process.env.PGFLEET_PG_HOST,
+    pgPort,
+    wsProxy,
   };
 }
 
@@ -168,6 +191,103 @@ export function uniq(prefix = 't') {
 }
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// ---------------------------------------------------------------------------------------------
+// The PostgreSQL wire-protocol front door (--pg-listen) and its WebSocket transport (GET /v2)
+//
+// A wire client logs in with the tenant key as user name and, as cleartext password, either an app
+// token (pgf_…; the tenant is the user name) or an end user's JWT (the user name must be its
+// tenant, the `sub`). The database name is ignored. Plain TCP on loopback, no TLS.
+
+/** Where the wire front door listens, and the Neon driver's WebSocket proxy address. */
+export function wireEnv() {
+  return { host: env.pgHost, port: env.pgPort, wsProxy: env.wsProxy };
+}
+
+const urlHost = (host) => (host.includes(':') && !host.startsWith('[') ? `[${host}]` : host);
+
+/**
+ * The connection string of a wire client: the tenant key (URL-encoded) as user, `password` (the
+ * app token by default, or a JWT; URL-encoded) as password, PGFLEET_PG_HOST:PGFLEET_PG_PORT, no
+ * TLS (sslmode=disable). `query` is appended as is (e.g. "application_name=x").
+ */
+export function pgUrl(tenantKey, password = env.appToken, { database = 'app', query } = {}) {
+  const q = query ? `&${query}` : '';
+  return (
+    `postgresql://${encodeURIComponent(tenantKey)}:${encodeURIComponent(password)}` +
+    `@${urlHost(env.pgHost)}:${env.pgPort}/${encodeURIComponent(database)}?sslmode=disable${q}`
+  );
+}
+
+/** The node-postgres (or Neon Pool/Client) config of a wire client; `extra` is merged in. */
+export function wireConfig(tenantKey, password = env.appToken, extra = {}) {
+  return { connectionString: pgUrl(tenantKey, password), ssl: false, connectionTimeoutMillis: 10_000, ...extra };
+}
+
+/**
+ * A connected node-postgres client on the wire front door; the caller must `await client.end()`.
+ * Errors the server sends while no query runs are kept in `client.asyncErrors` (an unhandled
+ * 'error' event would end the whole file).
+ */
+export async function wireConnect(tenantKey, password = env.appToken, extra = {}) {
+  const client = new pg.Client(wireConfig(tenantKey, password, extra));
+  client.asyncErrors = [];
+  client.on('error', (err) => client.asyncErrors.push(err));
+  await client.connect();
+  return client;
+}
+
+/** Runs fn(client) with a fresh wire client, always closing it. */
+export async function withWire(tenantKey, password, fn) {
+  const client = await wireConnect(tenantKey, password);
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** A node-postgres pool on the wire front door (its 'error' events kept in `pool.asyncErrors`). */
+export function wirePool(tenantKey, password = env.appToken, extra = {}) {
+  const pool = new pg.Pool(wireConfig(tenantKey, password, { max: 10, ...extra }));
+  pool.asyncErrors = [];
+  pool.on('error', (err) => pool.asyncErrors.push(err));
+  return pool;
+}
+
+/** The error of a wire login that must fail (the client is closed either way). */
+export async function wireLoginError(tenantKey, password, what = 'the login') {
+  const client = new pg.Client(wireConfig(tenantKey, password));
+  client.on('error', () => {});
+  try {
+    await client.connect();
+  } catch (err) {
+    await client.end().catch(() => {});
+    return err;
+  }
+  await client.end().catch(() => {});
+  assert.fail(`${what} succeeded but was expected to fail`);
+}
+
+/**
+ * The Neon driver's WebSocket transport, pointed at GET /v2 of the --sql-listen listener:
+ * `ws` as WebSocket constructor (Node 20 has no global WebSocket); `wsProxy` a function that
+ * returns PGFLEET_WS_PROXY verbatim, so the driver opens exactly ws://PGFLEET_WS_PROXY (a string
+ * wsProxy would get `?address=HOST:PORT` appended); no TLS (ws:, no SSLRequest); the startup
+ * message and the cleartext password pipelined (the driver's `pipelineConnect: 'password'`: it
+ * sends the PasswordMessage without waiting for AuthenticationCleartextPassword and the first query
+ * right after). Changes the process-wide neonConfig: for the wire tests only. Returns the driver's
+ * { Pool, Client } (node-postgres compatible).
+ */
+export function neonWs() {
+  neonConfig.webSocketConstructor = ws;
+  neonConfig.wsProxy = (_host, _port) => env.wsProxy;
+  neonConfig.useSecureWebSocket = false;
+  neonConfig.forceDisablePgSSL = true;
+  neonConfig.pipelineTLS = false;
+  neonConfig.pipelineConnect = 'password';
+  return { Pool: NeonPool, Client: NeonClient };
+}
 
 // ---------------------------------------------------------------------------------------------
 // Raw HTTP, exactly as the driver sends it (see /sql protocol notes in README.md)

@@ -400,10 +400,13 @@ pub async fn start_sql_service(
         });
     }
     let auth = Arc::new(sql::auth::Auth::new(control.clone(), jwt));
-    let pg_task = door.pg.map(|(listener, opts)| {
-        let svc = Arc::new(pg::PgService::new(router.clone(), auth.clone(), opts));
-        tokio::spawn(svc.serve(listener, stop.clone()))
-    });
+    // The wire protocol: on its own listener, and over WebSocket on the HTTP one (`/v2`).
+    let (pg_listener, pg_opts) = match door.pg {
+        Some((l, o)) => (Some(l), o),
+        None => (None, pg::PgOptions::default()),
+    };
+    let pg_service = Arc::new(pg::PgService::new(router.clone(), auth.clone(), pg_opts));
+    let pg_task = pg_listener.map(|l| tokio::spawn(pg_service.clone().serve(l, stop.clone())));
     let listen = sql::listener::ListenOptions {
         read_timeout: door.options.read_timeout,
         write_timeout: door.options.write_timeout,
@@ -414,7 +417,7 @@ pub async fn start_sql_service(
     let http = door.listener.map(|listener| {
         tokio::spawn(sql::listener::serve(
             listener,
-            sql::app(service.clone()),
+            sql::app_with_websocket(service.clone(), pg_service),
             listen,
             stop,
         ))

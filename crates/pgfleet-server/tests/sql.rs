@@ -820,6 +820,9 @@ async fn real_clients_neon_drizzle_and_pg() {
         ),
         ("PGFLEET_ADMIN_URL", h.db.admin_url().to_string()),
         ("PGFLEET_TENANT", "a".into()),
+        ("PGFLEET_PG_HOST", "127.0.0.1".into()),
+        ("PGFLEET_PG_PORT", h.pg.port().to_string()),
+        ("PGFLEET_WS_PROXY", format!("{}/v2", h.addr)),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

@@ -21,6 +21,7 @@
 pub mod classify;
 pub mod message;
 mod session;
+pub mod websocket;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -281,7 +282,7 @@ impl PgService {
                 Err(_) => return,
                 Ok(Err(f)) => return refuse(&mut stream, &f).await,
                 Ok(Ok(Startup::Ssl | Startup::Gss)) => {
-                    if stream.write_all(b"N").await.is_err() {
+                    if stream.write_all(b"N").await.is_err() || stream.flush().await.is_err() {
                         return;
                     }
                 }
@@ -347,6 +348,7 @@ impl PgService {
                 out.clear();
                 message::error(&mut out, "FATAL", f.code, &f.text, f.hint);
                 let _ = stream.write_all(&out).await;
+                let _ = stream.flush().await;
                 let _ = stream.shutdown().await;
                 return;
             }
@@ -371,7 +373,7 @@ impl PgService {
         let (pid, secret, slot) = self.register_cancel();
         message::backend_key(&mut out, pid, secret);
         message::ready(&mut out, b'I');
-        if stream.write_all(&out).await.is_err() {
+        if stream.write_all(&out).await.is_err() || stream.flush().await.is_err() {
             self.cancels
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -444,10 +446,9 @@ impl PgService {
             return Err(f);
         }
         message::authentication(out, 3);
-        stream
-            .write_all(out)
-            .await
-            .map_err(|_| Fatal::new("gone", "08006", "the client went away"))?;
+        let gone = |_| Fatal::new("gone", "08006", "the client went away");
+        stream.write_all(out).await.map_err(gone)?;
+        stream.flush().await.map_err(gone)?;
         out.clear();
         let password = read_password(stream, buf).await?;
         let caller = match self.auth.login(user, &password).await {
@@ -517,6 +518,7 @@ async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, f: &Fatal) {
     let mut out = BytesMut::new();
     message::error(&mut out, "FATAL", f.code, &f.text, f.hint);
     let _ = stream.write_all(&out).await;
+    let _ = stream.flush().await;
     let _ = stream.shutdown().await;
 }
 

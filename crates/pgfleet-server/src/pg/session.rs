@@ -981,7 +981,7 @@ where
             let write_server = !sout.is_empty();
             tokio::select! {
                 r = crd.read_buf(cin), if read_client => r.map(Step::ClientRead).map_err(|_| Side::Client),
-                r = cwr.write_buf(cout), if write_client => r.map(|_| Step::Wrote).map_err(|_| Side::Client),
+                r = write_flush(cwr, cout), if write_client => r.map(|_| Step::Wrote).map_err(|_| Side::Client),
                 r = srd.read_buf(sbuf), if read_server => r.map(Step::ServerRead).map_err(|_| Side::Server),
                 r = swr.write_buf(sout), if write_server => r.map(|_| Step::Wrote).map_err(|_| Side::Server),
             }
@@ -990,11 +990,21 @@ where
             sout.clear();
             tokio::select! {
                 r = crd.read_buf(cin), if read_client => r.map(Step::ClientRead).map_err(|_| Side::Client),
-                r = cwr.write_buf(cout), if write_client => r.map(|_| Step::Wrote).map_err(|_| Side::Client),
+                r = write_flush(cwr, cout), if write_client => r.map(|_| Step::Wrote).map_err(|_| Side::Client),
                 else => Err(Side::Client),
             }
         }
     }
+}
+
+/// Writes what it can of `out`; once all is written, flushes (a TLS or WebSocket stream holds
+/// bytes until then).
+async fn write_flush<W: AsyncWrite + Unpin>(w: &mut W, out: &mut BytesMut) -> std::io::Result<()> {
+    w.write_buf(out).await?;
+    if out.is_empty() {
+        w.flush().await?;
+    }
+    Ok(())
 }
 
 impl CancelSlot {

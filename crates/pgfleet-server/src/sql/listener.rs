@@ -66,7 +66,7 @@ pub async fn serve(
             a = listener.accept() => a,
             _ = stopped(&mut stop) => break,
         };
-        let (stream, _peer) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 // Out of file descriptors and the like: wait a moment rather than spin.
@@ -80,11 +80,15 @@ pub async fn serve(
         conns.spawn(async move {
             let _slot = slot;
             let stream = WriteDeadline::new(stream, opts.write_timeout);
+            let peer = Peer {
+                addr: peer,
+                tls: opts.tls.is_some(),
+            };
             match &opts.tls {
-                None => connection(stream, app, opts.read_timeout, stop).await,
+                None => connection(stream, app, opts.read_timeout, stop, peer).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(opts.read_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => connection(tls, app, opts.read_timeout, stop).await,
+                        Ok(Ok(tls)) => connection(tls, app, opts.read_timeout, stop, peer).await,
                         Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
@@ -100,17 +104,28 @@ pub async fn serve(
     .await;
 }
 
+/// Who is on the other end of a request's connection: a request extension set by [`serve`].
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// The client's address.
+    pub addr: std::net::SocketAddr,
+    /// The connection is TLS.
+    pub tls: bool,
+}
+
 async fn connection<I>(
     io: I,
     app: axum::Router,
     read_timeout: Duration,
     mut stop: watch::Receiver<bool>,
+    peer: Peer,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let app = Arc::new(app);
-    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         let app = (*app).clone();
+        req.extensions_mut().insert(peer);
         async move {
             Ok::<_, Infallible>(
                 app.oneshot(req.map(axum::body::Body::new))
@@ -125,7 +140,9 @@ async fn connection<I>(
         // idle keep-alive connection stays open: longer than clients keep theirs (undici: 4 s).
         .header_read_timeout(read_timeout.max(IDLE_TIMEOUT))
         .keep_alive(true)
-        .serve_connection(TokioIo::new(io), service);
+        .serve_connection(TokioIo::new(io), service)
+        // `GET /v2` upgrades to a WebSocket (the wire protocol for the Neon driver's Pool).
+        .with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {

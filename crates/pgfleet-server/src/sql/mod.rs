@@ -294,6 +294,28 @@ pub fn app(service: Arc<SqlService>) -> axum::Router {
         .with_state(service)
 }
 
+/// As [`app`], and `GET /v2`: the PostgreSQL protocol over WebSocket, served by `pg` (see
+/// [`crate::pg::websocket`]).
+pub fn app_with_websocket(service: Arc<SqlService>, pg: Arc<crate::pg::PgService>) -> axum::Router {
+    app(service).merge(
+        axum::Router::new()
+            .route("/v2", axum::routing::get(websocket))
+            .with_state(pg),
+    )
+}
+
+async fn websocket(
+    State(pg): State<Arc<crate::pg::PgService>>,
+    peer: Option<axum::Extension<listener::Peer>>,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    let (secure, loopback) = match peer {
+        Some(axum::Extension(p)) => (p.tls, p.addr.ip().is_loopback()),
+        None => (false, false),
+    };
+    crate::pg::websocket::upgrade(ws, pg, secure, loopback)
+}
+
 async fn post_sql(State(s): State<Arc<SqlService>>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let (mut resp, outcome) = match s.handle(&headers, body).await {
