@@ -22,6 +22,7 @@ pub mod fleet;
 pub mod http;
 pub mod migrate;
 pub mod provision;
+pub mod proxy;
 pub mod report;
 pub mod router;
 pub mod schema;
@@ -78,6 +79,11 @@ pub const BENCHMARKS: &[Benchmark] = &[
         name: "cache",
         about: "a read-heavy chat workload over 100 tenants through POST /sql and Router::query_cached, result cache on vs off; stale reads; cross-process invalidation delay",
         run: cache::run,
+    },
+    Benchmark {
+        name: "proxy",
+        about: "pgbench -S at 1, 16 and 50 clients through pgfleet --pg-listen vs PgBouncer (same server connections) vs PostgreSQL itself; 1,000 schema tenants behind one budget",
+        run: proxy::run,
     },
     Benchmark {
         name: "dashboard",

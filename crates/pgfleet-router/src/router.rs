@@ -168,6 +168,16 @@ impl<D: Directory> Router<D> {
         backend: &B,
     ) -> Result<Pooled<B>, RouterError> {
         let entry = self.snapshot.entry(key).await?;
+        self.connection_at(entry, key, backend).await
+    }
+
+    /// As [`Router::connection`], with the tenant's entry read already.
+    pub(crate) async fn connection_at<B: Backend>(
+        &self,
+        entry: Arc<Entry>,
+        key: &str,
+        backend: &B,
+    ) -> Result<Pooled<B>, RouterError> {
         match self.acquire(&entry, backend).await {
             Err(Retry::Reload(why)) => {
                 // The password was rotated or the tenant moved or was dropped: read it again.

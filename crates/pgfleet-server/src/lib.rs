@@ -229,6 +229,55 @@ fn describe() {
         "pgfleet_sql_healed_total",
         "POST /sql requests that succeeded after their tenant's schema was repaired"
     );
+    metrics::describe_gauge!(
+        "pgfleet_pg_clients",
+        "Clients of the wire front door (--pg-listen, /v2) logged in now"
+    );
+    describe_counter!(
+        "pgfleet_pg_logins_total",
+        "Logins to the wire front door, by outcome (ok, unauthorized, unknown_tenant, unavailable, no_tls, bad_startup, ...)"
+    );
+    describe_counter!(
+        "pgfleet_pg_auth_failures_total",
+        "Passwords the wire front door refused, by reason"
+    );
+    describe_counter!(
+        "pgfleet_pg_transactions_total",
+        "Transactions (and autocommit statements) that ended on the wire front door"
+    );
+    describe_histogram!(
+        "pgfleet_pg_wait_seconds",
+        Unit::Seconds,
+        "Time a wire client waited for a server session"
+    );
+    describe_counter!(
+        "pgfleet_pg_errors_total",
+        "Errors of the wire front door, by kind (unavailable, timeout, unknown_tenant, refused, protocol, server_closed)"
+    );
+    describe_counter!(
+        "pgfleet_pg_pinned_total",
+        "Wire clients pinned to their server session in transaction mode, by the statement that pinned them"
+    );
+    describe_counter!(
+        "pgfleet_pg_replayed_total",
+        "Wire requests sent again: after a repair (repaired) or on another session (session_ended)"
+    );
+    describe_counter!(
+        "pgfleet_pg_cancel_requests_total",
+        "Cancel requests to the wire front door, by whether their key was known"
+    );
+    describe_counter!(
+        "pgfleet_pg_cache_total",
+        "Wire reads that opted in to the result cache, by status (hit, miss)"
+    );
+    describe_counter!(
+        "pgfleet_pg_websocket_sessions_total",
+        "Wire sessions over WebSocket (GET /v2)"
+    );
+    metrics::describe_gauge!(
+        "pgfleet_router_connections",
+        "Open connections of the SQL front doors' router to each server, all kinds (/sql, the wire front door), sampled every 2 s"
+    );
 }
 
 /// Binds the listen address (port 0 picks a free port: read it from the listener).
@@ -397,6 +446,29 @@ pub async fn start_sql_service(
         tokio::spawn(async move {
             let _ = stop.wait_for(|s| *s).await;
             drop(bus);
+        });
+    }
+    {
+        // Server connections per server, for /metrics.
+        let (router, mut stop) = (router.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+            loop {
+                let open = router.open_connections();
+                for server in seen.iter().filter(|s| !open.contains_key(*s)) {
+                    metrics::gauge!("pgfleet_router_connections", "server" => server.clone())
+                        .set(0.0);
+                }
+                for (server, n) in &open {
+                    metrics::gauge!("pgfleet_router_connections", "server" => server.clone())
+                        .set(*n as f64);
+                }
+                seen = open.into_keys().collect();
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
         });
     }
     let auth = Arc::new(sql::auth::Auth::new(control.clone(), jwt));

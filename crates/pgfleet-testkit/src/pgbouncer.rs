@@ -161,6 +161,11 @@ enum Attempt {
 }
 
 impl PgBouncer {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The PgBouncer binary: [`DEBIAN_BINARY`], else `pgbouncer` on `PATH`.
     ///
     /// # Errors

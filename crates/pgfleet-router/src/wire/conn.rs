@@ -208,6 +208,12 @@ impl WireConn {
         }
     }
 
+    /// Whether the connection is known not to be usable again (marked broken, closed, or holding
+    /// bytes nobody asked for), without asking the socket.
+    pub(super) fn is_marked_closed(&self) -> bool {
+        self.broken || !self.buf.is_empty() || self.stream.is_none()
+    }
+
     /// Whether the connection cannot be used again: marked broken, or the server closed it (or
     /// sent something unasked, such as a `FATAL` on shutdown) while it was idle. One
     /// non-blocking read, no round trip.

@@ -163,8 +163,12 @@ impl Backend for ProxyBackend {
         ))
     }
 
+    /// Without a read of the socket (a system call on every checkout and every return): a
+    /// session the server closed while idle is found by the front door when it is used (its
+    /// first answer is a `FATAL`, or the end of the stream), and what the client sent goes to
+    /// another session then.
     fn is_closed(conn: &ProxyConn) -> bool {
-        conn.conn.is_closed()
+        conn.conn.is_marked_closed()
     }
 
     fn sqlstate(error: &WireError) -> Option<&str> {
@@ -198,8 +202,12 @@ impl Backend for SharedProxyBackend {
         Ok(ProxyConn::new(conn))
     }
 
+    /// Without a read of the socket (a system call on every checkout and every return): a
+    /// session the server closed while idle is found by the front door when it is used (its
+    /// first answer is a `FATAL`, or the end of the stream), and what the client sent goes to
+    /// another session then.
     fn is_closed(conn: &ProxyConn) -> bool {
-        conn.conn.is_closed()
+        conn.conn.is_marked_closed()
     }
 
     fn sqlstate(error: &WireError) -> Option<&str> {
@@ -265,6 +273,14 @@ impl ProxyLease {
         }
     }
 
+    /// The tenant's id (as the result cache and its bus name it).
+    pub fn tenant_id(&self) -> &str {
+        match self {
+            Self::Own(c) => &c.entry.placement.tenant_id,
+            Self::Shared(c) => &c.entry.placement.tenant_id,
+        }
+    }
+
     /// Taken before a statement runs, for a repair after it failed.
     pub fn heal_ticket(&self) -> HealTicket {
         let entry = match self {
@@ -313,32 +329,34 @@ impl<D: crate::Directory> crate::Router<D> {
         backend: &ProxyBackend,
         trusted: bool,
     ) -> Result<ProxyLease, RouterError> {
-        if trusted {
-            let entry = self.snapshot.entry(key).await?;
-            if self.shares(&entry) {
-                let mut lease = self.connection(key, &backend.shared()).await?;
-                let switch = lease.switch.take();
-                let outcome = match switch {
-                    Some(sql) => lease.simple(&sql).await,
-                    None => Ok(()),
-                };
-                match outcome {
-                    Ok(()) => {
-                        let mut lease = ProxyLease::Shared(lease);
-                        trim_prepared(&mut lease).await;
-                        return Ok(lease);
-                    }
-                    Err(e) => {
-                        lease.mark_broken();
-                        lease.role = None;
-                        metrics::counter!("pgfleet_router_role_switch_failures_total").increment(1);
-                        tracing::warn!(tenant = %key, "a shared proxy session did not switch to its tenant ({e}); its trusted callers log in as the tenant from now on");
-                        entry.unshared.store(true, Ordering::Relaxed);
-                    }
+        let entry = self.snapshot.entry(key).await?;
+        if trusted && self.shares(&entry) {
+            let mut lease = self.connection_at(entry.clone(), key, &backend.shared()).await?;
+            let switch = lease.switch.take();
+            let outcome = match switch {
+                Some(sql) => lease.simple(&sql).await,
+                None => Ok(()),
+            };
+            match outcome {
+                Ok(()) => {
+                    let mut lease = ProxyLease::Shared(lease);
+                    trim_prepared(&mut lease).await;
+                    return Ok(lease);
+                }
+                Err(e) => {
+                    lease.mark_broken();
+                    lease.role = None;
+                    metrics::counter!("pgfleet_router_role_switch_failures_total").increment(1);
+                    tracing::warn!(tenant = %key, "a shared proxy session did not switch to its tenant ({e}); its trusted callers log in as the tenant from now on");
+                    entry.unshared.store(true, Ordering::Relaxed);
                 }
             }
         }
-        let mut lease = ProxyLease::Own(self.connection(key, backend).await?);
+        let started = std::time::Instant::now();
+        let own = self.connection_at(entry, key, backend).await?;
+        metrics::histogram!("pgfleet_router_acquire_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        let mut lease = ProxyLease::Own(own);
         trim_prepared(&mut lease).await;
         Ok(lease)
     }

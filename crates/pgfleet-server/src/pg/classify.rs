@@ -40,14 +40,74 @@ const SESSION_FUNCTIONS: &[&str] = &[
 ];
 
 /// Reads `sql`: the strongest verdict of its statements (refuse over pin over plain).
+/// What the front door reads in a client's SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    /// Pinned, refused or neither.
+    pub verdict: Verdict,
+    /// Some statement may change rows or objects: not one that only reads, controls the
+    /// transaction or changes settings (read by its first word; a `SELECT` that calls a function
+    /// which writes is not seen).
+    pub writes: bool,
+}
+
+/// Statements that start with these change no rows (`SELECT … INTO` and `EXPLAIN ANALYZE`
+/// aside).
+const READ_ONLY: &[&str] = &[
+    "SELECT",
+    "SHOW",
+    "VALUES",
+    "TABLE",
+    "BEGIN",
+    "START",
+    "COMMIT",
+    "END",
+    "ROLLBACK",
+    "ABORT",
+    "SAVEPOINT",
+    "RELEASE",
+    "SET",
+    "RESET",
+    "FETCH",
+    "MOVE",
+    "CLOSE",
+    "DECLARE",
+    "LISTEN",
+    "UNLISTEN",
+    "DEALLOCATE",
+    "DISCARD",
+    "PREPARE",
+    "EXPLAIN",
+];
+
+/// Whether one statement (its words) may change rows or objects.
+fn writes(words: &[&str]) -> bool {
+    let Some(first) = words.first() else {
+        return false;
+    };
+    if !READ_ONLY.iter().any(|k| first.eq_ignore_ascii_case(k)) {
+        return true;
+    }
+    let has = |k: &str| words.iter().any(|w| w.eq_ignore_ascii_case(k));
+    (first.eq_ignore_ascii_case("SELECT") && has("INTO"))
+        || (first.eq_ignore_ascii_case("EXPLAIN") && has("ANALYZE"))
+}
+
+/// Reads `sql`: the strongest verdict of its statements (refuse over pin over plain).
 pub fn classify(sql: &str) -> Verdict {
+    read(sql).verdict
+}
+
+/// Reads `sql`: the strongest verdict of its statements, and whether one of them writes.
+pub fn read(sql: &str) -> Reading {
     let mut verdict = Verdict::Plain;
-    for words in statements(sql) {
-        let v = statement(&words);
+    let mut wrote = false;
+    each_statement(sql, |words| {
+        wrote |= writes(words);
+        let v = statement(words);
         verdict = match (verdict, v) {
-            (Verdict::Refuse(_), _) => verdict,
-            (_, Verdict::Refuse(_)) => v,
-            (Verdict::Pin { .. }, Verdict::Plain) => verdict,
+            (Verdict::Refuse(_), _) | (Verdict::Pin { .. }, Verdict::Plain) => verdict,
+            (_, Verdict::Refuse(_)) | (Verdict::Plain, _) => v,
             (
                 Verdict::Pin {
                     reason,
@@ -61,13 +121,13 @@ pub fn classify(sql: &str) -> Verdict {
                 reason,
                 forgets_prepared: a || b,
             },
-            (Verdict::Plain, v) => v,
         };
-        if matches!(verdict, Verdict::Refuse(_)) {
-            break;
-        }
+        !matches!(verdict, Verdict::Refuse(_))
+    });
+    Reading {
+        verdict,
+        writes: wrote,
     }
-    verdict
 }
 
 fn pin(reason: &'static str) -> Verdict {
@@ -77,88 +137,105 @@ fn pin(reason: &'static str) -> Verdict {
     }
 }
 
-/// The verdict of one statement, given its words (upper-cased keywords and identifiers, in
-/// order; string literals and comments left out).
-fn statement(words: &[String]) -> Verdict {
-    let w = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
-    let calls_session_function = words.iter().any(|t| {
-        let name = t.rsplit('.').next().unwrap_or(t).to_ascii_lowercase();
-        SESSION_FUNCTIONS.contains(&name.as_str())
-    });
-    let v = match w(0) {
-        "SET" => {
-            let (local, at) = match w(1) {
-                "LOCAL" => (true, 2),
-                "SESSION" => (false, 2),
-                _ => (false, 1),
-            };
-            match (w(at), w(at + 1)) {
-                ("ROLE", _) => Verdict::Refuse("SET ROLE"),
-                ("AUTHORIZATION", _) if at == 2 => Verdict::Refuse("SET SESSION AUTHORIZATION"),
-                ("SESSION", "AUTHORIZATION") => Verdict::Refuse("SET SESSION AUTHORIZATION"),
-                ("TRANSACTION" | "CONSTRAINTS", _) if at == 1 => Verdict::Plain,
-                ("CHARACTERISTICS", _) => pin("SET SESSION CHARACTERISTICS"),
-                _ if local => Verdict::Plain,
-                _ => pin("SET"),
-            }
-        }
-        "RESET" => match (w(1), w(2)) {
-            ("ROLE", _) => Verdict::Refuse("RESET ROLE"),
-            ("SESSION", "AUTHORIZATION") => Verdict::Refuse("RESET SESSION AUTHORIZATION"),
-            _ => pin("RESET"),
-        },
-        "DISCARD" => match w(1) {
-            "ALL" => Verdict::Refuse("DISCARD ALL"),
-            _ => pin("DISCARD"),
-        },
-        "LISTEN" => pin("LISTEN"),
-        "PREPARE" if w(1) != "TRANSACTION" => pin("PREPARE"),
-        "DEALLOCATE" => Verdict::Pin {
-            reason: "DEALLOCATE",
-            forgets_prepared: w(1) == "ALL" || (w(1) == "PREPARE" && w(2) == "ALL"),
-        },
-        "LOAD" => pin("LOAD"),
-        "DECLARE" if has_pair(words, "WITH", "HOLD") => pin("DECLARE … WITH HOLD"),
-        "CREATE" if is_temp(w(1)) || (matches!(w(1), "GLOBAL" | "LOCAL") && is_temp(w(2))) => {
-            pin("CREATE TEMP")
-        }
-        "CREATE" if w(1) == "OR" && w(2) == "REPLACE" && is_temp(w(3)) => pin("CREATE TEMP"),
-        _ if has_into_temp(words) => pin("SELECT INTO TEMP"),
-        _ => Verdict::Plain,
+/// The verdict of one statement, given its words (keywords and identifiers in order, as
+/// written; quoted identifiers with their opening quote, so `"set"` is not the keyword; string
+/// literals, numbers and comments left out).
+fn statement(words: &[&str]) -> Verdict {
+    let is = |i: usize, k: &str| words.get(i).is_some_and(|w| w.eq_ignore_ascii_case(k));
+    let is_temp = |i: usize| is(i, "TEMP") || is(i, "TEMPORARY");
+    let pair = |a: &str, b: &[&str]| {
+        words
+            .windows(2)
+            .any(|p| p[0].eq_ignore_ascii_case(a) && b.iter().any(|b| p[1].eq_ignore_ascii_case(b)))
     };
-    if v == Verdict::Plain && calls_session_function {
+    let v = if is(0, "SET") {
+        let (local, at) = if is(1, "LOCAL") {
+            (true, 2)
+        } else if is(1, "SESSION") {
+            (false, 2)
+        } else {
+            (false, 1)
+        };
+        if is(at, "ROLE") {
+            Verdict::Refuse("SET ROLE")
+        } else if (at == 2 && is(at, "AUTHORIZATION"))
+            || (is(at, "SESSION") && is(at + 1, "AUTHORIZATION"))
+        {
+            Verdict::Refuse("SET SESSION AUTHORIZATION")
+        } else if at == 1 && (is(1, "TRANSACTION") || is(1, "CONSTRAINTS")) {
+            Verdict::Plain
+        } else if is(at, "CHARACTERISTICS") {
+            pin("SET SESSION CHARACTERISTICS")
+        } else if local {
+            Verdict::Plain
+        } else {
+            pin("SET")
+        }
+    } else if is(0, "RESET") {
+        if is(1, "ROLE") {
+            Verdict::Refuse("RESET ROLE")
+        } else if is(1, "SESSION") && is(2, "AUTHORIZATION") {
+            Verdict::Refuse("RESET SESSION AUTHORIZATION")
+        } else {
+            pin("RESET")
+        }
+    } else if is(0, "DISCARD") {
+        if is(1, "ALL") {
+            Verdict::Refuse("DISCARD ALL")
+        } else {
+            pin("DISCARD")
+        }
+    } else if is(0, "LISTEN") {
+        pin("LISTEN")
+    } else if is(0, "PREPARE") && !is(1, "TRANSACTION") {
+        pin("PREPARE")
+    } else if is(0, "DEALLOCATE") {
+        Verdict::Pin {
+            reason: "DEALLOCATE",
+            forgets_prepared: is(1, "ALL") || (is(1, "PREPARE") && is(2, "ALL")),
+        }
+    } else if is(0, "LOAD") {
+        pin("LOAD")
+    } else if is(0, "DECLARE") && pair("WITH", &["HOLD"]) {
+        pin("DECLARE … WITH HOLD")
+    } else if is(0, "CREATE")
+        && (is_temp(1)
+            || ((is(1, "GLOBAL") || is(1, "LOCAL")) && is_temp(2))
+            || (is(1, "OR") && is(2, "REPLACE") && is_temp(3)))
+    {
+        pin("CREATE TEMP")
+    } else if pair("INTO", &["TEMP", "TEMPORARY"]) {
+        pin("SELECT INTO TEMP")
+    } else {
+        Verdict::Plain
+    };
+    let calls_session_function = || {
+        words.iter().any(|t| {
+            let name = t.rsplit('.').next().unwrap_or(t);
+            SESSION_FUNCTIONS
+                .iter()
+                .any(|f| name.eq_ignore_ascii_case(f))
+        })
+    };
+    if v == Verdict::Plain && calls_session_function() {
         return pin("a session-level function (advisory lock, set_config)");
     }
     v
 }
 
-fn is_temp(w: &str) -> bool {
-    matches!(w, "TEMP" | "TEMPORARY")
-}
-
-fn has_pair(words: &[String], a: &str, b: &str) -> bool {
-    words.windows(2).any(|p| p[0] == a && p[1] == b)
-}
-
-fn has_into_temp(words: &[String]) -> bool {
-    words.windows(2).any(|p| p[0] == "INTO" && is_temp(&p[1]))
-}
-
-/// The statements of `sql` as lists of words: identifiers and keywords upper-cased (quoted
-/// identifiers kept as written, so `"set"` is not the keyword), strings, comments, numbers and
-/// punctuation left out; statements end at a `;` outside quotes.
-fn statements(sql: &str) -> Vec<Vec<String>> {
+/// Calls `f` with the words of each statement of `sql` (see [`statement`]) until it returns
+/// `false`; statements end at a `;` outside quotes. One allocation, whatever the SQL.
+fn each_statement<'a>(sql: &'a str, mut f: impl FnMut(&[&'a str]) -> bool) {
     let b = sql.as_bytes();
-    let mut out = Vec::new();
-    let mut cur: Vec<String> = Vec::new();
+    let mut cur: Vec<&'a str> = Vec::with_capacity(16);
     let mut i = 0;
     while i < b.len() {
-        let c = b[i];
-        match c {
+        match b[i] {
             b';' => {
-                if !cur.is_empty() {
-                    out.push(std::mem::take(&mut cur));
+                if !cur.is_empty() && !f(&cur) {
+                    return;
                 }
+                cur.clear();
                 i += 1;
             }
             b'-' if b.get(i + 1) == Some(&b'-') => {
@@ -185,9 +262,9 @@ fn statements(sql: &str) -> Vec<Vec<String>> {
             }
             b'\'' => {
                 // E'…' strings allow backslash escapes; the E was read as a word already.
-                let escapes = cur.last().is_some_and(|w| w == "E")
-                    && i > 0
-                    && matches!(b[i - 1], b'e' | b'E');
+                let escapes = i > 0
+                    && matches!(b[i - 1], b'e' | b'E')
+                    && cur.last().is_some_and(|w| w.eq_ignore_ascii_case("E"));
                 if escapes {
                     cur.pop();
                 }
@@ -209,7 +286,7 @@ fn statements(sql: &str) -> Vec<Vec<String>> {
                 i += 1;
             }
             b'"' => {
-                let start = i + 1;
+                let start = i;
                 i += 1;
                 while i < b.len() {
                     if b[i] == b'"' {
@@ -221,8 +298,7 @@ fn statements(sql: &str) -> Vec<Vec<String>> {
                     }
                     i += 1;
                 }
-                let end = i.min(b.len());
-                cur.push(format!("\"{}", &sql[start..end]));
+                cur.push(&sql[start..i.min(b.len())]);
                 i += 1;
             }
             b'$' => {
@@ -256,15 +332,20 @@ fn statements(sql: &str) -> Vec<Vec<String>> {
                 {
                     i += 1;
                 }
-                cur.push(sql[start..i].to_ascii_uppercase());
+                cur.push(&sql[start..i]);
+            }
+            // Numbers (so `1e5` is not a word), operators, punctuation.
+            c if c.is_ascii_digit() => {
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.') {
+                    i += 1;
+                }
             }
             _ => i += 1,
         }
     }
     if !cur.is_empty() {
-        out.push(cur);
+        f(&cur);
     }
-    out
 }
 
 #[cfg(test)]
@@ -347,6 +428,30 @@ mod tests {
             "BEGIN; /* */ SeT RoLe \"postgres\"; COMMIT",
         ] {
             assert!(refused(sql), "{sql}: {:?}", classify(sql));
+        }
+    }
+
+    #[test]
+    fn writes_are_told_from_reads() {
+        for sql in [
+            "SELECT 1",
+            "begin; select * from t where a = 'INSERT'; commit",
+            "SHOW work_mem",
+            "EXPLAIN SELECT 1",
+            "/* INSERT */ VALUES (1)",
+        ] {
+            assert!(!read(sql).writes, "{sql}");
+        }
+        for sql in [
+            "INSERT INTO t VALUES (1)",
+            "WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x",
+            "select 1; update t set a = 2",
+            "SELECT * INTO t2 FROM t",
+            "EXPLAIN ANALYZE DELETE FROM t",
+            "CALL p()",
+            "TRUNCATE t",
+        ] {
+            assert!(read(sql).writes, "{sql}");
         }
     }
 

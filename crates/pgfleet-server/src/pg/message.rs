@@ -75,6 +75,44 @@ pub fn negotiate_version(out: &mut BytesMut, minor: i32, unknown: &[String]) {
     });
 }
 
+/// A result as the simple protocol answers it: `RowDescription` (text format) and `DataRow`s when
+/// it has columns, then `CommandComplete` (`EmptyQueryResponse` for an empty statement).
+pub fn text_result(out: &mut BytesMut, r: &pgfleet::router::wire::TextResult) {
+    if !r.fields.is_empty() {
+        message(out, b'T', |b| {
+            b.put_i16(r.fields.len() as i16);
+            for f in &r.fields {
+                cstr(b, &f.name);
+                b.put_u32(f.table_oid);
+                b.put_i16(f.column_id);
+                b.put_u32(f.type_oid);
+                b.put_i16(f.type_size);
+                b.put_i32(f.type_modifier);
+                b.put_i16(0);
+            }
+        });
+        for row in &r.rows {
+            message(out, b'D', |b| {
+                b.put_i16(row.len() as i16);
+                for v in row.values() {
+                    match v {
+                        Some(v) => {
+                            b.put_i32(v.len() as i32);
+                            b.put_slice(v.as_bytes());
+                        }
+                        None => b.put_i32(-1),
+                    }
+                }
+            });
+        }
+    }
+    if r.tag.is_empty() {
+        message(out, b'I', |_| {});
+    } else {
+        message(out, b'C', |b| cstr(b, &r.tag));
+    }
+}
+
 /// `ParseComplete`.
 pub fn parse_complete() -> Bytes {
     Bytes::from_static(b"1\0\0\0\x04")

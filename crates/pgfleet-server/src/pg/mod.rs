@@ -107,6 +107,8 @@ pub struct PgService {
     router: Router<Control>,
     auth: Arc<Auth>,
     backend: ProxyBackend,
+    /// Connections of `/sql`'s kind, for reads served through the result cache.
+    wire: pgfleet::router::wire::WireBackend,
     opts: PgOptions,
     cancels: Mutex<HashMap<(i32, i32), Arc<CancelSlot>>>,
 }
@@ -164,6 +166,7 @@ impl PgService {
             router,
             auth,
             backend: ProxyBackend::new("pgfleet-pg"),
+            wire: pgfleet::router::wire::WireBackend::new("pgfleet-pg-cache", None),
             opts,
             cancels: Mutex::new(HashMap::new()),
         }

@@ -26,12 +26,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::FutureExt;
 use pgfleet::router::RouterError;
-use pgfleet::router::wire::{HealTicket, ProxyLease};
+use pgfleet::router::wire::{HealTicket, LIBRARY_LIMITS, ProxyLease, Statement, Work};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::classify::{Verdict, classify};
+use super::classify::Verdict;
 use super::message::{self, Parse};
 use super::{CancelSlot, PgService, PoolMode};
 use crate::sql::auth::{Caller, Via};
@@ -40,6 +41,8 @@ use crate::sql::auth::{Caller, Via};
 pub const MAX_CLIENT_MESSAGE: usize = 256 << 20;
 /// Bytes waiting for one side beyond which the other side is not read.
 const HIGH_WATER: usize = 1 << 20;
+/// Room made for each read from a socket.
+const READ_CHUNK: usize = 16 << 10;
 /// Most bytes of a cycle kept to send again after a repair.
 const MAX_CYCLE: usize = 1 << 20;
 
@@ -107,36 +110,44 @@ struct Cycle {
     closed: bool,
     /// More was sent after it, or it grew too large: not sent again.
     spoiled: bool,
-    /// An answer of the front door's own reached the client.
-    emitted: bool,
-    /// It relied on statements prepared before it (not to be sent to another session).
-    relies: bool,
+    /// Server names of the statements it used that were prepared before it (prepared first when
+    /// it is sent to another session).
+    relies: Vec<Arc<str>>,
     /// It was sent again once already.
     retried: bool,
     ticket: Option<HealTicket>,
 }
 
 impl Cycle {
+    /// Whether it may be sent again: whole, alone, and not sent again before. (Answers of the
+    /// front door's own at its start may have reached the client; they are not written again.)
+    fn replayable(&self) -> bool {
+        self.closed && !self.spoiled && !self.retried
+    }
+
     fn new(ticket: Option<HealTicket>, retried: bool) -> Self {
         Self {
             bytes: BytesMut::new(),
             entries: Vec::new(),
             closed: false,
             spoiled: false,
-            emitted: false,
-            relies: false,
+            relies: Vec::new(),
             retried,
             ticket,
         }
     }
 }
 
-/// A cycle held back after its first answer said a table was missing.
-struct Heal {
-    error: BytesMut,
+/// A cycle held back: its first answer said a table was missing (repaired, then sent again on
+/// the same session), or the session ended before it ran (sent again on another).
+struct Held {
+    /// What to pass on when it is not sent again (`None`: the session closed without a word).
+    error: Option<BytesMut>,
     cycle: Cycle,
-    /// The server's `ReadyForQuery` after the error arrived.
+    /// The server's `ReadyForQuery` after the error (set at once for a session that ended).
     ready: Option<u8>,
+    /// To another session, without a repair.
+    elsewhere: bool,
 }
 
 /// Why the session ends.
@@ -164,9 +175,14 @@ pub(super) struct Session<'s> {
     /// messages are dropped up to its `Sync`, as the server would.
     skipping: bool,
     cycle: Option<Cycle>,
-    healing: Option<Heal>,
+    held: Option<Held>,
     cancel: Arc<CancelSlot>,
     end: Option<End>,
+    /// A statement that may write was sent since the session was last idle: the tenant's cached
+    /// results go when it is idle again.
+    wrote: bool,
+    /// The tenant's id, once a server session was lent (for the result cache).
+    tenant_id: Option<String>,
 }
 
 impl<'s> Session<'s> {
@@ -176,6 +192,7 @@ impl<'s> Session<'s> {
         lease: Option<ProxyLease>,
         cancel: Arc<CancelSlot>,
     ) -> Self {
+        let tenant_id = lease.as_ref().map(|l| l.tenant_id().to_string());
         if let Some(l) = &lease {
             cancel.lend(l.canceller());
         }
@@ -191,9 +208,11 @@ impl<'s> Session<'s> {
             statements: HashMap::new(),
             skipping: false,
             cycle: None,
-            healing: None,
+            held: None,
             cancel,
             end: None,
+            wrote: false,
+            tenant_id,
         }
     }
 
@@ -208,21 +227,40 @@ impl<'s> Session<'s> {
     {
         let (mut crd, mut cwr) = tokio::io::split(client);
         loop {
-            if self.healing.is_none() {
+            if self.held.is_none() {
                 self.take_client_messages(&mut cin).await;
             }
-            if let Some(h) = &self.healing
+            if let Some(h) = &self.held
                 && h.ready.is_some()
             {
-                self.finish_heal().await;
+                self.finish_held().await;
                 continue;
+            }
+            // What is ready to go is written now, not after another round of the loop (most
+            // writes complete at once); what does not fit waits for the loop.
+            if !self.sout.is_empty()
+                && let Some((_, w, _)) = self.lease.as_mut().and_then(|l| l.io())
+            {
+                match w.try_write(&self.sout) {
+                    Ok(n) => self.sout.advance(n),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => {
+                        self.server_gone();
+                        continue;
+                    }
+                }
+            }
+            if !self.cout.is_empty()
+                && let Some(Err(_)) = write_flush(&mut cwr, &mut self.cout).now_or_never()
+            {
+                break;
             }
             self.release_if_done();
             if self.end.is_some() && self.cout.is_empty() {
                 break;
             }
             let read_client = self.end.is_none()
-                && self.healing.is_none()
+                && self.held.is_none()
                 && self.cout.len() < HIGH_WATER
                 && self.sout.len() < HIGH_WATER;
             let read_server = self.cout.len() < HIGH_WATER;
@@ -265,11 +303,14 @@ impl<'s> Session<'s> {
 
     /// Gives the server session back, or closes it, when the client is gone.
     async fn close(&mut self) {
+        if self.wrote {
+            self.invalidate();
+        }
         self.cancel.lend_none();
         let Some(mut lease) = self.lease.take() else {
             return;
         };
-        let idle = self.status == b'I' && self.queue.is_empty() && self.healing.is_none();
+        let idle = self.status == b'I' && self.queue.is_empty() && self.held.is_none();
         if !idle || self.cancel.was_used() {
             lease.mark_broken();
         } else if self.pinned.is_some() || self.svc.opts.pool_mode == PoolMode::Session {
@@ -281,7 +322,7 @@ impl<'s> Session<'s> {
         let done = self.lease.is_some()
             && self.queue.is_empty()
             && self.status == b'I'
-            && self.healing.is_none()
+            && self.held.is_none()
             && self.sout.is_empty()
             && self.pinned.is_none()
             && self.svc.opts.pool_mode == PoolMode::Transaction;
@@ -296,19 +337,94 @@ impl<'s> Session<'s> {
         }
     }
 
+    /// Drops the tenant's cached results, here and in the fleet's other processes, after a
+    /// transaction that may have written.
+    fn invalidate(&mut self) {
+        self.wrote = false;
+        if let Some(id) = &self.tenant_id {
+            self.svc.router.cache().invalidate(
+                &self.caller.key,
+                id,
+                pgfleet::router::cache::Scope::All { schema: false },
+            );
+        }
+    }
+
+    /// A read that opts in to the result cache, answered through it (from memory while fresh):
+    /// the whole answer of a simple `Query`, or `None` to relay it as any other.
+    async fn cached_read(&self, sql: &str) -> Option<Bytes> {
+        let cache = self.svc.router.cache();
+        // The parser runs only for a query that may opt in.
+        if !cache.enabled() || (cache.options().tables.is_empty() && !sql.contains("pgfleet:cache"))
+        {
+            return None;
+        }
+        let shape = cache.shape(sql);
+        if shape.kind != pgfleet::router::cache::Kind::Read || cache.max_age(&shape, &[]).is_none()
+        {
+            return None;
+        }
+        let work = Work::Single(Statement {
+            sql: sql.to_string(),
+            params: Vec::new(),
+        });
+        // An error is not answered from here: relayed, the query gives the server's own answer.
+        let ran = self
+            .svc
+            .router
+            .run(
+                &self.caller.key,
+                &self.svc.wire,
+                self.trusted(),
+                &work,
+                LIBRARY_LIMITS,
+            )
+            .await
+            .ok()?;
+        metrics::counter!("pgfleet_pg_cache_total", "status" => ran.cache.as_str()).increment(1);
+        let mut out = BytesMut::new();
+        for r in &ran.results {
+            message::text_result(&mut out, r);
+        }
+        message::ready(&mut out, b'I');
+        Some(out.freeze())
+    }
+
     /// The server session closed under the client.
     fn server_gone(&mut self) {
+        if self.wrote {
+            self.invalidate(); // what was sent may have committed
+        }
         if let Some(mut l) = self.lease.take() {
             l.mark_broken();
         }
         self.cancel.lend_none();
+        if self.held.as_ref().is_some_and(|h| h.elsewhere) {
+            return; // sent again on another session next
+        }
+        if let Some(c) = self.cycle.take_if(|c| c.replayable()) {
+            // Nothing of it was answered: it never ran.
+            self.queue.clear();
+            self.held = Some(Held {
+                error: None,
+                cycle: c,
+                ready: Some(b'I'),
+                elsewhere: true,
+            });
+            return;
+        }
         let idle = self.queue.is_empty() && self.status == b'I' && self.pinned.is_none();
         self.queue.clear();
-        self.healing = None;
+        self.held = None;
         self.cycle = None;
         if idle {
             return; // nothing was lost; the next transaction gets another session
         }
+        self.session_lost();
+    }
+
+    /// Tells the client its server session is gone, and ends.
+    fn session_lost(&mut self) {
         metrics::counter!("pgfleet_pg_errors_total", "kind" => "server_closed").increment(1);
         message::error(
             &mut self.cout,
@@ -324,7 +440,7 @@ impl<'s> Session<'s> {
     // Client messages
 
     async fn take_client_messages(&mut self, cin: &mut BytesMut) {
-        while self.end.is_none() && self.sout.len() < HIGH_WATER && self.healing.is_none() {
+        while self.end.is_none() && self.sout.len() < HIGH_WATER && self.held.is_none() {
             if cin.len() < 5 {
                 return;
             }
@@ -374,6 +490,15 @@ impl<'s> Session<'s> {
                 let Some((sql, _)) = message::take_cstr(body) else {
                     return self.fatal("08P01", "a Query message without its SQL");
                 };
+                if self.lease.is_none()
+                    && self.pinned.is_none()
+                    && self.queue.is_empty()
+                    && self.status == b'I'
+                    && let Some(answer) = self.cached_read(sql).await
+                {
+                    self.push(Expect::Own(answer));
+                    return;
+                }
                 let msg = match self.verdict(sql) {
                     Some(refused) => refused.query(),
                     None => msg,
@@ -413,7 +538,7 @@ impl<'s> Session<'s> {
                 let lease = self.lease.as_mut().expect("lent");
                 if lease.prepared.contains(&*server) {
                     if let Some(c) = &mut self.cycle {
-                        c.relies = true;
+                        c.relies.push(server.clone());
                     }
                     self.push(Expect::Own(message::parse_complete()));
                 } else {
@@ -508,7 +633,9 @@ impl<'s> Session<'s> {
 
     /// Reads the SQL for pinning and refusals: `Some` when it must not run.
     fn verdict(&mut self, sql: &str) -> Option<Refused> {
-        match classify(sql) {
+        let reading = super::classify::read(sql);
+        self.wrote |= reading.writes;
+        match reading.verdict {
             Verdict::Plain => None,
             Verdict::Pin {
                 reason,
@@ -551,7 +678,7 @@ impl<'s> Session<'s> {
         };
         if lease.prepared.contains(&*p.server) {
             if let Some(c) = &mut self.cycle {
-                c.relies = true;
+                c.relies.push(p.server.clone());
             }
             return;
         }
@@ -580,6 +707,9 @@ impl<'s> Session<'s> {
         match r {
             Ok(lease) => {
                 self.cancel.lend(lease.canceller());
+                if self.tenant_id.is_none() {
+                    self.tenant_id = Some(lease.tenant_id().to_string());
+                }
                 self.lease = Some(lease);
                 true
             }
@@ -646,9 +776,6 @@ impl<'s> Session<'s> {
     fn emit_own(&mut self) {
         while let Some(Expect::Own(b)) = self.queue.front() {
             self.cout.extend_from_slice(b);
-            if let Some(c) = &mut self.cycle {
-                c.emitted = true;
-            }
             self.queue.pop_front();
         }
     }
@@ -679,7 +806,7 @@ impl<'s> Session<'s> {
 
     fn server_message(&mut self, msg: BytesMut) {
         let tag = msg[0];
-        if let Some(h) = &mut self.healing {
+        if let Some(h) = &mut self.held {
             if tag == b'Z' {
                 h.ready = Some(msg[5]);
             }
@@ -688,13 +815,16 @@ impl<'s> Session<'s> {
         if !matches!(tag, b'N' | b'A' | b'S')
             && let Some(cycle) = self.cycle.take()
         {
-            // The first answer of a cycle: nothing of it reached the client yet.
-            if tag == b'E' && self.may_heal(&cycle, &msg) {
+            // The first answer of a cycle: nothing the server did for it reached the client.
+            if tag == b'E'
+                && let Some(elsewhere) = self.may_replay(&cycle, &msg)
+            {
                 self.queue.clear();
-                self.healing = Some(Heal {
-                    error: msg,
+                self.held = Some(Held {
+                    error: Some(msg),
                     cycle,
-                    ready: None,
+                    ready: elsewhere.then_some(b'I'),
+                    elsewhere,
                 });
                 return;
             }
@@ -712,6 +842,9 @@ impl<'s> Session<'s> {
                 self.status = msg.get(5).copied().unwrap_or(b'I');
                 if self.status == b'I' {
                     metrics::counter!("pgfleet_pg_transactions_total").increment(1);
+                    if self.wrote {
+                        self.invalidate();
+                    }
                 }
                 if let Some(Expect::Answer { kind, .. }) = self.queue.front()
                     && kind.syncs()
@@ -759,16 +892,19 @@ impl<'s> Session<'s> {
         }
     }
 
-    fn may_heal(&self, cycle: &Cycle, msg: &[u8]) -> bool {
-        if !cycle.closed || cycle.spoiled || cycle.emitted || cycle.retried {
-            return false;
+    /// Whether a cycle whose first answer is the error `msg` is sent again: `Some(true)` on
+    /// another session (the server ended this one before it read the cycle: nothing of it ran),
+    /// `Some(false)` on this one after a repair (a missing table, column or schema).
+    fn may_replay(&self, cycle: &Cycle, msg: &[u8]) -> Option<bool> {
+        if !cycle.replayable() {
+            return None;
         }
         let f = message::error_fields(&msg[5..]);
         if f.severity == "FATAL" {
-            // The server ended the session before it read the cycle: nothing of it ran.
-            return !cycle.relies;
+            return Some(true);
         }
-        cycle.ticket.is_some() && pgfleet::router::is_healable_sqlstate(Some(&f.code))
+        (cycle.ticket.is_some() && pgfleet::router::is_healable_sqlstate(Some(&f.code)))
+            .then_some(false)
     }
 
     /// Starts a repair in the background after an error that names a missing object, for the
@@ -787,17 +923,16 @@ impl<'s> Session<'s> {
         });
     }
 
-    /// The cycle's answers are in (an error, then `ReadyForQuery`): repair and send it again, or
-    /// pass the error on.
-    async fn finish_heal(&mut self) {
-        let Some(h) = self.healing.take() else {
+    /// A held cycle's answers are in: repair and send it again on this session, or send it on
+    /// another; else pass the error on.
+    async fn finish_held(&mut self) {
+        let Some(h) = self.held.take() else {
             return;
         };
-        let f = message::error_fields(&h.error[5..]);
-        let fatal = f.severity == "FATAL";
-        let again = if fatal {
-            true
+        let again = if h.elsewhere {
+            self.lend_again().await
         } else {
+            let f = message::error_fields(&h.error.as_deref().unwrap_or_default()[5..]);
             let reason = format!("{} ({})", f.message, f.code);
             let ticket = h.cycle.ticket.expect("checked");
             match self
@@ -816,36 +951,81 @@ impl<'s> Session<'s> {
         if let Some(status) = h.ready {
             self.status = status;
         }
-        if again && (!fatal || self.lend_again().await) {
-            metrics::counter!("pgfleet_pg_healed_total", "reason" => if fatal { "session_ended" } else { "repaired" })
+        if again && self.resend(&h.cycle, h.elsewhere) {
+            metrics::counter!("pgfleet_pg_replayed_total", "reason" => if h.elsewhere { "session_ended" } else { "repaired" })
                 .increment(1);
-            let Cycle { bytes, entries, .. } = h.cycle;
-            if let Some(l) = self.lease.as_mut() {
-                for e in &entries {
-                    if let Expect::Answer {
-                        prepared: Some(n), ..
-                    } = e
-                    {
-                        l.prepared.insert(n.to_string());
-                    }
-                }
-            }
-            let ticket = self.lease.as_ref().map(ProxyLease::heal_ticket);
-            let mut cycle = Cycle::new(ticket, true);
-            cycle.bytes = bytes.clone();
-            cycle.entries = entries.clone();
-            cycle.closed = true;
-            self.cycle = Some(cycle);
-            self.sout.extend_from_slice(&bytes);
-            self.queue.extend(entries);
             return;
         }
-        self.cout.extend_from_slice(&h.error);
-        if fatal {
-            self.server_gone();
+        // Statements the cycle would have prepared were not.
+        if let Some(lease) = self.lease.as_mut() {
+            for e in &h.cycle.entries {
+                if let Expect::Answer {
+                    prepared: Some(n), ..
+                } = e
+                {
+                    lease.prepared.remove(&**n);
+                }
+            }
+        }
+        if let Some(e) = &h.error {
+            self.cout.extend_from_slice(e);
+        }
+        if h.elsewhere {
+            self.lease = None;
+            self.session_lost();
             return;
         }
         message::ready(&mut self.cout, self.status);
+    }
+
+    /// Sends `cycle` again on the lent session (after the statements it relied on, on another
+    /// session); its answers of the front door's own that went out already are not repeated.
+    /// Whether it was sent.
+    fn resend(&mut self, cycle: &Cycle, elsewhere: bool) -> bool {
+        let Some(lease) = self.lease.as_mut() else {
+            return false;
+        };
+        let mut bytes = BytesMut::new();
+        let mut entries = Vec::new();
+        if elsewhere {
+            for name in &cycle.relies {
+                let Some(p) = self.statements.values().find(|p| p.server == *name) else {
+                    return false;
+                };
+                if lease.prepared.insert(name.to_string()) {
+                    bytes.extend_from_slice(&p.parse);
+                    entries.push(Expect::Answer {
+                        kind: Kind::Parse,
+                        swallow: true,
+                        prepared: Some(name.clone()),
+                    });
+                }
+            }
+        }
+        bytes.extend_from_slice(&cycle.bytes);
+        let sent = cycle
+            .entries
+            .iter()
+            .skip_while(|e| matches!(e, Expect::Own(_)))
+            .cloned();
+        entries.extend(sent);
+        for e in &entries {
+            if let Expect::Answer {
+                prepared: Some(n), ..
+            } = e
+            {
+                lease.prepared.insert(n.to_string());
+            }
+        }
+        let ticket = Some(lease.heal_ticket());
+        let mut again = Cycle::new(ticket, true);
+        again.bytes = bytes.clone();
+        again.entries = entries.clone();
+        again.closed = true;
+        self.cycle = Some(again);
+        self.sout.extend_from_slice(&bytes);
+        self.queue.extend(entries);
+        true
     }
 
     /// After the server session ended before the cycle: another one.
@@ -976,21 +1156,31 @@ where
     W: AsyncWrite + Unpin,
 {
     let write_client = !cout.is_empty();
+    // Reads of whatever has arrived, not 64 bytes at a time.
+    if cin.capacity() - cin.len() < READ_CHUNK / 4 {
+        cin.reserve(READ_CHUNK);
+    }
     match server {
         Some((mut srd, mut swr, sbuf)) => {
+            if sbuf.capacity() - sbuf.len() < READ_CHUNK / 4 {
+                sbuf.reserve(READ_CHUNK);
+            }
             let write_server = !sout.is_empty();
+            // Answers first, then what is to be written, then the client's next messages.
             tokio::select! {
-                r = crd.read_buf(cin), if read_client => r.map(Step::ClientRead).map_err(|_| Side::Client),
-                r = write_flush(cwr, cout), if write_client => r.map(|_| Step::Wrote).map_err(|_| Side::Client),
+                biased;
                 r = srd.read_buf(sbuf), if read_server => r.map(Step::ServerRead).map_err(|_| Side::Server),
+                r = write_flush(cwr, cout), if write_client => r.map(|_| Step::Wrote).map_err(|_| Side::Client),
+                r = crd.read_buf(cin), if read_client => r.map(Step::ClientRead).map_err(|_| Side::Client),
                 r = swr.write_buf(sout), if write_server => r.map(|_| Step::Wrote).map_err(|_| Side::Server),
             }
         }
         None => {
             sout.clear();
             tokio::select! {
-                r = crd.read_buf(cin), if read_client => r.map(Step::ClientRead).map_err(|_| Side::Client),
+                biased;
                 r = write_flush(cwr, cout), if write_client => r.map(|_| Step::Wrote).map_err(|_| Side::Client),
+                r = crd.read_buf(cin), if read_client => r.map(Step::ClientRead).map_err(|_| Side::Client),
                 else => Err(Side::Client),
             }
         }
