@@ -61,7 +61,25 @@ impl Harness {
         tls: Option<tokio_rustls::TlsAcceptor>,
         unknown: pgfleet::UnknownPolicy,
     ) -> Harness {
-        let db = TestDb::new().await;
+        let pg = pgfleet_server::pg::PgOptions::default();
+        Self::start_on(schema, jwks, opts, tls, unknown, pg, None).await
+    }
+
+    /// As [`Harness::start_with`], with the wire front door's options, on `cluster` (the shared
+    /// one when `None`).
+    async fn start_on(
+        schema: &[PathBuf],
+        jwks: Option<&Path>,
+        opts: SqlOptions,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        unknown: pgfleet::UnknownPolicy,
+        pg_options: pgfleet_server::pg::PgOptions,
+        cluster: Option<&pgfleet_testkit::TestCluster>,
+    ) -> Harness {
+        let db = match cluster {
+            Some(c) => TestDb::on(c, "wire").await,
+            None => TestDb::new().await,
+        };
         let sql: String = schema
             .iter()
             .map(|p| std::fs::read_to_string(p).unwrap())
@@ -111,7 +129,7 @@ impl Harness {
         let ops_addr = ops.local_addr().unwrap();
         let door = pgfleet_server::SqlFrontDoor {
             listener: Some(listener),
-            pg: Some((pg_listener, pgfleet_server::pg::PgOptions::default())),
+            pg: Some((pg_listener, pg_options)),
             options: opts,
             jwt: JwtSettings {
                 secret: Some(SECRET.as_bytes().to_vec()),
@@ -848,37 +866,7 @@ async fn real_clients_neon_drizzle_and_pg() {
 async fn tls_serves_the_neon_driver_over_https() {
     let node = node();
     let dir = std::env::temp_dir().join(format!("pgfleet-sql-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl (scripts/bootstrap.sh installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (cert, key) = self_signed(&dir);
     let tls = pgfleet_server::sql::listener::tls_acceptor(&cert, &key).unwrap();
     let h = Harness::start_with(
         &chat_schema(),
@@ -1169,4 +1157,40 @@ async fn a_client_that_does_not_read_its_answer_is_dropped() {
     let r = h.sql("a", r#"{"query":"SELECT 1"}"#).await;
     assert_eq!(r.status, 200, "{}", r.body);
     h.stop().await;
+}
+
+/// A self-signed certificate and key for localhost and 127.0.0.1, made by `openssl` in `dir`.
+fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (scripts/bootstrap.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
 }

@@ -87,21 +87,29 @@ async fn tokens_and_the_sql_front_door_through_the_binary() {
             "127.0.0.1:0",
             "--sql-listen",
             "127.0.0.1:0",
+            "--pg-listen",
+            "127.0.0.1:0",
             "--no-health",
         ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = std::io::BufReader::new(serve.stderr.take().unwrap()).lines();
-    let addr = loop {
+    let (mut addr, mut pg) = (None, None);
+    while addr.is_none() || pg.is_none() {
         let line = lines
             .next()
-            .expect("serve printed its SQL address")
+            .expect("serve printed its SQL addresses")
             .unwrap();
         if let Some(rest) = line.split_once("SQL over HTTP on http://") {
-            break rest.1.split('/').next().unwrap().to_string();
+            addr = Some(rest.1.split('/').next().unwrap().to_string());
         }
-    };
+        if let Some(rest) = line.split_once("PostgreSQL wire protocol on ") {
+            assert!(rest.1.contains("transaction pooling"), "{line}");
+            pg = Some(rest.1.split(' ').next().unwrap().to_string());
+        }
+    }
+    let (addr, pg) = (addr.unwrap(), pg.unwrap());
     std::thread::spawn(move || for _ in lines {});
     let conn = format!("postgresql://alice%40example.com:{token}@pgfleet.internal/app");
     let (status, body) = post_sql(
@@ -127,6 +135,26 @@ async fn tokens_and_the_sql_front_door_through_the_binary() {
         r#"{"query":"SELECT 1"}"#,
     );
     assert_eq!(status, 404, "unknown tenant");
+
+    // The wire front door of the same process: the tenant key as the user, the token as the
+    // password.
+    let (host, port) = pg.rsplit_once(':').unwrap();
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(host)
+        .port(port.parse().unwrap())
+        .user("alice@example.com")
+        .password(token.as_str())
+        .dbname("app");
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let n: i32 = client
+        .query_one("SELECT $1::int * 2", &[&21i32])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 42);
+    drop(client);
 
     env.ok(&["token", "revoke", "backend"]);
     let again = env.ok(&["token", "revoke", "backend"]);

@@ -331,7 +331,9 @@ impl<D: crate::Directory> crate::Router<D> {
     ) -> Result<ProxyLease, RouterError> {
         let entry = self.snapshot.entry(key).await?;
         if trusted && self.shares(&entry) {
-            let mut lease = self.connection_at(entry.clone(), key, &backend.shared()).await?;
+            let mut lease = self
+                .connection_at(entry.clone(), key, &backend.shared())
+                .await?;
             let switch = lease.switch.take();
             let outcome = match switch {
                 Some(sql) => lease.simple(&sql).await,

@@ -535,6 +535,7 @@ impl<'s> Session<'s> {
                         parse: full.clone(),
                     },
                 );
+                self.begin_cycle();
                 let lease = self.lease.as_mut().expect("lent");
                 if lease.prepared.contains(&*server) {
                     if let Some(c) = &mut self.cycle {
@@ -673,6 +674,7 @@ impl<'s> Session<'s> {
 
     /// Prepares `p` on the lent session first when it is not there yet.
     fn ensure_prepared(&mut self, p: &Prepared) {
+        self.begin_cycle();
         let Some(lease) = self.lease.as_mut() else {
             return;
         };
@@ -734,12 +736,16 @@ impl<'s> Session<'s> {
         self.send(msg, kind.map(|k| (k, false)), prepared);
     }
 
-    fn send(&mut self, msg: Bytes, answer: Option<(Kind, bool)>, prepared: Option<Arc<str>>) {
-        // A cycle starts with the first message sent while the session is idle.
+    /// A cycle starts with the first message sent (or prepared for) while the session is idle.
+    fn begin_cycle(&mut self) {
         if self.cycle.is_none() && self.queue.is_empty() && self.status == b'I' {
             let ticket = self.lease.as_ref().map(ProxyLease::heal_ticket);
             self.cycle = Some(Cycle::new(ticket, false));
         }
+    }
+
+    fn send(&mut self, msg: Bytes, answer: Option<(Kind, bool)>, prepared: Option<Arc<str>>) {
+        self.begin_cycle();
         let entry = answer.map(|(kind, swallow)| Expect::Answer {
             kind,
             swallow,
@@ -929,9 +935,10 @@ impl<'s> Session<'s> {
         let Some(h) = self.held.take() else {
             return;
         };
-        let again = if h.elsewhere {
-            self.lend_again().await
-        } else {
+        if h.elsewhere {
+            return self.finish_elsewhere(h).await;
+        }
+        let again = {
             let f = message::error_fields(&h.error.as_deref().unwrap_or_default()[5..]);
             let reason = format!("{} ({})", f.message, f.code);
             let ticket = h.cycle.ticket.expect("checked");
@@ -951,9 +958,8 @@ impl<'s> Session<'s> {
         if let Some(status) = h.ready {
             self.status = status;
         }
-        if again && self.resend(&h.cycle, h.elsewhere) {
-            metrics::counter!("pgfleet_pg_replayed_total", "reason" => if h.elsewhere { "session_ended" } else { "repaired" })
-                .increment(1);
+        if again && self.resend(&h.cycle, false) {
+            metrics::counter!("pgfleet_pg_replayed_total", "reason" => "repaired").increment(1);
             return;
         }
         // Statements the cycle would have prepared were not.
@@ -970,12 +976,41 @@ impl<'s> Session<'s> {
         if let Some(e) = &h.error {
             self.cout.extend_from_slice(e);
         }
-        if h.elsewhere {
-            self.lease = None;
+        message::ready(&mut self.cout, self.status);
+    }
+
+    /// A cycle the server never read (its session ended first): sent on another session. When
+    /// none can be had, or the cycle cannot be sent again, the client gets an error for it and
+    /// goes on (its session held nothing on the server), unless it was pinned (then what its
+    /// session held is lost, and it ends).
+    async fn finish_elsewhere(&mut self, h: Held) {
+        let (code, text) = match self.lend_again().await {
+            Ok(()) if self.resend(&h.cycle, true) => {
+                metrics::counter!("pgfleet_pg_replayed_total", "reason" => "session_ended")
+                    .increment(1);
+                return;
+            }
+            Ok(()) => (
+                "08006",
+                "the tenant's server session ended before the request reached it; send it again"
+                    .to_string(),
+            ),
+            Err(e) => {
+                let (kind, code, text) = refusal(&self.caller.key, &e);
+                metrics::counter!("pgfleet_pg_errors_total", "kind" => kind).increment(1);
+                (code, text)
+            }
+        };
+        if self.pinned.is_some() {
+            if let Some(mut l) = self.lease.take() {
+                l.mark_broken();
+            }
             self.session_lost();
             return;
         }
-        message::ready(&mut self.cout, self.status);
+        self.status = b'I';
+        message::error(&mut self.cout, "ERROR", code, &text, None);
+        message::ready(&mut self.cout, b'I');
     }
 
     /// Sends `cycle` again on the lent session (after the statements it relied on, on another
@@ -1029,7 +1064,7 @@ impl<'s> Session<'s> {
     }
 
     /// After the server session ended before the cycle: another one.
-    async fn lend_again(&mut self) -> bool {
+    async fn lend_again(&mut self) -> Result<(), RouterError> {
         if let Some(mut l) = self.lease.take() {
             l.mark_broken();
         }
@@ -1044,9 +1079,9 @@ impl<'s> Session<'s> {
             Ok(lease) => {
                 self.cancel.lend(lease.canceller());
                 self.lease = Some(lease);
-                true
+                Ok(())
             }
-            Err(_) => false,
+            Err(e) => Err(e),
         }
     }
 }

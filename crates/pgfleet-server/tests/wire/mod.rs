@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::NoTls;
 
-use super::{Harness, chat_schema, hs256};
+use super::{Harness, chat_schema, common, hs256};
 use pgfleet_server::sql::SqlOptions;
 
 /// A tokio-postgres client of tenant `key` through the front door, with `password`.
@@ -549,5 +549,240 @@ async fn wire_psql_and_pgbench() {
             "{out}"
         );
     }
+    h.stop().await;
+}
+
+/// Session mode: a client keeps one server session; what it leaves is reset before the next
+/// client gets it. TLS: psql with `sslmode=require`, the certificate checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wire_session_mode_and_tls() {
+    let dir = std::env::temp_dir().join(format!("pgfleet-wire-tls-{}", std::process::id()));
+    let (cert, key) = super::self_signed(&dir);
+    let tls = pgfleet_server::sql::listener::tls_acceptor_for(&cert, &key, b"postgresql").unwrap();
+    let pg = pgfleet_server::pg::PgOptions {
+        pool_mode: pgfleet_server::pg::PoolMode::Session,
+        tls: Some(tls),
+        ..Default::default()
+    };
+    let h = Harness::start_on(
+        &chat_schema(),
+        None,
+        SqlOptions::default(),
+        None,
+        pgfleet::UnknownPolicy::Reject,
+        pg,
+        None,
+    )
+    .await;
+
+    // One server session for the whole client session, without pinning.
+    let a = connect(&h, "a", &h.token).await.unwrap();
+    let first: i32 = a
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    a.batch_execute("SET work_mem = '7MB'").await.unwrap();
+    for _ in 0..5 {
+        let p: i32 = a
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(p, first);
+    }
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The next client may get that session, reset.
+    for _ in 0..3 {
+        let b = connect(&h, "a", &h.token).await.unwrap();
+        let v: String = b.query_one("SHOW work_mem", &[]).await.unwrap().get(0);
+        assert_ne!(v, "7MB");
+    }
+
+    // psql over TLS, verifying the certificate: Debian's psql 15 (the bundled one has no TLS).
+    let psql = std::path::Path::new("/usr/lib/postgresql/15/bin/psql");
+    assert!(
+        psql.exists(),
+        "{} is missing: run scripts/bootstrap.sh --with-pg15",
+        psql.display()
+    );
+    let conninfo = format!(
+        "host=localhost port={} user=a dbname=app sslmode=verify-full sslrootcert={}",
+        h.pg.port(),
+        cert.display()
+    );
+    // psql reaches its tenant over TLS to pgfleet (pgfleet to PostgreSQL is loopback, in clear).
+    let out = tokio::task::block_in_place(|| {
+        Command::new(psql)
+            .args(["-X", "-c", "\\conninfo", &conninfo])
+            .env("PGPASSWORD", &h.token)
+            .output()
+            .unwrap()
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("SSL") || stdout.contains("TLS"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+    h.stop().await;
+}
+
+/// A server session killed while idle in the pool is found at first use and the request sent to
+/// another (named statements prepared there first); a stopped server gives a clean error, and the
+/// same clients go on once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wire_survives_killed_sessions_and_a_restarted_server() {
+    let mut cluster = pgfleet_testkit::TestCluster::start();
+    let h = Harness::start_on(
+        &chat_schema(),
+        None,
+        SqlOptions::default(),
+        None,
+        pgfleet::UnknownPolicy::Reject,
+        pgfleet_server::pg::PgOptions::default(),
+        Some(&cluster),
+    )
+    .await;
+    let a = connect(&h, "a", &h.token).await.unwrap();
+    let db = connect(&h, "db", &hs256("db")).await.unwrap();
+    let count = a.prepare("SELECT count(*) FROM users").await.unwrap();
+    let insert = db
+        .prepare("INSERT INTO users (external_id, email) VALUES ($1, $1)")
+        .await
+        .unwrap();
+    a.query_one(&count, &[]).await.unwrap();
+    db.execute(&insert, &[&"k0"]).await.unwrap();
+
+    let admin = pgfleet_testkit::connect(&cluster.url()).await;
+    for round in 1..=3 {
+        let killed: i64 = admin
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'pgfleet-pg'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(killed >= 1, "round {round}: nothing to kill");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Both rely on statements prepared on the killed sessions.
+        let n: i64 = a.query_one(&count, &[]).await.unwrap().get(0);
+        assert_eq!(n, 0);
+        db.execute(&insert, &[&format!("k{round}")]).await.unwrap();
+    }
+    let n: i64 = db
+        .query_one("SELECT count(*) FROM users", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 4, "each insert ran exactly once");
+
+    // The server stops: a clean error, not a hang.
+    tokio::task::block_in_place(|| cluster.stop());
+    let started = std::time::Instant::now();
+    let e = tokio::time::timeout(Duration::from_secs(60), a.query_one(&count, &[]))
+        .await
+        .expect("an answer, not a hang")
+        .unwrap_err();
+    assert!(
+        matches!(
+            code(&e).as_str(),
+            "08006" | "53300" | "57P01" | "57P02" | "57P03"
+        ),
+        "{e:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(45));
+    // Back: the same client connections work again.
+    tokio::task::block_in_place(|| cluster.restart());
+    let mut ok = false;
+    for _ in 0..60 {
+        if a.query_one(&count, &[]).await.is_ok() && db.execute(&insert, &[&"back"]).await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(ok, "the clients did not get through after the restart");
+    h.stop().await;
+}
+
+/// Reads that opt in to the result cache are served from it over the wire; a write through the
+/// wire drops them; psql's Ctrl-C cancels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wire_cache_and_psql_cancel() {
+    let h = Harness::start(&chat_schema(), None, SqlOptions::default()).await;
+    let a = connect(&h, "a", &h.token).await.unwrap();
+    let read = "/* pgfleet:cache max-age=60 */ SELECT count(*) FROM users";
+    let count = |msgs: Vec<tokio_postgres::SimpleQueryMessage>| -> String {
+        msgs.iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap().to_string()),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(count(a.simple_query(read).await.unwrap()), "0");
+    // A write around pgfleet is not seen while the result is fresh: it came from the cache.
+    let t = h.tenant("a").await;
+    let direct = pgfleet_testkit::connect(&t.direct_url).await;
+    direct
+        .batch_execute("INSERT INTO users (external_id, email) VALUES ('around', 'x')")
+        .await
+        .unwrap();
+    assert_eq!(count(a.simple_query(read).await.unwrap()), "0");
+    // A write through the wire drops the tenant's cached results when it commits.
+    a.batch_execute("BEGIN; INSERT INTO users (external_id, email) VALUES ('wire', 'y'); COMMIT")
+        .await
+        .unwrap();
+    assert_eq!(count(a.simple_query(read).await.unwrap()), "2");
+    let metrics = common::request(h.ops, "GET", "/metrics", &[], b"").await;
+    assert!(
+        metrics
+            .body
+            .contains("pgfleet_pg_cache_total{status=\"hit\"}"),
+        "{}",
+        metrics.body
+    );
+
+    // psql's Ctrl-C: a CancelRequest on a new connection, with the key pgfleet gave.
+    let bin = pgfleet_testkit::binaries().bin_dir().to_path_buf();
+    let started = std::time::Instant::now();
+    let out = tokio::task::block_in_place(|| {
+        let child = Command::new(bin.join("psql"))
+            .args([
+                "-X",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &h.pg.port().to_string(),
+                "-U",
+                "a",
+                "-d",
+                "app",
+            ])
+            .args(["-c", "SELECT pg_sleep(30)"])
+            .env("PGPASSWORD", &h.token)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        let killed = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        child.wait_with_output().unwrap()
+    });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("canceling statement due to user request"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
     h.stop().await;
 }
