@@ -138,6 +138,7 @@ fn set_up(f: &ChatFleet) -> anyhow::Result<Setup> {
         let door = pgfleet_server::SqlFrontDoor {
             listener: Some(listener),
             pg: None,
+            pg_options: Default::default(),
             options: pgfleet_server::sql::SqlOptions {
                 max_concurrent_per_tenant: CLIENTS * 2,
                 ..Default::default()

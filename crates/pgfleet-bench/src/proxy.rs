@@ -232,7 +232,8 @@ impl FrontDoor {
             let addr = listener.local_addr()?;
             let door = pgfleet_server::SqlFrontDoor {
                 listener: None,
-                pg: Some((listener, pgfleet_server::pg::PgOptions::default())),
+                pg: Some(listener),
+                pg_options: Default::default(),
                 options: Default::default(),
                 jwt: Default::default(),
                 tls: None,

@@ -63,6 +63,7 @@ pub async fn node_example(control: &Control, key: &str) -> anyhow::Result<()> {
     let door = pgfleet_server::SqlFrontDoor {
         listener: Some(listener),
         pg: None,
+        pg_options: Default::default(),
         options: pgfleet_server::sql::SqlOptions::default(),
         jwt: pgfleet_server::sql::jwt::JwtSettings {
             secret: Some(secret.clone().into_bytes()),

@@ -525,7 +525,7 @@ pub fn serve(a: &ServeArgs) -> anyhow::Result<()> {
                     "pgfleet serve: SQL over HTTP on {scheme}://{at}/sql, the wire protocol over WebSocket on {ws}://{at}/v2 (JWT: {jwt}; app tokens: `pgfleet token create NAME --scope sql`)",
                 );
             }
-            if let Some((l, o)) = &door.pg {
+            if let (Some(l), o) = (&door.pg, &door.pg_options) {
                 eprintln!(
                     "pgfleet serve: PostgreSQL wire protocol on {} ({} pooling; user = tenant key, password = app token or JWT; TLS: {})",
                     l.local_addr()?,

@@ -307,19 +307,18 @@ pub async fn front_door(
         None => None,
     };
     let pg = match &pg_listen {
-        Some(l) => Some((
-            bind(l, "--pg-listen").await?,
-            pgfleet_server::pg::PgOptions {
-                pool_mode,
-                tls: pg_tls,
-                ..pgfleet_server::pg::PgOptions::default()
-            },
-        )),
+        Some(l) => Some(bind(l, "--pg-listen").await?),
         None => None,
+    };
+    let pg_options = pgfleet_server::pg::PgOptions {
+        pool_mode,
+        tls: pg_tls,
+        ..pgfleet_server::pg::PgOptions::default()
     };
     Ok(Some(pgfleet_server::SqlFrontDoor {
         listener,
         pg,
+        pg_options,
         options,
         jwt,
         tls,

@@ -226,7 +226,7 @@ pub struct SqlSettings {
     pub connections_per_tenant: Option<usize>,
     /// `--pg-listen`: the PostgreSQL wire-protocol front door.
     pub pg_listen: Option<String>,
-    /// `--pg-pool-mode`: `transaction` or `session`.
+    /// `--pg-pool-mode`: `transaction` or `session` (also for `/v2`).
     pub pg_pool_mode: Option<String>,
 }
 

@@ -104,8 +104,10 @@ pub struct SqlFrontDoor {
     /// The SQL-over-HTTP listener (`--sql-listen`; also `GET /v2`, the wire protocol over
     /// WebSocket), if served.
     pub listener: Option<tokio::net::TcpListener>,
-    /// The wire-protocol listener (`--pg-listen`), if served, and its settings.
-    pub pg: Option<(tokio::net::TcpListener, pg::PgOptions)>,
+    /// The wire-protocol listener (`--pg-listen`), if served.
+    pub pg: Option<tokio::net::TcpListener>,
+    /// How the wire protocol is served, on `pg` and over WebSocket (`/v2`).
+    pub pg_options: pg::PgOptions,
     /// Limits and CORS.
     pub options: sql::SqlOptions,
     /// End-user tokens (keys from the environment or files).
@@ -123,10 +125,8 @@ impl std::fmt::Debug for SqlFrontDoor {
                 "listener",
                 &self.listener.as_ref().and_then(|l| l.local_addr().ok()),
             )
-            .field(
-                "pg",
-                &self.pg.as_ref().map(|(l, o)| (l.local_addr().ok(), o)),
-            )
+            .field("pg", &self.pg.as_ref().map(|l| l.local_addr().ok()))
+            .field("pg_options", &self.pg_options)
             .field("options", &self.options)
             .field("tls", &self.tls.is_some())
             .field("router", &self.router)
@@ -473,12 +473,14 @@ pub async fn start_sql_service(
     }
     let auth = Arc::new(sql::auth::Auth::new(control.clone(), jwt));
     // The wire protocol: on its own listener, and over WebSocket on the HTTP one (`/v2`).
-    let (pg_listener, pg_opts) = match door.pg {
-        Some((l, o)) => (Some(l), o),
-        None => (None, pg::PgOptions::default()),
-    };
-    let pg_service = Arc::new(pg::PgService::new(router.clone(), auth.clone(), pg_opts));
-    let pg_task = pg_listener.map(|l| tokio::spawn(pg_service.clone().serve(l, stop.clone())));
+    let pg_service = Arc::new(pg::PgService::new(
+        router.clone(),
+        auth.clone(),
+        door.pg_options,
+    ));
+    let pg_task = door
+        .pg
+        .map(|l| tokio::spawn(pg_service.clone().serve(l, stop.clone())));
     let listen = sql::listener::ListenOptions {
         read_timeout: door.options.read_timeout,
         write_timeout: door.options.write_timeout,

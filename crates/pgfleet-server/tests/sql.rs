@@ -129,7 +129,8 @@ impl Harness {
         let ops_addr = ops.local_addr().unwrap();
         let door = pgfleet_server::SqlFrontDoor {
             listener: Some(listener),
-            pg: Some((pg_listener, pg_options)),
+            pg: Some(pg_listener),
+            pg_options,
             options: opts,
             jwt: JwtSettings {
                 secret: Some(SECRET.as_bytes().to_vec()),

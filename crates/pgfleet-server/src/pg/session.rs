@@ -138,16 +138,27 @@ impl Cycle {
     }
 }
 
-/// A cycle held back: its first answer said a table was missing (repaired, then sent again on
-/// the same session), or the session ended before it ran (sent again on another).
+/// Why a cycle is sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Again {
+    /// Its first answer said a table, column or schema was missing: repaired, then sent again on
+    /// the same session.
+    Repair,
+    /// The server rolled it back for a serialization failure or a deadlock: sent again on the
+    /// same session.
+    RolledBack,
+    /// The session ended before the server read it: sent on another.
+    Elsewhere,
+}
+
+/// A cycle held back until it is sent again, or its error passed on.
 struct Held {
     /// What to pass on when it is not sent again (`None`: the session closed without a word).
     error: Option<BytesMut>,
     cycle: Cycle,
     /// The server's `ReadyForQuery` after the error (set at once for a session that ended).
     ready: Option<u8>,
-    /// To another session, without a repair.
-    elsewhere: bool,
+    again: Again,
 }
 
 /// Why the session ends.
@@ -399,7 +410,11 @@ impl<'s> Session<'s> {
             l.mark_broken();
         }
         self.cancel.lend_none();
-        if self.held.as_ref().is_some_and(|h| h.elsewhere) {
+        if self
+            .held
+            .as_ref()
+            .is_some_and(|h| h.again == Again::Elsewhere)
+        {
             return; // sent again on another session next
         }
         if let Some(c) = self.cycle.take_if(|c| c.replayable()) {
@@ -409,7 +424,7 @@ impl<'s> Session<'s> {
                 error: None,
                 cycle: c,
                 ready: Some(b'I'),
-                elsewhere: true,
+                again: Again::Elsewhere,
             });
             return;
         }
@@ -512,6 +527,28 @@ impl<'s> Session<'s> {
                     return self.fatal("08P01", "a malformed Parse message");
                 };
                 let refused = self.verdict(parse.query);
+                if !parse.name.is_empty()
+                    && refused.is_none()
+                    && self.lease.is_none()
+                    && self.pinned.is_none()
+                    && self.queue.is_empty()
+                {
+                    // Outside a transaction a named statement needs no server session yet: it is
+                    // prepared on the session that first runs it (a client that prepares
+                    // statements one by one while others hold every session must not wait for
+                    // one, nor block those that do). The server checks it at that first use.
+                    let server = self.server_name(parse.query, parse.types);
+                    let full = parse.write(&server, parse.query);
+                    self.statements.insert(
+                        parse.name.to_string(),
+                        Prepared {
+                            server,
+                            parse: full,
+                        },
+                    );
+                    self.push(Expect::Own(message::parse_complete()));
+                    return;
+                }
                 if !self.lend(false).await {
                     return;
                 }
@@ -659,16 +696,14 @@ impl<'s> Session<'s> {
         }
     }
 
-    /// The server name of a statement: its text and parameter types, and the tenant on a shared
-    /// session (where several tenants prepare the same text).
+    /// The server name of a statement: its text and parameter types, and the tenant (a shared
+    /// session serves several tenants, who may prepare the same text).
     fn server_name(&self, query: &str, types: &[u8]) -> Arc<str> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         query.hash(&mut h);
         types.hash(&mut h);
-        if self.lease.as_ref().is_some_and(|l| l.is_shared()) {
-            self.caller.key.hash(&mut h);
-        }
+        self.caller.key.hash(&mut h);
         format!("pgf_{:016x}_{}", h.finish(), query.len()).into()
     }
 
@@ -823,14 +858,14 @@ impl<'s> Session<'s> {
         {
             // The first answer of a cycle: nothing the server did for it reached the client.
             if tag == b'E'
-                && let Some(elsewhere) = self.may_replay(&cycle, &msg)
+                && let Some(again) = self.may_replay(&cycle, &msg)
             {
                 self.queue.clear();
                 self.held = Some(Held {
                     error: Some(msg),
                     cycle,
-                    ready: elsewhere.then_some(b'I'),
-                    elsewhere,
+                    ready: (again == Again::Elsewhere).then_some(b'I'),
+                    again,
                 });
                 return;
             }
@@ -898,19 +933,22 @@ impl<'s> Session<'s> {
         }
     }
 
-    /// Whether a cycle whose first answer is the error `msg` is sent again: `Some(true)` on
-    /// another session (the server ended this one before it read the cycle: nothing of it ran),
-    /// `Some(false)` on this one after a repair (a missing table, column or schema).
-    fn may_replay(&self, cycle: &Cycle, msg: &[u8]) -> Option<bool> {
+    /// Whether a cycle whose first answer is the error `msg` is sent again, and why. Nothing of
+    /// it took effect: it began in autocommit, and its first answer is the error (a `FATAL`: the
+    /// server ended the session before it read the cycle).
+    fn may_replay(&self, cycle: &Cycle, msg: &[u8]) -> Option<Again> {
         if !cycle.replayable() {
             return None;
         }
         let f = message::error_fields(&msg[5..]);
         if f.severity == "FATAL" {
-            return Some(true);
+            return Some(Again::Elsewhere);
+        }
+        if matches!(f.code.as_str(), "40001" | "40P01") {
+            return Some(Again::RolledBack);
         }
         (cycle.ticket.is_some() && pgfleet::router::is_healable_sqlstate(Some(&f.code)))
-            .then_some(false)
+            .then_some(Again::Repair)
     }
 
     /// Starts a repair in the background after an error that names a missing object, for the
@@ -935,23 +973,24 @@ impl<'s> Session<'s> {
         let Some(h) = self.held.take() else {
             return;
         };
-        if h.elsewhere {
-            return self.finish_elsewhere(h).await;
-        }
-        let again = {
-            let f = message::error_fields(&h.error.as_deref().unwrap_or_default()[5..]);
-            let reason = format!("{} ({})", f.message, f.code);
-            let ticket = h.cycle.ticket.expect("checked");
-            match self
-                .svc
-                .router
-                .repair_after(&self.caller.key, &ticket, &reason)
-                .await
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(tenant = %self.caller.key.escape_debug(), "repairing the tenant after a query error failed: {}", pgfleet::control::error::chain(&e));
-                    false
+        let again = match h.again {
+            Again::Elsewhere => return self.finish_elsewhere(h).await,
+            Again::RolledBack => true,
+            Again::Repair => {
+                let f = message::error_fields(&h.error.as_deref().unwrap_or_default()[5..]);
+                let reason = format!("{} ({})", f.message, f.code);
+                let ticket = h.cycle.ticket.expect("checked");
+                match self
+                    .svc
+                    .router
+                    .repair_after(&self.caller.key, &ticket, &reason)
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(tenant = %self.caller.key.escape_debug(), "repairing the tenant after a query error failed: {}", pgfleet::control::error::chain(&e));
+                        false
+                    }
                 }
             }
         };
@@ -959,7 +998,11 @@ impl<'s> Session<'s> {
             self.status = status;
         }
         if again && self.resend(&h.cycle, false) {
-            metrics::counter!("pgfleet_pg_replayed_total", "reason" => "repaired").increment(1);
+            let reason = match h.again {
+                Again::Repair => "repaired",
+                _ => "rolled_back",
+            };
+            metrics::counter!("pgfleet_pg_replayed_total", "reason" => reason).increment(1);
             return;
         }
         // Statements the cycle would have prepared were not.

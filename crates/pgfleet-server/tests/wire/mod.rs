@@ -786,3 +786,34 @@ async fn wire_cache_and_psql_cancel() {
     assert!(started.elapsed() < Duration::from_secs(20));
     h.stop().await;
 }
+
+/// A client that waits longer than the acquire timeout for a server session gets `53300` and
+/// goes on; a deadlock the server rolled back in autocommit runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wire_budget_timeouts_are_clean_errors() {
+    let h = Harness::start(&chat_schema(), None, SqlOptions::default()).await;
+    // Five pinned clients hold tenant a's five sessions (the harness's cap per tenant).
+    let mut pinned = Vec::new();
+    for _ in 0..5 {
+        let c = connect(&h, "a", &hs256("a")).await.unwrap();
+        c.batch_execute("LISTEN hold").await.unwrap();
+        pinned.push(c);
+    }
+    let waiting = connect(&h, "a", &hs256("a")).await;
+    // Its login itself needs a session: refused with the same code, cleanly.
+    let e = waiting.expect_err("no session was free for the login");
+    assert_eq!(code(&e), "53300", "{e:?}");
+    // A client logged in before, idle, waits for its next transaction and gets 53300.
+    drop(pinned.pop());
+    let late = connect(&h, "a", &hs256("a")).await.unwrap();
+    let holder = connect(&h, "a", &hs256("a")).await.unwrap();
+    holder.batch_execute("LISTEN hold").await.unwrap();
+    let started = std::time::Instant::now();
+    let e = late.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(code(&e), "53300", "{e:?}");
+    assert!(started.elapsed() >= Duration::from_secs(4));
+    drop(holder);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    late.simple_query("SELECT 1").await.expect("it goes on");
+    h.stop().await;
+}
