@@ -338,29 +338,12 @@ fn many_tenants(
     seconds: u64,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let control = &f.control;
     let started = Instant::now();
-    f.rt.block_on(async {
-        let gate = Arc::new(tokio::sync::Semaphore::new(8));
-        let mut set = tokio::task::JoinSet::new();
-        for i in 0..n {
-            let (c, gate) = (control.clone(), gate.clone());
-            set.spawn(async move {
-                let _p = gate.acquire_owned().await?;
-                let opts = CreateOptions {
-                    mode: Some(Mode::Schema),
-                    server: None,
-                };
-                c.provision(&format!("s{i:05}"), &opts, Duration::from_secs(600))
-                    .await?;
-                anyhow::Ok(())
-            });
-        }
-        while let Some(r) = set.join_next().await {
-            r??;
-        }
-        anyhow::Ok(())
-    })?;
+    let opts = CreateOptions {
+        mode: Some(Mode::Schema),
+        server: None,
+    };
+    crate::router::provision_zipf_tenants(f, &opts, n, "s")?;
     eprintln!(
         "proxy: {n} schema tenants provisioned in {:.0}s",
         started.elapsed().as_secs_f64()

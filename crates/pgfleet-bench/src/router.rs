@@ -439,8 +439,9 @@ impl HotRounds {
     }
 }
 
-/// (c), before it is measured: provisions `z00000`, `z00001`, … (8 at a time).
-fn provision_zipf_tenants(
+/// Provisions `{prefix}00000`, `{prefix}00001`, … (8 at a time): the Zipf tenants of (c), and
+/// the `proxy` benchmark's schema tenants.
+pub(crate) fn provision_zipf_tenants(
     f: &ChatFleet,
     schema_opts: &CreateOptions,
     n_tenants: usize,
