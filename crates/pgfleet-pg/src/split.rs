@@ -26,72 +26,12 @@ pub fn statements(sql: &str) -> Vec<Statement<'_>> {
     let mut begin_depth = 0i32;
     let mut words: Vec<String> = Vec::new(); // the statement's first words, for CREATE FUNCTION … BEGIN ATOMIC
     while i < bytes.len() {
+        if let Some(end) = skip_quoted(sql, i) {
+            i = end;
+            continue;
+        }
         let c = bytes[i];
         match c {
-            b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                i = sql[i..].find('\n').map_or(bytes.len(), |n| i + n);
-                continue;
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                let mut depth = 0;
-                while i < bytes.len() {
-                    if bytes[i] == b'/' && bytes.get(i + 1) == Some(&b'*') {
-                        depth += 1;
-                        i += 2;
-                    } else if bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/') {
-                        depth -= 1;
-                        i += 2;
-                        if depth == 0 {
-                            break;
-                        }
-                    } else {
-                        i += 1;
-                    }
-                }
-                continue;
-            }
-            b'\'' => {
-                let escapes = i > 0 && matches!(bytes[i - 1], b'e' | b'E');
-                i += 1;
-                while i < bytes.len() {
-                    if escapes && bytes[i] == b'\\' {
-                        i += 2;
-                        continue;
-                    }
-                    if bytes[i] == b'\'' {
-                        if bytes.get(i + 1) == Some(&b'\'') {
-                            i += 2;
-                            continue;
-                        }
-                        break;
-                    }
-                    i += 1;
-                }
-            }
-            b'"' => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' {
-                    i += 1;
-                }
-            }
-            b'$' => {
-                // $tag$ … $tag$ (a tag is empty or an identifier not starting with a digit).
-                let rest = &sql[i + 1..];
-                if let Some(end) = rest.find('$') {
-                    let tag = &rest[..end];
-                    let is_tag = tag.chars().all(|ch| ch.is_alphanumeric() || ch == '_')
-                        && !tag.starts_with(|ch: char| ch.is_ascii_digit());
-                    if is_tag {
-                        let delim = format!("${tag}$");
-                        let body = i + delim.len();
-                        match sql[body..].find(&delim) {
-                            Some(close) => i = body + close + delim.len(),
-                            None => i = bytes.len(),
-                        }
-                        continue;
-                    }
-                }
-            }
             b'(' => paren += 1,
             b')' => paren -= 1,
             b';' if paren <= 0 && begin_depth <= 0 => {
@@ -125,6 +65,83 @@ pub fn statements(sql: &str) -> Vec<Statement<'_>> {
     }
     push(sql, start, bytes.len(), &mut out);
     out
+}
+
+/// Where the comment, string literal, quoted identifier or dollar-quoted string that starts at
+/// byte `i` of `sql` ends: the byte after it (`sql.len()` when it is not closed), or `None` when
+/// none starts there (a `$1` parameter, a lone `-`). A string that follows an `E` (or `e`) is read
+/// with backslash escapes. Shared by [`statements`] and the wire front door's reading of client
+/// SQL, so both see quotes the same way.
+pub fn skip_quoted(sql: &str, i: usize) -> Option<usize> {
+    let bytes = sql.as_bytes();
+    let mut j = i;
+    match bytes.get(i)? {
+        b'-' if bytes.get(i + 1) == Some(&b'-') => {
+            Some(sql[i..].find('\n').map_or(bytes.len(), |n| i + n))
+        }
+        b'/' if bytes.get(i + 1) == Some(&b'*') => {
+            let mut depth = 0;
+            while j < bytes.len() {
+                if bytes[j] == b'/' && bytes.get(j + 1) == Some(&b'*') {
+                    depth += 1;
+                    j += 2;
+                } else if bytes[j] == b'*' && bytes.get(j + 1) == Some(&b'/') {
+                    depth -= 1;
+                    j += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    j += 1;
+                }
+            }
+            Some(j.min(bytes.len()))
+        }
+        b'\'' => {
+            let escapes = i > 0 && matches!(bytes[i - 1], b'e' | b'E');
+            j += 1;
+            while j < bytes.len() {
+                if escapes && bytes[j] == b'\\' {
+                    j += 2;
+                    continue;
+                }
+                if bytes[j] == b'\'' {
+                    if bytes.get(j + 1) == Some(&b'\'') {
+                        j += 2;
+                        continue;
+                    }
+                    break;
+                }
+                j += 1;
+            }
+            Some((j + 1).min(bytes.len()))
+        }
+        b'"' => {
+            j += 1;
+            while j < bytes.len() && bytes[j] != b'"' {
+                j += 1;
+            }
+            Some((j + 1).min(bytes.len()))
+        }
+        b'$' => {
+            // $tag$ … $tag$ (a tag is empty or an identifier not starting with a digit).
+            let rest = &sql[i + 1..];
+            let end = rest.find('$')?;
+            let tag = &rest[..end];
+            let is_tag = tag.chars().all(|ch| ch.is_alphanumeric() || ch == '_')
+                && !tag.starts_with(|ch: char| ch.is_ascii_digit());
+            if !is_tag {
+                return None;
+            }
+            let delim = &sql[i..i + end + 2];
+            let body = i + delim.len();
+            Some(match sql[body..].find(delim) {
+                Some(close) => body + close + delim.len(),
+                None => bytes.len(),
+            })
+        }
+        _ => None,
+    }
 }
 
 fn push<'a>(sql: &'a str, start: usize, end: usize, out: &mut Vec<Statement<'a>>) {

@@ -230,6 +230,23 @@ fn each_statement<'a>(sql: &'a str, mut f: impl FnMut(&[&'a str]) -> bool) {
     let mut cur: Vec<&'a str> = Vec::with_capacity(16);
     let mut i = 0;
     while i < b.len() {
+        if let Some(end) = pgfleet::pg::split::skip_quoted(sql, i) {
+            match b[i] {
+                // A quoted identifier is a word, never a keyword (it keeps its quote).
+                b'"' => cur.push(&sql[i..end]),
+                // `E'…'`: the `E` was read as a word; it is part of the string.
+                b'\''
+                    if i > 0
+                        && matches!(b[i - 1], b'e' | b'E')
+                        && cur.last().is_some_and(|w| w.eq_ignore_ascii_case("E")) =>
+                {
+                    cur.pop();
+                }
+                _ => {}
+            }
+            i = end;
+            continue;
+        }
         match b[i] {
             b';' => {
                 if !cur.is_empty() && !f(&cur) {
@@ -238,89 +255,11 @@ fn each_statement<'a>(sql: &'a str, mut f: impl FnMut(&[&'a str]) -> bool) {
                 cur.clear();
                 i += 1;
             }
-            b'-' if b.get(i + 1) == Some(&b'-') => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                let mut depth = 0usize;
-                while i < b.len() {
-                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
-                        depth += 1;
-                        i += 2;
-                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
-                        depth -= 1;
-                        i += 2;
-                        if depth == 0 {
-                            break;
-                        }
-                    } else {
-                        i += 1;
-                    }
-                }
-            }
-            b'\'' => {
-                // E'…' strings allow backslash escapes; the E was read as a word already.
-                let escapes = i > 0
-                    && matches!(b[i - 1], b'e' | b'E')
-                    && cur.last().is_some_and(|w| w.eq_ignore_ascii_case("E"));
-                if escapes {
-                    cur.pop();
-                }
-                i += 1;
-                while i < b.len() {
-                    if escapes && b[i] == b'\\' {
-                        i += 2;
-                        continue;
-                    }
-                    if b[i] == b'\'' {
-                        if b.get(i + 1) == Some(&b'\'') {
-                            i += 2;
-                            continue;
-                        }
-                        break;
-                    }
-                    i += 1;
-                }
-                i += 1;
-            }
-            b'"' => {
-                let start = i;
-                i += 1;
-                while i < b.len() {
-                    if b[i] == b'"' {
-                        if b.get(i + 1) == Some(&b'"') {
-                            i += 2;
-                            continue;
-                        }
-                        break;
-                    }
-                    i += 1;
-                }
-                cur.push(&sql[start..i.min(b.len())]);
-                i += 1;
-            }
             b'$' => {
-                // $tag$ … $tag$ (or $$ … $$); a $1 parameter is skipped as a number.
-                let rest = &sql[i + 1..];
-                let tag_len = rest
-                    .find(|ch: char| !(ch.is_alphanumeric() || ch == '_'))
-                    .unwrap_or(rest.len());
-                let tag_ok = rest[tag_len..].starts_with('$')
-                    && !rest[..tag_len].starts_with(|ch: char| ch.is_ascii_digit());
-                if tag_ok {
-                    let delim = &sql[i..i + tag_len + 2];
-                    let body = i + delim.len();
-                    i = match sql[body..].find(delim) {
-                        Some(k) => body + k + delim.len(),
-                        None => b.len(),
-                    };
-                } else {
+                // A `$1` parameter: skipped as a number.
+                i += 1;
+                while i < b.len() && b[i].is_ascii_digit() {
                     i += 1;
-                    while i < b.len() && b[i].is_ascii_digit() {
-                        i += 1;
-                    }
                 }
             }
             c if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => {
