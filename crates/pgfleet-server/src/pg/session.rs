@@ -30,6 +30,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_util::FutureExt;
 use pgfleet::router::RouterError;
 use pgfleet::router::wire::{HealTicket, LIBRARY_LIMITS, ProxyLease, Statement, Work};
+use pgfleet::schema::quote::literal;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::classify::Verdict;
@@ -41,6 +42,13 @@ use crate::sql::auth::{Caller, Via};
 pub const MAX_CLIENT_MESSAGE: usize = 256 << 20;
 /// Bytes waiting for one side beyond which the other side is not read.
 const HIGH_WATER: usize = 1 << 20;
+/// Server messages larger than this are relayed as they arrive, not held whole.
+const STREAM_FROM: usize = HIGH_WATER;
+/// Named statements one client connection may hold (their `Parse` messages are kept, to prepare
+/// them on whichever server session runs them).
+const MAX_STATEMENTS: usize = 10_000;
+/// Bytes of those `Parse` messages one client connection may hold.
+const MAX_STATEMENT_BYTES: usize = 64 << 20;
 /// Room made for each read from a socket.
 const READ_CHUNK: usize = 16 << 10;
 /// Most bytes of a cycle kept to send again after a repair.
@@ -99,6 +107,8 @@ struct Prepared {
     server: Arc<str>,
     /// The whole `Parse` message under the server name.
     parse: Bytes,
+    /// It may write (each run drops the tenant's cached results when its transaction ends).
+    writes: bool,
 }
 
 /// What was sent since the session was last idle, kept to send again.
@@ -194,6 +204,10 @@ pub(super) struct Session<'s> {
     wrote: bool,
     /// The tenant's id, once a server session was lent (for the result cache).
     tenant_id: Option<String>,
+    /// Bytes of a large server message still to relay as they arrive.
+    passing: usize,
+    /// Bytes of the `Parse` messages in `statements`.
+    statement_bytes: usize,
 }
 
 impl<'s> Session<'s> {
@@ -224,6 +238,8 @@ impl<'s> Session<'s> {
             end: None,
             wrote: false,
             tenant_id,
+            passing: 0,
+            statement_bytes: 0,
         }
     }
 
@@ -321,7 +337,10 @@ impl<'s> Session<'s> {
         let Some(mut lease) = self.lease.take() else {
             return;
         };
-        let idle = self.status == b'I' && self.queue.is_empty() && self.held.is_none();
+        let idle = self.status == b'I'
+            && self.queue.is_empty()
+            && self.held.is_none()
+            && self.passing == 0;
         if !idle || self.cancel.was_used() {
             lease.mark_broken();
         } else if self.pinned.is_some() || self.svc.opts.pool_mode == PoolMode::Session {
@@ -334,6 +353,7 @@ impl<'s> Session<'s> {
             && self.queue.is_empty()
             && self.status == b'I'
             && self.held.is_none()
+            && self.passing == 0
             && self.sout.is_empty()
             && self.pinned.is_none()
             && self.svc.opts.pool_mode == PoolMode::Transaction;
@@ -514,7 +534,7 @@ impl<'s> Session<'s> {
                     self.push(Expect::Own(answer));
                     return;
                 }
-                let msg = match self.verdict(sql) {
+                let msg = match self.verdict(sql).0 {
                     Some(refused) => refused.query(),
                     None => msg,
                 };
@@ -526,7 +546,7 @@ impl<'s> Session<'s> {
                 let Some(parse) = Parse::read(body) else {
                     return self.fatal("08P01", "a malformed Parse message");
                 };
-                let refused = self.verdict(parse.query);
+                let (refused, writes) = self.verdict(parse.query);
                 if !parse.name.is_empty()
                     && refused.is_none()
                     && self.lease.is_none()
@@ -539,14 +559,9 @@ impl<'s> Session<'s> {
                     // one, nor block those that do). The server checks it at that first use.
                     let server = self.server_name(parse.query, parse.types);
                     let full = parse.write(&server, parse.query);
-                    self.statements.insert(
-                        parse.name.to_string(),
-                        Prepared {
-                            server,
-                            parse: full,
-                        },
-                    );
-                    self.push(Expect::Own(message::parse_complete()));
+                    if self.remember(parse.name, server, full, writes) {
+                        self.push(Expect::Own(message::parse_complete()));
+                    }
                     return;
                 }
                 if !self.lend(false).await {
@@ -565,13 +580,9 @@ impl<'s> Session<'s> {
                 }
                 let server = self.server_name(&query, parse.types);
                 let full = parse.write(&server, &query);
-                self.statements.insert(
-                    parse.name.to_string(),
-                    Prepared {
-                        server: server.clone(),
-                        parse: full.clone(),
-                    },
-                );
+                if !self.remember(parse.name, server.clone(), full.clone(), writes) {
+                    return;
+                }
                 self.begin_cycle();
                 let lease = self.lease.as_mut().expect("lent");
                 if lease.prepared.contains(&*server) {
@@ -593,6 +604,7 @@ impl<'s> Session<'s> {
                     .and_then(|s| self.statements.get(s).cloned());
                 let out = match named {
                     Some(p) => {
+                        self.wrote |= p.writes;
                         self.ensure_prepared(&p);
                         match message::rename_bind(body, &p.server) {
                             Some(b) => b,
@@ -613,7 +625,9 @@ impl<'s> Session<'s> {
                 {
                     if tag == b'C' {
                         // Kept prepared on the server for the next client that needs it.
-                        self.statements.remove(name);
+                        if let Some(p) = self.statements.remove(name) {
+                            self.statement_bytes -= p.parse.len();
+                        }
                         self.push(Expect::Own(message::close_complete()));
                         return;
                     }
@@ -669,11 +683,42 @@ impl<'s> Session<'s> {
         }
     }
 
+    /// Keeps a client's named statement (replacing one of the same name). A client that holds
+    /// more than [`MAX_STATEMENTS`] (or [`MAX_STATEMENT_BYTES`] of them) without closing any is
+    /// told so and its connection ends: their `Parse` messages are held here. Whether it was kept.
+    fn remember(&mut self, name: &str, server: Arc<str>, parse: Bytes, writes: bool) -> bool {
+        let replaced = self.statements.get(name).map_or(0, |p| p.parse.len());
+        let count = self.statements.len() + usize::from(replaced == 0);
+        if count > MAX_STATEMENTS
+            || self.statement_bytes - replaced + parse.len() > MAX_STATEMENT_BYTES
+        {
+            self.fatal(
+                "54000",
+                &format!(
+                    "this connection holds more than {MAX_STATEMENTS} prepared statements (or {} MiB of them) without closing any; close those it no longer uses",
+                    MAX_STATEMENT_BYTES >> 20
+                ),
+            );
+            return false;
+        }
+        self.statement_bytes = self.statement_bytes - replaced + parse.len();
+        self.statements.insert(
+            name.to_string(),
+            Prepared {
+                server,
+                parse,
+                writes,
+            },
+        );
+        true
+    }
+
     /// Reads the SQL for pinning and refusals: `Some` when it must not run.
-    fn verdict(&mut self, sql: &str) -> Option<Refused> {
+    /// Also whether the SQL may write; a write sent now is noted for the cache.
+    fn verdict(&mut self, sql: &str) -> (Option<Refused>, bool) {
         let reading = super::classify::read(sql);
         self.wrote |= reading.writes;
-        match reading.verdict {
+        let refused = match reading.verdict {
             Verdict::Plain => None,
             Verdict::Pin {
                 reason,
@@ -693,7 +738,8 @@ impl<'s> Session<'s> {
                 metrics::counter!("pgfleet_pg_errors_total", "kind" => "refused").increment(1);
                 Some(Refused(what))
             }
-        }
+        };
+        (refused, reading.writes)
     }
 
     /// The server name of a statement: its text and parameter types, and the tenant (a shared
@@ -832,10 +878,33 @@ impl<'s> Session<'s> {
             let Some((_, _, buf)) = lease.io() else {
                 return;
             };
+            if self.passing > 0 {
+                // The rest of a large message, relayed as it arrives.
+                let n = self.passing.min(buf.len());
+                if n == 0 {
+                    return;
+                }
+                let chunk = buf.split_to(n);
+                self.passing -= n;
+                if self.held.is_none() {
+                    self.cout.extend_from_slice(&chunk);
+                }
+                if self.passing == 0 {
+                    self.emit_own();
+                }
+                continue;
+            }
             if buf.len() < 5 {
                 return;
             }
+            let tag = buf[0];
             let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+            if len + 1 > STREAM_FROM && matches!(tag, b'D' | b'd' | b'N' | b'E' | b'V') {
+                // A large row, copy chunk, notice, error or function result (tenant SQL can make
+                // one of up to 1 GiB) streams through instead of being held whole.
+                self.stream(tag, len + 1);
+                continue;
+            }
             if buf.len() < len + 1 {
                 buf.reserve(len + 1 - buf.len());
                 return;
@@ -843,6 +912,26 @@ impl<'s> Session<'s> {
             let msg = buf.split_to(len + 1);
             self.server_message(msg);
         }
+    }
+
+    /// Starts relaying a message of `total` bytes as it arrives; what it means for the queue is
+    /// taken from its tag alone (an error's fields are not read: it is neither healed nor
+    /// retried).
+    fn stream(&mut self, tag: u8, total: usize) {
+        // An answer reaches the client: the cycle is not sent again.
+        self.cycle = None;
+        match tag {
+            b'E' => self.error_skips(),
+            b'D' | b'd' | b'N' => {}
+            _ => {
+                if let Some(Expect::Answer { kind, .. }) = self.queue.front()
+                    && kind.ends_with(tag)
+                {
+                    self.queue.pop_front();
+                }
+            }
+        }
+        self.passing = total;
     }
 
     fn server_message(&mut self, msg: BytesMut) {
@@ -1141,8 +1230,8 @@ impl Refused {
         );
         format!(
             "DO $pgfleet$ BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = {}, HINT = {}; END $pgfleet$",
-            pgfleet_literal(&text),
-            pgfleet_literal(
+            literal(&text),
+            literal(
                 "Connect as the tenant you want; pgfleet resets sessions between clients itself."
             )
         )
@@ -1157,10 +1246,6 @@ impl Refused {
         out.extend_from_slice(&[0]);
         out.freeze()
     }
-}
-
-fn pgfleet_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// What the client is told when no server session can be lent: a metric label, a SQLSTATE and

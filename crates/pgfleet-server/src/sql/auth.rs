@@ -195,7 +195,7 @@ impl Auth {
             )));
         };
         Ok(match jwt.tenant(password).await {
-            Ok(key) if key == user => Ok(Caller { key, via: Via::Jwt }),
+            Ok(key) if key == user && valid_key(&key) => Ok(Caller { key, via: Via::Jwt }),
             Ok(_) => Err(Refusal::new(
                 "jwt_other_tenant",
                 "the token is for another tenant than the user name: connect with the token's tenant key as the user",

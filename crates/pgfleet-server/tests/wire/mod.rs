@@ -177,6 +177,15 @@ async fn wire_clients_reach_their_tenant_pooled_per_transaction() {
     assert_eq!(code(&e), "42601");
     assert!(e.as_db_error().unwrap().position().is_some());
 
+    // A row larger than the relay holds at once streams through whole.
+    let big: String = a
+        .query_one("SELECT repeat('x', 3000000) || 'end'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(big.len(), 3_000_003);
+    assert!(big.ends_with("xend"));
+
     // A multi-statement simple query, and a pipeline of extended queries.
     let msgs = a
         .simple_query(
